@@ -1,0 +1,27 @@
+"""weightwise: Keras layer weight regularizers and constraints for PyTorch.
+
+``import weightwise as keras`` gives Keras's names for the supported subset:
+
+>>> import weightwise as keras
+>>> keras.regularizers.L2(2.0)(keras.ops.ones((5, 5)))
+tensor(50.)
+>>> keras.constraints.NonNeg()(keras.ops.convert_to_tensor([-1.0, 1.0]))
+tensor([0., 1.])
+"""
+
+from weightwise import backend, config, constraints, ops, regularizers, saving
+from weightwise.constraints import Constraint
+from weightwise.regularizers import Regularizer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Constraint",
+    "Regularizer",
+    "backend",
+    "config",
+    "constraints",
+    "ops",
+    "regularizers",
+    "saving",
+]

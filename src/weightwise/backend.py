@@ -1,0 +1,102 @@
+"""The few global numeric settings: the fuzz factor ``epsilon`` and the default float type.
+
+Everything else in weightwise is stateless; these two mirror ``keras.config``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["epsilon", "set_epsilon", "floatx", "set_floatx", "standardize_dtype"]
+
+_FLOAT_DTYPES = {
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "float32": torch.float32,
+    "float64": torch.float64,
+}
+
+_EPSILON = 1e-7
+_FLOATX = "float32"
+
+
+def epsilon() -> float:
+    """Return the fuzz factor added to denominators (Keras default ``1e-7``).
+
+    >>> epsilon()
+    1e-07
+    """
+    return _EPSILON
+
+
+def set_epsilon(value: float) -> None:
+    """Set the fuzz factor returned by :func:`epsilon`.
+
+    The value must be a positive finite number.
+
+    >>> old = epsilon()
+    >>> set_epsilon(1e-5)
+    >>> epsilon()
+    1e-05
+    >>> set_epsilon(old)
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"Invalid value for argument `value`: expected a float. Received: value={value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(
+            f"Invalid value for argument `value`: expected a positive finite float. Received: value={value!r}"
+        )
+    global _EPSILON
+    _EPSILON = float(value)
+
+
+def floatx() -> str:
+    """Return the default float type as a string (``'float32'`` unless changed).
+
+    >>> floatx()
+    'float32'
+    """
+    return _FLOATX
+
+
+def set_floatx(value: str) -> None:
+    """Set the default float type: one of ``float16``, ``bfloat16``, ``float32``, ``float64``.
+
+    >>> set_floatx("float64")
+    >>> floatx()
+    'float64'
+    >>> set_floatx("float32")
+    """
+    if value not in _FLOAT_DTYPES:
+        raise ValueError(
+            f"Invalid value for argument `value`. Expected one of {sorted(_FLOAT_DTYPES)}. Received: value={value!r}"
+        )
+    global _FLOATX
+    _FLOATX = value
+
+
+def standardize_dtype(dtype: object = None) -> torch.dtype:
+    """Turn a dtype given as a string, numpy dtype or torch dtype into a ``torch.dtype``.
+
+    ``None`` means :func:`floatx`.
+
+    >>> standardize_dtype("float64")
+    torch.float64
+    >>> standardize_dtype(None)
+    torch.float32
+    """
+    if dtype is None:
+        return _FLOAT_DTYPES[_FLOATX]
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    name = getattr(dtype, "name", None) if not isinstance(dtype, str) else dtype
+    if name is None and isinstance(dtype, type):
+        name = getattr(dtype, "__name__", None)
+    if isinstance(name, str):
+        name = {"float": "float32", "int": "int32", "bool": "bool"}.get(name, name)
+        resolved = getattr(torch, name, None)
+        if isinstance(resolved, torch.dtype):
+            return resolved
+    raise ValueError(f"Invalid value for argument `dtype`: not a known dtype. Received: dtype={dtype!r}")

@@ -1,0 +1,298 @@
+"""Weight constraints: projections applied to a weight after each optimizer update.
+
+A constraint is any callable that takes a tensor and returns a projected tensor
+of the same shape and dtype. Constraints are pure: they never modify their input;
+the training loop copies the result into the parameter.
+
+Norms are taken over ``axis`` (an int or a list of ints). In a Keras ``Dense``
+kernel ``(input_dim, units)``, ``axis=0`` constrains each unit's incoming weight
+vector; in a ``Conv2D`` kernel ``(rows, cols, in, out)``, ``axis=[0, 1, 2]``
+constrains each filter.
+
+Half-precision weights are projected in ``float32`` and cast back.
+
+>>> class NonNegative(Constraint):
+...
+...  def __call__(self, w):
+...    return w * ops.cast(ops.greater_equal(w, 0.), dtype=w.dtype)
+>>> weight = ops.convert_to_tensor((-1.0, 1.0))
+>>> NonNegative()(weight)
+[0., 1.]
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from typing import Any, Union
+
+import torch
+
+from weightwise import backend, ops
+from weightwise.serialization import ObjectFamily
+
+__all__ = [
+    "Constraint",
+    "MaxNorm",
+    "MinMaxNorm",
+    "NonNeg",
+    "UnitNorm",
+    "deserialize",
+    "get",
+    "max_norm",
+    "min_max_norm",
+    "non_neg",
+    "serialize",
+    "unit_norm",
+]
+
+Axis = Union[int, Sequence[int], None]
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def _validate_axis(axis: Any) -> int | list[int] | None:
+    """Check ``axis`` (an int, a sequence of distinct ints, or None) and return it JSON-ready."""
+    if axis is None or (isinstance(axis, int) and not isinstance(axis, bool)):
+        return axis
+    if isinstance(axis, (list, tuple)) and all(isinstance(a, int) and not isinstance(a, bool) for a in axis):
+        if len(set(axis)) != len(axis):
+            raise ValueError(f"Invalid value for argument `axis`: repeated axes. Received: axis={axis!r}")
+        return list(axis)
+    raise ValueError(
+        f"Invalid value for argument `axis`: expected an int, a list of ints, or None. Received: axis={axis!r}"
+    )
+
+
+def _validate_bound(value: Any, name: str) -> float | int:
+    """Check a norm bound: a non-negative number (``inf`` allowed) that is not a bool or NaN."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value) or value < 0:
+        raise ValueError(f"Invalid value for argument `{name}`: expected a non-negative float. Received: {name}={value!r}")
+    return value if isinstance(value, (int, float)) else float(value)
+
+
+def _check_axis_fits(axis: int | list[int] | None, w: torch.Tensor, owner: str) -> None:
+    axes = [] if axis is None else [axis] if isinstance(axis, int) else axis
+    for a in axes:
+        if not -w.dim() <= a < w.dim():
+            raise ValueError(
+                f"{owner}: `axis`={axis!r} is out of range for a weight of shape {tuple(w.shape)} "
+                f"(rank {w.dim()})."
+            )
+    if len({a % max(w.dim(), 1) for a in axes}) != len(axes):
+        raise ValueError(f"{owner}: `axis`={axis!r} names the same dimension twice for rank {w.dim()}.")
+
+
+def _projection_input(w: Any) -> tuple[torch.Tensor, torch.dtype]:
+    """The tensor to project in (floats as given; half and integers widened) and the dtype to return."""
+    w = ops.convert_to_tensor(w)
+    if w.dtype in _HALF:
+        return w.float(), w.dtype
+    if not w.is_floating_point():
+        return w.to(backend.standardize_dtype(None)), backend.standardize_dtype(None)
+    return w, w.dtype
+
+
+class Constraint:
+    """Base class for weight constraints.
+
+    A constraint works like a stateless function: subclasses override
+    ``__call__(w)`` to return a projected version of ``w`` (for example normalized
+    or clipped), without modifying ``w``. ``get_config`` returns the constructor
+    arguments and ``from_config`` rebuilds the constraint as ``cls(**config)``.
+
+    >>> class CenterAround(Constraint):
+    ...   \"\"\"Constrains weight tensors to be centered around `ref_value`.\"\"\"
+    ...
+    ...   def __init__(self, ref_value):
+    ...     self.ref_value = ref_value
+    ...
+    ...   def __call__(self, w):
+    ...     mean = ops.mean(w)
+    ...     return w - mean + self.ref_value
+    ...
+    ...   def get_config(self):
+    ...     return {'ref_value': self.ref_value}
+    >>> constraint = CenterAround.from_config(CenterAround(2.0).get_config())
+    >>> constraint(ops.convert_to_tensor([0.0, 1.0, 2.0]))
+    tensor([1., 2., 3.])
+    """
+
+    def __call__(self, w: Any) -> torch.Tensor:
+        """Return the projection of ``w``; the base class returns ``w`` unchanged."""
+        return ops.convert_to_tensor(w)
+
+    def get_config(self) -> dict[str, Any]:
+        """Return the constructor arguments as a JSON-friendly dict."""
+        return {}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Constraint:
+        """Rebuild a constraint from ``get_config()`` output: ``cls(**config)``."""
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{key}={value!r}" for key, value in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class _NormConstraint(Constraint):
+    """Shared machinery of the norm constraints: ``w * desired(norms) / (epsilon + norms)``."""
+
+    def __init__(self, axis: Axis) -> None:
+        self.axis = _validate_axis(axis)
+
+    def _norms(self, w: torch.Tensor) -> torch.Tensor:
+        _check_axis_fits(self.axis, w, type(self).__name__)
+        return ops.norm(w, axis=self.axis, keepdims=True)
+
+    def _desired(self, norms: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} must define _desired(norms)")
+
+    def __call__(self, w: Any) -> torch.Tensor:
+        x, dtype = _projection_input(w)
+        norms = self._norms(x)
+        return (x * (self._desired(norms) / (backend.epsilon() + norms))).to(dtype)
+
+
+class MaxNorm(_NormConstraint):
+    """Cap the norm of each weight vector: ``w * clip(norm, 0, max_value) / (epsilon + norm)``.
+
+    Vectors within the bound keep their direction and (up to ``epsilon``) their length.
+
+    Args:
+        max_value: the largest allowed norm, ``>= 0``.
+        axis: axis or axes along which norms are taken. For a Dense kernel
+            ``(input_dim, output_dim)``, ``axis=0`` constrains each weight vector of
+            length ``input_dim``; for a ``channels_last`` Conv2D kernel
+            ``(rows, cols, input_depth, output_depth)``, ``axis=[0, 1, 2]``
+            constrains each filter.
+
+    >>> MaxNorm(max_value=1.0)(ops.convert_to_tensor([[3.0], [4.0]]))
+    tensor([[0.6000],
+            [0.8000]])
+    """
+
+    def __init__(self, max_value: float = 2, axis: Axis = 0) -> None:
+        self.max_value = _validate_bound(max_value, "max_value")
+        super().__init__(axis)
+
+    def _desired(self, norms: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(norms, 0, self.max_value)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"max_value": self.max_value, "axis": self.axis}
+
+
+class NonNeg(Constraint):
+    """Zero out negative weights: ``max(w, 0)``, giving ``+0.0`` (never ``-0.0``).
+
+    NaN stays NaN, so a diverged weight is not hidden.
+
+    >>> NonNeg()(ops.convert_to_tensor([-1.0, -0.0, 2.0]))
+    tensor([0., 0., 2.])
+    """
+
+    def __call__(self, w: Any) -> torch.Tensor:
+        w = ops.convert_to_tensor(w)
+        # Adding +0.0 turns the -0.0 that clamp keeps into +0.0 (IEEE: -0 + +0 = +0).
+        return torch.clamp(w, min=0) + 0
+
+
+class UnitNorm(_NormConstraint):
+    """Scale each weight vector to unit norm: ``w / (epsilon + norm)``.
+
+    A zero vector stays zero.
+
+    Args:
+        axis: axis or axes along which norms are taken (see :class:`MaxNorm`).
+
+    >>> UnitNorm(axis=1)(ops.convert_to_tensor([[3.0, 4.0], [0.0, 0.0]]))
+    tensor([[0.6000, 0.8000],
+            [0.0000, 0.0000]])
+    """
+
+    def __init__(self, axis: Axis = 0) -> None:
+        super().__init__(axis)
+
+    def __call__(self, w: Any) -> torch.Tensor:
+        x, dtype = _projection_input(w)
+        return (x / (backend.epsilon() + self._norms(x))).to(dtype)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"axis": self.axis}
+
+
+class MinMaxNorm(_NormConstraint):
+    """Keep each weight vector's norm within ``[min_value, max_value]``.
+
+    ``desired = rate * clip(norm, min_value, max_value) + (1 - rate) * norm``, then
+    ``w * desired / (epsilon + norm)``. ``rate=1`` enforces the bounds strictly;
+    a smaller rate moves the norm part of the way on each step.
+
+    Args:
+        min_value: the smallest allowed norm, ``>= 0``.
+        max_value: the largest allowed norm, ``>= min_value``.
+        rate: enforcement rate in ``[0, 1]``.
+        axis: axis or axes along which norms are taken (see :class:`MaxNorm`).
+
+    >>> MinMaxNorm(min_value=1.0, max_value=2.0)(ops.convert_to_tensor([[0.3], [0.4]]))
+    tensor([[0.6000],
+            [0.8000]])
+    """
+
+    def __init__(self, min_value: float = 0.0, max_value: float = 1.0, rate: float = 1.0, axis: Axis = 0) -> None:
+        self.min_value = _validate_bound(min_value, "min_value")
+        self.max_value = _validate_bound(max_value, "max_value")
+        if self.min_value > self.max_value:
+            raise ValueError(
+                "Invalid values for arguments `min_value` and `max_value`: min_value must not exceed "
+                f"max_value. Received: min_value={min_value!r}, max_value={max_value!r}"
+            )
+        if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate <= 1:
+            raise ValueError(f"Invalid value for argument `rate`: expected a float in [0, 1]. Received: rate={rate!r}")
+        self.rate = rate if isinstance(rate, (int, float)) else float(rate)
+        super().__init__(axis)
+
+    def _desired(self, norms: torch.Tensor) -> torch.Tensor:
+        return self.rate * torch.clamp(norms, self.min_value, self.max_value) + (1 - self.rate) * norms
+
+    def get_config(self) -> dict[str, Any]:
+        return {"min_value": self.min_value, "max_value": self.max_value, "rate": self.rate, "axis": self.axis}
+
+
+max_norm = MaxNorm
+non_neg = NonNeg
+unit_norm = UnitNorm
+min_max_norm = MinMaxNorm
+
+_FAMILY = ObjectFamily("constraint", "keras.constraints", [Constraint, MaxNorm, NonNeg, UnitNorm, MinMaxNorm])
+
+
+def serialize(constraint: Any) -> dict[str, Any] | None:
+    """Return the Keras 3 config dict of a constraint.
+
+    >>> serialize(MaxNorm(3.0, axis=[0, 1, 2]))
+    {'module': 'keras.constraints', 'class_name': 'MaxNorm', 'config': {'max_value': 3.0, 'axis': [0, 1, 2]}, 'registered_name': None}
+    """
+    return _FAMILY.serialize(constraint)
+
+
+def deserialize(config: Any, custom_objects: Mapping[str, Any] | None = None) -> Any:
+    """Build a constraint from a Keras 3 or tf.keras 2 config, or from a string id.
+
+    >>> deserialize({"class_name": "UnitNorm", "config": {"axis": 1}})
+    UnitNorm(axis=1)
+    """
+    return _FAMILY.deserialize(config, custom_objects)
+
+
+def get(identifier: Any) -> Any:
+    """Resolve a constraint identifier: ``None``, a string id, a config dict or a callable.
+
+    >>> get('max_norm')
+    MaxNorm(max_value=2, axis=0)
+    >>> get('non_neg')
+    NonNeg()
+    """
+    return _FAMILY.get(identifier)

@@ -1,0 +1,331 @@
+"""Weight regularizers: penalties on a tensor that are added to the training loss.
+
+A regularizer is any callable that takes a weight (or activity) tensor and returns
+a scalar tensor. The built-ins compute exactly what Keras 3 computes. The penalty
+has the input's dtype, except for half-precision inputs (``float16``,
+``bfloat16``), which are reduced in ``float32`` and give a ``float32`` penalty:
+a sum of squares overflows ``float16`` past 65504, and the loss it joins is
+``float32`` anyway.
+
+Factors are kept as the Python floats given, so ``L1(0.01).get_config()`` is
+``{"l1": 0.01}``, not Keras's ``0.009999999776482582``.
+
+>>> regularizer = L2(2.)
+>>> tensor = ops.ones(shape=(5, 5))
+>>> regularizer(tensor)
+50.0
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from weightwise import backend, ops
+from weightwise.serialization import ObjectFamily
+
+__all__ = [
+    "L1",
+    "L1L2",
+    "L2",
+    "OrthogonalRegularizer",
+    "Regularizer",
+    "deserialize",
+    "get",
+    "l1",
+    "l1_l2",
+    "l2",
+    "orthogonal_regularizer",
+    "serialize",
+]
+
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def _penalty_input(x: Any) -> torch.Tensor:
+    """The tensor a penalty is computed on: floats as given, half precision and integers widened."""
+    x = ops.convert_to_tensor(x)
+    if x.dtype in _HALF:
+        return x.float()
+    if not x.is_floating_point():
+        return x.to(backend.standardize_dtype(None))
+    return x
+
+
+def validate_factor(value: Any, name: str, default: float) -> float:
+    """Check a penalty factor and return it as a Python float; ``None`` gives ``default``.
+
+    Negative, NaN and infinite numbers, bools and non-numbers raise a ``ValueError``
+    that names the argument and echoes the value.
+
+    >>> validate_factor(None, "l1", 0.01)
+    0.01
+    >>> validate_factor(-1, "l1", 0.01)
+    Traceback (most recent call last):
+    ...
+    ValueError: Invalid value for argument `l1`: expected a non-negative finite float. Received: l1=-1
+    """
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+        raise ValueError(
+            f"Invalid value for argument `{name}`: expected a non-negative finite float. Received: {name}={value!r}"
+        )
+    return float(value)
+
+
+class Regularizer:
+    """Base class for regularizers.
+
+    Subclasses override ``__call__(x)``, which returns a scalar penalty, and
+    ``get_config()``, which returns the constructor arguments; ``from_config``
+    then rebuilds the regularizer as ``cls(**config)``. Any plain function of
+    one tensor works as a regularizer too.
+
+    >>> class L2Regularizer(Regularizer):
+    ...   def __init__(self, l2=0.):
+    ...     self.l2 = l2
+    ...
+    ...   def __call__(self, x):
+    ...     return self.l2 * ops.sum(ops.square(x))
+    ...
+    ...   def get_config(self):
+    ...     return {'l2': float(self.l2)}
+    ...
+    >>> L2Regularizer(l2=0.5)(ops.ones((5, 5)))
+    tensor(12.5000)
+    >>> L2Regularizer.from_config({'l2': 0.5}).l2
+    0.5
+    """
+
+    def __call__(self, x: Any) -> torch.Tensor:
+        """Return the penalty of ``x``; the base class penalizes nothing."""
+        return torch.zeros((), dtype=_penalty_input(x).dtype)
+
+    def get_config(self) -> dict[str, Any]:
+        """Return the constructor arguments as a JSON-friendly dict."""
+        raise NotImplementedError(
+            f"{type(self).__name__} does not implement get_config(); implement it, returning the "
+            "constructor arguments, so the regularizer can be saved and cloned."
+        )
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Regularizer:
+        """Rebuild a regularizer from ``get_config()`` output: ``cls(**config)``."""
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        try:
+            config = self.get_config()
+        except NotImplementedError:
+            return object.__repr__(self)
+        args = ", ".join(f"{key}={value!r}" for key, value in config.items())
+        return f"{type(self).__name__}({args})"
+
+
+class L1(Regularizer):
+    """L1 penalty: ``loss = l1 * sum(|x|)``.
+
+    Available by string as ``'l1'``, with the default ``l1=0.01``.
+
+    Args:
+        l1: non-negative float factor; ``None`` means 0.01.
+
+    >>> L1(0.5)(ops.convert_to_tensor([[1.0, -2.0], [0.0, 3.0]]))
+    tensor(3.)
+    >>> L1().get_config()
+    {'l1': 0.01}
+    """
+
+    def __init__(self, l1: float | None = 0.01) -> None:
+        self.l1 = validate_factor(l1, "l1", 0.01)
+
+    def __call__(self, x: Any) -> torch.Tensor:
+        x = _penalty_input(x)
+        return self.l1 * torch.sum(torch.abs(x))
+
+    def get_config(self) -> dict[str, Any]:
+        return {"l1": self.l1}
+
+
+class L2(Regularizer):
+    """L2 penalty: ``loss = l2 * sum(x ** 2)``, with no factor 1/2.
+
+    Available by string as ``'l2'``, with the default ``l2=0.01``.
+
+    Args:
+        l2: non-negative float factor; ``None`` means 0.01.
+
+    >>> L2(0.1)(ops.convert_to_tensor([3.0, 4.0]))
+    tensor(2.5000)
+    >>> L2(0.1).get_config()
+    {'l2': 0.1}
+    """
+
+    def __init__(self, l2: float | None = 0.01) -> None:
+        self.l2 = validate_factor(l2, "l2", 0.01)
+
+    def __call__(self, x: Any) -> torch.Tensor:
+        x = _penalty_input(x)
+        return self.l2 * torch.sum(x * x)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"l2": self.l2}
+
+
+class L1L2(Regularizer):
+    """L1 and L2 penalties together: ``loss = l1 * sum(|x|) + l2 * sum(x ** 2)``.
+
+    A term whose factor is 0 is skipped. The class defaults are 0 (as in Keras);
+    the string id ``'l1_l2'`` and the :func:`l1_l2` shortcut use 0.01 for both,
+    as the Keras documentation promises.
+
+    Args:
+        l1: non-negative float L1 factor; ``None`` means 0.
+        l2: non-negative float L2 factor; ``None`` means 0.
+
+    >>> L1L2(l1=0.5, l2=0.1)(ops.convert_to_tensor([3.0, -4.0]))
+    tensor(6.)
+    >>> get('l1_l2').get_config()
+    {'l1': 0.01, 'l2': 0.01}
+    """
+
+    def __init__(self, l1: float | None = 0.0, l2: float | None = 0.0) -> None:
+        self.l1 = validate_factor(l1, "l1", 0.0)
+        self.l2 = validate_factor(l2, "l2", 0.0)
+
+    def __call__(self, x: Any) -> torch.Tensor:
+        x = _penalty_input(x)
+        penalty = torch.zeros((), dtype=x.dtype, device=x.device)
+        if self.l1 != 0.0:
+            penalty = penalty + self.l1 * torch.sum(torch.abs(x))
+        if self.l2 != 0.0:
+            penalty = penalty + self.l2 * torch.sum(x * x)
+        return penalty
+
+    def get_config(self) -> dict[str, Any]:
+        return {"l1": self.l1, "l2": self.l2}
+
+
+class OrthogonalRegularizer(Regularizer):
+    """Penalty that pushes the rows (or columns) of a matrix towards mutual orthogonality.
+
+    With ``N`` the input's rows (``mode="rows"``) or columns (``mode="columns"``),
+    each scaled to unit L2 norm, ``P = N Nᵀ`` and ``n`` the number of vectors::
+
+        loss = factor * 0.5 * sum(|P * (1 - I)|) / (n * (n - 1) / 2)
+
+    that is, ``factor / 2`` times the mean absolute cosine between distinct
+    vectors. A single vector has no pairs and gives 0 (Keras gives NaN).
+
+    Args:
+        factor: non-negative float factor; default 0.01.
+        mode: ``"rows"`` or ``"columns"``.
+
+    >>> regularizer = OrthogonalRegularizer(factor=0.01)
+    >>> regularizer(ops.eye(3))
+    tensor(0.)
+    >>> OrthogonalRegularizer(factor=1.0)(ops.ones((2, 2)))
+    tensor(0.5000)
+    """
+
+    def __init__(self, factor: float = 0.01, mode: str = "rows") -> None:
+        self.factor = validate_factor(factor, "factor", 0.01)
+        if mode not in ("rows", "columns"):
+            raise ValueError(
+                'Invalid value for argument `mode`. Expected one of {"rows", "columns"}. '
+                f"Received: mode={mode}"
+            )
+        self.mode = mode
+
+    def __call__(self, inputs: Any) -> torch.Tensor:
+        x = _penalty_input(inputs)
+        if x.dim() != 2:
+            raise ValueError(
+                f"Inputs to OrthogonalRegularizer must have rank 2. Received: inputs.shape={tuple(x.shape)}"
+            )
+        if self.mode == "rows":
+            unit = ops.normalize(x, axis=1)
+            product = unit @ unit.T
+        else:
+            unit = ops.normalize(x, axis=0)
+            product = unit.T @ unit
+        size = product.shape[0]
+        if size < 2:
+            return torch.zeros((), dtype=x.dtype, device=x.device)
+        off_diagonal = product * (1.0 - torch.eye(size, dtype=x.dtype, device=x.device))
+        num_pairs = size * (size - 1.0) / 2.0
+        return self.factor * 0.5 * torch.sum(torch.abs(off_diagonal)) / num_pairs
+
+    def get_config(self) -> dict[str, Any]:
+        return {"factor": self.factor, "mode": self.mode}
+
+
+l1 = L1
+l2 = L2
+orthogonal_regularizer = OrthogonalRegularizer
+
+
+def l1_l2(l1: float | None = 0.01, l2: float | None = 0.01) -> L1L2:
+    """Return an :class:`L1L2` regularizer, with both factors defaulting to 0.01.
+
+    This follows the Keras documentation (and tf.keras), which promises 0.01 for
+    ``'l1_l2'``; Keras 3 itself aliases the class, whose defaults are 0.
+
+    >>> l1_l2().get_config()
+    {'l1': 0.01, 'l2': 0.01}
+    >>> l1_l2(l1=1e-5, l2=1e-4).get_config()
+    {'l1': 1e-05, 'l2': 0.0001}
+    """
+    return L1L2(l1=l1, l2=l2)
+
+
+_FAMILY = ObjectFamily(
+    "regularizer",
+    "keras.regularizers",
+    [Regularizer, L1, L2, L1L2, OrthogonalRegularizer],
+    aliases={"l1_l2": l1_l2},
+)
+
+
+def serialize(regularizer: Any) -> dict[str, Any] | None:
+    """Return the Keras 3 config dict of a regularizer.
+
+    >>> serialize(L2(0.1))
+    {'module': 'keras.regularizers', 'class_name': 'L2', 'config': {'l2': 0.1}, 'registered_name': None}
+    """
+    return _FAMILY.serialize(regularizer)
+
+
+def deserialize(config: Any, custom_objects: Mapping[str, Any] | None = None) -> Any:
+    """Build a regularizer from a Keras 3 or tf.keras 2 config, or from a string id.
+
+    >>> deserialize({"class_name": "L1", "config": {"l1": 0.3}})
+    L1(l1=0.3)
+    >>> deserialize("orthogonal_regularizer")
+    OrthogonalRegularizer(factor=0.01, mode='rows')
+    """
+    return _FAMILY.deserialize(config, custom_objects)
+
+
+def get(identifier: Any) -> Any:
+    """Resolve a regularizer identifier: ``None``, a string id, a config dict or a callable.
+
+    Strings are class names, their snake_case, registered names, or ``'l1_l2'``.
+    Callables (regularizer instances, plain functions) pass through; a class is
+    instantiated with its defaults. Anything else raises a ``ValueError``.
+
+    >>> get('l1')
+    L1(l1=0.01)
+    >>> get(None) is None
+    True
+    >>> get(42)
+    Traceback (most recent call last):
+    ...
+    ValueError: Could not interpret regularizer identifier: 42. Expected None, a string id, a config dict, or a callable such as a regularizer instance.
+    """
+    return _FAMILY.get(identifier)
