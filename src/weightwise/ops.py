@@ -110,7 +110,7 @@ def convert_to_tensor(x: TensorLike, dtype: Any = None) -> torch.Tensor:
             raise TypeError(f"Invalid value for argument `x`: cannot convert to a tensor. Received: x={x!r}")
         if probe.dtype.kind in "iu" and probe.dtype.itemsize > 4 and _fits_int32(probe):
             probe = probe.astype(np.int32)
-        tensor = torch.from_numpy(np.ascontiguousarray(probe))
+        tensor = torch.from_numpy(np.array(probe, order="C"))
         if tensor.is_floating_point():
             # A Python float is a double; one rounding to floatx, as Keras does.
             tensor = tensor.to(backend.standardize_dtype(None))
@@ -374,8 +374,10 @@ def _operand(x: Any) -> torch.Tensor | float | int | bool:
 
 def _binary(fn: Any, x1: Any, x2: Any) -> torch.Tensor:
     a, b = _operand(x1), _operand(x2)
-    if not isinstance(a, torch.Tensor) and not isinstance(b, torch.Tensor):
-        a = convert_to_tensor(a)
+    if not isinstance(a, torch.Tensor):
+        # A 0-d tensor from a Python scalar promotes like a weak scalar: an int tensor
+        # meeting 0.5 becomes float, a float64 tensor stays float64.
+        a = torch.as_tensor(a, device=b.device) if isinstance(b, torch.Tensor) else convert_to_tensor(a)
     return fn(a, b)
 
 
@@ -397,7 +399,7 @@ def maximum(x1: TensorLike, x2: TensorLike) -> torch.Tensor:
     >>> maximum([1.0, 4.0], 2.0)
     tensor([2., 4.])
     """
-    return _binary(lambda a, b: torch.maximum(*_tensors(a, b)), x1, x2)
+    return _binary(lambda a, b: torch.maximum(a, _as_tensor_like(b, a)), x1, x2)
 
 
 def minimum(x1: TensorLike, x2: TensorLike) -> torch.Tensor:
@@ -406,16 +408,12 @@ def minimum(x1: TensorLike, x2: TensorLike) -> torch.Tensor:
     >>> minimum([1.0, 4.0], 2.0)
     tensor([1., 2.])
     """
-    return _binary(lambda a, b: torch.minimum(*_tensors(a, b)), x1, x2)
+    return _binary(lambda a, b: torch.minimum(a, _as_tensor_like(b, a)), x1, x2)
 
 
-def _tensors(a: Any, b: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    # torch.maximum/minimum need two tensors; a Python scalar takes the other operand's dtype.
-    if not isinstance(a, torch.Tensor):
-        a = torch.as_tensor(a, dtype=b.dtype, device=b.device)
-    if not isinstance(b, torch.Tensor):
-        b = torch.as_tensor(b, dtype=a.dtype, device=a.device)
-    return a, b
+def _as_tensor_like(value: Any, other: torch.Tensor) -> torch.Tensor:
+    # torch.maximum/minimum take no Python scalars; a 0-d tensor keeps weak-scalar promotion.
+    return value if isinstance(value, torch.Tensor) else torch.as_tensor(value, device=other.device)
 
 
 def greater(x1: TensorLike, x2: TensorLike) -> torch.Tensor:

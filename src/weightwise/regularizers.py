@@ -219,8 +219,9 @@ class OrthogonalRegularizer(Regularizer):
 
         loss = factor * 0.5 * sum(|P * (1 - I)|) / (n * (n - 1) / 2)
 
-    that is, ``factor / 2`` times the mean absolute cosine between distinct
-    vectors. A single vector has no pairs and gives 0 (Keras gives NaN).
+    Each unordered pair appears twice in ``P``, so this is ``factor`` times the
+    mean absolute cosine between distinct vectors, and lies in ``[0, factor]``.
+    A single vector has no pairs and gives 0 (Keras gives NaN).
 
     Args:
         factor: non-negative float factor; default 0.01.
@@ -230,7 +231,7 @@ class OrthogonalRegularizer(Regularizer):
     >>> regularizer(ops.eye(3))
     tensor(0.)
     >>> OrthogonalRegularizer(factor=1.0)(ops.ones((2, 2)))
-    tensor(0.5000)
+    tensor(1.0000)
     """
 
     def __init__(self, factor: float = 0.01, mode: str = "rows") -> None:

@@ -115,7 +115,10 @@ def get_registered_name(obj: Any) -> str:
 def get_custom_objects() -> dict[str, Any]:
     """Return the live global registry of ``"package>name"`` -> object.
 
-    >>> "Docs>tiny_penalty" in get_custom_objects()
+    >>> @register_keras_serializable(package="Docs")
+    ... def other_penalty(x):
+    ...     return x.sum()
+    >>> get_custom_objects()["Docs>other_penalty"] is other_penalty
     True
     """
     return _REGISTERED

@@ -1,0 +1,43 @@
+"""backend/config: epsilon and floatx settings and their validation."""
+
+import pytest
+import torch
+
+from weightwise import backend, config
+
+
+def test_defaults_match_keras() -> None:
+    assert backend.epsilon() == 1e-7
+    assert backend.floatx() == "float32"
+    assert config.epsilon is backend.epsilon and config.floatx is backend.floatx
+
+
+def test_set_and_restore() -> None:
+    backend.set_epsilon(1e-4)
+    backend.set_floatx("float16")
+    try:
+        assert backend.epsilon() == 1e-4
+        assert backend.standardize_dtype(None) == torch.float16
+    finally:
+        backend.set_epsilon(1e-7)
+        backend.set_floatx("float32")
+
+
+@pytest.mark.parametrize("bad", [0, -1e-7, float("nan"), float("inf")])
+def test_bad_epsilon_is_refused_and_the_old_value_kept(bad: float) -> None:
+    with pytest.raises(ValueError, match=f"value={bad!r}"):
+        backend.set_epsilon(bad)
+    assert backend.epsilon() == 1e-7
+
+
+@pytest.mark.parametrize("bad", ["1e-7", True, None])
+def test_non_numeric_epsilon_is_a_type_error(bad: object) -> None:
+    with pytest.raises(TypeError, match="value="):
+        backend.set_epsilon(bad)
+
+
+@pytest.mark.parametrize("bad", ["float8", "int32", 32, None])
+def test_bad_floatx_is_refused(bad: object) -> None:
+    with pytest.raises(ValueError, match=f"value={bad!r}"):
+        backend.set_floatx(bad)
+    assert backend.floatx() == "float32"

@@ -1,0 +1,94 @@
+"""The project's promises about itself: public names, the README commands, the demo."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import weightwise
+from weightwise import backend, config, constraints, ops, regularizers, saving, serialization
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PUBLIC = {
+    weightwise: ["Constraint", "Regularizer", "backend", "config", "constraints", "ops", "regularizers", "saving"],
+    regularizers: ["L1", "L1L2", "L2", "OrthogonalRegularizer", "Regularizer", "deserialize", "get", "l1", "l1_l2",
+                   "l2", "orthogonal_regularizer", "serialize"],
+    constraints: ["Constraint", "MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm", "deserialize", "get", "max_norm",
+                  "min_max_norm", "non_neg", "serialize", "unit_norm"],
+    saving: ["CustomObjectScope", "custom_object_scope", "deserialize_keras_object", "get_custom_objects",
+             "get_registered_name", "get_registered_object", "register_keras_serializable", "serialize_keras_object"],
+    backend: ["epsilon", "floatx", "set_epsilon", "set_floatx", "standardize_dtype"],
+    config: ["epsilon", "floatx", "set_epsilon", "set_floatx"],
+    serialization: ["ObjectFamily", "custom_object_scope", "deserialize_keras_object", "get_custom_objects",
+                    "get_registered_name", "get_registered_object", "register_keras_serializable",
+                    "serialize_keras_object", "to_snake_case"],
+}
+
+OPS_REQUIRED = """convert_to_tensor cast shape ones zeros eye sum mean max min abs absolute square sqrt exp log sign
+clip maximum minimum greater greater_equal less less_equal equal where matmul dot transpose reshape multiply add
+subtract divide divide_no_nan norm stop_gradient ones_like zeros_like""".split()
+
+
+@pytest.mark.parametrize("module", list(PUBLIC), ids=lambda m: m.__name__)
+def test_public_names_are_pinned(module) -> None:
+    assert sorted(module.__all__) == sorted(PUBLIC[module])
+    for name in module.__all__:
+        assert hasattr(module, name), name
+
+
+def test_ops_has_the_keras_names_regularizers_are_written_in() -> None:
+    missing = [name for name in OPS_REQUIRED if name not in ops.__all__ or not callable(getattr(ops, name))]
+    assert missing == []
+
+
+def test_every_public_callable_has_a_docstring_with_an_example() -> None:
+    lacking = []
+    for module in PUBLIC:
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if callable(obj) and not isinstance(obj, type(weightwise)):
+                doc = obj.__doc__ or ""
+                if ">>>" not in doc and name not in {"CustomObjectScope"}:
+                    lacking.append(f"{module.__name__}.{name}")
+    assert lacking == []
+
+
+def _readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    top = text.split("\n## ")[0]
+    return re.findall(r"```bash\n(.+?)\n```", top)
+
+
+def test_readme_top_has_the_two_setup_commands() -> None:
+    commands = _readme_commands()
+    assert len(commands) == 2
+    demo, tests = commands
+    assert "constraints.txt" in demo and demo.endswith("python -m weightwise.demo")
+    assert "constraints.txt" in tests and '".[test]"' in tests and "pytest" in tests
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert _readme_commands()[1] in ci_lines
+
+
+def test_cpu_torch_is_pinned_for_installs_but_not_in_the_metadata() -> None:
+    assert "torch==2.13.0" in (ROOT / "constraints.txt").read_text().split()
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert '"torch>=2.4"' in pyproject
+    assert '"keras==3.15.1"' in pyproject
+
+
+def test_demo_runs_and_prints_the_documented_results() -> None:
+    result = subprocess.run([sys.executable, "-m", "weightwise.demo"], capture_output=True, text=True, check=True)
+    lines = result.stdout.splitlines()
+    seed = next(line for line in lines if "L2(2.)(ops.ones(shape=(5, 5)))" in line)
+    assert seed.split("documented:")[0].split()[-1] == "50.0" and seed.rstrip().endswith("documented: 50.0")
+    custom = next(line for line in lines if "L2Regularizer(l2=0.5)" in line)
+    assert "12.5" in custom.split("documented")[0]
+    assert '"registered_name": null' in result.stdout
