@@ -636,20 +636,29 @@ def _sum_of_squares(x: torch.Tensor, dims: Any, keepdims: bool) -> torch.Tensor:
     return torch.sum(x * x, dim=dims, keepdim=keepdims)
 
 
+def _squares_out_of_range(squares: torch.Tensor) -> torch.Tensor:
+    """Where a sum of squares cannot be trusted: overflowed, or so small that its terms were subnormal.
+
+    Below ``tiny / eps`` the individual squares may have flushed to zero or kept only a
+    few digits. Zero vectors land here too and come out 0 either way.
+    """
+    info = torch.finfo(squares.dtype)
+    return torch.isinf(squares) | (squares < info.tiny / info.eps)
+
+
 def _euclidean_norm(x: torch.Tensor, dims: Any, keepdims: bool) -> torch.Tensor:
     """``sqrt(sum(x ** 2))`` as Keras computes it, rescued where ``x ** 2`` leaves the float range.
 
     In range the result is bit-for-bit Keras's. Where the sum of squares overflows
-    to inf, or underflows below the smallest normal float, the norm is recomputed as
+    to inf, or is so small that its terms were subnormal, the norm is recomputed as
     ``m * sqrt(sum((x / m) ** 2))`` with ``m = max|x|``, so huge or tiny weight vectors
     keep a correct, finite norm instead of inf or 0.
     """
     squares = _sum_of_squares(x, dims, keepdims)
     norms = torch.sqrt(squares)
-    tiny = torch.finfo(x.dtype).tiny
     # The rescue costs a few extra ops, paid only by callers whose inputs need it; an
     # in-range tensor (the common case) is returned straight from the Keras formula.
-    out_of_range = torch.isinf(squares) | ((squares < tiny) & (squares > 0))
+    out_of_range = _squares_out_of_range(squares)
     if not bool(out_of_range.any()):
         return norms
     scale = torch.amax(torch.abs(x), dim=() if dims is None else dims, keepdim=True)
@@ -703,7 +712,7 @@ def normalize(x: TensorLike, axis: int = -1, order: int = 2, epsilon: float | No
         squares = _sum_of_squares(x, axis, True)
         inv_norm = torch.rsqrt(squares)
         # Rescue only where Keras's x * rsqrt(sum(x**2)) would go wrong from over/underflow.
-        rescue = torch.isinf(squares) | ((squares < torch.finfo(x.dtype).tiny) & (squares > 0))
+        rescue = _squares_out_of_range(squares)
         if bool(rescue.any()):
             inv_norm = torch.where(rescue, 1.0 / _euclidean_norm(x, axis, True), inv_norm)
         return x * torch.clamp(inv_norm, max=1.0 / eps)
