@@ -22,7 +22,7 @@ PUBLIC = {
                   "min_max_norm", "non_neg", "serialize", "unit_norm"],
     saving: ["CustomObjectScope", "custom_object_scope", "deserialize_keras_object", "get_custom_objects",
              "get_registered_name", "get_registered_object", "register_keras_serializable", "serialize_keras_object"],
-    backend: ["epsilon", "floatx", "set_epsilon", "set_floatx", "standardize_dtype"],
+    backend: ["compute_dtype", "epsilon", "floatx", "set_epsilon", "set_floatx", "standardize_dtype"],
     config: ["epsilon", "floatx", "set_epsilon", "set_floatx"],
     serialization: ["ObjectFamily", "custom_object_scope", "deserialize_keras_object", "get_custom_objects",
                     "get_registered_name", "get_registered_object", "register_keras_serializable",

@@ -9,7 +9,7 @@ import math
 
 import torch
 
-__all__ = ["epsilon", "set_epsilon", "floatx", "set_floatx", "standardize_dtype"]
+__all__ = ["compute_dtype", "epsilon", "set_epsilon", "floatx", "set_floatx", "standardize_dtype"]
 
 _FLOAT_DTYPES = {
     "float16": torch.float16,
@@ -100,3 +100,21 @@ def standardize_dtype(dtype: object = None) -> torch.dtype:
         if isinstance(resolved, torch.dtype):
             return resolved
     raise ValueError(f"Invalid value for argument `dtype`: not a known dtype. Received: dtype={dtype!r}")
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype penalties and projections of a ``dtype`` tensor are computed in.
+
+    ``float32`` and ``float64`` as they are; half precision widened to ``float32``,
+    whose range a sum of squares needs; anything else (integers, bool) :func:`floatx`.
+
+    >>> compute_dtype(torch.float16)
+    torch.float32
+    >>> compute_dtype(torch.int64)
+    torch.float32
+    >>> compute_dtype(torch.float64)
+    torch.float64
+    """
+    if dtype in (torch.float16, torch.bfloat16):
+        return torch.float32
+    return dtype if dtype.is_floating_point else standardize_dtype(None)

@@ -48,7 +48,6 @@ __all__ = [
 ]
 
 Axis = Union[int, Sequence[int], None]
-_HALF = (torch.float16, torch.bfloat16)
 
 
 def _validate_axis(axis: Any) -> int | list[int] | None:
@@ -84,13 +83,13 @@ def _check_axis_fits(axis: int | list[int] | None, w: torch.Tensor, owner: str) 
 
 
 def _projection_input(w: Any) -> tuple[torch.Tensor, torch.dtype]:
-    """The tensor to project in (floats as given; half and integers widened) and the dtype to return."""
+    """The tensor to project, in :func:`weightwise.backend.compute_dtype`, and the dtype to return.
+
+    Floating weights come back in their own dtype; integer ones as :func:`weightwise.backend.floatx`.
+    """
     w = ops.convert_to_tensor(w)
-    if w.dtype in _HALF:
-        return w.float(), w.dtype
-    if not w.is_floating_point():
-        return w.to(backend.standardize_dtype(None)), backend.standardize_dtype(None)
-    return w, w.dtype
+    dtype = backend.compute_dtype(w.dtype)
+    return w.to(dtype), w.dtype if w.is_floating_point() else dtype
 
 
 class Constraint:

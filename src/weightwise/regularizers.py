@@ -43,17 +43,10 @@ __all__ = [
     "serialize",
 ]
 
-_HALF = (torch.float16, torch.bfloat16)
-
-
 def _penalty_input(x: Any) -> torch.Tensor:
-    """The tensor a penalty is computed on: floats as given, half precision and integers widened."""
+    """The tensor a penalty is computed on, in :func:`weightwise.backend.compute_dtype`."""
     x = ops.convert_to_tensor(x)
-    if x.dtype in _HALF:
-        return x.float()
-    if not x.is_floating_point():
-        return x.to(backend.standardize_dtype(None))
-    return x
+    return x.to(backend.compute_dtype(x.dtype))
 
 
 def validate_factor(value: Any, name: str, default: float) -> float:
