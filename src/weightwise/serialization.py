@@ -20,7 +20,7 @@ import inspect
 import re
 import threading
 import types
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -209,16 +209,20 @@ class ObjectFamily:
         self,
         kind: str,
         module: str,
-        builtins: list[type] | tuple[type, ...],
+        builtins: Sequence[Callable[..., Any]],
         aliases: Mapping[str, Callable[[], Any]] | None = None,
+        extra_names: Mapping[str, Callable[..., Any]] | None = None,
     ) -> None:
         self.kind = kind
         self.module = module
-        self.builtins: dict[str, type] = {}
-        for cls in builtins:
-            self.builtins[cls.__name__] = cls
-            self.builtins.setdefault(to_snake_case(cls.__name__), cls)
-            _BUILTIN_MODULE[cls] = module
+        self.builtins: dict[str, Callable[..., Any]] = {}
+        for obj in builtins:
+            self.builtins[obj.__name__] = obj
+            self.builtins.setdefault(to_snake_case(obj.__name__), obj)
+            if inspect.isclass(obj):
+                _BUILTIN_MODULE[obj] = module
+        # Further names of built-ins (Keras's 'zero', 'swish'), usable as ids and class names.
+        self.builtins.update(extra_names or {})
         self.aliases: dict[str, Callable[[], Any]] = dict(aliases or {})
         # Configs name the Keras module; our own module name is accepted as a synonym.
         self.modules = {module, "weightwise." + module.split(".")[-1]} if module else set()
@@ -266,6 +270,8 @@ class ObjectFamily:
             # Keras stores a function's registered name as its config.
             names = [n for n in (inner, registered_name) if isinstance(n, str) and n != "function"]
             found = next((o for n in names if (o := get_registered_object(n, custom_objects)) is not None), None)
+            if found is None and (self._is_builtin_module(module) or module == "builtins") and names:
+                found = self.builtins.get(names[0])
             if found is None:
                 raise ValueError(self._unknown(names[0] if names else str(inner)))
             return found
@@ -322,7 +328,7 @@ class ObjectFamily:
             return obj
         raise ValueError(
             f"Could not interpret {self.kind} identifier: {_describe(identifier)}. Expected None, a string id, "
-            f"a config dict, or a callable such as a {self.kind} instance."
+            f"a config dict, or a callable such as {'an' if self.kind[0] in 'aeiou' else 'a'} {self.kind} instance."
         )
 
 
