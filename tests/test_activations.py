@@ -20,7 +20,7 @@ import torch
 from helpers import keras_or_skip, to_numpy
 
 from weightwise import activations, backend
-from weightwise.activations import linear, relu, silu, softmax, sparsemax
+from weightwise.activations import linear, relu, softmax, sparsemax
 from weightwise.serialization import custom_object_scope, register_keras_serializable
 
 SELU_ALPHA = 1.6732632423543772848170429916717

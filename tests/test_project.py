@@ -10,12 +10,45 @@ from pathlib import Path
 import pytest
 
 import weightwise
-from weightwise import backend, config, constraints, ops, regularizers, saving, serialization
+from weightwise import (
+    activations,
+    backend,
+    binding,
+    config,
+    constraints,
+    initializers,
+    layers,
+    ops,
+    regularizers,
+    saving,
+    serialization,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
 PUBLIC = {
-    weightwise: ["Constraint", "Regularizer", "backend", "config", "constraints", "ops", "regularizers", "saving"],
+    weightwise: ["Constraint", "Initializer", "InputSpec", "Layer", "Regularizer", "activations", "backend", "binding",
+                 "config", "constraints", "initializers", "layers", "ops", "regularizers", "saving"],
+    layers: ["Activation", "ActivityRegularization", "Add", "AveragePooling1D", "AveragePooling2D", "AveragePooling3D",
+             "AvgPool1D", "AvgPool2D", "AvgPool3D", "Concatenate", "Conv", "Conv1D", "Conv2D", "Conv3D",
+             "Convolution1D", "Convolution2D", "Convolution3D", "Dense", "Dropout", "Flatten",
+             "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D", "GlobalAvgPool1D",
+             "GlobalAvgPool2D", "GlobalAvgPool3D", "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalMaxPool3D",
+             "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D", "GlobalPooling", "InputLayer",
+             "InputSpec", "Layer", "MaxPool1D", "MaxPool2D", "MaxPool3D", "MaxPooling1D", "MaxPooling2D",
+             "MaxPooling3D", "Pooling", "Reshape", "deserialize", "get", "serialize"],
+    initializers: ["Constant", "GlorotNormal", "GlorotUniform", "HeNormal", "HeUniform", "Identity",
+                   "IdentityInitializer", "Initializer", "LecunNormal", "LecunUniform", "Ones", "Orthogonal",
+                   "OrthogonalInitializer", "RandomNormal", "RandomUniform", "TruncatedNormal", "VarianceScaling",
+                   "Zeros", "constant", "deserialize", "get", "glorot_normal", "glorot_uniform", "he_normal",
+                   "he_uniform", "identity", "lecun_normal", "lecun_uniform", "ones", "orthogonal", "random_normal",
+                   "random_uniform", "serialize", "truncated_normal", "variance_scaling", "zeros"],
+    activations: ["celu", "deserialize", "elu", "exponential", "gelu", "get", "glu", "hard_shrink", "hard_sigmoid",
+                  "hard_silu", "hard_swish", "hard_tanh", "leaky_relu", "linear", "log_sigmoid", "log_softmax",
+                  "mish", "relu", "relu6", "selu", "serialize", "sigmoid", "silu", "soft_shrink", "softmax",
+                  "softplus", "softsign", "sparse_plus", "sparse_sigmoid", "sparsemax", "squareplus", "swish",
+                  "tanh", "tanh_shrink", "threshold"],
+    binding: ["Bound", "Rule", "apply_constraints", "bind", "bound", "penalties", "rule_of", "total_penalty", "unbind"],
     regularizers: ["L1", "L1L2", "L2", "OrthogonalRegularizer", "Regularizer", "deserialize", "get", "l1", "l1_l2",
                    "l2", "orthogonal_regularizer", "serialize"],
     constraints: ["Constraint", "MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm", "deserialize", "get", "max_norm",
@@ -89,6 +122,8 @@ def test_demo_runs_and_prints_the_documented_results() -> None:
     lines = result.stdout.splitlines()
     seed = next(line for line in lines if "L2(2.)(ops.ones(shape=(5, 5)))" in line)
     assert seed.split("documented:")[0].split()[-1] == "50.0" and seed.rstrip().endswith("documented: 50.0")
-    custom = next(line for line in lines if "L2Regularizer(l2=0.5)" in line)
-    assert "12.5" in custom.split("documented")[0]
+    custom = next(line for line in lines if "L2Regularizer subclass" in line)
+    assert "[12.5]" in custom.split("documented")[0]
+    total = next(line for line in lines if "sum(losses)" in line)
+    assert total.split("documented:")[0].split()[-1] == "5.25"
     assert '"registered_name": null' in result.stdout

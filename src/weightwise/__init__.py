@@ -7,20 +7,43 @@
 tensor(50.)
 >>> keras.constraints.NonNeg()(keras.ops.convert_to_tensor([-1.0, 1.0]))
 tensor([0., 1.])
+>>> layer = keras.layers.Dense(2, kernel_regularizer="l2")
+>>> isinstance(layer, keras.Layer) and isinstance(layer, __import__("torch").nn.Module)
+True
 """
 
-from weightwise import backend, config, constraints, ops, regularizers, saving
+from weightwise import (
+    activations,
+    backend,
+    binding,
+    config,
+    constraints,
+    initializers,
+    layers,
+    ops,
+    regularizers,
+    saving,
+)
 from weightwise.constraints import Constraint
+from weightwise.initializers import Initializer
+from weightwise.layers import InputSpec, Layer
 from weightwise.regularizers import Regularizer
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Constraint",
+    "Initializer",
+    "InputSpec",
+    "Layer",
     "Regularizer",
+    "activations",
     "backend",
+    "binding",
     "config",
     "constraints",
+    "initializers",
+    "layers",
     "ops",
     "regularizers",
     "saving",

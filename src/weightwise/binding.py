@@ -1,0 +1,231 @@
+"""How a regularizer or constraint is bound to a parameter of any ``torch.nn.Module``.
+
+A binding lives on the module that owns the parameter, in a plain dict
+``module._weight_rules = {"weight": Rule(regularizer, constraint)}``, keyed by the
+parameter's name there. It is therefore bound to the parameter slot, not to a
+layer class: Keras-style layers and plain torch modules use the same mechanism,
+and it survives ``copy.deepcopy``, pickling, ``.to()`` and ``load_state_dict``
+(an attribute set on the ``Parameter`` itself would be lost by ``deepcopy``).
+
+This module is the seam between rules and the training step: it lists the bound
+pairs under a module, sums their penalties and applies their constraints.
+
+>>> import torch
+>>> from weightwise.regularizers import L2
+>>> from weightwise.constraints import NonNeg
+>>> linear = torch.nn.Linear(2, 1)
+>>> bind(linear, "weight", regularizer=L2(0.5), constraint=NonNeg())
+>>> with torch.no_grad():
+...     _ = linear.weight.copy_(torch.tensor([[3.0, -4.0]]))
+>>> total_penalty(linear)
+tensor(12.5000, grad_fn=<MulBackward0>)
+>>> apply_constraints(linear)
+>>> linear.weight
+Parameter containing:
+tensor([[3., 0.]], requires_grad=True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from weightwise import constraints, regularizers
+
+__all__ = ["Bound", "Rule", "apply_constraints", "bind", "bound", "penalties", "rule_of", "total_penalty", "unbind"]
+
+RULES_ATTR = "_weight_rules"
+_UNSET: Any = object()
+
+
+@dataclass
+class Rule:
+    """The regularizer and constraint bound to one parameter slot (either may be ``None``).
+
+    >>> Rule(regularizer=None, constraint=None)
+    Rule(regularizer=None, constraint=None)
+    """
+
+    regularizer: Callable[[torch.Tensor], torch.Tensor] | None = None
+    constraint: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+
+@dataclass(frozen=True)
+class Bound:
+    """One bound parameter: its qualified name under the queried module, the parameter and its rule.
+
+    >>> import torch
+    >>> model = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    >>> bind(model[0], "weight", constraint="unit_norm")
+    >>> entry = next(bound(model))
+    >>> entry.name, entry.param is model[0].weight, entry.rule.constraint
+    ('0.weight', True, UnitNorm(axis=0))
+    """
+
+    name: str
+    param: torch.nn.Parameter
+    rule: Rule
+
+
+def _rules(module: torch.nn.Module) -> dict[str, Rule]:
+    return module.__dict__.get(RULES_ATTR) or {}
+
+
+def bind(
+    module: torch.nn.Module,
+    name: str,
+    *,
+    regularizer: Any = _UNSET,
+    constraint: Any = _UNSET,
+) -> None:
+    """Bind a regularizer and/or constraint to ``module``'s parameter ``name``.
+
+    Values go through :func:`weightwise.regularizers.get` and
+    :func:`weightwise.constraints.get`, so string ids and configs work; ``None``
+    clears that half of the rule, and an argument left out keeps what is bound.
+    Both are resolved before anything is changed, so a bad value binds nothing.
+
+    >>> import torch
+    >>> linear = torch.nn.Linear(3, 2)
+    >>> bind(linear, "weight", regularizer="l2")
+    >>> rule_of(linear, "weight")
+    Rule(regularizer=L2(l2=0.01), constraint=None)
+    """
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"Invalid value for argument `module`: expected a torch.nn.Module. Received: {module!r}")
+    if name not in module._parameters:
+        known = sorted(n for n, p in module._parameters.items() if p is not None)
+        raise ValueError(
+            f"Invalid value for argument `name`: {type(module).__name__} has no parameter {name!r}. "
+            f"Its parameters are {known}."
+        )
+    new_regularizer = regularizers.get(regularizer) if regularizer is not _UNSET else _UNSET
+    new_constraint = constraints.get(constraint) if constraint is not _UNSET else _UNSET
+    rules = module.__dict__.get(RULES_ATTR)
+    if rules is None:
+        rules = {}
+        # A plain attribute, visible in vars(module) and copied with the module.
+        module.__dict__[RULES_ATTR] = rules
+    rule = rules.setdefault(name, Rule())
+    if new_regularizer is not _UNSET:
+        rule.regularizer = new_regularizer
+    if new_constraint is not _UNSET:
+        rule.constraint = new_constraint
+    if rule.regularizer is None and rule.constraint is None:
+        del rules[name]
+
+
+def unbind(module: torch.nn.Module, name: str) -> None:
+    """Remove whatever is bound to ``module``'s parameter ``name`` (nothing bound is fine).
+
+    >>> import torch
+    >>> linear = torch.nn.Linear(3, 2)
+    >>> bind(linear, "bias", constraint="non_neg")
+    >>> unbind(linear, "bias")
+    >>> rule_of(linear, "bias") is None
+    True
+    """
+    _rules(module).pop(name, None)
+
+
+def rule_of(module: torch.nn.Module, name: str) -> Rule | None:
+    """Return the :class:`Rule` bound to ``module``'s parameter ``name``, or ``None``.
+
+    >>> import torch
+    >>> rule_of(torch.nn.Linear(1, 1), "weight") is None
+    True
+    """
+    return _rules(module).get(name)
+
+
+def bound(module: torch.nn.Module) -> Iterator[Bound]:
+    """Yield every bound parameter under ``module`` (itself included), each parameter once.
+
+    A parameter shared by several modules is yielded once, with the rule of the
+    first module that binds it, in ``named_modules()`` order.
+
+    >>> import torch
+    >>> model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+    >>> bind(model[1], "weight", regularizer="l1")
+    >>> [b.name for b in bound(model)]
+    ['1.weight']
+    """
+    seen: set[int] = set()
+    for prefix, owner in module.named_modules():
+        for name, rule in _rules(owner).items():
+            param = owner._parameters.get(name)
+            if param is None or id(param) in seen:
+                continue
+            seen.add(id(param))
+            yield Bound(f"{prefix}.{name}" if prefix else name, param, rule)
+
+
+def penalties(module: torch.nn.Module) -> list[torch.Tensor]:
+    """The penalty of every bound, trainable (``requires_grad``) parameter under ``module``.
+
+    >>> import torch
+    >>> linear = torch.nn.Linear(2, 1)
+    >>> bind(linear, "bias", regularizer="l2")
+    >>> len(penalties(linear))
+    1
+    >>> linear.bias.requires_grad_(False)
+    Parameter containing:
+    tensor([...])
+    >>> penalties(linear)
+    []
+    """
+    return [b.rule.regularizer(b.param) for b in bound(module) if b.rule.regularizer is not None and b.param.requires_grad]
+
+
+def total_penalty(module: torch.nn.Module) -> torch.Tensor:
+    """Sum of :func:`penalties`; a zero scalar when nothing is bound.
+
+    >>> import torch
+    >>> total_penalty(torch.nn.Linear(2, 1))
+    tensor(0.)
+    """
+    terms = penalties(module)
+    if not terms:
+        return torch.zeros(())
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
+
+
+def apply_constraints(module: torch.nn.Module, *, only_with_grad: bool = False) -> None:
+    """Project every constrained parameter under ``module`` in place, keeping the Parameter object.
+
+    With ``only_with_grad=True``, parameters whose ``.grad`` is ``None`` (they took no
+    part in the last backward pass) are left alone. All projections are computed and
+    checked before any is written, so a constraint that returns the wrong shape or
+    dtype changes no weight.
+
+    >>> import torch
+    >>> linear = torch.nn.Linear(2, 1)
+    >>> bind(linear, "bias", constraint="non_neg")
+    >>> with torch.no_grad():
+    ...     _ = linear.bias.fill_(-1.0)
+    >>> apply_constraints(linear)
+    >>> linear.bias.item()
+    0.0
+    """
+    updates: list[tuple[torch.nn.Parameter, torch.Tensor]] = []
+    with torch.no_grad():
+        for b in bound(module):
+            constraint = b.rule.constraint
+            if constraint is None or (only_with_grad and b.param.grad is None):
+                continue
+            projected = constraint(b.param)
+            if not isinstance(projected, torch.Tensor) or projected.shape != b.param.shape:
+                shape = getattr(projected, "shape", type(projected).__name__)
+                raise ValueError(
+                    f"Constraint {constraint!r} on parameter {b.name!r} returned {shape}, "
+                    f"but the parameter has shape {tuple(b.param.shape)}; no weight was changed."
+                )
+            updates.append((b.param, projected))
+        for param, projected in updates:
+            param.copy_(projected)

@@ -1,0 +1,141 @@
+"""Keras layers on ``torch.nn.Module``, with weight regularizers and constraints bound to their weights.
+
+Layers expose ``kernel_regularizer``, ``bias_regularizer``, ``activity_regularizer``,
+``kernel_constraint`` and ``bias_constraint`` as in Keras; ``layer.losses`` shows the
+penalties. The seed documentation's examples run unchanged:
+
+>>> from weightwise import ops, regularizers
+>>> layer = Dense(
+...     5, input_dim=5,
+...     kernel_initializer='ones',
+...     kernel_regularizer=regularizers.L1(0.01),
+...     activity_regularizer=regularizers.L2(0.01))
+>>> tensor = ops.ones(shape=(5, 5)) * 2.0
+>>> out = layer(tensor)
+>>> # The kernel regularization term is 0.25
+>>> # The activity regularization term (after dividing by the batch size)
+>>> # is 5
+>>> ops.sum(layer.losses)
+5.25
+
+Any function of one tensor works as a regularizer:
+
+>>> def l1_reg(weight_matrix):
+...    return 0.01 * ops.sum(ops.absolute(weight_matrix))
+...
+>>> layer = Dense(5, input_dim=5,
+...     kernel_initializer='ones', kernel_regularizer=l1_reg)
+>>> tensor = ops.ones(shape=(5, 5))
+>>> out = layer(tensor)
+>>> layer.losses
+0.25
+
+So does a subclass of ``Regularizer``:
+
+>>> class L2Regularizer(regularizers.Regularizer):
+...   def __init__(self, l2=0.):
+...     self.l2 = l2
+...
+...   def __call__(self, x):
+...     return self.l2 * ops.sum(ops.square(x))
+...
+...   def get_config(self):
+...     return {'l2': float(self.l2)}
+...
+>>> layer = Dense(
+...   5, input_dim=5, kernel_initializer='ones',
+...   kernel_regularizer=L2Regularizer(l2=0.5))
+>>> tensor = ops.ones(shape=(5, 5))
+>>> out = layer(tensor)
+>>> layer.losses
+12.5
+
+String ids use the documented defaults:
+
+>>> dense = Dense(3, kernel_regularizer='l1')
+>>> dense.kernel_regularizer.l1
+0.01
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from weightwise.layers.base import InputSpec, Layer
+from weightwise.layers.core import Activation, ActivityRegularization, Dense, Dropout, InputLayer
+from weightwise.layers.conv import Conv, Conv1D, Conv2D, Conv3D
+from weightwise.layers.pooling import (
+    AveragePooling1D,
+    AveragePooling2D,
+    AveragePooling3D,
+    GlobalAveragePooling1D,
+    GlobalAveragePooling2D,
+    GlobalAveragePooling3D,
+    GlobalMaxPooling1D,
+    GlobalMaxPooling2D,
+    GlobalMaxPooling3D,
+    GlobalPooling,
+    MaxPooling1D,
+    MaxPooling2D,
+    MaxPooling3D,
+    Pooling,
+)
+from weightwise.layers.merging import Add, Concatenate
+from weightwise.layers.reshaping import Flatten, Reshape
+from weightwise.serialization import ObjectFamily
+
+# Keras's alternative names for the same classes.
+Convolution1D, Convolution2D, Convolution3D = Conv1D, Conv2D, Conv3D
+MaxPool1D, MaxPool2D, MaxPool3D = MaxPooling1D, MaxPooling2D, MaxPooling3D
+AvgPool1D, AvgPool2D, AvgPool3D = AveragePooling1D, AveragePooling2D, AveragePooling3D
+GlobalAvgPool1D, GlobalAvgPool2D, GlobalAvgPool3D = GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAveragePooling3D
+GlobalMaxPool1D, GlobalMaxPool2D, GlobalMaxPool3D = GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalMaxPooling3D
+
+_ALIASES = {
+    name: globals()[name]
+    for name in (
+        "Convolution1D", "Convolution2D", "Convolution3D", "MaxPool1D", "MaxPool2D", "MaxPool3D",
+        "AvgPool1D", "AvgPool2D", "AvgPool3D", "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalAvgPool3D",
+        "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalMaxPool3D",
+    )
+}
+
+_LAYERS = [
+    Layer, InputLayer, Dense, Activation, Dropout, ActivityRegularization, Flatten, Reshape, Add, Concatenate,
+    Conv, Conv1D, Conv2D, Conv3D,
+    Pooling, MaxPooling1D, MaxPooling2D, MaxPooling3D, AveragePooling1D, AveragePooling2D, AveragePooling3D,
+    GlobalPooling, GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAveragePooling3D,
+    GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalMaxPooling3D,
+]
+
+__all__ = sorted([cls.__name__ for cls in _LAYERS] + list(_ALIASES) + ["InputSpec", "deserialize", "get", "serialize"])
+
+_FAMILY = ObjectFamily("layer", "keras.layers", _LAYERS, extra_names=_ALIASES)
+
+
+def serialize(layer: Layer) -> dict[str, Any] | None:
+    """Return the Keras 3 config dict of a layer.
+
+    >>> serialize(Dense(3, name="out"))["class_name"]
+    'Dense'
+    """
+    return _FAMILY.serialize(layer)
+
+
+def deserialize(config: Any, custom_objects: Mapping[str, Any] | None = None) -> Layer:
+    """Build a layer from its Keras 3 (or tf.keras 2) config.
+
+    >>> deserialize({"class_name": "Dense", "config": {"units": 2, "name": "d"}}).units
+    2
+    """
+    return _FAMILY.deserialize(config, custom_objects)
+
+
+def get(identifier: Any) -> Any:
+    """Resolve a layer identifier: a config dict, a class name, or a layer passes through.
+
+    >>> get("Flatten").data_format
+    'channels_last'
+    """
+    return _FAMILY.get(identifier)

@@ -1,0 +1,487 @@
+"""The Layer base: Keras's layer contract on a ``torch.nn.Module``.
+
+Subclasses write ``__init__``, an optional ``build(input_shape)`` that creates
+weights with :meth:`Layer.add_weight`, and ``call(inputs, ...)``. Calling the
+layer builds it on first use, runs ``call``, and records the activity penalty.
+``forward`` is the Module hook that does this, so a layer works inside any torch
+model; subclasses never override it.
+
+Weight regularizers and constraints are bound through :mod:`weightwise.binding`,
+the one mechanism shared with plain torch modules.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from weightwise import backend, binding, constraints, initializers, ops, regularizers
+from weightwise.serialization import to_snake_case
+
+__all__ = ["InputSpec", "Layer", "WeightRule"]
+
+_NAME_COUNTS: dict[str, int] = {}
+# Config keys of Keras features we do not implement; accepted only while unset.
+_KERAS_ONLY_KEYS = ("quantization_config", "lora_rank", "lora_alpha")
+_CALL_STATE = threading.local()
+
+
+def unique_name(prefix: str) -> str:
+    """``prefix`` the first time, then ``prefix_1``, ``prefix_2``, ... (Keras's auto names)."""
+    count = _NAME_COUNTS.get(prefix, 0)
+    _NAME_COUNTS[prefix] = count + 1
+    return prefix if count == 0 else f"{prefix}_{count}"
+
+
+@dataclass
+class InputSpec:
+    """What a built layer accepts: a rank (exact or minimum) and fixed sizes of some axes.
+
+    >>> spec = InputSpec(min_ndim=2, axes={-1: 5})
+    >>> spec.check("dense", (3, 5))
+    >>> spec.check("dense", (3, 4))
+    Traceback (most recent call last):
+    ...
+    ValueError: Input 0 of layer 'dense' is incompatible with the layer: expected axis -1 of input shape to have value 5, but received input with shape (3, 4)
+    """
+
+    ndim: int | None = None
+    min_ndim: int | None = None
+    axes: dict[int, int] = field(default_factory=dict)
+
+    def check(self, layer_name: str, shape: Sequence[int], index: int = 0) -> None:
+        """Raise a ``ValueError`` naming the layer if ``shape`` does not fit."""
+        shape = tuple(shape)
+        prefix = f"Input {index} of layer '{layer_name}' is incompatible with the layer: "
+        if self.ndim is not None and len(shape) != self.ndim:
+            raise ValueError(f"{prefix}expected ndim={self.ndim}, found ndim={len(shape)}. Full shape received: {shape}")
+        if self.min_ndim is not None and len(shape) < self.min_ndim:
+            raise ValueError(
+                f"{prefix}expected min_ndim={self.min_ndim}, found ndim={len(shape)}. Full shape received: {shape}"
+            )
+        for axis, size in self.axes.items():
+            if -len(shape) <= axis < len(shape) and shape[axis] != size:
+                raise ValueError(
+                    f"{prefix}expected axis {axis} of input shape to have value {size}, "
+                    f"but received input with shape {shape}"
+                )
+
+
+class WeightRule:
+    """A layer attribute such as ``kernel_regularizer`` that reads and writes a weight's bound rule.
+
+    Before the weight exists the value waits on the layer; ``add_weight`` binds it.
+    Afterwards, setting the attribute rebinds the weight at once, so a regularizer
+    or constraint added to a built (or pretrained) layer takes effect; Keras
+    silently ignores it.
+    """
+
+    def __init__(self, weight: str, kind: str) -> None:
+        if kind not in ("regularizer", "constraint"):
+            raise ValueError(f"kind must be 'regularizer' or 'constraint', got {kind!r}")
+        self.weight = weight
+        self.kind = kind
+        self.attr = f"{weight}_{kind}"
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.attr = name
+
+    def __get__(self, layer: Layer | None, owner: type) -> Any:
+        if layer is None:
+            return self
+        if layer._parameters.get(self.weight) is not None:
+            rule = binding.rule_of(layer, self.weight)
+            return None if rule is None else getattr(rule, self.kind)
+        return layer.__dict__.get("_pending_rules", {}).get(self.attr)
+
+    def __set__(self, layer: Layer, value: Any) -> None:
+        resolved = layer._resolve(self.attr, value, regularizers.get if self.kind == "regularizer" else constraints.get)
+        if layer._parameters.get(self.weight) is not None:
+            binding.bind(layer, self.weight, **{self.kind: resolved})
+        else:
+            layer.__dict__.setdefault("_pending_rules", {})[self.attr] = resolved
+
+
+def _flatten(structure: Any) -> Iterator[Any]:
+    if isinstance(structure, (list, tuple)):
+        for item in structure:
+            yield from _flatten(item)
+    elif isinstance(structure, dict):
+        for item in structure.values():
+            yield from _flatten(item)
+    else:
+        yield structure
+
+
+def _shape_of(inputs: Any) -> Any:
+    if isinstance(inputs, torch.Tensor):
+        return tuple(inputs.shape)
+    if isinstance(inputs, (list, tuple)):
+        return [_shape_of(x) for x in inputs]
+    if isinstance(inputs, dict):
+        return {k: _shape_of(v) for k, v in inputs.items()}
+    return None
+
+
+class Layer(torch.nn.Module):
+    """Base class of every weightwise layer; a ``torch.nn.Module`` with Keras's layer API.
+
+    Keyword arguments (all optional): ``name``, ``trainable``, ``dtype``,
+    ``activity_regularizer``, and ``input_shape`` / ``input_dim`` /
+    ``batch_input_shape``, which build the layer at construction.
+
+    Like Keras, a layer runs in inference mode unless told otherwise: a direct
+    call has ``training=False``; ``layer.train()`` (torch) or ``training=True``
+    (Keras) switch on training behaviour such as dropout.
+
+    >>> class Scale(Layer):
+    ...     def build(self, input_shape):
+    ...         self.scale = self.add_weight(name="scale", shape=(input_shape[-1],),
+    ...                                      initializer="ones", regularizer="l2")
+    ...     def call(self, inputs):
+    ...         return inputs * self.scale
+    >>> layer = Scale(activity_regularizer="l1")
+    >>> out = layer(ops.ones((2, 3)))
+    >>> [round(loss.item(), 4) for loss in layer.losses]
+    [0.03, 0.03]
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _build_after_init(cls, cls.__dict__["__init__"])
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        trainable: bool = True,
+        dtype: Any = None,
+        activity_regularizer: Any = None,
+        input_shape: Sequence[int | None] | None = None,
+        input_dim: int | None = None,
+        batch_input_shape: Sequence[int | None] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__()
+        if kwargs:
+            raise TypeError(f"Unrecognized keyword arguments passed to {type(self).__name__}: {kwargs}")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"Invalid value for argument `name`: expected a non-empty str. Received: name={name!r}")
+        if not isinstance(trainable, bool):
+            raise ValueError(f"Invalid value for argument `trainable`: expected a bool. Received: trainable={trainable!r}")
+        self.name = name or unique_name(to_snake_case(type(self).__name__))
+        self._dtype = backend.standardize_dtype(_dtype_name(dtype))
+        self._trainable = trainable
+        self._declared_trainable: dict[str, bool] = {}
+        self._losses: list[torch.Tensor] = []
+        self.built = False
+        self.input_spec: InputSpec | None = None
+        self.activity_regularizer = activity_regularizer
+        self._build_shape = _input_shape_argument(input_shape, input_dim, batch_input_shape)
+        # Keras's default: a layer called directly does not train.
+        self.train(False)
+
+    # -- identity and config -------------------------------------------------------------
+    @property
+    def dtype(self) -> str:
+        """The layer's weight and compute dtype, as a string (``'float32'``)."""
+        return str(self._dtype).replace("torch.", "")
+
+    def _resolve(self, argument: str, value: Any, get: Callable[[Any], Any]) -> Any:
+        """``get(value)``, with a failure naming this layer and the argument."""
+        try:
+            return get(value)
+        except ValueError as error:
+            raise ValueError(
+                f"{type(self).__name__} layer {self.name!r}: invalid value for argument `{argument}`. {error}"
+            ) from error
+
+    @property
+    def activity_regularizer(self) -> Any:
+        """Penalty applied to each output of every call, divided by the batch size."""
+        return self.__dict__.get("_activity_regularizer")
+
+    @activity_regularizer.setter
+    def activity_regularizer(self, value: Any) -> None:
+        self.__dict__["_activity_regularizer"] = self._resolve("activity_regularizer", value, regularizers.get)
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments, in Keras's form (nested objects serialized)."""
+        config: dict[str, Any] = {"name": self.name, "trainable": self.trainable, "dtype": _dtype_policy(self.dtype)}
+        if self.activity_regularizer is not None:
+            config["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Layer:
+        """Build a layer from :meth:`get_config` output, ours or Keras's.
+
+        Keys Keras adds for features we do not have (quantization, LoRA) are accepted
+        while unset, and refused with a clear error when set.
+        """
+        config = dict(config)
+        for key in _KERAS_ONLY_KEYS:
+            if config.get(key):
+                raise ValueError(
+                    f"{cls.__name__}.from_config: `{key}`={config[key]!r} is a Keras feature weightwise does not support."
+                )
+            config.pop(key, None)
+        return cls(**config)
+
+    # -- weights -------------------------------------------------------------------------
+    def add_weight(
+        self,
+        name: str | None = None,
+        shape: Sequence[int] = (),
+        initializer: Any = None,
+        regularizer: Any = None,
+        constraint: Any = None,
+        trainable: bool = True,
+        dtype: Any = None,
+    ) -> torch.nn.Parameter:
+        """Create, register and return a weight, with its regularizer and constraint bound.
+
+        ``initializer`` defaults to ``glorot_uniform`` (``zeros`` for non-float dtypes).
+        """
+        name = name or f"variable_{len(self._declared_trainable)}"
+        if not name.isidentifier() or hasattr(type(self), name) or name in self._parameters:
+            raise ValueError(
+                f"Layer {self.name!r}: cannot add a weight named {name!r}: it must be a Python identifier "
+                "not already used by the layer."
+            )
+        dtype = self._dtype if dtype is None else backend.standardize_dtype(_dtype_name(dtype))
+        shape = tuple(int(d) for d in shape)
+        if any(d < 0 for d in shape):
+            raise ValueError(f"Layer {self.name!r}: invalid shape {shape} for weight {name!r}.")
+        regularizer = self._resolve(f"regularizer of weight {name!r}", regularizer, regularizers.get)
+        constraint = self._resolve(f"constraint of weight {name!r}", constraint, constraints.get)
+        init = initializers.get(initializer if initializer is not None else
+                                ("glorot_uniform" if dtype.is_floating_point else "zeros"))
+        with torch.no_grad():
+            value = init(shape, dtype=dtype)
+        param = torch.nn.Parameter(value, requires_grad=trainable and self._trainable and dtype.is_floating_point)
+        self.register_parameter(name, param)
+        self._declared_trainable[name] = trainable
+        binding.bind(self, name, regularizer=regularizer, constraint=constraint)
+        return param
+
+    def _own_weights(self) -> list[torch.nn.Parameter]:
+        params = [(n, p) for n, p in self._parameters.items() if p is not None]
+        declared = [p for n, p in params if self._declared_trainable.get(n, True)]
+        return declared + [p for n, p in params if not self._declared_trainable.get(n, True)]
+
+    @property
+    def weights(self) -> list[torch.nn.Parameter]:
+        """All weights in Keras order: this layer's trainable, its non-trainable, then sublayers'."""
+        out, seen = [], set()
+        for w in self._own_weights() + [w for child in self.children() for w in _weights_of(child)]:
+            if id(w) not in seen:
+                seen.add(id(w))
+                out.append(w)
+        return out
+
+    @property
+    def trainable_weights(self) -> list[torch.nn.Parameter]:
+        """Weights that train: those with ``requires_grad``."""
+        return [w for w in self.weights if w.requires_grad]
+
+    @property
+    def non_trainable_weights(self) -> list[torch.nn.Parameter]:
+        """Weights that do not train."""
+        return [w for w in self.weights if not w.requires_grad]
+
+    @property
+    def trainable(self) -> bool:
+        """Whether the layer trains; setting it applies to every weight and sublayer."""
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        if not isinstance(value, bool):
+            raise ValueError(f"Invalid value for argument `trainable`: expected a bool. Received: trainable={value!r}")
+        self._trainable = value
+        for name, param in self._parameters.items():
+            if param is not None and param.dtype.is_floating_point:
+                param.requires_grad_(value and self._declared_trainable.get(name, True))
+        for child in self.children():
+            if isinstance(child, Layer):
+                child.trainable = value
+            else:
+                child.requires_grad_(value)
+
+    def get_weights(self) -> list[np.ndarray]:
+        """The weights as numpy arrays, in :attr:`weights` order and Keras layouts."""
+        return [ops.convert_to_numpy(w) for w in self.weights]
+
+    def set_weights(self, weights: Sequence[Any]) -> None:
+        """Set every weight from numpy arrays (or tensors) in :attr:`weights` order.
+
+        The count and every shape are checked first; on any mismatch nothing changes.
+        """
+        params = self.weights
+        if len(weights) != len(params):
+            raise ValueError(
+                f"You called `set_weights(weights)` on layer '{self.name}' with a weight list of length "
+                f"{len(weights)}, but the layer was expecting {len(params)} weights."
+            )
+        values = [ops.convert_to_tensor(np.asarray(w) if not isinstance(w, torch.Tensor) else w) for w in weights]
+        for param, value in zip(params, values):
+            if tuple(value.shape) != tuple(param.shape):
+                raise ValueError(
+                    f"Layer {self.name} weight shape {tuple(param.shape)} is not compatible with provided "
+                    f"weight shape {tuple(value.shape)}."
+                )
+        with torch.no_grad():
+            for param, value in zip(params, values):
+                param.copy_(value.to(device=param.device, dtype=param.dtype))
+
+    def count_params(self) -> int:
+        """Number of scalars in all weights; the layer must be built."""
+        if not self.built:
+            raise ValueError(
+                f"You tried to call `count_params` on layer '{self.name}', but the layer isn't built. "
+                "You can build it manually via: `layer.build(input_shape)`."
+            )
+        return sum(w.numel() for w in self.weights)
+
+    # -- losses --------------------------------------------------------------------------
+    def add_loss(self, loss: Any) -> None:
+        """Add a loss tensor to :attr:`losses`; cleared by the next outermost call."""
+        self._losses.append(ops.convert_to_tensor(loss))
+
+    @property
+    def losses(self) -> list[torch.Tensor]:
+        """Scalar losses, computed afresh: ``add_loss`` and activity losses of the last call, and
+        the penalties of trainable weights in this layer and its sublayers, each once."""
+        out: list[torch.Tensor] = []
+        for module in self.modules():
+            if isinstance(module, Layer):
+                out.extend(module._losses)
+        out.extend(binding.penalties(self))
+        return out
+
+    # -- calling -------------------------------------------------------------------------
+    def build(self, input_shape: Any) -> None:
+        """Create the layer's weights for inputs of ``input_shape``; the default creates none."""
+
+    def call(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        """The layer's computation; subclasses override it. The default is the identity."""
+        return inputs
+
+    def _build_once(self, input_shape: Any) -> None:
+        if not self.built:
+            self.build(input_shape)
+            self.built = True
+
+    def forward(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        """Keras's ``__call__`` steps: convert, build once, check, call, record activity losses."""
+        inputs = self._convert_inputs(inputs)
+        self._build_once(_shape_of(inputs))
+        if self.input_spec is not None:
+            for index, tensor in enumerate(_flatten(inputs)):
+                if isinstance(tensor, torch.Tensor):
+                    self.input_spec.check(self.name, tuple(tensor.shape), index)
+        depth = getattr(_CALL_STATE, "depth", 0)
+        if depth == 0:
+            for module in self.modules():
+                if isinstance(module, Layer):
+                    module._losses = []
+        training = kwargs.pop("training", None)
+        outer_training = getattr(_CALL_STATE, "training", None)
+        if training is None:
+            training = outer_training if outer_training is not None else self.training
+        if _accepts_training(type(self)):
+            kwargs["training"] = training
+        _CALL_STATE.depth, _CALL_STATE.training = depth + 1, training
+        try:
+            outputs = self.call(inputs, *args, **kwargs)
+        finally:
+            _CALL_STATE.depth, _CALL_STATE.training = depth, outer_training
+        if self.activity_regularizer is not None:
+            for output in _flatten(outputs):
+                if isinstance(output, torch.Tensor):
+                    self._losses.append(_activity_penalty(self.activity_regularizer, output))
+        return outputs
+
+    def _convert_inputs(self, inputs: Any) -> Any:
+        """Numpy and Python inputs become tensors; floating tensors take the layer dtype (Keras autocast)."""
+        if isinstance(inputs, (list, tuple)) and not all(isinstance(x, (int, float)) for x in inputs):
+            return type(inputs)(self._convert_inputs(x) for x in inputs)
+        if isinstance(inputs, dict):
+            return {k: self._convert_inputs(v) for k, v in inputs.items()}
+        tensor = ops.convert_to_tensor(inputs)
+        if tensor.is_floating_point() and tensor.dtype != self._dtype:
+            tensor = tensor.to(self._dtype)
+        return tensor
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}"
+
+
+def _activity_penalty(regularizer: Callable[[torch.Tensor], torch.Tensor], output: torch.Tensor) -> torch.Tensor:
+    """The activity penalty of one output: divided by the batch (first) dimension, never NaN."""
+    penalty = regularizer(output)
+    if output.dim() == 0:
+        return penalty
+    # An empty batch has a zero penalty; dividing by 1 keeps it 0 rather than NaN.
+    return penalty / max(output.shape[0], 1)
+
+
+def _weights_of(module: torch.nn.Module) -> list[torch.nn.Parameter]:
+    if isinstance(module, Layer):
+        return module.weights
+    return list(module.parameters())
+
+
+@functools.lru_cache(maxsize=None)
+def _accepts_training(cls: type) -> bool:
+    parameters = inspect.signature(cls.call).parameters
+    return "training" in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+
+
+def _build_after_init(cls: type, init: Callable[..., None]) -> Callable[..., None]:
+    """Wrap ``cls.__init__`` so that a layer given ``input_shape`` builds once fully constructed."""
+
+    @functools.wraps(init)
+    def __init__(self: Layer, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        # Only the most-derived class's __init__ builds, after every __init__ has run.
+        if type(self) is cls and getattr(self, "_build_shape", None) is not None and not self.built:
+            self._build_once(self._build_shape)
+
+    return __init__
+
+
+def _input_shape_argument(
+    input_shape: Sequence[int | None] | None, input_dim: int | None, batch_input_shape: Sequence[int | None] | None
+) -> tuple[int | None, ...] | None:
+    if batch_input_shape is not None:
+        return tuple(batch_input_shape)
+    if input_dim is not None:
+        if isinstance(input_dim, bool) or not isinstance(input_dim, int) or input_dim <= 0:
+            raise ValueError(f"Invalid value for argument `input_dim`: expected a positive int. Received: input_dim={input_dim!r}")
+        return (None, input_dim)
+    if input_shape is not None:
+        if isinstance(input_shape, int):
+            input_shape = (input_shape,)
+        return (None, *tuple(input_shape))
+    return None
+
+
+def _dtype_name(dtype: Any) -> Any:
+    """Accept Keras's DTypePolicy config as a dtype."""
+    if isinstance(dtype, dict):
+        return dtype.get("config", {}).get("name")
+    return dtype
+
+
+def _dtype_policy(name: str) -> dict[str, Any]:
+    return {"module": "keras", "class_name": "DTypePolicy", "config": {"name": name}, "registered_name": None}

@@ -1,0 +1,315 @@
+"""Convolution layers: Conv1D, Conv2D and Conv3D, with Keras's kernel layout and padding.
+
+The kernel has Keras's layout ``(*kernel_size, in_channels // groups, filters)``, so
+Keras weights load unchanged and a constraint axis such as ``[0, 1, 2]`` addresses
+each Conv2D filter. Inputs are ``channels_last`` unless ``data_format="channels_first"``.
+``padding="same"`` pads exactly as Keras and TensorFlow do, the extra row or column
+going after the data when the total is odd.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from weightwise import regularizers
+from weightwise.layers.args import (
+    IntOrTuple,
+    invalid,
+    is_int,
+    output_length,
+    pad_spatial,
+    positive_int,
+    same_padding,
+    standardize_data_format,
+    standardize_padding,
+    standardize_tuple,
+)
+from weightwise.layers.base import InputSpec
+from weightwise.layers.core import KernelLayer
+
+__all__ = ["Conv", "Conv1D", "Conv2D", "Conv3D"]
+
+
+_CONV_FN = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+
+
+class Conv(KernelLayer):
+    """N-D convolution (cross-correlation): ``output = activation(conv(inputs, kernel) + bias)``.
+
+    ``rank`` (1, 2 or 3) is the number of spatial axes; :class:`Conv1D`, :class:`Conv2D`
+    and :class:`Conv3D` fix it. The other arguments are Keras's: ``filters`` output
+    channels, ``kernel_size``/``strides``/``dilation_rate`` as an int or ``rank`` ints,
+    ``padding`` ``"valid"``, ``"same"`` or (rank 1 only) ``"causal"``, and ``groups``,
+    which must divide both the input channels and ``filters``. The kernel has shape
+    ``(*kernel_size, in_channels // groups, filters)`` and the bias ``(filters,)``.
+
+    >>> from weightwise import ops
+    >>> layer = Conv(2, filters=4, kernel_size=3, padding="same", kernel_regularizer="l2")
+    >>> layer(ops.ones((1, 5, 5, 3))).shape
+    torch.Size([1, 5, 5, 4])
+    >>> tuple(layer.kernel.shape), len(layer.losses)
+    ((3, 3, 3, 4), 1)
+    """
+
+    def __init__(
+        self,
+        rank: int,
+        filters: int,
+        kernel_size: IntOrTuple,
+        strides: IntOrTuple = 1,
+        padding: str = "valid",
+        data_format: str | None = None,
+        dilation_rate: IntOrTuple = 1,
+        groups: int = 1,
+        activation: Any = None,
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        kernel_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        activity_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        bias_constraint: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            activation=activation,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer,
+            kernel_constraint=kernel_constraint,
+            bias_constraint=bias_constraint,
+            **kwargs,
+        )
+        if not is_int(rank) or rank not in _CONV_FN:
+            raise invalid(self, "rank", rank, "1, 2 or 3")
+        self.rank = rank
+        positive_int(self, filters, "filters")
+        self.filters = filters
+        self.kernel_size = standardize_tuple(self, kernel_size, rank, "kernel_size")
+        self.strides = standardize_tuple(self, strides, rank, "strides")
+        self.dilation_rate = standardize_tuple(self, dilation_rate, rank, "dilation_rate")
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ValueError(
+                f"{type(self).__name__} layer {self.name!r}: invalid value for argument `strides`: "
+                f"`strides > 1` is not supported in conjunction with `dilation_rate > 1`. "
+                f"Received: strides={self.strides} and dilation_rate={self.dilation_rate}"
+            )
+        self.padding = standardize_padding(self, padding, allow_causal=rank == 1)
+        self.data_format = standardize_data_format(self, data_format)
+        positive_int(self, groups, "groups")
+        if filters % groups:
+            raise invalid(self, "groups", groups, f"a divisor of filters={filters}")
+        self.groups = groups
+
+    @property
+    def _channel_axis(self) -> int:
+        return -1 if self.data_format == "channels_last" else 1
+
+    def build(self, input_shape: Sequence[int | None]) -> None:
+        # Check the rank first, so a wrong input builds nothing.
+        InputSpec(ndim=self.rank + 2).check(self.name, input_shape)
+        in_channels = input_shape[self._channel_axis]
+        if in_channels is None:
+            raise ValueError(
+                f"{type(self).__name__} layer {self.name!r}: the channel dimension of the inputs must be known. "
+                f"Received: input_shape={tuple(input_shape)}"
+            )
+        if in_channels % self.groups:
+            raise ValueError(
+                f"{type(self).__name__} layer {self.name!r}: the number of input channels must be evenly divisible "
+                f"by the number of groups. Received groups={self.groups}, but the input has {in_channels} channels "
+                f"(full input shape is {tuple(input_shape)})."
+            )
+        self._check_spatial(input_shape)
+        self._add_kernel_and_bias((*self.kernel_size, in_channels // self.groups, self.filters), self.filters)
+        self.input_spec = InputSpec(ndim=self.rank + 2, axes={self._channel_axis: in_channels})
+
+    def _spatial(self, shape: Sequence[int | None]) -> Sequence[int | None]:
+        return shape[1:-1] if self.data_format == "channels_last" else shape[2:]
+
+    def _check_spatial(self, shape: Sequence[int | None]) -> None:
+        for size, k, s, d in zip(self._spatial(shape), self.kernel_size, self.strides, self.dilation_rate):
+            if size is not None and output_length(size, k, s, self.padding, d) <= 0:
+                raise ValueError(
+                    f"{type(self).__name__} layer {self.name!r}: the input is too small for the kernel. "
+                    f"Received: input_shape={tuple(shape)}, kernel_size={self.kernel_size}, "
+                    f"dilation_rate={self.dilation_rate}, padding={self.padding!r}"
+                )
+
+    def _padding(self, spatial: Sequence[int]) -> list[tuple[int, int]]:
+        if self.padding == "same":
+            return [same_padding(*args) for args in zip(spatial, self.kernel_size, self.strides, self.dilation_rate)]
+        if self.padding == "causal":
+            return [((self.kernel_size[0] - 1) * self.dilation_rate[0], 0)]
+        return [(0, 0)] * self.rank
+
+    def call(self, inputs: torch.Tensor) -> torch.Tensor:
+        self._check_spatial(tuple(inputs.shape))
+        if not inputs.is_floating_point():
+            inputs = inputs.to(self.kernel.dtype)
+        x = inputs.movedim(-1, 1) if self.data_format == "channels_last" else inputs
+        pads = self._padding(tuple(x.shape[2:]))
+        if all(before == after for before, after in pads):
+            padding: Any = tuple(before for before, _ in pads)
+        else:
+            x, padding = pad_spatial(x, pads), 0
+        # Keras's (*kernel_size, in/groups, filters) -> torch's (filters, in/groups, *kernel_size).
+        kernel = self.kernel.permute(self.rank + 1, self.rank, *range(self.rank))
+        outputs = _CONV_FN[self.rank](
+            x, kernel, self.bias, stride=self.strides, padding=padding, dilation=self.dilation_rate, groups=self.groups
+        )
+        if self.data_format == "channels_last":
+            outputs = outputs.movedim(1, -1)
+        return self.activation(outputs)
+
+    def get_config(self) -> dict[str, Any]:
+        base = super().get_config()
+        base.pop("activity_regularizer", None)
+        config = {key: base.pop(key) for key in ("name", "trainable", "dtype")}
+        if "rank" in inspect.signature(type(self).__init__).parameters:
+            # The general class: the rank is a constructor argument (Conv1D/2D/3D fix it).
+            config["rank"] = self.rank
+        config.update(
+            filters=self.filters,
+            kernel_size=self.kernel_size,
+            strides=self.strides,
+            padding=self.padding,
+            data_format=self.data_format,
+            dilation_rate=self.dilation_rate,
+            groups=self.groups,
+        )
+        # Keras's order; its convolutions always list `activity_regularizer`, `None` included.
+        for key in ("activation", "use_bias", "kernel_initializer", "bias_initializer", "kernel_regularizer",
+                    "bias_regularizer"):
+            config[key] = base.pop(key)
+        config["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
+        config.update(base)
+        return config
+
+
+class Conv1D(Conv):
+    """1D convolution (e.g. over time): :class:`Conv` with ``rank=1``; also takes ``padding="causal"``.
+
+    Inputs are ``(batch, steps, channels)`` (``channels_last``) or ``(batch, channels, steps)``.
+
+    >>> from weightwise import ops
+    >>> Conv1D(32, 3, activation="relu")(ops.ones((4, 10, 128))).shape
+    torch.Size([4, 8, 32])
+    >>> Conv1D(2, 3, padding="causal")(ops.ones((4, 10, 1))).shape
+    torch.Size([4, 10, 2])
+    """
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: IntOrTuple,
+        strides: IntOrTuple = 1,
+        padding: str = "valid",
+        data_format: str | None = None,
+        dilation_rate: IntOrTuple = 1,
+        groups: int = 1,
+        activation: Any = None,
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        kernel_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        activity_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        bias_constraint: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            1, filters, kernel_size, strides, padding, data_format, dilation_rate, groups, activation, use_bias,
+            kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer, activity_regularizer,
+            kernel_constraint, bias_constraint, **kwargs,
+        )
+
+
+class Conv2D(Conv):
+    """2D convolution (e.g. over images): :class:`Conv` with ``rank=2``.
+
+    Inputs are ``(batch, height, width, channels)`` (``channels_last``) or
+    ``(batch, channels, height, width)``.
+
+    >>> from weightwise import ops
+    >>> from weightwise.constraints import MaxNorm
+    >>> layer = Conv2D(64, 3, padding="same", kernel_constraint=MaxNorm(2.0, axis=[0, 1, 2]))
+    >>> layer(ops.ones((4, 10, 10, 3))).shape
+    torch.Size([4, 10, 10, 64])
+    >>> tuple(layer.kernel.shape)
+    (3, 3, 3, 64)
+    """
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: IntOrTuple,
+        strides: IntOrTuple = (1, 1),
+        padding: str = "valid",
+        data_format: str | None = None,
+        dilation_rate: IntOrTuple = (1, 1),
+        groups: int = 1,
+        activation: Any = None,
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        kernel_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        activity_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        bias_constraint: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            2, filters, kernel_size, strides, padding, data_format, dilation_rate, groups, activation, use_bias,
+            kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer, activity_regularizer,
+            kernel_constraint, bias_constraint, **kwargs,
+        )
+
+
+class Conv3D(Conv):
+    """3D convolution (e.g. over volumes or video): :class:`Conv` with ``rank=3``.
+
+    Inputs are ``(batch, depth, height, width, channels)`` (``channels_last``) or
+    ``(batch, channels, depth, height, width)``.
+
+    >>> from weightwise import ops
+    >>> Conv3D(2, (3, 3, 3), strides=2, data_format="channels_first")(ops.ones((1, 4, 9, 9, 9))).shape
+    torch.Size([1, 2, 4, 4, 4])
+    """
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: IntOrTuple,
+        strides: IntOrTuple = (1, 1, 1),
+        padding: str = "valid",
+        data_format: str | None = None,
+        dilation_rate: IntOrTuple = (1, 1, 1),
+        groups: int = 1,
+        activation: Any = None,
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        kernel_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        activity_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        bias_constraint: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            3, filters, kernel_size, strides, padding, data_format, dilation_rate, groups, activation, use_bias,
+            kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer, activity_regularizer,
+            kernel_constraint, bias_constraint, **kwargs,
+        )

@@ -1,0 +1,244 @@
+"""Core layers: Dense and the kernel/bias machinery it shares with the convolutions,
+plus Activation, Dropout, ActivityRegularization and InputLayer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from weightwise import activations, constraints, initializers, regularizers
+from weightwise.layers.args import positive_int
+from weightwise.layers.base import InputSpec, Layer, WeightRule
+
+__all__ = ["Activation", "ActivityRegularization", "Dense", "Dropout", "InputLayer", "KernelLayer"]
+
+
+class KernelLayer(Layer):
+    """A layer with a ``kernel``, an optional ``bias`` and an activation (Dense, the convolutions).
+
+    It owns the Keras arguments every such layer takes (``activation``, ``use_bias``,
+    ``kernel_initializer``, ``bias_initializer``, ``kernel_regularizer``,
+    ``bias_regularizer``, ``kernel_constraint``, ``bias_constraint``) and binds them to
+    the weights it creates. The four rule attributes stay live after build.
+    """
+
+    kernel_regularizer = WeightRule("kernel", "regularizer")
+    bias_regularizer = WeightRule("bias", "regularizer")
+    kernel_constraint = WeightRule("kernel", "constraint")
+    bias_constraint = WeightRule("bias", "constraint")
+
+    def __init__(
+        self,
+        activation: Any = None,
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        kernel_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        activity_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        bias_constraint: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        if not isinstance(use_bias, bool):
+            raise ValueError(f"{type(self).__name__}: invalid value for argument `use_bias`: expected a bool. Received: use_bias={use_bias!r}")
+        self.activation = self._resolve("activation", activation, activations.get)
+        self.use_bias = use_bias
+        self.kernel_initializer = self._resolve("kernel_initializer", kernel_initializer, initializers.get)
+        self.bias_initializer = self._resolve("bias_initializer", bias_initializer, initializers.get)
+        self.kernel_regularizer = kernel_regularizer
+        self.bias_regularizer = bias_regularizer
+        self.kernel_constraint = kernel_constraint
+        self.bias_constraint = bias_constraint
+
+    def _add_kernel_and_bias(self, kernel_shape: Sequence[int], bias_size: int) -> None:
+        self.kernel = self.add_weight(
+            "kernel", kernel_shape, self.kernel_initializer, self.kernel_regularizer, self.kernel_constraint
+        )
+        if self.use_bias:
+            self.bias = self.add_weight("bias", (bias_size,), self.bias_initializer, self.bias_regularizer, self.bias_constraint)
+        else:
+            self.bias = None
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "activation": activations.serialize(self.activation),
+            "use_bias": self.use_bias,
+            "kernel_initializer": initializers.serialize(self.kernel_initializer),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+            "kernel_constraint": constraints.serialize(self.kernel_constraint),
+            "bias_constraint": constraints.serialize(self.bias_constraint),
+        }
+
+
+class Dense(KernelLayer):
+    """Densely connected layer: ``output = activation(inputs @ kernel + bias)``.
+
+    The kernel has Keras's layout ``(input_dim, units)``; inputs of any rank >= 2 are
+    multiplied along their last axis.
+
+    >>> from weightwise import ops, regularizers
+    >>> layer = Dense(units=5,
+    ...               kernel_initializer='ones',
+    ...               kernel_regularizer=regularizers.L1(0.01),
+    ...               activity_regularizer=regularizers.L2(0.01))
+    >>> tensor = ops.ones(shape=(5, 5)) * 2.0
+    >>> out = layer(tensor)
+    >>> # The kernel regularization term is 0.25
+    >>> # The activity regularization term (after dividing by the batch size) is 5
+    >>> print(ops.sum(layer.losses))  # 5.25 (= 5 + 0.25)
+    tensor(5.2500, grad_fn=<SumBackward0>)
+    """
+
+    def __init__(self, units: int, activation: Any = None, use_bias: bool = True, **kwargs: Any) -> None:
+        super().__init__(activation=activation, use_bias=use_bias, **kwargs)
+        self.units = positive_int(self, units, "units")
+
+    def build(self, input_shape: Sequence[int | None]) -> None:
+        input_dim = input_shape[-1]
+        if input_dim is None:
+            raise ValueError(f"Dense layer {self.name!r}: the last dimension of the inputs must be known. Received: input_shape={input_shape}")
+        self._add_kernel_and_bias((input_dim, self.units), self.units)
+        self.input_spec = InputSpec(min_ndim=2, axes={-1: input_dim})
+
+    def call(self, inputs: torch.Tensor) -> torch.Tensor:
+        outputs = torch.matmul(inputs, self.kernel)
+        if self.bias is not None:
+            outputs = outputs + self.bias
+        return self.activation(outputs)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "units": self.units}
+
+
+class Activation(Layer):
+    """Applies an activation function: ``output = activation(inputs)``.
+
+    >>> from weightwise import ops
+    >>> Activation("relu")(ops.convert_to_tensor([[-1.0, 2.0]]))
+    tensor([[0., 2.]])
+    """
+
+    def __init__(self, activation: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.activation = self._resolve("activation", activation, activations.get)
+
+    def call(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.activation(inputs)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "activation": activations.serialize(self.activation)}
+
+
+class Dropout(Layer):
+    """Zeroes inputs with probability ``rate`` while training, scaling the rest by ``1 / (1 - rate)``.
+
+    Outside training it is the identity. ``noise_shape`` broadcasts one mask over
+    axes of size 1 (``None`` entries take the input's size); an int ``seed`` makes
+    the masks reproducible without touching torch's global random state.
+
+    >>> layer = Dropout(0.5, seed=0)
+    >>> from weightwise import ops
+    >>> layer(ops.ones((1, 4)))  # inference: unchanged
+    tensor([[1., 1., 1., 1.]])
+    >>> sorted(set(layer(ops.ones((1, 1000)), training=True).flatten().tolist()))
+    [0.0, 2.0]
+    """
+
+    def __init__(self, rate: float, noise_shape: Sequence[int | None] | None = None, seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+            raise ValueError(f"Invalid value received for argument `rate`. Expected a float value between 0 and 1. Received: rate={rate!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise ValueError(f"Invalid value for argument `seed`: expected a non-negative int or None. Received: seed={seed!r}")
+        self.rate = rate
+        self.noise_shape = None if noise_shape is None else tuple(noise_shape)
+        self.seed = seed
+        self._generator: torch.Generator | None = None
+
+    def call(self, inputs: torch.Tensor, training: bool = False) -> torch.Tensor:
+        if not training or self.rate == 0:
+            return inputs
+        if self.rate == 1:
+            return torch.zeros_like(inputs)
+        shape = tuple(inputs.shape) if self.noise_shape is None else tuple(
+            size if size is not None else inputs.shape[axis] for axis, size in enumerate(self.noise_shape)
+        )
+        if self.seed is not None and (self._generator is None or self._generator.device != inputs.device):
+            self._generator = torch.Generator(device=inputs.device).manual_seed(self.seed)
+        keep = torch.rand(shape, generator=self._generator, device=inputs.device) >= self.rate
+        return inputs * keep.to(inputs.dtype) / (1 - self.rate)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed, "noise_shape": self.noise_shape}
+
+
+class ActivityRegularization(Layer):
+    """Identity layer that adds an activity penalty ``l1 * sum(|x|) + l2 * sum(x ** 2)``, divided by the batch size.
+
+    >>> layer = ActivityRegularization(l1=0.1)
+    >>> from weightwise import ops
+    >>> _ = layer(ops.ones((2, 3)))
+    >>> layer.losses
+    [tensor(0.3000)]
+    """
+
+    def __init__(self, l1: float = 0.0, l2: float = 0.0, **kwargs: Any) -> None:
+        if "activity_regularizer" in kwargs:
+            raise TypeError(
+                "ActivityRegularization sets its own activity_regularizer from `l1` and `l2`; "
+                f"do not pass one. Received: activity_regularizer={kwargs['activity_regularizer']!r}"
+            )
+        super().__init__(activity_regularizer=regularizers.L1L2(l1=l1, l2=l2), **kwargs)
+        self.l1 = self.activity_regularizer.l1
+        self.l2 = self.activity_regularizer.l2
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.pop("activity_regularizer", None)
+        return {**config, "l1": self.l1, "l2": self.l2}
+
+
+class InputLayer(Layer):
+    """The entry point of a model: an identity layer that records the input's shape and dtype.
+
+    ``shape`` excludes the batch axis; ``batch_shape`` includes it.
+
+    >>> layer = InputLayer(shape=(3,))
+    >>> layer.batch_shape
+    (None, 3)
+    """
+
+    def __init__(
+        self,
+        shape: Sequence[int | None] | None = None,
+        batch_size: int | None = None,
+        dtype: Any = None,
+        sparse: bool | None = None,
+        batch_shape: Sequence[int | None] | None = None,
+        name: str | None = None,
+        ragged: bool | None = None,
+        optional: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        for flag, value in (("sparse", sparse), ("ragged", ragged)):
+            if value:
+                raise ValueError(f"InputLayer: `{flag}=True` is not supported by weightwise.")
+        if shape is not None and batch_shape is not None:
+            raise ValueError("InputLayer: pass `shape` or `batch_shape`, not both.")
+        if shape is None and batch_shape is None:
+            raise ValueError("InputLayer: `shape` or `batch_shape` is required.")
+        super().__init__(name=name, dtype=dtype, **kwargs)
+        self.batch_shape = tuple(batch_shape) if batch_shape is not None else (batch_size, *tuple(shape))
+        self.optional = optional
+        self.built = True
+
+    def get_config(self) -> dict[str, Any]:
+        return {"batch_shape": self.batch_shape, "dtype": self.dtype, "sparse": False, "ragged": False,
+                "name": self.name, "optional": self.optional}
