@@ -82,7 +82,7 @@ def rule_arguments(layer_cls: type) -> list[str]:
 def run_layer_test(
     layer_cls: type,
     init_kwargs: dict[str, Any],
-    input_shape: tuple[int, ...],
+    input_shape: tuple[int, ...] | list[tuple[int, ...]],
     expected_output_shape: tuple[int, ...] | None = None,
     expected_num_weights: int | None = None,
     input_dtype: Any = None,
@@ -101,7 +101,12 @@ def run_layer_test(
     from weightwise import binding, constraints, layers, regularizers
 
     rng = np.random.default_rng(0)
-    x = torch.from_numpy(rng.normal(size=input_shape).astype(input_dtype or np.float32))
+
+    def sample(shape: tuple[int, ...]) -> Any:
+        return torch.from_numpy(rng.normal(size=shape).astype(input_dtype or np.float32))
+
+    # A list of shapes feeds a multi-input layer (Concatenate, Add) a list of tensors.
+    x = [sample(s) for s in input_shape] if isinstance(input_shape, list) else sample(input_shape)
 
     layer = layer_cls(**init_kwargs)
     out = layer(x)

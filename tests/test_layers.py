@@ -338,6 +338,9 @@ def test_dense_on_nd_inputs_and_activation_and_float64() -> None:
         (ActivityRegularization, {"l1": 0.1, "l2": 0.2}, (3, 4), (3, 4)),
         (Flatten, {}, (2, 3, 4), (2, 12)),
         (Reshape, {"target_shape": (2, -1)}, (3, 8), (3, 2, 4)),
+        (Concatenate, {"axis": 1}, [(2, 3), (2, 4)], (2, 7)),
+        (Add, {}, [(2, 3), (2, 3), (2, 3)], (2, 3)),
+        (InputLayer, {"shape": (3,)}, (2, 3), (2, 3)),
     ],
 )
 def test_every_layer_through_the_shared_checker(cls, kwargs, input_shape, output_shape) -> None:
