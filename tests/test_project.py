@@ -27,15 +27,17 @@ from weightwise import (
 ROOT = Path(__file__).resolve().parents[1]
 
 PUBLIC = {
-    weightwise: ["Constraint", "Initializer", "InputSpec", "Layer", "Regularizer", "activations", "backend", "binding",
-                 "config", "constraints", "initializers", "layers", "ops", "regularizers", "saving"],
+    weightwise: ["Constraint", "Initializer", "Input", "InputSpec", "Layer", "Model", "Regularizer", "Sequential",
+                 "activations", "apply_constraints", "backend", "binding", "callbacks", "config", "constraints",
+                 "initializers", "layers", "losses", "metrics", "models", "ops", "optimizers",
+                 "regularization_loss", "regularizers", "saving"],
     layers: ["Activation", "ActivityRegularization", "Add", "AveragePooling1D", "AveragePooling2D", "AveragePooling3D",
              "AvgPool1D", "AvgPool2D", "AvgPool3D", "Concatenate", "Conv", "Conv1D", "Conv2D", "Conv3D",
              "Convolution1D", "Convolution2D", "Convolution3D", "Dense", "Dropout", "Flatten",
              "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D", "GlobalAvgPool1D",
              "GlobalAvgPool2D", "GlobalAvgPool3D", "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalMaxPool3D",
-             "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D", "GlobalPooling", "InputLayer",
-             "InputSpec", "Layer", "MaxPool1D", "MaxPool2D", "MaxPool3D", "MaxPooling1D", "MaxPooling2D",
+             "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D", "GlobalPooling", "Input", "InputLayer",
+             "InputSpec", "KerasTensor", "Layer", "MaxPool1D", "MaxPool2D", "MaxPool3D", "MaxPooling1D", "MaxPooling2D",
              "MaxPooling3D", "Pooling", "Reshape", "deserialize", "get", "serialize"],
     initializers: ["Constant", "GlorotNormal", "GlorotUniform", "HeNormal", "HeUniform", "Identity",
                    "IdentityInitializer", "Initializer", "LecunNormal", "LecunUniform", "Ones", "Orthogonal",
@@ -48,7 +50,8 @@ PUBLIC = {
                   "mish", "relu", "relu6", "selu", "serialize", "sigmoid", "silu", "soft_shrink", "softmax",
                   "softplus", "softsign", "sparse_plus", "sparse_sigmoid", "sparsemax", "squareplus", "swish",
                   "tanh", "tanh_shrink", "threshold"],
-    binding: ["Bound", "Rule", "apply_constraints", "bind", "bound", "penalties", "rule_of", "total_penalty", "unbind"],
+    binding: ["Bound", "Rule", "apply_constraints", "bind", "bound", "call_losses", "clear_call_losses", "penalties",
+              "record_call_loss", "regularization_loss", "rule_of", "total_penalty", "unbind"],
     regularizers: ["L1", "L1L2", "L2", "OrthogonalRegularizer", "Regularizer", "deserialize", "get", "l1", "l1_l2",
                    "l2", "orthogonal_regularizer", "serialize"],
     constraints: ["Constraint", "MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm", "deserialize", "get", "max_norm",
@@ -101,7 +104,7 @@ def test_readme_top_has_the_two_setup_commands() -> None:
     commands = _readme_commands()
     assert len(commands) == 2
     demo, tests = commands
-    assert "constraints.txt" in demo and demo.endswith("python -m weightwise.demo")
+    assert "constraints.txt" in demo and '".[demo]"' in demo and demo.endswith("python -m weightwise.demo")
     assert "constraints.txt" in tests and '".[test]"' in tests and "pytest" in tests
 
 
@@ -117,8 +120,9 @@ def test_cpu_torch_is_pinned_for_installs_but_not_in_the_metadata() -> None:
     assert '"keras==3.15.1"' in pyproject
 
 
-def test_demo_runs_and_prints_the_documented_results() -> None:
-    result = subprocess.run([sys.executable, "-m", "weightwise.demo"], capture_output=True, text=True, check=True)
+def test_seed_examples_run_and_print_the_documented_results() -> None:
+    result = subprocess.run([sys.executable, "-m", "weightwise.seed_examples"], capture_output=True, text=True,
+                            check=True)
     lines = result.stdout.splitlines()
     seed = next(line for line in lines if "L2(2.)(ops.ones(shape=(5, 5)))" in line)
     assert seed.split("documented:")[0].split()[-1] == "50.0" and seed.rstrip().endswith("documented: 50.0")

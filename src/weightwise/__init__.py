@@ -16,17 +16,24 @@ from weightwise import (
     activations,
     backend,
     binding,
+    callbacks,
     config,
     constraints,
     initializers,
     layers,
+    losses,
+    metrics,
+    models,
     ops,
+    optimizers,
     regularizers,
     saving,
 )
+from weightwise.binding import apply_constraints, regularization_loss
 from weightwise.constraints import Constraint
 from weightwise.initializers import Initializer
-from weightwise.layers import InputSpec, Layer
+from weightwise.layers import Input, InputSpec, Layer
+from weightwise.models import Model, Sequential
 from weightwise.regularizers import Regularizer
 
 __version__ = "0.1.0"
@@ -34,17 +41,27 @@ __version__ = "0.1.0"
 __all__ = [
     "Constraint",
     "Initializer",
+    "Input",
     "InputSpec",
     "Layer",
+    "Model",
     "Regularizer",
+    "Sequential",
     "activations",
+    "apply_constraints",
     "backend",
     "binding",
+    "callbacks",
     "config",
     "constraints",
     "initializers",
     "layers",
+    "losses",
+    "metrics",
+    "models",
     "ops",
+    "optimizers",
+    "regularization_loss",
     "regularizers",
     "saving",
 ]

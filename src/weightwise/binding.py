@@ -35,9 +35,25 @@ import torch
 
 from weightwise import constraints, regularizers
 
-__all__ = ["Bound", "Rule", "apply_constraints", "bind", "bound", "penalties", "rule_of", "total_penalty", "unbind"]
+__all__ = [
+    "Bound",
+    "Rule",
+    "apply_constraints",
+    "bind",
+    "bound",
+    "call_losses",
+    "clear_call_losses",
+    "penalties",
+    "record_call_loss",
+    "regularization_loss",
+    "rule_of",
+    "total_penalty",
+    "unbind",
+]
 
 RULES_ATTR = "_weight_rules"
+# Losses produced by a module's last call (activity penalties, add_loss), on any module.
+CALL_LOSSES_ATTR = "_call_losses"
 _UNSET: Any = object()
 
 
@@ -178,6 +194,67 @@ def penalties(module: torch.nn.Module) -> list[torch.Tensor]:
     []
     """
     return [b.rule.regularizer(b.param) for b in bound(module) if b.rule.regularizer is not None and b.param.requires_grad]
+
+
+def record_call_loss(module: torch.nn.Module, loss: torch.Tensor) -> None:
+    """Keep ``loss`` (an activity penalty or an ``add_loss`` term) with ``module`` until its next call.
+
+    >>> import torch
+    >>> linear = torch.nn.Linear(2, 1)
+    >>> record_call_loss(linear, torch.tensor(0.5))
+    >>> call_losses(linear)
+    [tensor(0.5000)]
+    """
+    module.__dict__.setdefault(CALL_LOSSES_ATTR, []).append(loss)
+
+
+def clear_call_losses(module: torch.nn.Module) -> None:
+    """Forget the call losses of ``module`` and every module under it.
+
+    >>> import torch
+    >>> model = torch.nn.Sequential(torch.nn.Linear(2, 1))
+    >>> record_call_loss(model[0], torch.tensor(0.5))
+    >>> clear_call_losses(model)
+    >>> call_losses(model)
+    []
+    """
+    for owner in module.modules():
+        if owner.__dict__.get(CALL_LOSSES_ATTR):
+            owner.__dict__[CALL_LOSSES_ATTR] = []
+
+
+def call_losses(module: torch.nn.Module) -> list[torch.Tensor]:
+    """The call losses recorded by ``module`` and every module under it, in ``modules()`` order.
+
+    >>> import torch
+    >>> call_losses(torch.nn.Linear(2, 1))
+    []
+    """
+    return [loss for owner in module.modules() for loss in owner.__dict__.get(CALL_LOSSES_ATTR, ())]
+
+
+def regularization_loss(module: torch.nn.Module) -> torch.Tensor:
+    """Everything a model adds to its data loss: the call losses of the last forward pass
+    (activity penalties, ``add_loss``) plus the penalties of bound trainable weights.
+
+    This is the one call a hand-written training loop needs, the analogue of
+    ``tf.losses.get_regularization_loss()``: ``loss = data_loss + regularization_loss(model)``.
+
+    >>> import torch
+    >>> linear = torch.nn.Linear(2, 1)
+    >>> bind(linear, "bias", regularizer="l1")
+    >>> with torch.no_grad():
+    ...     _ = linear.bias.fill_(2.0)
+    >>> regularization_loss(linear)
+    tensor(0.0200, grad_fn=<MulBackward0>)
+    """
+    terms = call_losses(module) + penalties(module)
+    if not terms:
+        return torch.zeros(())
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
 
 
 def total_penalty(module: torch.nn.Module) -> torch.Tensor:

@@ -1,119 +1,192 @@
-"""The main job: run the founding documents' examples and print what they give.
+"""The main job: train one network on real handwritten digits three ways and compare.
 
-Run with ``python -m weightwise.demo``. Each line shows an example from the Keras
-regularizer and constraint documentation, what weightwise computes for it, and
-what the documentation says it should be.
+``python -m weightwise.demo`` trains the same multilayer perceptron on scikit-learn's
+bundled 8x8 handwritten digits (1,797 images, no download):
+
+- **plain**: no regularization;
+- **L2 + activity**: an L2 kernel penalty and an L1 activity penalty on the hidden layers;
+- **MaxNorm + dropout**: a max-norm kernel constraint and dropout.
+
+It prints a comparison table (train and test accuracy, the largest kernel column
+norm, the size of the penalty) and writes a PNG with the learning curves and the
+distribution of hidden-unit weight norms. With the defaults it runs in well under a
+minute on two CPU cores, with a fixed seed.
 """
 
 from __future__ import annotations
 
-import json
+import argparse
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
 
 import weightwise as keras
-from weightwise import binding, constraints, layers, ops, regularizers
+from weightwise import binding, callbacks, constraints, layers, regularizers
 
 
-class NonNegative(keras.constraints.Constraint):
-    """The documentation's custom constraint."""
+@dataclass
+class Result:
+    """What one training run produced."""
 
-    def __call__(self, w):
-        return w * ops.cast(ops.greater_equal(w, 0.0), dtype=w.dtype)
-
-
-class CenterAround(keras.constraints.Constraint):
-    """Constrains weight tensors to be centered around `ref_value`."""
-
-    def __init__(self, ref_value):
-        self.ref_value = ref_value
-
-    def __call__(self, w):
-        mean = ops.mean(w)
-        return w - mean + self.ref_value
-
-    def get_config(self):
-        return {"ref_value": self.ref_value}
+    name: str
+    history: dict[str, list[float]]
+    train_accuracy: float
+    test_accuracy: float
+    max_column_norm: float
+    penalty: float
+    column_norms: np.ndarray
+    seconds: float
 
 
-class L2Regularizer(regularizers.Regularizer):
-    """The documentation's custom regularizer."""
+def load_digits(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """scikit-learn's digits, scaled to [0, 1], split 75/25 with a fixed seed."""
+    from sklearn.datasets import load_digits as sklearn_digits
 
-    def __init__(self, l2=0.0):
-        self.l2 = l2
-
-    def __call__(self, x):
-        return self.l2 * ops.sum(ops.square(x))
-
-    def get_config(self):
-        return {"l2": float(self.l2)}
-
-
-def _row(label: str, got: object, documented: object) -> str:
-    return f"  {label:<72} {got!s:<26} documented: {documented}"
+    data = sklearn_digits()
+    x = (data.data / 16.0).astype(np.float32)
+    y = data.target.astype(np.int64)
+    order = np.random.default_rng(seed).permutation(len(x))
+    split = int(0.75 * len(x))
+    return x[order[:split]], y[order[:split]], x[order[split:]], y[order[split:]]
 
 
-def main() -> None:
-    """Print each documented example's result next to the documented value."""
-    print("weightwise", keras.__version__, "- the Keras regularizer and constraint examples, on PyTorch\n")
+def build(variant: str, hidden: int) -> keras.Model:
+    """The network, in one of the three variants."""
+    if variant == "plain":
+        kwargs: dict[str, Any] = {}
+    elif variant == "L2 + activity":
+        kwargs = {"kernel_regularizer": regularizers.L2(1e-4), "activity_regularizer": regularizers.L1(1e-5)}
+    elif variant == "MaxNorm + dropout":
+        kwargs = {"kernel_constraint": constraints.MaxNorm(2.0)}
+    else:
+        raise ValueError(f"Unknown variant {variant!r}")
+    stack: list[Any] = [layers.Input(shape=(64,))]
+    for _ in range(2):
+        stack.append(layers.Dense(hidden, activation="relu", **kwargs))
+        if variant == "MaxNorm + dropout":
+            stack.append(layers.Dropout(0.3))
+    stack.append(layers.Dense(10, activation="softmax"))
+    model = keras.Sequential(stack, name=variant.replace(" ", "_").replace("+", "and"))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=2e-3), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
 
-    print("Regularizers on layers")
-    layer = layers.Dense(units=5, kernel_initializer="ones", kernel_regularizer=regularizers.L1(0.01),
-                         activity_regularizer=regularizers.L2(0.01))
-    layer(ops.ones(shape=(5, 5)) * 2.0)
-    print(_row("Dense(5, L1(0.01) kernel, L2(0.01) activity) on ones*2: sum(losses)",
-               round(ops.sum(layer.losses).item(), 6), "5.25 (= 5 + 0.25)"))
 
-    def l1_reg(weight_matrix):
-        return 0.01 * ops.sum(ops.absolute(weight_matrix))
+class EpochBar(callbacks.Callback):
+    """One progress bar per run, advancing per epoch, with the latest accuracies."""
 
-    layer = layers.Dense(5, input_dim=5, kernel_initializer="ones", kernel_regularizer=l1_reg)
-    layer(ops.ones(shape=(5, 5)))
-    print(_row("Dense(5, input_dim=5) with a plain-function regularizer: losses",
-               [round(v.item(), 6) for v in layer.losses], 0.25))
-    layer = layers.Dense(5, input_dim=5, kernel_initializer="ones", kernel_regularizer=L2Regularizer(l2=0.5))
-    layer(ops.ones(shape=(5, 5)))
-    print(_row("Dense(5, input_dim=5) with the L2Regularizer subclass: losses",
-               [round(v.item(), 6) for v in layer.losses], 12.5))
-    print(_row("Dense(3, kernel_regularizer='l1').kernel_regularizer",
-               layers.Dense(3, kernel_regularizer="l1").kernel_regularizer, "l1=0.01"))
-    built = layers.Dense(4, input_dim=3, kernel_initializer="ones")
-    built.kernel_regularizer = regularizers.L2(0.1)  # after build: Keras would ignore this
-    print(_row("kernel_regularizer set after build: losses", [round(v.item(), 6) for v in built.losses],
-               "1.2 (Keras: [])"))
+    def __init__(self, label: str, epochs: int, quiet: bool) -> None:
+        super().__init__()
+        self.label, self.epochs, self.quiet = label, epochs, quiet
+        self.bar: Any = None
 
-    print("\nRegularizers called directly")
-    print(_row("L2(2.)(ops.ones(shape=(5, 5)))", regularizers.L2(2.0)(ops.ones(shape=(5, 5))).item(), 50.0))
-    print(_row("get('l1_l2') factors", regularizers.get("l1_l2").get_config(), "l1=0.01, l2=0.01"))
-    ortho = regularizers.OrthogonalRegularizer(factor=0.01)
-    print(_row("OrthogonalRegularizer(0.01) on eye(4) / on ones((4, 4))", (ortho(ops.eye(4)).item(),
-                                                                              round(ortho(ops.ones((4, 4))).item(), 6)),
-               "0 for orthogonal rows, factor for parallel"))
+    def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
+        from tqdm.auto import tqdm
 
-    print("\nConstraints")
-    weight = ops.convert_to_tensor((-1.0, 1.0))
-    # The documented custom constraint multiplies by a 0/1 mask, so -1.0 becomes -0.0;
-    # the built-in NonNeg below returns +0.0.
-    print(_row("NonNegative()((-1.0, 1.0))  (custom: -1 * 0 is -0.0)", NonNegative()(weight).tolist(), [0.0, 1.0]))
-    print(_row("NonNeg()((-1.0, -0.0, 1.0))", constraints.NonNeg()(ops.convert_to_tensor((-1.0, -0.0, 1.0))).tolist(),
-               "[0.0, 0.0, 1.0], all +0"))
-    conv = layers.Conv2D(8, 3, kernel_constraint=constraints.max_norm(2.0, axis=[0, 1, 2]))
-    conv(ops.ones((1, 6, 6, 4)))
-    with torch.no_grad():
-        conv.kernel.mul_(10.0)  # as if an update had grown every filter
-    binding.apply_constraints(conv)  # what fit() does after each update
-    filters = ops.norm(conv.kernel, axis=[0, 1, 2])
-    print(_row("Conv2D(kernel_constraint=max_norm(2., axis=[0, 1, 2])): filter norms",
-               f"max {filters.max().item():.4f}", "each <= 2"))
-    unit = constraints.UnitNorm(axis=0)(ops.convert_to_tensor([[3.0, 0.0], [4.0, 0.0]]))
-    print(_row("UnitNorm(axis=0) on [[3, 0], [4, 0]]", [[round(v, 6) for v in r] for r in unit.tolist()],
-               "unit columns; zero stays zero"))
-    centered = CenterAround.from_config(CenterAround(1.0).get_config())(ops.convert_to_tensor([0.0, 1.0, 5.0]))
-    print(_row("CenterAround(1.0) via default from_config: mean", ops.mean(centered).item(), 1.0))
+        self.bar = tqdm(total=self.epochs, desc=f"{self.label:<18}", unit="epoch", disable=self.quiet, leave=True)
 
-    print("\nSerialization (the Keras 3 form)")
-    print("  " + json.dumps(regularizers.serialize(regularizers.L1L2(l1=1e-5, l2=1e-4))))
-    print("  " + json.dumps(constraints.serialize(constraints.MaxNorm(2.0, axis=[0, 1, 2]))))
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        logs = logs or {}
+        self.bar.set_postfix(acc=f"{logs.get('accuracy', 0):.3f}", val_acc=f"{logs.get('val_accuracy', 0):.3f}")
+        self.bar.update(1)
+
+    def on_train_end(self, logs: dict[str, float] | None = None) -> None:
+        self.bar.close()
+
+
+def hidden_column_norms(model: keras.Model) -> np.ndarray:
+    """Norms of every hidden unit's incoming weight vector (kernel columns)."""
+    kernels = [layer.kernel.detach() for layer in model.layers if isinstance(layer, layers.Dense)][:-1]
+    return torch.cat([k.norm(dim=0) for k in kernels]).numpy()
+
+
+def run(variant: str, data: tuple[np.ndarray, ...], epochs: int, hidden: int, seed: int, quiet: bool) -> Result:
+    """Train one variant from the same seed and measure it."""
+    x_train, y_train, x_test, y_test = data
+    torch.manual_seed(seed)
+    model = build(variant, hidden)
+    start = time.perf_counter()
+    history = model.fit(x_train, y_train, batch_size=32, epochs=epochs, validation_data=(x_test, y_test),
+                        verbose=0, callbacks=[EpochBar(variant, epochs, quiet)])
+    seconds = time.perf_counter() - start
+    norms = hidden_column_norms(model)
+    model(x_train)  # the activity penalty of the final weights on the training set
+    return Result(
+        name=variant,
+        history=history.history,
+        train_accuracy=model.evaluate(x_train, y_train, verbose=0)[1],
+        test_accuracy=model.evaluate(x_test, y_test, verbose=0)[1],
+        max_column_norm=float(norms.max()),
+        penalty=binding.regularization_loss(model).item(),
+        column_norms=norms,
+        seconds=seconds,
+    )
+
+
+def table(results: Sequence[Result]) -> str:
+    """The comparison table, as Markdown."""
+    lines = [
+        "| run | train acc | test acc | max kernel column norm | penalty | time |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(f"| {r.name} | {r.train_accuracy:.3f} | {r.test_accuracy:.3f} | {r.max_column_norm:.2f} | "
+                     f"{r.penalty:.4f} | {r.seconds:.1f} s |")
+    return "\n".join(lines)
+
+
+def figure(results: Sequence[Result], path: str) -> None:
+    """Learning curves and hidden-unit weight-norm histograms, written as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    for r in results:
+        epochs = range(1, len(r.history["loss"]) + 1)
+        axes[0].plot(epochs, r.history["loss"], label=f"{r.name} (train)")
+        axes[0].plot(epochs, r.history["val_loss"], "--", label=f"{r.name} (test)", color=axes[0].lines[-1].get_color())
+        axes[1].plot(epochs, r.history["val_accuracy"], label=r.name)
+        axes[2].hist(r.column_norms, bins=30, alpha=0.55, label=r.name)
+    axes[0].set(title="Loss (penalties included)", xlabel="epoch", yscale="log")
+    axes[1].set(title="Test accuracy", xlabel="epoch")
+    axes[2].set(title="Hidden-unit weight norms", xlabel="kernel column L2 norm", ylabel="units")
+    axes[2].axvline(2.0, color="black", linewidth=0.8, linestyle=":")
+    for axis in axes:
+        axis.legend(fontsize=7)
+    fig.suptitle("weightwise: one MLP on handwritten digits, three ways")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> list[Result]:
+    """Run the three trainings, print the table and write the figure."""
+    parser = argparse.ArgumentParser(prog="python -m weightwise.demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs", type=int, default=40, help="epochs per run (default 40)")
+    parser.add_argument("--hidden", type=int, default=256, help="units per hidden layer (default 256)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--figure", default="weightwise-demo.png", help="where to write the PNG")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    if args.epochs < 1 or args.hidden < 1:
+        parser.error("--epochs and --hidden must be positive")
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    data = load_digits(args.seed)
+    print(f"weightwise {keras.__version__}: digits, {len(data[0])} train / {len(data[2])} test images, "
+          f"MLP 64-{args.hidden}-{args.hidden}-10, {args.epochs} epochs, Adam(2e-3), seed {args.seed}\n")
+    results = [run(v, data, args.epochs, args.hidden, args.seed, args.quiet)
+               for v in ("plain", "L2 + activity", "MaxNorm + dropout")]
+    print()
+    print(table(results))
+    figure(results, args.figure)
+    print(f"\nFigure written to {args.figure}")
+    return results
 
 
 if __name__ == "__main__":

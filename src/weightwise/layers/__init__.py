@@ -63,7 +63,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from weightwise.layers.base import InputSpec, Layer
-from weightwise.layers.core import Activation, ActivityRegularization, Dense, Dropout, InputLayer
+from weightwise.layers.core import Activation, ActivityRegularization, Dense, Dropout, Input, InputLayer
+from weightwise.layers.symbolic import KerasTensor
 from weightwise.layers.conv import Conv, Conv1D, Conv2D, Conv3D
 from weightwise.layers.pooling import (
     AveragePooling1D,
@@ -109,7 +110,7 @@ _LAYERS = [
     GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalMaxPooling3D,
 ]
 
-__all__ = sorted([cls.__name__ for cls in _LAYERS] + list(_ALIASES) + ["InputSpec", "deserialize", "get", "serialize"])
+__all__ = sorted([cls.__name__ for cls in _LAYERS] + list(_ALIASES) + ["Input", "InputSpec", "KerasTensor", "deserialize", "get", "serialize"])
 
 _FAMILY = ObjectFamily("layer", "keras.layers", _LAYERS, extra_names=_ALIASES)
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from weightwise import backend, binding, constraints, initializers, ops, regularizers
+from weightwise.layers.symbolic import call_symbolically, contains_symbolic
 from weightwise.serialization import to_snake_case
 
 __all__ = ["InputSpec", "Layer", "WeightRule"]
@@ -181,7 +182,6 @@ class Layer(torch.nn.Module):
         self._dtype = backend.standardize_dtype(_dtype_name(dtype))
         self._trainable = trainable
         self._declared_trainable: dict[str, bool] = {}
-        self._losses: list[torch.Tensor] = []
         self.built = False
         self.input_spec: InputSpec | None = None
         self.activity_regularizer = activity_regularizer
@@ -355,18 +355,16 @@ class Layer(torch.nn.Module):
     # -- losses --------------------------------------------------------------------------
     def add_loss(self, loss: Any) -> None:
         """Add a loss tensor to :attr:`losses`; cleared by the next outermost call."""
-        self._losses.append(ops.convert_to_tensor(loss))
+        binding.record_call_loss(self, ops.convert_to_tensor(loss))
 
     @property
     def losses(self) -> list[torch.Tensor]:
         """Scalar losses, computed afresh: ``add_loss`` and activity losses of the last call, and
-        the penalties of trainable weights in this layer and its sublayers, each once."""
-        out: list[torch.Tensor] = []
-        for module in self.modules():
-            if isinstance(module, Layer):
-                out.extend(module._losses)
-        out.extend(binding.penalties(self))
-        return out
+        the penalties of trainable weights in this layer and its sublayers, each once.
+
+        ``sum(layer.losses)`` equals :func:`weightwise.binding.regularization_loss` of the layer.
+        """
+        return binding.call_losses(self) + binding.penalties(self)
 
     # -- calling -------------------------------------------------------------------------
     def build(self, input_shape: Any) -> None:
@@ -382,7 +380,12 @@ class Layer(torch.nn.Module):
             self.built = True
 
     def forward(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
-        """Keras's ``__call__`` steps: convert, build once, check, call, record activity losses."""
+        """Keras's ``__call__`` steps: convert, build once, check, call, record activity losses.
+
+        On symbolic inputs (from ``Input()``) the call is recorded as a graph node instead.
+        """
+        if contains_symbolic(inputs):
+            return call_symbolically(self, inputs, args, kwargs, binding.clear_call_losses)
         inputs = self._convert_inputs(inputs)
         self._build_once(_shape_of(inputs))
         if self.input_spec is not None:
@@ -391,9 +394,7 @@ class Layer(torch.nn.Module):
                     self.input_spec.check(self.name, tuple(tensor.shape), index)
         depth = getattr(_CALL_STATE, "depth", 0)
         if depth == 0:
-            for module in self.modules():
-                if isinstance(module, Layer):
-                    module._losses = []
+            binding.clear_call_losses(self)
         training = kwargs.pop("training", None)
         outer_training = getattr(_CALL_STATE, "training", None)
         if training is None:
@@ -408,7 +409,7 @@ class Layer(torch.nn.Module):
         if self.activity_regularizer is not None:
             for output in _flatten(outputs):
                 if isinstance(output, torch.Tensor):
-                    self._losses.append(_activity_penalty(self.activity_regularizer, output))
+                    binding.record_call_loss(self, _activity_penalty(self.activity_regularizer, output))
         return outputs
 
     def _convert_inputs(self, inputs: Any) -> Any:

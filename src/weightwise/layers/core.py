@@ -11,8 +11,9 @@ import torch
 from weightwise import activations, constraints, initializers, regularizers
 from weightwise.layers.args import positive_int
 from weightwise.layers.base import InputSpec, Layer, WeightRule
+from weightwise.layers.symbolic import KerasTensor, Node
 
-__all__ = ["Activation", "ActivityRegularization", "Dense", "Dropout", "InputLayer", "KernelLayer"]
+__all__ = ["Activation", "ActivityRegularization", "Dense", "Dropout", "Input", "InputLayer", "KernelLayer"]
 
 
 class KernelLayer(Layer):
@@ -238,7 +239,31 @@ class InputLayer(Layer):
         self.batch_shape = tuple(batch_shape) if batch_shape is not None else (batch_size, *tuple(shape))
         self.optional = optional
         self.built = True
+        # The symbolic tensor this layer feeds into a functional graph.
+        self.output = KerasTensor.placeholder(self.batch_shape, self._dtype, name=self.name)
+        self.output.node = Node(self, None, (), {}, outputs=self.output)
 
     def get_config(self) -> dict[str, Any]:
         return {"batch_shape": self.batch_shape, "dtype": self.dtype, "sparse": False, "ragged": False,
                 "name": self.name, "optional": self.optional}
+
+
+def Input(
+    shape: Sequence[int | None] | None = None,
+    batch_size: int | None = None,
+    dtype: Any = None,
+    batch_shape: Sequence[int | None] | None = None,
+    name: str | None = None,
+    optional: bool = False,
+) -> KerasTensor:
+    """A symbolic input of ``shape`` (batch axis excluded), the start of a functional model.
+
+    >>> from weightwise.layers import Dense
+    >>> inputs = Input(shape=(4,))
+    >>> outputs = Dense(2, kernel_regularizer="l2")(inputs)
+    >>> outputs.shape
+    (None, 2)
+    """
+    layer = InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, batch_shape=batch_shape, name=name,
+                       optional=optional)
+    return layer.output

@@ -1,0 +1,844 @@
+"""Keras 3 losses on torch tensors: per-sample functions and reducing ``Loss`` objects.
+
+The functions (``mean_squared_error``, ``binary_crossentropy``, ...) return the
+loss of each sample, reduced over the last axis as Keras's do, and compute what
+Keras 3 computes on its torch backend: probabilities are clipped to
+``[epsilon, 1 - epsilon]`` (``epsilon`` = :func:`weightwise.backend.epsilon`,
+1e-7) before a logarithm, categorical predictions are divided by their sum,
+logits go through torch's fused ``log_softmax`` / ``binary_cross_entropy_with_logits``.
+
+A :class:`Loss` object calls its function and reduces the result with Keras's
+rules (``reduction="sum_over_batch_size"``: the weighted sum divided by the
+number of loss values, not by the sum of the weights):
+
+>>> y_true = ops.convert_to_tensor([[0.0, 1.0], [0.0, 0.0]])
+>>> y_pred = ops.convert_to_tensor([[1.0, 1.0], [1.0, 0.0]])
+>>> mean_squared_error(y_true, y_pred)
+tensor([0.5000, 0.5000])
+>>> MeanSquaredError()(y_true, y_pred, sample_weight=[0.7, 0.3])
+tensor(0.2500)
+
+Dtypes: ``y_true`` is cast to ``y_pred``'s dtype (class indices stay integers
+for the sparse loss). A ``Loss`` object computes in its ``dtype`` if given;
+otherwise in ``y_pred``'s float dtype, with half precision widened to
+``float32``. Keras's default is ``float32`` for every input (its ``floatx``),
+so the one difference is that ``float64`` predictions stay ``float64`` here.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import numbers
+import re
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from weightwise import backend, ops
+from weightwise.serialization import ObjectFamily, serialize_keras_object, to_snake_case
+
+__all__ = [
+    "BinaryCrossentropy",
+    "CategoricalCrossentropy",
+    "Huber",
+    "Loss",
+    "LossFunctionWrapper",
+    "MeanAbsoluteError",
+    "MeanSquaredError",
+    "SparseCategoricalCrossentropy",
+    "binary_crossentropy",
+    "categorical_crossentropy",
+    "deserialize",
+    "get",
+    "huber",
+    "mae",
+    "mean_absolute_error",
+    "mean_squared_error",
+    "mse",
+    "reduce_weighted_values",
+    "serialize",
+    "sparse_categorical_crossentropy",
+    "squeeze_or_expand_to_same_rank",
+]
+
+REDUCTIONS = ("sum_over_batch_size", "sum", None, "none", "mean", "mean_with_sample_weight")
+
+
+# -- shared helpers (Keras's keras/src/losses/loss.py) ----------------------------------
+def squeeze_or_expand_to_same_rank(
+    x1: torch.Tensor, x2: torch.Tensor, expand_rank_1: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Make ranks equal when they differ by one and the longer has a last axis of 1, as Keras does.
+
+    >>> a, b = squeeze_or_expand_to_same_rank(ops.zeros((4, 1)), ops.zeros((4,)))
+    >>> tuple(a.shape), tuple(b.shape)
+    ((4, 1), (4, 1))
+    >>> a, b = squeeze_or_expand_to_same_rank(ops.zeros((4, 3, 1)), ops.zeros((4, 3)))
+    >>> tuple(a.shape), tuple(b.shape)
+    ((4, 3), (4, 3))
+    """
+    rank1, rank2 = x1.dim(), x2.dim()
+    if rank1 == rank2:
+        return x1, x2
+    if rank1 == rank2 + 1 and x1.shape[-1] == 1:
+        if rank2 == 1 and expand_rank_1:
+            x2 = x2.unsqueeze(-1)
+        else:
+            x1 = x1.squeeze(-1)
+    if rank2 == rank1 + 1 and x2.shape[-1] == 1:
+        if rank1 == 1 and expand_rank_1:
+            x1 = x1.unsqueeze(-1)
+        else:
+            x2 = x2.squeeze(-1)
+    return x1, x2
+
+
+def _standardize_reduction(reduction: Any) -> str | None:
+    if reduction not in REDUCTIONS:
+        raise ValueError(
+            f"Invalid value for argument `reduction`. Expected one of {set(REDUCTIONS)}. "
+            f"Received: reduction={reduction!r}"
+        )
+    return reduction
+
+
+def _apply_mask(
+    sample_weight: torch.Tensor | None, mask: torch.Tensor | None, dtype: torch.dtype, reduction: str | None
+) -> torch.Tensor | None:
+    if mask is None:
+        return sample_weight
+    if reduction in ("mean", "sum_over_batch_size"):
+        # Valid entries weigh total/valid, so the mean runs over valid entries only.
+        total = torch.tensor(float(mask.numel()), dtype=dtype, device=mask.device)
+        valid = torch.sum(mask.to(dtype))
+        weight = ops.divide_no_nan(total, valid)
+        float_mask = torch.where(mask.bool(), weight, torch.zeros((), dtype=dtype, device=mask.device))
+    else:
+        float_mask = mask.to(dtype)
+    if sample_weight is None:
+        return float_mask
+    float_mask, sample_weight = squeeze_or_expand_to_same_rank(float_mask, sample_weight.to(dtype))
+    return sample_weight * float_mask
+
+
+def reduce_weighted_values(
+    values: Any,
+    sample_weight: Any = None,
+    mask: Any = None,
+    reduction: str | None = "sum_over_batch_size",
+    dtype: Any = None,
+) -> torch.Tensor:
+    """Weight per-sample losses and reduce them exactly as Keras 3 does.
+
+    - ``"sum"``: ``sum(values * sample_weight)``;
+    - ``"sum_over_batch_size"`` / ``"mean"``: that sum divided by the number
+      of loss values (not by the sum of the weights), 0 if there are none;
+    - ``"mean_with_sample_weight"``: divided by ``sum(sample_weight)`` instead;
+    - ``None`` / ``"none"``: the weighted values, unreduced (so is a scalar).
+
+    ``sample_weight`` of rank one less or more than ``values`` (with a last
+    axis of 1) is squeezed or expanded to match, then broadcast.
+
+    >>> reduce_weighted_values(ops.convert_to_tensor([1.0, 3.0]), sample_weight=[1.0, 0.0])
+    tensor(0.5000)
+    >>> reduce_weighted_values(ops.convert_to_tensor([1.0, 3.0]), [1.0, 0.0], reduction="mean_with_sample_weight")
+    tensor(1.)
+    """
+    reduction = _standardize_reduction(reduction)
+    values = ops.convert_to_tensor(values)
+    target = backend.standardize_dtype(dtype) if dtype is not None else _float_dtype(values.dtype)
+    values = values.to(target)
+    if sample_weight is not None:
+        sample_weight = ops.convert_to_tensor(sample_weight).to(dtype=target, device=values.device)
+    if mask is not None:
+        mask = ops.convert_to_tensor(mask).to(device=values.device)
+    sample_weight = _apply_mask(sample_weight, mask, target, reduction)
+    if sample_weight is not None:
+        values, sample_weight = squeeze_or_expand_to_same_rank(values, sample_weight)
+        values = values * sample_weight
+    if reduction is None or reduction == "none" or tuple(values.shape) in ((), (0,)):
+        return values
+    loss = torch.sum(values)
+    if reduction in ("sum_over_batch_size", "mean", "mean_with_sample_weight"):
+        if reduction == "mean_with_sample_weight" and sample_weight is not None:
+            divisor = torch.sum(sample_weight).to(loss.dtype)
+        else:
+            divisor = torch.tensor(float(values.numel()), dtype=loss.dtype, device=loss.device)
+        loss = ops.divide_no_nan(loss, divisor)
+    return loss
+
+
+def _float_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype a loss is computed in for predictions of ``dtype``: half widened, ints floatx."""
+    return backend.compute_dtype(dtype)
+
+
+def _prediction(y_pred: Any) -> torch.Tensor:
+    y_pred = ops.convert_to_tensor(y_pred)
+    if not y_pred.is_floating_point():
+        y_pred = y_pred.to(backend.standardize_dtype(None))
+    return y_pred
+
+
+def _target(y_true: Any, like: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    y_true = ops.convert_to_tensor(y_true)
+    return y_true.to(dtype=like.dtype if dtype is None else dtype, device=like.device)
+
+
+def _validate_axis(axis: Any) -> int:
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+        raise ValueError(f"`axis` must be of type `int`. Received: axis={axis!r} of type {type(axis)}")
+    return int(axis)
+
+
+def _validate_label_smoothing(value: Any) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or not 0 <= value <= 1
+    ):
+        raise ValueError(
+            f"Invalid value for argument `label_smoothing`: expected a float in [0, 1]. "
+            f"Received: label_smoothing={value!r}"
+        )
+    return float(value)
+
+
+def _validate_flag(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"Invalid value for argument `{name}`: expected a bool. Received: {name}={value!r}")
+    return value
+
+
+# -- per-sample functions ---------------------------------------------------------------
+def mean_squared_error(y_true: Any, y_pred: Any) -> torch.Tensor:
+    """Mean squared error per sample: ``mean(square(y_true - y_pred), axis=-1)``.
+
+    Also available as ``mse``.
+
+    >>> mean_squared_error([[0.0, 1.0], [0.0, 0.0]], [[1.0, 1.0], [1.0, 0.0]])
+    tensor([0.5000, 0.5000])
+    """
+    y_pred = _prediction(y_pred)
+    y_true = _target(y_true, y_pred)
+    y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
+    return torch.mean(torch.square(y_true - y_pred), dim=-1)
+
+
+def mean_absolute_error(y_true: Any, y_pred: Any) -> torch.Tensor:
+    """Mean absolute error per sample: ``mean(abs(y_true - y_pred), axis=-1)``.
+
+    Also available as ``mae``.
+
+    >>> mean_absolute_error([[0.0, 1.0], [0.0, 0.0]], [[1.0, 1.0], [1.0, 0.0]])
+    tensor([0.5000, 0.5000])
+    """
+    y_pred = _prediction(y_pred)
+    y_true = _target(y_true, y_pred)
+    y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
+    return torch.mean(torch.abs(y_true - y_pred), dim=-1)
+
+
+mse = mean_squared_error
+mae = mean_absolute_error
+
+
+def huber(y_true: Any, y_pred: Any, delta: float = 1.0) -> torch.Tensor:
+    """Huber loss per sample, with ``x = y_pred - y_true``::
+
+        loss = mean(where(|x| <= delta, 0.5 * x ** 2, delta * |x| - 0.5 * delta ** 2), axis=-1)
+
+    >>> huber([[0, 1], [0, 0]], [[0.6, 0.4], [0.4, 0.6]])
+    tensor([0.1800, 0.1300])
+    """
+    y_pred = _prediction(y_pred)
+    y_true = _target(y_true, y_pred)
+    y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
+    delta_t = torch.tensor(delta, dtype=y_pred.dtype, device=y_pred.device)
+    error = y_pred - y_true
+    abs_error = torch.abs(error)
+    half = torch.tensor(0.5, dtype=y_pred.dtype, device=y_pred.device)
+    return torch.mean(
+        torch.where(
+            abs_error <= delta_t, half * torch.square(error), delta_t * abs_error - half * torch.square(delta_t)
+        ),
+        dim=-1,
+    )
+
+
+def binary_crossentropy(
+    y_true: Any, y_pred: Any, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1
+) -> torch.Tensor:
+    """Binary cross-entropy per sample, averaged over ``axis``.
+
+    With probabilities ``p`` clipped to ``[epsilon, 1 - epsilon]``::
+
+        loss = mean(-(y * log(p) + (1 - y) * log(1 - p)), axis=axis)
+
+    ``from_logits=True`` takes logits (torch's ``binary_cross_entropy_with_logits``).
+    ``label_smoothing`` moves the targets towards 0.5: ``y * (1 - s) + 0.5 * s``.
+    ``y_true`` and ``y_pred`` must have the same shape.
+
+    >>> binary_crossentropy([[0, 1], [0, 0]], [[0.6, 0.4], [0.4, 0.6]])
+    tensor([0.9163, 0.7136])
+    """
+    y_pred = _prediction(y_pred)
+    y_true = _target(y_true, y_pred)
+    if label_smoothing:
+        y_true = y_true * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    if y_true.shape != y_pred.shape:
+        raise ValueError(
+            "Arguments `target` and `output` must have the same shape. "
+            f"Received: target.shape={tuple(y_true.shape)}, output.shape={tuple(y_pred.shape)}"
+        )
+    if from_logits:
+        elementwise = F.binary_cross_entropy_with_logits(y_pred, y_true, reduction="none")
+    else:
+        eps = backend.epsilon()
+        elementwise = F.binary_cross_entropy(torch.clip(y_pred, eps, 1.0 - eps), y_true, reduction="none")
+    return torch.mean(elementwise, dim=axis)
+
+
+def categorical_crossentropy(
+    y_true: Any, y_pred: Any, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1
+) -> torch.Tensor:
+    """Categorical cross-entropy per sample, over the class ``axis``, from one-hot targets.
+
+    Probabilities are first divided by their sum over ``axis``, then clipped to
+    ``[epsilon, 1 - epsilon]``; logits go through ``log_softmax``::
+
+        loss = -sum(y * log(p), axis=axis)
+
+    ``label_smoothing`` spreads ``s`` over the classes: ``y * (1 - s) + s / num_classes``,
+    with ``num_classes`` the size of the last axis (as in Keras).
+
+    >>> categorical_crossentropy([[0, 1, 0], [0, 0, 1]], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]])
+    tensor([0.0513, 2.3026])
+    """
+    axis = _validate_axis(axis)
+    y_pred = _prediction(y_pred)
+    y_true = _target(y_true, y_pred)
+    if y_pred.dim() >= 1 and y_pred.shape[-1] == 1:
+        warnings.warn(
+            "In loss categorical_crossentropy, expected y_pred.shape to be (batch_size, num_classes) with "
+            f"num_classes > 1. Received: y_pred.shape={tuple(y_pred.shape)}. Consider using "
+            "'binary_crossentropy' if you only have 2 classes.",
+            SyntaxWarning,
+            stacklevel=2,
+        )
+    if label_smoothing:
+        num_classes = float(y_true.shape[-1])
+        y_true = y_true * (1.0 - label_smoothing) + (label_smoothing / num_classes)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(
+            "Arguments `target` and `output` must have the same shape. "
+            f"Received: target.shape={tuple(y_true.shape)}, output.shape={tuple(y_pred.shape)}"
+        )
+    if y_true.dim() < 1:
+        raise ValueError(
+            "Arguments `target` and `output` must be at least rank 1. "
+            f"Received: target.shape={tuple(y_true.shape)}, output.shape={tuple(y_pred.shape)}"
+        )
+    if from_logits:
+        log_prob = F.log_softmax(y_pred, dim=axis)
+    else:
+        eps = backend.epsilon()
+        output = y_pred / torch.sum(y_pred, dim=axis, keepdim=True)
+        log_prob = torch.log(torch.clip(output, eps, 1.0 - eps))
+    return -torch.sum(y_true * log_prob, dim=axis)
+
+
+def sparse_categorical_crossentropy(
+    y_true: Any, y_pred: Any, from_logits: bool = False, ignore_class: int | None = None, axis: int = -1
+) -> torch.Tensor:
+    """Categorical cross-entropy per sample from integer class indices.
+
+    ``y_true`` holds class indices, of ``y_pred``'s shape without the class
+    ``axis`` (a trailing axis of size 1 is squeezed). Probabilities are
+    normalized and clipped as in :func:`categorical_crossentropy`. Entries whose
+    class is ``ignore_class`` get loss 0 and are left out of a ``Loss`` object's
+    mean, as in Keras.
+
+    >>> sparse_categorical_crossentropy([1, 2], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]])
+    tensor([0.0513, 2.3026])
+    """
+    axis = _validate_axis(axis)
+    y_pred = _prediction(y_pred)
+    y_true = ops.convert_to_tensor(y_true).to(device=y_pred.device)
+    if y_true.dim() == y_pred.dim() and y_true.dim() > 0 and y_true.shape[axis] == 1:
+        y_true = y_true.squeeze(axis)
+    valid_mask = None
+    if ignore_class is not None:
+        class_axis = axis % y_pred.dim()
+        result_shape = tuple(d for i, d in enumerate(y_pred.shape) if i != class_axis)
+        valid_mask = y_true != ignore_class
+        y_true = torch.where(valid_mask, y_true, torch.zeros_like(y_true))
+        y_pred = torch.where(
+            valid_mask.unsqueeze(axis), y_pred, torch.zeros((), dtype=y_pred.dtype, device=y_pred.device)
+        )
+    target = y_true.long()
+    if y_pred.dim() < 1:
+        raise ValueError(f"Argument `output` must be at least rank 1. Received: output.shape={tuple(y_pred.shape)}")
+    expected = list(y_pred.shape)
+    del expected[axis]
+    if list(target.shape) != expected:
+        raise ValueError(
+            "Arguments `target` and `output` must have the same shape up until the last dimension: "
+            f"target.shape={tuple(target.shape)}, output.shape={tuple(y_pred.shape)}"
+        )
+    output = y_pred
+    squeeze = output.dim() == 1
+    if squeeze:
+        output, target = output.unsqueeze(0), target.unsqueeze(0)
+    else:
+        class_axis = axis % output.dim()
+        if class_axis != 1:
+            output = output.movedim(class_axis, 1)
+    if from_logits:
+        result = F.cross_entropy(output, target, reduction="none")
+    else:
+        eps = backend.epsilon()
+        output = output / torch.sum(output, dim=1, keepdim=True)
+        result = F.nll_loss(torch.log(torch.clip(output, eps, 1.0 - eps)), target, reduction="none")
+    if squeeze:
+        result = result.squeeze(0)
+    if valid_mask is not None:
+        valid_mask = valid_mask.reshape(result_shape)
+        result = torch.where(valid_mask, result, torch.zeros((), dtype=result.dtype, device=result.device))
+        # Keras carries the mask on the tensor; a Loss object reads it when reducing.
+        result._keras_mask = valid_mask
+    return result
+
+
+# -- Loss objects -----------------------------------------------------------------------
+class Loss:
+    """Base class of losses: ``loss(y_true, y_pred, sample_weight=None) -> scalar``.
+
+    Subclasses implement ``call(y_true, y_pred)``, returning per-sample losses;
+    ``__call__`` converts the inputs, calls it and reduces with
+    :func:`reduce_weighted_values`.
+
+    Args:
+        name: the loss's name; defaults to the snake_case class name.
+        reduction: ``"sum_over_batch_size"`` (default), ``"sum"``, ``"mean"``,
+            ``"mean_with_sample_weight"``, ``"none"`` or ``None``.
+        dtype: the dtype to compute in; ``None`` means ``y_pred``'s float dtype
+            (half precision widened to ``float32``).
+
+    >>> class MeanCubicError(Loss):
+    ...     def call(self, y_true, y_pred):
+    ...         return ops.mean(ops.absolute(y_true - y_pred) ** 3, axis=-1)
+    >>> MeanCubicError()([[0.0, 0.0]], [[1.0, 2.0]])
+    tensor(4.5000)
+    >>> MeanCubicError().get_config()
+    {'name': 'mean_cubic_error', 'reduction': 'sum_over_batch_size'}
+    """
+
+    def __init__(
+        self, name: str | None = None, reduction: str | None = "sum_over_batch_size", dtype: Any = None
+    ) -> None:
+        if name is None:
+            name = to_snake_case(type(self).__name__)
+        if not isinstance(name, str):
+            raise ValueError(f"Invalid value for argument `name`: expected a str. Received: name={name!r}")
+        self.name = name
+        self.reduction = _standardize_reduction(reduction)
+        self._dtype = None if dtype is None else backend.standardize_dtype(dtype)
+
+    @property
+    def dtype(self) -> str | None:
+        """The dtype set at construction (as a string), or ``None`` for ``y_pred``'s."""
+        return None if self._dtype is None else str(self._dtype).replace("torch.", "")
+
+    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> torch.Tensor:
+        in_mask = getattr(y_pred, "_keras_mask", None)
+        y_pred = ops.convert_to_tensor(y_pred)
+        dtype = self._dtype or _float_dtype(y_pred.dtype)
+        y_pred = y_pred.to(dtype)
+        y_true = ops.convert_to_tensor(y_true).to(device=y_pred.device)
+        if y_true.is_floating_point() or y_true.dtype == torch.bool:
+            y_true = y_true.to(dtype)
+        losses = self.call(y_true, y_pred)
+        out_mask = getattr(losses, "_keras_mask", None)
+        if in_mask is not None and out_mask is not None:
+            mask = in_mask.bool() & out_mask.bool()
+        else:
+            mask = in_mask if in_mask is not None else out_mask
+        return reduce_weighted_values(
+            losses, sample_weight=sample_weight, mask=mask, reduction=self.reduction, dtype=dtype
+        )
+
+    def call(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
+        """Return the per-sample losses; subclasses implement it."""
+        raise NotImplementedError(f"{type(self).__name__} must implement `call(y_true, y_pred)`.")
+
+    def get_config(self) -> dict[str, Any]:
+        """``name`` and ``reduction`` (and ``dtype`` when one was set)."""
+        config: dict[str, Any] = {"name": self.name, "reduction": self.reduction}
+        if self._dtype is not None:
+            config["dtype"] = self.dtype
+        return config
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Loss:
+        """Rebuild a loss from ``get_config()`` output: ``cls(**config)``."""
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        try:
+            config = self.get_config()
+        except (NotImplementedError, TypeError, ValueError):
+            return object.__repr__(self)
+        args = ", ".join(f"{k}={v!r}" for k, v in config.items() if not isinstance(v, dict))
+        return f"{type(self).__name__}({args})"
+
+
+class LossFunctionWrapper(Loss):
+    """A :class:`Loss` around a per-sample function ``fn(y_true, y_pred, **kwargs)``.
+
+    Before calling ``fn``, ``y_true`` and ``y_pred`` of ranks that differ by
+    one (with a last axis of 1) are squeezed or expanded to the same rank.
+
+    >>> wrapped = LossFunctionWrapper(huber, name="huber", delta=0.5)
+    >>> wrapped([[0.0, 0.0]], [[1.0, 0.2]])
+    tensor(0.1975)
+    >>> wrapped.get_config()
+    {'name': 'huber', 'reduction': 'sum_over_batch_size', 'fn': {'module': 'weightwise.losses', 'class_name': 'function', 'config': 'huber', 'registered_name': 'huber'}, 'delta': 0.5}
+    """
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        reduction: str | None = "sum_over_batch_size",
+        name: str | None = None,
+        dtype: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        if not callable(fn):
+            raise ValueError(f"Invalid value for argument `fn`: expected a callable. Received: fn={fn!r}")
+        super().__init__(name=name or "loss_function_wrapper", reduction=reduction, dtype=dtype)
+        self.fn = fn
+        self._fn_kwargs = kwargs
+
+    def call(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
+        y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
+        return self.fn(y_true, y_pred, **self._fn_kwargs)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config["fn"] = serialize_keras_object(self.fn)
+        config.update(self._fn_kwargs)
+        return config
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Loss:
+        config = dict(config)
+        if "fn" in config:
+            config["fn"] = _FAMILY.deserialize(_keras_module_to_public(config["fn"]))
+        return cls(**config)
+
+
+class MeanSquaredError(LossFunctionWrapper):
+    """Mean of squares of errors: ``mean(square(y_true - y_pred))``.
+
+    >>> MeanSquaredError()([1.0, 0.0, 1.0], [0.9, 0.1, 0.8])
+    tensor(0.0200)
+    """
+
+    def __init__(
+        self, reduction: str | None = "sum_over_batch_size", name: str = "mean_squared_error", dtype: Any = None
+    ) -> None:
+        super().__init__(mean_squared_error, name=name, reduction=reduction, dtype=dtype)
+
+    def get_config(self) -> dict[str, Any]:
+        return Loss.get_config(self)
+
+
+class MeanAbsoluteError(LossFunctionWrapper):
+    """Mean of absolute errors: ``mean(abs(y_true - y_pred))``.
+
+    >>> MeanAbsoluteError()([1.0, 0.3, 1.0], [1.9, 0.3, 1.8])
+    tensor(0.5667)
+    """
+
+    def __init__(
+        self, reduction: str | None = "sum_over_batch_size", name: str = "mean_absolute_error", dtype: Any = None
+    ) -> None:
+        super().__init__(mean_absolute_error, name=name, reduction=reduction, dtype=dtype)
+
+    def get_config(self) -> dict[str, Any]:
+        return Loss.get_config(self)
+
+
+class Huber(LossFunctionWrapper):
+    """Huber loss, quadratic for errors up to ``delta`` and linear beyond (see :func:`huber`).
+
+    Unlike Keras's, its config keeps ``delta`` (Keras 3 drops it, so a Keras
+    ``Huber(delta=2.0)`` comes back from its config with ``delta=1.0``).
+
+    >>> Huber(delta=1.0)([[0, 1], [0, 0]], [[0.6, 0.4], [0.4, 0.6]])
+    tensor(0.1550)
+    """
+
+    def __init__(
+        self,
+        delta: float = 1.0,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "huber_loss",
+        dtype: Any = None,
+    ) -> None:
+        if isinstance(delta, bool) or not isinstance(delta, numbers.Real) or not math.isfinite(delta) or delta < 0:
+            raise ValueError(
+                f"Invalid value for argument `delta`: expected a non-negative finite float. Received: delta={delta!r}"
+            )
+        super().__init__(huber, name=name, reduction=reduction, dtype=dtype, delta=float(delta))
+        self.delta = float(delta)
+
+    def get_config(self) -> dict[str, Any]:
+        config = Loss.get_config(self)
+        config["delta"] = self.delta
+        return config
+
+
+class BinaryCrossentropy(LossFunctionWrapper):
+    """Binary cross-entropy between labels in [0, 1] and predicted probabilities or logits.
+
+    See :func:`binary_crossentropy` for the formula.
+
+    >>> BinaryCrossentropy()([[0, 1], [0, 0]], [[0.6, 0.4], [0.4, 0.6]])
+    tensor(0.8149)
+    >>> BinaryCrossentropy(from_logits=True)([[0.0, 1.0]], [[-18.6, 0.51]])
+    tensor(0.2352)
+    """
+
+    def __init__(
+        self,
+        from_logits: bool = False,
+        label_smoothing: float = 0.0,
+        axis: int = -1,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "binary_crossentropy",
+        dtype: Any = None,
+    ) -> None:
+        self.from_logits = _validate_flag(from_logits, "from_logits")
+        self.label_smoothing = _validate_label_smoothing(label_smoothing)
+        self.axis = _validate_axis(axis)
+        super().__init__(
+            binary_crossentropy,
+            name=name,
+            reduction=reduction,
+            dtype=dtype,
+            from_logits=self.from_logits,
+            label_smoothing=self.label_smoothing,
+            axis=self.axis,
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        config = Loss.get_config(self)
+        config.update({"from_logits": self.from_logits, "label_smoothing": self.label_smoothing, "axis": self.axis})
+        return config
+
+
+class CategoricalCrossentropy(LossFunctionWrapper):
+    """Categorical cross-entropy between one-hot labels and predicted probabilities or logits.
+
+    See :func:`categorical_crossentropy` for the formula.
+
+    >>> CategoricalCrossentropy()([[0, 1, 0], [0, 0, 1]], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]])
+    tensor(1.1769)
+    """
+
+    def __init__(
+        self,
+        from_logits: bool = False,
+        label_smoothing: float = 0.0,
+        axis: int = -1,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "categorical_crossentropy",
+        dtype: Any = None,
+    ) -> None:
+        self.from_logits = _validate_flag(from_logits, "from_logits")
+        self.label_smoothing = _validate_label_smoothing(label_smoothing)
+        self.axis = _validate_axis(axis)
+        super().__init__(
+            categorical_crossentropy,
+            name=name,
+            reduction=reduction,
+            dtype=dtype,
+            from_logits=self.from_logits,
+            label_smoothing=self.label_smoothing,
+            axis=self.axis,
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        config = Loss.get_config(self)
+        config.update({"from_logits": self.from_logits, "label_smoothing": self.label_smoothing, "axis": self.axis})
+        return config
+
+
+class SparseCategoricalCrossentropy(LossFunctionWrapper):
+    """Categorical cross-entropy between integer class labels and predicted probabilities or logits.
+
+    See :func:`sparse_categorical_crossentropy`. With ``ignore_class``, the
+    default reduction averages over the entries of the other classes only.
+    Unlike Keras's, its config keeps ``axis``.
+
+    >>> SparseCategoricalCrossentropy()([1, 2], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]])
+    tensor(1.1769)
+    >>> SparseCategoricalCrossentropy(ignore_class=2)([1, 2], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]])
+    tensor(0.0513)
+    """
+
+    def __init__(
+        self,
+        from_logits: bool = False,
+        ignore_class: int | None = None,
+        reduction: str | None = "sum_over_batch_size",
+        axis: int = -1,
+        name: str = "sparse_categorical_crossentropy",
+        dtype: Any = None,
+    ) -> None:
+        self.from_logits = _validate_flag(from_logits, "from_logits")
+        if ignore_class is not None and (
+            isinstance(ignore_class, bool) or not isinstance(ignore_class, numbers.Integral)
+        ):
+            raise ValueError(
+                "Invalid value for argument `ignore_class`: expected an int or None. "
+                f"Received: ignore_class={ignore_class!r}"
+            )
+        self.ignore_class = None if ignore_class is None else int(ignore_class)
+        self.axis = _validate_axis(axis)
+        super().__init__(
+            sparse_categorical_crossentropy,
+            name=name,
+            reduction=reduction,
+            dtype=dtype,
+            from_logits=self.from_logits,
+            ignore_class=self.ignore_class,
+            axis=self.axis,
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        config = Loss.get_config(self)
+        config.update({"from_logits": self.from_logits, "ignore_class": self.ignore_class, "axis": self.axis})
+        return config
+
+
+# Classes first, then functions: a snake_case id names the function ('huber'), as in Keras.
+_FAMILY = ObjectFamily(
+    "loss",
+    "keras.losses",
+    [
+        Loss,
+        LossFunctionWrapper,
+        MeanSquaredError,
+        MeanAbsoluteError,
+        Huber,
+        BinaryCrossentropy,
+        CategoricalCrossentropy,
+        SparseCategoricalCrossentropy,
+        mean_squared_error,
+        mean_absolute_error,
+        huber,
+        binary_crossentropy,
+        categorical_crossentropy,
+        sparse_categorical_crossentropy,
+    ],
+    extra_names={
+        "mse": mean_squared_error,
+        "MSE": mean_squared_error,
+        "mae": mean_absolute_error,
+        "MAE": mean_absolute_error,
+        "bce": binary_crossentropy,
+        "BCE": binary_crossentropy,
+    },
+)
+
+# Keras writes LossFunctionWrapper under its private module, registered by class name.
+_KERAS_PRIVATE_MODULE = re.compile(r"^keras\.src\.losses(\.\w+)?$")
+
+
+def _keras_module_to_public(config: Any) -> Any:
+    module = config.get("module") if isinstance(config, Mapping) else None
+    if isinstance(module, str) and _KERAS_PRIVATE_MODULE.match(module):
+        config = dict(config)
+        config["module"] = "keras.losses"
+        if config.get("registered_name") == config.get("class_name"):
+            config["registered_name"] = None
+    return config
+
+
+def serialize(loss: Any) -> Any:
+    """Return the Keras 3 config dict of a loss object or function.
+
+    >>> serialize(BinaryCrossentropy(from_logits=True))["config"]["from_logits"]
+    True
+    """
+    return _FAMILY.serialize(loss)
+
+
+def deserialize(config: Any, custom_objects: Mapping[str, Any] | None = None) -> Any:
+    """Build a loss object (or return a loss function) from a Keras config dict or a string id.
+
+    >>> deserialize({"class_name": "Huber", "config": {"delta": 2.0}}).delta
+    2.0
+    >>> deserialize("mse") is mean_squared_error
+    True
+    """
+    return _FAMILY.deserialize(_keras_module_to_public(config), custom_objects)
+
+
+def _function_name(fn: Any) -> str:
+    name = getattr(fn, "__name__", None) or type(fn).__name__
+    return to_snake_case(name)
+
+
+def get(identifier: Any) -> Loss | None:
+    """Resolve a loss identifier to a :class:`Loss` object, as Keras's ``compile`` does.
+
+    - ``None`` stays ``None``; a :class:`Loss` passes through; a ``Loss`` class is instantiated;
+    - a string naming a loss class (``'MeanSquaredError'``) gives an instance;
+      one naming a function (``'mse'``, ``'mean_squared_error'``, ``'huber'``,
+      ``'binary_crossentropy'``, ...) gives a :class:`LossFunctionWrapper`
+      named as written;
+    - a config dict is deserialized (a function config is wrapped);
+    - any other callable ``fn(y_true, y_pred) -> per-sample losses`` is wrapped,
+      named after the function.
+
+    Anything else raises a ``ValueError``.
+
+    >>> get("mse")
+    LossFunctionWrapper(name='mse', reduction='sum_over_batch_size')
+    >>> get("BinaryCrossentropy")
+    BinaryCrossentropy(name='binary_crossentropy', reduction='sum_over_batch_size', from_logits=False, label_smoothing=0.0, axis=-1)
+    >>> get(42)
+    Traceback (most recent call last):
+    ...
+    ValueError: Could not interpret loss identifier: 42. ...
+    """
+    if identifier is None:
+        return None
+    if isinstance(identifier, Loss):
+        return identifier
+    if isinstance(identifier, (str, Mapping)):
+        obj = deserialize(identifier)
+        name = identifier if isinstance(identifier, str) else None
+    else:
+        obj, name = identifier, None
+    if inspect.isclass(obj):
+        if issubclass(obj, Loss):
+            return obj()
+        raise ValueError(f"Could not interpret loss identifier: {identifier!r}. The class is not a Loss.")
+    if isinstance(obj, Loss):
+        return obj
+    if callable(obj):
+        return LossFunctionWrapper(obj, name=name or _function_name(obj))
+    raise ValueError(
+        f"Could not interpret loss identifier: {identifier!r}. Expected None, a string id, a config dict, "
+        "a Loss or a function fn(y_true, y_pred) returning per-sample losses."
+    )

@@ -1,0 +1,166 @@
+"""Functional models: a graph of layer calls from ``Input()`` tensors to outputs, replayed on data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from weightwise.layers import InputLayer, KerasTensor, Layer
+from weightwise.layers.symbolic import Node, flatten, map_structure
+from weightwise.models.model import Model
+
+__all__ = ["Functional"]
+
+
+def _map_graph(inputs: list[KerasTensor], outputs: list[KerasTensor]) -> tuple[list[Node], list[Layer]]:
+    """Nodes in execution order and layers in Keras's order (by depth from the outputs, then first visit).
+
+    Follows Keras's ``map_graph`` so that ``model.weights`` (and thus ``get_weights``)
+    come out in the same order as a Keras model of the same graph.
+    """
+    finished: set[int] = set()
+    in_progress: set[int] = set()
+    ordered: list[Node] = []  # inputs -> outputs
+    first_visit: dict[int, int] = {}
+    input_ids = {id(t) for t in inputs}
+
+    def visit(tensor: KerasTensor) -> None:
+        node = tensor.node
+        if node is None:
+            raise ValueError(f"{tensor} was not produced by a layer call or Input(); it cannot be part of a model.")
+        if id(node) in finished:
+            return
+        is_input = isinstance(node.layer, InputLayer)
+        if is_input and id(tensor) not in input_ids:
+            raise ValueError(
+                f"Graph disconnected: cannot obtain value for tensor {tensor} at layer {node.layer.name!r}. "
+                "It comes from an Input() that is not among the model's inputs."
+            )
+        if id(node) in in_progress:
+            raise ValueError(f"Tensor {tensor} from layer {node.layer.name!r} is part of a cycle.")
+        first_visit.setdefault(id(node.layer), len(first_visit))
+        in_progress.add(id(node))
+        if not is_input:
+            for parent in node.input_tensors:
+                visit(parent)
+        in_progress.discard(id(node))
+        finished.add(id(node))
+        ordered.append(node)
+
+    for output in outputs:
+        visit(output)
+    for tensor in inputs:
+        if tensor.node is None or not isinstance(tensor.node.layer, InputLayer):
+            raise ValueError(f"Model inputs must come from Input(). Received: {tensor}")
+        if id(tensor.node) not in finished:  # an input no output depends on: kept, as Keras does
+            first_visit.setdefault(id(tensor.node.layer), -1)
+            finished.add(id(tensor.node))
+            ordered.insert(0, tensor.node)
+
+    node_depth: dict[int, int] = {}
+    layer_depth: dict[int, int] = {}
+    layers_by_id: dict[int, Layer] = {}
+    for node in reversed(ordered):
+        depth = max(node_depth.setdefault(id(node), 0), layer_depth.get(id(node.layer), 0))
+        layer_depth[id(node.layer)] = depth
+        node_depth[id(node)] = depth
+        layers_by_id[id(node.layer)] = node.layer
+        for parent in node.input_tensors:
+            parent_node = parent.node
+            node_depth[id(parent_node)] = max(depth + 1, node_depth.get(id(parent_node), 0))
+    layers = sorted(layers_by_id.values(), key=lambda layer: (-layer_depth[id(layer)], first_visit[id(layer)]))
+    nodes = sorted(ordered, key=lambda node: -node_depth[id(node)])  # stable: keeps DFS order within a depth
+    return nodes, layers
+
+
+class Functional(Model):
+    """A model defined by ``Model(inputs, outputs)`` over symbolic tensors.
+
+    Inputs and outputs may be single tensors, lists or dicts; multi-input,
+    multi-output and shared layers all work.
+
+    >>> from weightwise import layers, Model
+    >>> features = layers.Input(shape=(4,), name="features")
+    >>> hidden = layers.Dense(8, activation="relu", kernel_regularizer="l2")(features)
+    >>> model = Model(features, layers.Dense(1)(hidden))
+    >>> type(model).__name__, model(__import__("torch").ones(2, 4)).shape
+    ('Functional', torch.Size([2, 1]))
+    """
+
+    def __init__(self, inputs: Any, outputs: Any, name: str | None = None, **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+        flat_inputs, flat_outputs = flatten(inputs), flatten(outputs)
+        for role, tensors in (("inputs", flat_inputs), ("outputs", flat_outputs)):
+            bad = [t for t in tensors if not isinstance(t, KerasTensor)]
+            if bad or not tensors:
+                raise ValueError(
+                    f"All `{role}` of a functional Model must be symbolic tensors from Input() and layer calls. "
+                    f"Received: {role}={bad or tensors!r}"
+                )
+        self._nodes, layers = _map_graph(flat_inputs, flat_outputs)
+        names = [layer.name for layer in layers]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"All layer names should be unique. Duplicated: {duplicates}")
+        # Registered by position in Keras's layer order: state_dict keys ("2.kernel") do not depend on
+        # auto-generated layer names, so weights load into any model built from the same code.
+        for index, layer in enumerate(layers):
+            self.add_module(str(index), layer)
+        self._inputs_structure = inputs
+        self._outputs_structure = outputs
+        self.built = True
+
+    @property
+    def inputs(self) -> list[KerasTensor]:
+        """The model's input tensors, flattened."""
+        return flatten(self._inputs_structure)
+
+    @property
+    def outputs(self) -> list[KerasTensor]:
+        """The model's output tensors, flattened."""
+        return flatten(self._outputs_structure)
+
+    @property
+    def layers(self) -> list[Layer]:
+        """Every layer of the graph in Keras's order, InputLayers included (as Keras does)."""
+        return [child for child in self.children() if isinstance(child, Layer)]
+
+    @property
+    def output_names(self) -> list[str]:
+        """The names of the layers producing the outputs (Keras uses them to key losses)."""
+        return [t.node.layer.name for t in self.outputs]
+
+    def _input_values(self, inputs: Any) -> dict[int, Any]:
+        structure = self._inputs_structure
+        if isinstance(structure, dict):
+            if not isinstance(inputs, dict):
+                raise ValueError(f"Model {self.name!r} expects a dict of inputs with keys {sorted(structure)}.")
+            missing = sorted(set(structure) - set(inputs))
+            if missing:
+                raise ValueError(f"Model {self.name!r}: missing inputs {missing}. Received keys: {sorted(inputs)}")
+            return {id(structure[key]): inputs[key] for key in structure}
+        flat = self.inputs
+        if isinstance(inputs, dict):
+            by_name = {t.name: t for t in flat}
+            if set(inputs) != set(by_name):
+                raise ValueError(f"Model {self.name!r} expects inputs named {sorted(by_name)}. Received: {sorted(inputs)}")
+            return {id(by_name[key]): value for key, value in inputs.items()}
+        structured = isinstance(inputs, (list, tuple)) and all(hasattr(v, "shape") for v in inputs)
+        values = list(inputs) if structured else [inputs]
+        if len(values) != len(flat):
+            raise ValueError(f"Model {self.name!r} expects {len(flat)} inputs, but received {len(values)}.")
+        return {id(t): v for t, v in zip(flat, values)}
+
+    def call(self, inputs: Any) -> Any:
+        values = self._input_values(inputs)
+        for node in self._nodes:
+            if isinstance(node.layer, InputLayer):
+                continue
+            layer_inputs = map_structure(lambda t: values[id(t)] if isinstance(t, KerasTensor) else t, node.inputs)
+            produced = node.layer(layer_inputs, *node.args, **node.kwargs)
+            for symbolic, value in zip(flatten(node.outputs), flatten(produced)):
+                values[id(symbolic)] = value
+        return map_structure(lambda t: values[id(t)], self._outputs_structure)
+
+    def _convert_inputs(self, inputs: Any) -> Any:
+        # Each layer converts what it receives; dict and list inputs pass through intact.
+        return inputs

@@ -1,0 +1,142 @@
+"""``Sequential``: a plain stack of layers, each feeding the next."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from weightwise import binding
+from weightwise.layers import Input, InputLayer, KerasTensor, Layer
+from weightwise.layers.symbolic import call_symbolically
+from weightwise.models.model import Model
+
+__all__ = ["Sequential"]
+
+
+class Sequential(Model):
+    """A linear stack of layers (any ``torch.nn.Module`` may be one of them).
+
+    The model builds as soon as its input shape is known: from a leading
+    ``Input``/``InputLayer``, from the first layer's ``input_shape``/``input_dim``, or
+    on the first call. ``model.layers`` omits the ``InputLayer``, as in Keras.
+
+    >>> from weightwise import layers
+    >>> model = Sequential([layers.Input(shape=(4,)), layers.Dense(8, activation="relu"), layers.Dense(1)])
+    >>> [layer.name for layer in model.layers] == [model.layers[0].name, model.layers[1].name]
+    True
+    >>> model.count_params()
+    49
+    """
+
+    def __init__(self, layers: Sequence[Any] | None = None, trainable: bool = True, name: str | None = None) -> None:
+        super().__init__(trainable=trainable, name=name)
+        self.__dict__["_input_layer"] = None
+        self._output_shapes: dict[int, tuple[int | None, ...]] = {}
+        for layer in layers or []:
+            self.add(layer, rebuild=False)
+        self._maybe_build_from_known_shape()
+
+    @property
+    def layers(self) -> list[Layer]:
+        """The stacked layers, without the InputLayer."""
+        return list(self.children())
+
+    def add(self, layer: Any, rebuild: bool = True) -> None:
+        """Append a layer (or an ``Input`` tensor / ``InputLayer``, which must come first).
+
+        >>> from weightwise import layers
+        >>> model = Sequential()
+        >>> model.add(layers.Dense(2, input_dim=3))
+        >>> model.built, model.count_params()
+        (True, 8)
+        """
+        if isinstance(layer, KerasTensor):
+            if layer.node is None or not isinstance(layer.node.layer, InputLayer):
+                raise ValueError(f"Sequential.add accepts Input() tensors only as symbolic inputs. Received: {layer}")
+            layer = layer.node.layer
+        if not isinstance(layer, torch.nn.Module):
+            raise TypeError(
+                f"Only instances of `weightwise.layers.Layer` (or any torch.nn.Module) can be added to a "
+                f"Sequential model. Received: {layer!r} (of type {type(layer).__name__})"
+            )
+        if isinstance(layer, InputLayer):
+            if self.layers or self._input_layer is not None:
+                raise ValueError("An InputLayer (or Input) can only be the first layer of a Sequential model.")
+            # Not a submodule: it has no weights, and keeping it out keeps state_dict keys positional.
+            self.__dict__["_input_layer"] = layer
+            if rebuild:
+                self._maybe_build_from_known_shape()
+            return
+        name = getattr(layer, "name", None)
+        if name is not None and name in [getattr(other, "name", None) for other in self.layers]:
+            raise ValueError(
+                f"All layers added to a Sequential model should have unique names. Name {name!r} is already the "
+                "name of a layer in this model. Update the `name` argument to pass a unique name."
+            )
+        # Registered by position, as torch.nn.Sequential does, so state_dict keys ("0.kernel") do not
+        # depend on auto-generated layer names and load into any identically built model.
+        self.add_module(str(len(self._modules)), layer)
+        if rebuild:
+            self._maybe_build_from_known_shape()
+
+    def pop(self) -> Layer:
+        """Remove and return the last layer.
+
+        >>> from weightwise import layers
+        >>> model = Sequential([layers.Dense(2), layers.Dense(1)])
+        >>> model.pop().units
+        1
+        """
+        layers = self.layers
+        if not layers:
+            raise ValueError("There are no layers in the model.")
+        last = layers[-1]
+        del self._modules[str(len(self._modules) - 1)]
+        self._output_shapes.pop(id(last), None)
+        return last
+
+    def _known_batch_shape(self) -> tuple[int | None, ...] | None:
+        if self._input_layer is not None:
+            return self._input_layer.batch_shape
+        layers = self.layers
+        return getattr(layers[0], "_build_shape", None) if layers else None
+
+    def _maybe_build_from_known_shape(self) -> None:
+        shape = self._known_batch_shape()
+        if shape is not None and self.layers:
+            self.build(shape)
+            self.built = True
+
+    def build(self, input_shape: Any) -> None:
+        """Build every layer by passing a symbolic input of ``input_shape`` through the stack."""
+        batch_shape = (None, *tuple(input_shape)[1:])
+        x: Any = Input(batch_shape=batch_shape, dtype=self.dtype) if self._input_layer is None else self._input_layer.output
+        for layer in self.layers:
+            # A plain torch module does not know symbolic tensors; it is run on their example values.
+            x = layer(x) if isinstance(layer, Layer) else call_symbolically(layer, x, (), {}, binding.clear_call_losses)
+            if isinstance(x, KerasTensor):
+                self._output_shapes[id(layer)] = x.shape
+
+    def call(self, inputs: Any) -> Any:
+        for layer in self.layers:
+            inputs = layer(inputs)
+        return inputs
+
+    def get_config(self) -> dict[str, Any]:
+        from weightwise import layers as layers_module
+
+        config = super().get_config()
+        config.pop("activity_regularizer", None)
+        stack = [layers_module.serialize(layer) for layer in self.layers]
+        if self._input_layer is not None:
+            stack.insert(0, layers_module.serialize(self._input_layer))
+        return {"name": config["name"], "trainable": config["trainable"], "dtype": config["dtype"], "layers": stack}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> Sequential:
+        from weightwise import layers as layers_module
+
+        stack = [layers_module.deserialize(c, custom_objects) for c in config.get("layers", [])]
+        return cls(stack, trainable=config.get("trainable", True), name=config.get("name"))

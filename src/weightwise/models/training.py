@@ -1,0 +1,490 @@
+"""Keras's training API on a torch model: ``compile``, ``fit``, ``evaluate``, ``predict``.
+
+One training step is Keras's:
+
+1. ``loss = data_loss + sum(model.losses)`` (weight penalties and activity penalties);
+2. ``loss.backward()``;
+3. the optimizer step (with Keras's clipping and weight decay);
+4. every bound constraint is applied, in place under ``no_grad``, to the parameters
+   that received a gradient, so Parameter objects and optimizer state survive.
+
+The logged ``loss`` and ``evaluate()`` include the penalties, as in Keras; the
+penalty is also logged on its own as ``regularization_loss``.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from weightwise import binding
+from weightwise import callbacks as callbacks_module
+from weightwise import losses as losses_module
+from weightwise import metrics as metrics_module
+from weightwise import optimizers as optimizers_module
+from weightwise.layers.symbolic import flatten
+from weightwise.models.data import Batches, make_batches, single_batch, split_for_validation, to_device
+
+__all__ = ["Trainer"]
+
+
+def _per_output(value: Any, names: list[str], what: str) -> list[Any]:
+    """Spread a single value, a list, or a dict keyed by output name over the outputs."""
+    if isinstance(value, Mapping):
+        unknown = sorted(set(value) - set(names))
+        if unknown:
+            raise ValueError(f"Unknown output names in `{what}`: {unknown}. The model's outputs are {names}.")
+        return [value.get(name) for name in names]
+    if isinstance(value, (list, tuple)) and len(names) > 1:
+        if len(value) != len(names):
+            raise ValueError(
+                f"`{what}` has {len(value)} entries but the model has {len(names)} outputs ({names})."
+            )
+        return list(value)
+    return [value] * len(names)
+
+
+class _CompiledLosses:
+    """The data loss of every output, weighted and summed."""
+
+    def __init__(self, loss: Any, loss_weights: Any, names: list[str]) -> None:
+        self.names = names
+        spread = _per_output(loss, names, "loss")
+        self.losses = []
+        for entry, name in zip(spread, names):
+            try:
+                self.losses.append(losses_module.get(entry))
+            except ValueError as error:
+                raise ValueError(f"Invalid value for argument `loss` (output {name!r}): {error}") from error
+        weights = _per_output(loss_weights, names, "loss_weights") if loss_weights is not None else [1.0] * len(names)
+        self.weights = [1.0 if w is None else float(w) for w in weights]
+
+    def __call__(self, y_true: list[Any], y_pred: list[Any], sample_weight: Any) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        per_output = []
+        total = None
+        for loss_fn, weight, target, prediction in zip(self.losses, self.weights, y_true, y_pred):
+            if loss_fn is None:
+                per_output.append(None)
+                continue
+            value = loss_fn(target, prediction, sample_weight=sample_weight)
+            per_output.append(value)
+            total = weight * value if total is None else total + weight * value
+        if total is None:
+            raise ValueError("No loss to optimize: every output's loss is None.")
+        return total, per_output
+
+
+class Trainer:
+    """The training API mixed into :class:`weightwise.Model`."""
+
+    compiled = False
+
+    # -- compile ------------------------------------------------------------------------------
+    def compile(
+        self,
+        optimizer: Any = "rmsprop",
+        loss: Any = None,
+        loss_weights: Any = None,
+        metrics: Any = None,
+        weighted_metrics: Any = None,
+        run_eagerly: bool = False,
+        steps_per_execution: int = 1,
+        jit_compile: Any = "auto",
+        auto_scale_loss: bool = True,
+    ) -> None:
+        """Configure training: the optimizer, the loss (per output) and the metrics.
+
+        ``optimizer`` is a name (``'sgd'``, ``'adam'``, ...), a weightwise optimizer or
+        a ready ``torch.optim.Optimizer``; ``loss`` a name, a Loss or a function, or a
+        list/dict of them for several outputs; ``metrics`` a list (or per-output list/dict).
+        """
+        try:
+            self.optimizer = optimizers_module.get(optimizer)
+        except ValueError as error:
+            raise ValueError(f"Invalid value for argument `optimizer`: {error}") from error
+        if loss is None:
+            raise ValueError("`compile` needs a `loss` (a name such as 'mse', a Loss, or a function).")
+        self._loss_spec, self._loss_weights_spec = loss, loss_weights
+        self._metrics_spec, self._weighted_metrics_spec = metrics, weighted_metrics
+        self._compiled_losses: _CompiledLosses | None = None
+        self._metric_objects: list[tuple[int, Any, bool]] | None = None
+        # Resolve names now so that a typo fails at compile time, not mid-training.
+        names = self._output_names_or_default()
+        self._compile_for(names)
+        self.compiled = True
+        self.stop_training = False
+
+    def _output_names_or_default(self) -> list[str]:
+        names = getattr(self, "output_names", None)
+        return list(names) if names else ["output"]
+
+    def _compile_for(self, names: list[str]) -> None:
+        self._compiled_losses = _CompiledLosses(self._loss_spec, self._loss_weights_spec, names)
+        self._loss_tracker = metrics_module.Mean(name="loss")
+        self._output_loss_trackers = [metrics_module.Mean(name=f"{n}_loss") for n in names] if len(names) > 1 else []
+        self._penalty_tracker = metrics_module.Mean(name="regularization_loss")
+        objects: list[tuple[int, Any, bool]] = []
+        for spec, weighted in ((self._metrics_spec, False), (self._weighted_metrics_spec, True)):
+            if spec is None:
+                continue
+            if isinstance(spec, (str, Mapping)) or callable(spec):
+                spec = [spec] if not isinstance(spec, Mapping) or len(names) == 1 else spec
+            per_output = _per_output(spec, names, "metrics") if len(names) > 1 else [spec]
+            for index, entries in enumerate(per_output):
+                for entry in flatten(entries) if entries is not None else []:
+                    try:
+                        metric = metrics_module.get(entry, loss=self._compiled_losses.losses[index])
+                    except ValueError as error:
+                        raise ValueError(f"Invalid value for argument `metrics`: {error}") from error
+                    if len(names) > 1:
+                        metric.name = f"{names[index]}_{metric.name}"
+                    objects.append((index, metric, weighted))
+        self._metric_objects = objects
+        self._compiled_names = names
+
+    def _assert_compiled(self, method: str) -> None:
+        if not self.compiled:
+            raise RuntimeError(
+                f"You must call `compile()` before using the model: `{method}()` needs an optimizer and a loss. "
+                "For example: model.compile(optimizer='sgd', loss='mse')"
+            )
+
+    # -- metrics ------------------------------------------------------------------------------
+    @property
+    def metrics(self) -> list[Any]:
+        """The loss trackers and compiled metrics, in logging order."""
+        if not self.compiled:
+            return []
+        out = [self._loss_tracker, *self._output_loss_trackers]
+        out += [metric for _, metric, _ in self._metric_objects or []]
+        if self._has_penalties():
+            out.append(self._penalty_tracker)
+        return out
+
+    @property
+    def metrics_names(self) -> list[str]:
+        """Names of the values ``evaluate()`` returns as a list (Keras's: the loss, then the metrics).
+
+        ``regularization_loss`` is logged (History, callbacks, ``return_dict=True``) but kept
+        out of list returns, so ``loss, acc = model.evaluate(...)`` unpacks as in Keras.
+        """
+        return [metric.name for metric in self.metrics if metric is not self._penalty_tracker]
+
+    def reset_metrics(self) -> None:
+        """Reset every metric and loss tracker."""
+        for metric in self.metrics:
+            metric.reset_state()
+
+    def _has_penalties(self) -> bool:
+        if any(b.rule.regularizer is not None for b in binding.bound(self)):
+            return True
+        return any(getattr(m, "activity_regularizer", None) is not None for m in self.modules())
+
+    def _logs(self) -> dict[str, float]:
+        return {metric.name: float(metric.result()) for metric in self.metrics}
+
+    # -- one step -----------------------------------------------------------------------------
+    def _device(self) -> torch.device:
+        param = next(self.parameters(), None)
+        return param.device if param is not None else torch.device("cpu")
+
+    def _split_outputs(self, y_true: Any, y_pred: Any) -> tuple[list[Any], list[Any]]:
+        names = self._compiled_names
+        preds = flatten(y_pred) if not isinstance(y_pred, Mapping) else [y_pred[n] for n in names]
+        if len(preds) != len(names):
+            # A subclassed model's output count is only known now.
+            names = [f"output_{i + 1}" for i in range(len(preds))] if len(preds) > 1 else ["output"]
+            self._compile_for(names)
+        if isinstance(y_true, Mapping):
+            missing = sorted(set(names) - set(y_true))
+            if missing:
+                raise ValueError(f"Targets `y` are missing outputs {missing}. The model's outputs are {names}.")
+            targets = [y_true[n] for n in names]
+        else:
+            targets = flatten(y_true) if len(names) > 1 else [y_true]
+        if len(targets) != len(preds):
+            raise ValueError(f"The model has {len(preds)} outputs but `y` has {len(targets)} targets.")
+        return targets, preds
+
+    def _step(self, x: Any, y: Any, sample_weight: Any, training: bool) -> torch.Tensor:
+        """Forward, losses, and (when training) backward, update and constraints; updates trackers."""
+        device = self._device()
+        x, y, sample_weight = to_device((x, y, sample_weight), device)
+        y_pred = self(x, training=training)
+        targets, preds = self._split_outputs(y, y_pred)
+        data_loss, per_output = self._compiled_losses(targets, preds, sample_weight)
+        penalty = binding.regularization_loss(self)
+        loss = data_loss + penalty.to(data_loss.device)
+        if training:
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+            binding.apply_constraints(self, only_with_grad=True)
+        batch = _batch_size(x)
+        self._loss_tracker.update_state(loss.detach(), sample_weight=batch)
+        for tracker, value in zip(self._output_loss_trackers, per_output):
+            if value is not None:
+                tracker.update_state(value.detach(), sample_weight=batch)
+        self._penalty_tracker.update_state(penalty.detach(), sample_weight=batch)
+        with torch.no_grad():
+            for index, metric, weighted in self._metric_objects or []:
+                metric.update_state(targets[index], preds[index].detach(),
+                                    sample_weight=sample_weight if weighted else None)
+        return loss
+
+    def _prepare(self, batches: Batches) -> None:
+        """Build the model on a first batch if needed, and the optimizer on its trainable weights."""
+        if not self.built:
+            first = next(iter(batches), None)
+            if first is None:
+                raise ValueError("The data is empty: there is no batch to train on.")
+            with torch.no_grad():
+                self(to_device(first[0], self._device()))
+            binding.clear_call_losses(self)
+        self.optimizer.build(self.trainable_weights)
+
+    # -- fit ----------------------------------------------------------------------------------
+    def fit(
+        self,
+        x: Any = None,
+        y: Any = None,
+        batch_size: int | None = None,
+        epochs: int = 1,
+        verbose: Any = "auto",
+        callbacks: Sequence[Any] | None = None,
+        validation_split: float = 0.0,
+        validation_data: Any = None,
+        shuffle: bool = True,
+        class_weight: Mapping[int, float] | None = None,
+        sample_weight: Any = None,
+        initial_epoch: int = 0,
+        steps_per_epoch: int | None = None,
+        validation_steps: int | None = None,
+        validation_batch_size: int | None = None,
+        validation_freq: int = 1,
+    ) -> Any:
+        """Train for ``epochs`` epochs; returns the ``History``.
+
+        Data may be arrays or tensors (or lists/dicts of them for several inputs and
+        outputs), a ``Dataset`` or a ``DataLoader`` yielding ``(x, y)`` or
+        ``(x, y, sample_weight)``. A ``KeyboardInterrupt`` (Ctrl-C) stops after the
+        current batch, leaving the model and the History consistent, then is re-raised.
+        """
+        self._assert_compiled("fit")
+        for name, value, low in (("epochs", epochs, 0), ("initial_epoch", initial_epoch, 0), ("validation_freq", validation_freq, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"Invalid value for argument `{name}`: expected an int >= {low}. Received: {name}={value!r}")
+        verbose = 1 if verbose == "auto" else verbose
+        if validation_split and validation_data is None:
+            (x, y, sample_weight), validation_data = split_for_validation(x, y, sample_weight, validation_split)
+        elif validation_split:
+            split_for_validation(x, y, sample_weight, validation_split)  # validate the value only
+        train = make_batches(x, y, sample_weight, batch_size, shuffle, class_weight, steps_per_epoch)
+        val = self._validation_batches(validation_data, validation_batch_size or batch_size, validation_steps)
+        self._prepare(train)
+        callback_list = callbacks_module.CallbackList(
+            callbacks, add_history=True, add_progbar=verbose != 0, model=self,
+            verbose=verbose, epochs=epochs, steps=len(train) if train.has_length() else None,
+        )
+        self.stop_training = False
+        was_training = self.training
+        interrupted = _InterruptFlag()
+        logs: dict[str, float] = {}
+        self.train()
+        callback_list.on_train_begin()
+        try:
+            with interrupted:
+                for epoch in range(initial_epoch, epochs):
+                    self.reset_metrics()
+                    callback_list.on_epoch_begin(epoch)
+                    for step, (bx, by, bsw) in enumerate(train):
+                        callback_list.on_train_batch_begin(step)
+                        self._step(bx, by, bsw, training=True)
+                        batch_logs = self._logs()
+                        callback_list.on_train_batch_end(step, batch_logs)
+                        if self.stop_training or interrupted.raised:
+                            break
+                    logs = self._logs()
+                    if interrupted.raised:
+                        break
+                    if val is not None and (epoch + 1) % validation_freq == 0:
+                        val_logs = self._evaluate_batches(val)
+                        logs.update({f"val_{key}": value for key, value in val_logs.items()})
+                        self.train()
+                    callback_list.on_epoch_end(epoch, logs)
+                    if self.stop_training:
+                        break
+                if interrupted.raised:
+                    # Keep the History consistent up to the last completed batch.
+                    callback_list.on_epoch_end(epoch, logs)
+        finally:
+            self.train(was_training)
+        callback_list.on_train_end(logs)
+        if interrupted.raised:
+            raise KeyboardInterrupt
+        return self.history
+
+    def _validation_batches(self, validation_data: Any, batch_size: int | None, steps: int | None) -> Batches | None:
+        if validation_data is None:
+            return None
+        if isinstance(validation_data, (tuple, list)):
+            if not 2 <= len(validation_data) <= 3:
+                raise ValueError(
+                    "`validation_data` must be `(x_val, y_val)` or `(x_val, y_val, val_sample_weight)`, or a "
+                    f"Dataset/DataLoader. Received a {type(validation_data).__name__} of length {len(validation_data)}."
+                )
+            vx, vy, vsw = (tuple(validation_data) + (None,))[:3]
+            return make_batches(vx, vy, vsw, batch_size, False, None, steps)
+        return make_batches(validation_data, None, None, batch_size, False, None, steps)
+
+    # -- evaluate / predict ---------------------------------------------------------------------
+    def _evaluate_batches(self, batches: Batches, callback_list: Any = None) -> dict[str, float]:
+        self.reset_metrics()
+        self.eval()
+        with torch.no_grad():
+            for step, (bx, by, bsw) in enumerate(batches):
+                if by is None:
+                    raise ValueError("Evaluation data must include targets `y`.")
+                if callback_list is not None:
+                    callback_list.on_test_batch_begin(step)
+                self._step(bx, by, bsw, training=False)
+                if callback_list is not None:
+                    callback_list.on_test_batch_end(step, self._logs())
+        return self._logs()
+
+    def evaluate(
+        self,
+        x: Any = None,
+        y: Any = None,
+        batch_size: int | None = None,
+        verbose: Any = "auto",
+        sample_weight: Any = None,
+        steps: int | None = None,
+        callbacks: Sequence[Any] | None = None,
+        return_dict: bool = False,
+    ) -> Any:
+        """The loss (penalties included) and metrics over the data, in inference mode.
+
+        Returns a scalar without metrics, else a list ``[loss, *metrics]`` (or a dict).
+        """
+        self._assert_compiled("evaluate")
+        batches = make_batches(x, y, sample_weight, batch_size, False, None, steps)
+        if not self.built:
+            self._prepare(batches)
+        was_training = self.training
+        callback_list = callbacks_module.CallbackList(
+            callbacks, add_progbar=(1 if verbose == "auto" else verbose) != 0, model=self,
+            verbose=1 if verbose == "auto" else verbose, epochs=1, steps=len(batches) if batches.has_length() else None,
+        )
+        callback_list.on_test_begin()
+        try:
+            logs = self._evaluate_batches(batches, callback_list)
+        finally:
+            self.train(was_training)
+        callback_list.on_test_end(logs)
+        return _returned(logs, return_dict)
+
+    def predict(self, x: Any, batch_size: int | None = None, verbose: Any = "auto", steps: int | None = None,
+                callbacks: Sequence[Any] | None = None) -> Any:
+        """Outputs for ``x`` as numpy arrays (a list or dict of them for several outputs), in inference mode."""
+        batches = make_batches(x, None, None, batch_size, False, None, steps)
+        verbose = 1 if verbose == "auto" else verbose
+        callback_list = callbacks_module.CallbackList(
+            callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1,
+            steps=len(batches) if batches.has_length() else None,
+        )
+        was_training = self.training
+        self.eval()
+        collected: list[Any] = []
+        callback_list.on_predict_begin()
+        try:
+            with torch.no_grad():
+                for step, (bx, _, _) in enumerate(batches):
+                    callback_list.on_predict_batch_begin(step)
+                    collected.append(self(to_device(bx, self._device()), training=False))
+                    callback_list.on_predict_batch_end(step, {"outputs": collected[-1]})
+        finally:
+            self.train(was_training)
+            binding.clear_call_losses(self)
+        callback_list.on_predict_end()
+        if not collected:
+            raise ValueError("`predict` received no data.")
+        return _concatenate(collected)
+
+    # -- single batches -------------------------------------------------------------------------
+    def train_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None,
+                       class_weight: Mapping[int, float] | None = None, return_dict: bool = False) -> Any:
+        """One training step on one batch; metrics accumulate until :meth:`reset_metrics`."""
+        self._assert_compiled("train_on_batch")
+        bx, by, bsw = single_batch(x, y, sample_weight, class_weight)
+        self._prepare(make_batches(bx, by, bsw))
+        was_training = self.training
+        self.train()
+        try:
+            self._step(bx, by, bsw, training=True)
+        finally:
+            self.train(was_training)
+        return _returned(self._logs(), return_dict)
+
+    def test_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None, return_dict: bool = False) -> Any:
+        """The loss and metrics of one batch, in inference mode; metrics accumulate."""
+        self._assert_compiled("test_on_batch")
+        bx, by, bsw = single_batch(x, y, sample_weight, None)
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                self._step(bx, by, bsw, training=False)
+        finally:
+            self.train(was_training)
+        return _returned(self._logs(), return_dict)
+
+    def predict_on_batch(self, x: Any) -> Any:
+        """Outputs of one batch as numpy arrays."""
+        bx, _, _ = single_batch(x, None, None, None)
+        return self.predict(bx, batch_size=_batch_size(bx), verbose=0)
+
+
+def _batch_size(x: Any) -> int:
+    leaves = [leaf for leaf in flatten(x) if isinstance(leaf, torch.Tensor)]
+    return int(leaves[0].shape[0]) if leaves and leaves[0].dim() else 1
+
+
+def _returned(logs: dict[str, float], return_dict: bool) -> Any:
+    if return_dict:
+        return logs
+    values = [value for key, value in logs.items() if key != "regularization_loss"]
+    return values[0] if len(values) == 1 else values
+
+
+def _concatenate(outputs: list[Any]) -> Any:
+    first = outputs[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat([o.detach().cpu() for o in outputs]).numpy()
+    if isinstance(first, Mapping):
+        return {key: _concatenate([o[key] for o in outputs]) for key in first}
+    return type(first)(_concatenate([o[i] for o in outputs]) for i in range(len(first)))
+
+
+class _InterruptFlag:
+    """While active (main thread only), Ctrl-C sets ``raised`` instead of interrupting mid-step."""
+
+    def __init__(self) -> None:
+        self.raised = False
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.raised = True
+
+    def __enter__(self) -> _InterruptFlag:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
