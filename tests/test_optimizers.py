@@ -697,3 +697,19 @@ def test_custom_optimizer_subclass() -> None:
     w.grad = torch.ones(1)
     opt.step()
     assert w.item() == pytest.approx((1 - 0.25) - 0.5)
+
+
+def test_a_zero_learning_rate_step_with_momentum_neither_moves_nor_breaks_the_buffer() -> None:
+    # Keras would still move by momentum * v at lr 0; torch cannot (documented). What must hold:
+    # no division by zero, the weights stay put for that step, and training goes on finitely.
+    w = torch.nn.Parameter(torch.ones(3))
+    opt = SGD(learning_rate=lambda step: 0.0 if step == 1 else 0.1, momentum=0.9)
+    opt.build([w])
+    history = []
+    for _ in range(4):
+        w.grad = torch.ones(3)
+        opt.step()
+        history.append(w.detach().clone())
+    assert torch.equal(history[0], history[1])
+    assert torch.isfinite(history[-1]).all() and not torch.equal(history[2], history[1])
+    assert torch.isfinite(opt.torch_optimizer.state[w]["momentum_buffer"]).all()

@@ -231,3 +231,22 @@ def test_a_new_family_reuses_the_mechanism() -> None:
     assert family.get("triple").times == 3
     assert family.get("doubler").times == 2
     assert family.deserialize(family.serialize(Doubler(5))).times == 5
+
+
+def test_builtin_functions_serialize_in_keras_form_and_load_back() -> None:
+    from weightwise import losses
+
+    config = saving.serialize_keras_object(losses.mean_squared_error)
+    assert config == {"module": "builtins", "class_name": "function", "config": "mean_squared_error",
+                      "registered_name": "function"}
+    assert losses.deserialize(config)(torch.ones(2, 1), torch.zeros(2, 1)).tolist() == [1.0, 1.0]
+
+
+def test_builtin_loss_functions_load_in_keras() -> None:
+    from helpers import keras_or_skip
+
+    from weightwise import losses
+
+    keras = keras_or_skip()
+    loaded = keras.losses.deserialize(losses.serialize(losses.mean_absolute_error))
+    assert loaded is keras.losses.mean_absolute_error

@@ -7,10 +7,10 @@ import signal
 import numpy as np
 import pytest
 import torch
-from helpers import keras_or_skip, to_numpy
+from helpers import keras_or_skip
 
 import weightwise
-from weightwise import Model, Sequential, binding, callbacks, constraints, layers, regularizers
+from weightwise import Sequential, binding, callbacks, layers, regularizers
 
 RNG = np.random.default_rng(7)
 X = RNG.normal(size=(48, 6)).astype(np.float32)
@@ -256,3 +256,31 @@ def test_evaluate_and_predict_drive_batch_callbacks() -> None:
     model.evaluate(X, Y, batch_size=16, verbose=0, callbacks=[counter])
     model.predict(X, batch_size=16, verbose=0, callbacks=[counter])
     assert seen == {"test": 3, "predict": 3}
+
+
+def two_in_two_out(lib):
+    a, b = lib.Input(shape=(6,), name="a"), lib.Input(shape=(3,), name="b")
+    shared = lib.layers.Dense(4, activation="tanh", name="shared", kernel_regularizer=lib.regularizers.L2(1e-2))
+    joined = lib.layers.Concatenate(name="join")([shared(a), lib.layers.Dense(4, name="side")(b)])
+    first = lib.layers.Dense(1, name="first", kernel_constraint=lib.constraints.MaxNorm(0.5))(joined)
+    second = lib.layers.Dense(2, name="second", activation="softmax")(joined)
+    model = lib.Model({"a": a, "b": b}, {"first": first, "second": second})
+    model.compile(optimizer=lib.optimizers.SGD(learning_rate=0.05, momentum=0.5),
+                  loss={"first": "mse", "second": "sparse_categorical_crossentropy"},
+                  loss_weights={"first": 1.0, "second": 0.5})
+    return model
+
+
+def test_multi_input_multi_output_fit_matches_keras(keras) -> None:
+    theirs, ours = two_in_two_out(keras), two_in_two_out(weightwise)
+    ours.set_weights(theirs.get_weights())
+    x = {"a": X, "b": X[:, :3] * 2}
+    y = {"first": Y, "second": (X[:, 0] > 0).astype(np.int64)}
+    k_hist = theirs.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    w_hist = ours.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    for key in ("loss", "first_loss", "second_loss"):
+        np.testing.assert_allclose(w_hist.history[key], k_hist.history[key], rtol=1e-5, err_msg=key)
+    for mine, reference in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(mine, reference, rtol=1e-5, atol=1e-5)
+    predictions = ours.predict(x, verbose=0)
+    assert set(predictions) == {"first", "second"} and predictions["second"].shape == (48, 2)

@@ -508,7 +508,7 @@ class LossFunctionWrapper(Loss):
     >>> wrapped([[0.0, 0.0]], [[1.0, 0.2]])
     tensor(0.1975)
     >>> wrapped.get_config()
-    {'name': 'huber', 'reduction': 'sum_over_batch_size', 'fn': {'module': 'weightwise.losses', 'class_name': 'function', 'config': 'huber', 'registered_name': 'huber'}, 'delta': 0.5}
+    {'name': 'huber', 'reduction': 'sum_over_batch_size', 'fn': {'module': 'builtins', 'class_name': 'function', 'config': 'huber', 'registered_name': 'function'}, 'delta': 0.5}
     """
 
     def __init__(

@@ -219,8 +219,7 @@ class ObjectFamily:
         for obj in builtins:
             self.builtins[obj.__name__] = obj
             self.builtins.setdefault(to_snake_case(obj.__name__), obj)
-            if inspect.isclass(obj):
-                _BUILTIN_MODULE[obj] = module
+            _BUILTIN_MODULE[obj] = module
         # Further names of built-ins (Keras's 'zero', 'swish'), usable as ids and class names.
         self.builtins.update(extra_names or {})
         self.aliases: dict[str, Callable[[], Any]] = dict(aliases or {})
@@ -351,6 +350,9 @@ def serialize_keras_object(obj: Any) -> Any:
                 f"Cannot serialize the lambda {obj!r}: a config never stores code. "
                 "Use a named function decorated with `@weightwise.saving.register_keras_serializable()`."
             )
+        if obj in _BUILTIN_MODULE:
+            # Keras's own form for its built-in functions, so Keras loads ours (and we load Keras's).
+            return {"module": "builtins", "class_name": "function", "config": obj.__name__, "registered_name": "function"}
         name = get_registered_name(obj)
         return {"module": obj.__module__, "class_name": "function", "config": name, "registered_name": name}
     cls = type(obj)

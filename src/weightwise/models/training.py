@@ -221,7 +221,8 @@ class Trainer:
         loss = data_loss + penalty.to(data_loss.device)
         if training:
             self.optimizer.zero_grad()
-            loss.backward()
+            # Keras's loss_scale_factor: the optimizer unscales the gradients in step().
+            self.optimizer.scale_loss(loss).backward()
             self.optimizer.step()
             binding.apply_constraints(self, only_with_grad=True)
         batch = _batch_size(x)
