@@ -13,6 +13,7 @@ import weightwise
 from weightwise import (
     activations,
     backend,
+    interop,
     binding,
     callbacks,
     config,
@@ -33,9 +34,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 PUBLIC = {
     weightwise: ["Constraint", "Initializer", "Input", "InputSpec", "Layer", "Model", "Regularizer", "Sequential",
-                 "activations", "apply_constraints", "backend", "binding", "callbacks", "config", "constraints",
-                 "initializers", "layers", "losses", "metrics", "models", "ops", "optimizers",
-                 "regularization_loss", "regularizers", "saving"],
+                 "activations", "apply_constraints", "backend", "binding", "callbacks", "config", "constrain",
+                 "constraints", "describe", "initializers", "interop", "layers", "losses", "metrics", "models", "ops",
+                 "optimizers", "regularization_loss", "regularize", "regularize_activity", "regularizers", "saving"],
+    interop: ["Handle", "apply_constraints", "constrain", "describe", "per_unit_axis", "regularization_loss",
+              "regularize", "regularize_activity"],
     layers: ["Activation", "ActivityRegularization", "Add", "AveragePooling1D", "AveragePooling2D", "AveragePooling3D",
              "AvgPool1D", "AvgPool2D", "AvgPool3D", "Concatenate", "Conv", "Conv1D", "Conv2D", "Conv3D",
              "Convolution1D", "Convolution2D", "Convolution3D", "Dense", "Dropout", "Flatten",
@@ -70,7 +73,7 @@ PUBLIC = {
     callbacks: ["CSVLogger", "Callback", "CallbackList", "EarlyStopping", "History", "LambdaCallback",
                 "LearningRateScheduler", "ModelCheckpoint", "MonitorCallback", "ProgbarLogger", "ReduceLROnPlateau",
                 "TerminateOnNaN"],
-    binding: ["Bound", "Rule", "apply_constraints", "bind", "bound", "call_losses", "clear_call_losses", "penalties",
+    binding: ["Bound", "Rule", "activity_penalty", "apply_constraints", "bind", "bound", "call_losses", "clear_call_losses", "penalties",
               "record_call_loss", "regularization_loss", "rule_of", "total_penalty", "unbind"],
     regularizers: ["L1", "L1L2", "L2", "OrthogonalRegularizer", "Regularizer", "deserialize", "get", "l1", "l1_l2",
                    "l2", "orthogonal_regularizer", "serialize"],
@@ -151,3 +154,27 @@ def test_seed_examples_run_and_print_the_documented_results() -> None:
     total = next(line for line in lines if "sum(losses)" in line)
     assert total.split("documented:")[0].split()[-1] == "5.25"
     assert '"registered_name": null' in result.stdout
+
+
+def _readme_block(heading: str) -> str:
+    section = (ROOT / "README.md").read_text().split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.+?)\n```", section, re.S)[0]
+
+
+def test_readme_pytorch_example_runs_and_does_what_it_says(capsys) -> None:
+    import torch
+
+    loader = [(torch.randn(8, 3, 8, 8), torch.randint(0, 10, (8,))) for _ in range(3)]
+    namespace: dict = {"loader": loader}
+    exec(compile(_readme_block("PyTorch models"), "README.md", "exec"), namespace)
+    model = namespace["model"]
+    assert (model[5].weight.detach().norm(dim=1) <= 3.0 + 1e-5).all()
+    assert "L2(l2=0.0001)" in capsys.readouterr().out
+    # decay.remove() ran: only the activity penalty of the last forward pass is left.
+    assert len(binding.penalties(model)) == 0 and len(binding.call_losses(model)) == 1
+
+
+def test_readme_quickstart_runs() -> None:
+    namespace: dict = {}
+    exec(compile(_readme_block("Quickstart"), "README.md", "exec"), namespace)
+    assert namespace["regularizers"].deserialize(namespace["config"]).strength == 0.5

@@ -20,6 +20,7 @@ from weightwise import (
     config,
     constraints,
     initializers,
+    interop,
     layers,
     losses,
     metrics,
@@ -30,6 +31,7 @@ from weightwise import (
     saving,
 )
 from weightwise.binding import apply_constraints, regularization_loss
+from weightwise.interop import constrain, describe, regularize, regularize_activity
 from weightwise.constraints import Constraint
 from weightwise.initializers import Initializer
 from weightwise.layers import Input, InputSpec, Layer
@@ -53,8 +55,11 @@ __all__ = [
     "binding",
     "callbacks",
     "config",
+    "constrain",
     "constraints",
+    "describe",
     "initializers",
+    "interop",
     "layers",
     "losses",
     "metrics",
@@ -62,6 +67,8 @@ __all__ = [
     "ops",
     "optimizers",
     "regularization_loss",
+    "regularize",
+    "regularize_activity",
     "regularizers",
     "saving",
 ]

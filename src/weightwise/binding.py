@@ -27,7 +27,7 @@ tensor([[3., 0.]], requires_grad=True)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +38,7 @@ from weightwise import constraints, regularizers
 __all__ = [
     "Bound",
     "Rule",
+    "activity_penalty",
     "apply_constraints",
     "bind",
     "bound",
@@ -273,11 +274,29 @@ def total_penalty(module: torch.nn.Module) -> torch.Tensor:
     return total
 
 
-def apply_constraints(module: torch.nn.Module, *, only_with_grad: bool = False) -> None:
+def activity_penalty(regularizer: Callable[[torch.Tensor], torch.Tensor], output: torch.Tensor) -> torch.Tensor:
+    """Keras's activity penalty of one output: ``regularizer(output) / batch_size``.
+
+    Scalars are not divided, and an empty batch gives its (zero) penalty rather than NaN.
+
+    >>> import torch
+    >>> from weightwise.regularizers import L1
+    >>> activity_penalty(L1(1.0), torch.ones(4, 3))
+    tensor(3.)
+    """
+    penalty = regularizer(output)
+    if output.dim() == 0:
+        return penalty
+    return penalty / max(output.shape[0], 1)
+
+
+def apply_constraints(module: torch.nn.Module, *, only_with_grad: bool = False,
+                      among: Container[int] | None = None) -> None:
     """Project every constrained parameter under ``module`` in place, keeping the Parameter object.
 
     With ``only_with_grad=True``, parameters whose ``.grad`` is ``None`` (they took no
-    part in the last backward pass) are left alone. All projections are computed and
+    part in the last backward pass) are left alone; with ``among`` (a set of ``id(param)``),
+    so are parameters outside it, such as those another optimizer updates. All projections are computed and
     checked before any is written, so a constraint that returns the wrong shape or
     dtype changes no weight.
 
@@ -295,6 +314,8 @@ def apply_constraints(module: torch.nn.Module, *, only_with_grad: bool = False) 
         for b in bound(module):
             constraint = b.rule.constraint
             if constraint is None or (only_with_grad and b.param.grad is None):
+                continue
+            if among is not None and id(b.param) not in among:
                 continue
             projected = constraint(b.param)
             if not isinstance(projected, torch.Tensor) or projected.shape != b.param.shape:

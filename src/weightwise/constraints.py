@@ -50,10 +50,38 @@ __all__ = [
 Axis = Union[int, Sequence[int], None]
 
 
+class _DefaultAxis(int):
+    """Keras's default ``axis=0``, marked as not chosen by the user.
+
+    It is the int 0 everywhere (math, configs, JSON); :func:`axis_was_given` tells it
+    apart, so rules attached to torch layers can pick the per-unit axis of their layout.
+    """
+
+    def __repr__(self) -> str:
+        return "0"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_DefaultAxis, (0,))
+
+
+DEFAULT_AXIS = _DefaultAxis(0)
+
+
+def axis_was_given(constraint: Any) -> bool:
+    """Whether a norm constraint's ``axis`` was chosen explicitly (not left at Keras's default 0).
+
+    >>> axis_was_given(MaxNorm(2.0)), axis_was_given(MaxNorm(2.0, axis=0))
+    (False, True)
+    """
+    return type(getattr(constraint, "axis", None)) is not _DefaultAxis
+
+
 def _validate_axis(axis: Any) -> int | list[int] | None:
     """Check ``axis`` (an int, a sequence of distinct ints, or None) and return it JSON-ready."""
-    if axis is None or (isinstance(axis, int) and not isinstance(axis, bool)):
+    if axis is None or type(axis) is _DefaultAxis:
         return axis
+    if isinstance(axis, int) and not isinstance(axis, bool):
+        return int(axis)
     if isinstance(axis, (list, tuple)) and all(isinstance(a, int) and not isinstance(a, bool) for a in axis):
         if len(set(axis)) != len(axis):
             raise ValueError(f"Invalid value for argument `axis`: repeated axes. Received: axis={axis!r}")
@@ -172,7 +200,7 @@ class MaxNorm(_NormConstraint):
             [0.8000]])
     """
 
-    def __init__(self, max_value: float = 2, axis: Axis = 0) -> None:
+    def __init__(self, max_value: float = 2, axis: Axis = DEFAULT_AXIS) -> None:
         self.max_value = _validate_bound(max_value, "max_value")
         super().__init__(axis)
 
@@ -211,7 +239,7 @@ class UnitNorm(_NormConstraint):
             [0.0000, 0.0000]])
     """
 
-    def __init__(self, axis: Axis = 0) -> None:
+    def __init__(self, axis: Axis = DEFAULT_AXIS) -> None:
         super().__init__(axis)
 
     def __call__(self, w: Any) -> torch.Tensor:
@@ -240,7 +268,7 @@ class MinMaxNorm(_NormConstraint):
             [0.8000]])
     """
 
-    def __init__(self, min_value: float = 0.0, max_value: float = 1.0, rate: float = 1.0, axis: Axis = 0) -> None:
+    def __init__(self, min_value: float = 0.0, max_value: float = 1.0, rate: float = 1.0, axis: Axis = DEFAULT_AXIS) -> None:
         self.min_value = _validate_bound(min_value, "min_value")
         self.max_value = _validate_bound(max_value, "max_value")
         if self.min_value > self.max_value:

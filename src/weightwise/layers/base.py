@@ -409,7 +409,7 @@ class Layer(torch.nn.Module):
         if self.activity_regularizer is not None:
             for output in _flatten(outputs):
                 if isinstance(output, torch.Tensor):
-                    binding.record_call_loss(self, _activity_penalty(self.activity_regularizer, output))
+                    binding.record_call_loss(self, binding.activity_penalty(self.activity_regularizer, output))
         return outputs
 
     def _convert_inputs(self, inputs: Any) -> Any:
@@ -425,15 +425,6 @@ class Layer(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}"
-
-
-def _activity_penalty(regularizer: Callable[[torch.Tensor], torch.Tensor], output: torch.Tensor) -> torch.Tensor:
-    """The activity penalty of one output: divided by the batch (first) dimension, never NaN."""
-    penalty = regularizer(output)
-    if output.dim() == 0:
-        return penalty
-    # An empty batch has a zero penalty; dividing by 1 keeps it 0 rather than NaN.
-    return penalty / max(output.shape[0], 1)
 
 
 def _weights_of(module: torch.nn.Module) -> list[torch.nn.Parameter]:

@@ -1,0 +1,380 @@
+"""Keras regularizers and constraints on any ``torch.nn.Module``, attached by rule.
+
+A rule maps a *selector* to a regularizer or constraint (an object, a string id or a
+config). Selectors pick parameters by:
+
+- exact qualified name: ``"fc.weight"``;
+- glob over qualified names: ``"*.weight"``, ``"encoder.*.bias"``;
+- module type and attribute: ``(torch.nn.Linear, "weight")``;
+- predicate: ``lambda name, param, module: ...``.
+
+Names are matched without the prefixes that wrappers add (``module.`` of
+``DistributedDataParallel``, ``_orig_mod.`` of ``torch.compile``), so the same rules
+work on the wrapped and the bare model. Everything binds through
+:mod:`weightwise.binding`, the mechanism weightwise layers use too.
+
+>>> import torch
+>>> import weightwise as ww
+>>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+>>> handle = ww.regularize(model, {(torch.nn.Linear, "weight"): ww.regularizers.L2(1e-4)})
+>>> handle.matched
+['0.weight', '2.weight']
+>>> loss = model(torch.ones(3, 4)).sum() + ww.regularization_loss(model)
+>>> handle.remove()
+>>> ww.regularization_loss(model)
+tensor(0.)
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from weightwise import binding, constraints, regularizers
+
+__all__ = ["Handle", "apply_constraints", "constrain", "describe", "per_unit_axis", "regularization_loss",
+           "regularize", "regularize_activity"]
+
+regularization_loss = binding.regularization_loss
+apply_constraints = binding.apply_constraints
+
+# The activity regularizers attached to a module by regularize_activity, for describe().
+ACTIVITY_RULES_ATTR = "_activity_rules"
+Selector = Any
+
+
+def per_unit_axis(module: torch.nn.Module, name: str) -> int | list[int] | None:
+    """The ``axis`` that makes a norm constraint act per output unit on a torch layer's weight.
+
+    Keras kernels are ``(in, out)`` and Keras norms run over ``axis=0``; torch lays
+    weights out the other way round. ``None`` means the layout is not known.
+
+    >>> import torch
+    >>> per_unit_axis(torch.nn.Linear(3, 2), "weight"), per_unit_axis(torch.nn.Conv2d(3, 8, 3), "weight")
+    (1, [1, 2, 3])
+    """
+    if name != "weight":
+        return None
+    if isinstance(module, (torch.nn.Linear, torch.nn.Embedding, torch.nn.Bilinear)):
+        return 1 if not isinstance(module, torch.nn.Bilinear) else [1, 2]
+    if isinstance(module, torch.nn.modules.conv._ConvTransposeNd):
+        rank = module.weight.dim()
+        return [0, *range(2, rank)]
+    if isinstance(module, torch.nn.modules.conv._ConvNd):
+        return list(range(1, module.weight.dim()))
+    return None
+
+
+def _canonical(name: str) -> str:
+    parts = name.split(".")
+    return ".".join(p for p in parts if p not in ("_orig_mod",)) if "_orig_mod" in parts else name
+
+
+def _names_for_matching(qualified: str, root: torch.nn.Module) -> set[str]:
+    names = {qualified, _canonical(qualified)}
+    if isinstance(root, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
+        names |= {n[len("module."):] for n in list(names) if n.startswith("module.")}
+    return names
+
+
+@dataclass
+class _Target:
+    name: str
+    owner: torch.nn.Module
+    attr: str
+    param: torch.nn.Parameter
+
+
+def _targets(root: torch.nn.Module) -> list[_Target]:
+    out, seen = [], set()
+    for prefix, owner in root.named_modules():
+        for attr, param in owner.named_parameters(recurse=False):
+            if id(param) in seen:
+                continue
+            seen.add(id(param))
+            out.append(_Target(f"{prefix}.{attr}" if prefix else attr, owner, attr, param))
+    return out
+
+
+def _describe_selector(selector: Selector) -> str:
+    if isinstance(selector, tuple):
+        return f"({selector[0].__name__}, {selector[1]!r})"
+    return getattr(selector, "__name__", None) and f"<predicate {selector.__name__}>" or repr(selector)
+
+
+def _matches(selector: Selector, target: _Target, root: torch.nn.Module) -> bool:
+    if isinstance(selector, str):
+        names = _names_for_matching(target.name, root)
+        if any(ch in selector for ch in "*?["):
+            return any(fnmatch.fnmatchcase(n, selector) for n in names)
+        return selector in names
+    if isinstance(selector, tuple):
+        return isinstance(target.owner, selector[0]) and target.attr == selector[1]
+    return bool(selector(target.name, target.param, target.owner))
+
+
+def _check_selector(selector: Selector) -> None:
+    if isinstance(selector, str) and selector:
+        return
+    if isinstance(selector, tuple) and len(selector) == 2 and isinstance(selector[0], type) \
+            and issubclass(selector[0], torch.nn.Module) and isinstance(selector[1], str):
+        return
+    if callable(selector) and not isinstance(selector, type):
+        return
+    raise TypeError(
+        "Invalid selector: expected a parameter name, a glob such as '*.weight', a (module type, attribute) "
+        f"pair such as (torch.nn.Linear, 'weight'), or a predicate (name, param, module) -> bool. Received: {selector!r}"
+    )
+
+
+def _rule_items(rules: Any) -> list[tuple[Selector, Any]]:
+    if isinstance(rules, Mapping):
+        items = list(rules.items())
+    elif isinstance(rules, Iterable) and not isinstance(rules, (str, bytes)):
+        items = list(rules)
+        if not all(isinstance(item, tuple) and len(item) == 2 for item in items):
+            raise TypeError(f"`rules` must be a dict or a list of (selector, value) pairs. Received: {rules!r}")
+    else:
+        raise TypeError(f"`rules` must be a dict or a list of (selector, value) pairs. Received: {rules!r}")
+    for selector, _ in items:
+        _check_selector(selector)
+    return items
+
+
+@dataclass
+class Handle:
+    """What one :func:`regularize`, :func:`constrain` or :func:`regularize_activity` call added.
+
+    ``matched`` lists the qualified parameter (or module) names; ``remove()`` undoes
+    exactly this call's changes, leaving later changes by others in place. A handle is
+    also a context manager that removes on exit.
+
+    >>> import torch
+    >>> linear = torch.nn.Linear(2, 2)
+    >>> with regularize(linear, {"weight": "l1"}) as handle:
+    ...     handle.matched, len(binding.penalties(linear))
+    (['weight'], 1)
+    >>> binding.penalties(linear)
+    []
+    """
+
+    matched: list[str] = field(default_factory=list)
+    _undo: list[Callable[[], None]] = field(default_factory=list, repr=False)
+
+    def remove(self) -> None:
+        """Undo this call's bindings and hooks (calling it twice is harmless)."""
+        while self._undo:
+            self._undo.pop()()
+
+    def __enter__(self) -> Handle:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.remove()
+
+
+def _attach(module: torch.nn.Module, rules: Any, kind: str, strict: bool,
+            prepare: Callable[[Any, _Target], Any]) -> Handle:
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"Invalid value for argument `module`: expected a torch.nn.Module. Received: {module!r}")
+    get = regularizers.get if kind == "regularizer" else constraints.get
+    items = []
+    for selector, value in _rule_items(rules):
+        try:
+            resolved = get(value)
+        except ValueError as error:
+            raise ValueError(f"Rule {_describe_selector(selector)}: {error}") from error
+        items.append((selector, resolved))
+    targets = _targets(module)
+    plan: list[tuple[_Target, Any]] = []
+    for selector, resolved in items:
+        hits = [t for t in targets if _matches(selector, t, module)]
+        if not hits and strict:
+            names = [t.name for t in targets]
+            close = difflib.get_close_matches(str(selector), names, n=5, cutoff=0.3) if isinstance(selector, str) else []
+            raise ValueError(
+                f"The {kind} rule {_describe_selector(selector)} matches no parameter of {type(module).__name__}. "
+                f"Close matches: {close or names[:8]}. Pass strict=False to allow rules that match nothing."
+            )
+        plan.extend((t, resolved) for t in hits)
+    handle = Handle()
+    # Everything was resolved and matched above: binding cannot fail half-way.
+    for target, resolved in plan:
+        value = prepare(resolved, target)
+        rule = binding.rule_of(target.owner, target.attr)
+        previous = getattr(rule, kind) if rule is not None else None
+        binding.bind(target.owner, target.attr, **{kind: value})
+        handle.matched.append(target.name)
+        handle._undo.append(_restorer(target, kind, previous, value))
+    return handle
+
+
+def _restorer(target: _Target, kind: str, previous: Any, value: Any) -> Callable[[], None]:
+    def undo() -> None:
+        rule = binding.rule_of(target.owner, target.attr)
+        if rule is not None and getattr(rule, kind) is value:  # leave later changes by others alone
+            binding.bind(target.owner, target.attr, **{kind: previous})
+
+    return undo
+
+
+def regularize(module: torch.nn.Module, rules: Any, *, strict: bool = True) -> Handle:
+    """Bind regularizers to the parameters of ``module`` that the rules select.
+
+    ``rules`` maps selectors to regularizers (objects, string ids or configs). A rule
+    that matches nothing raises a ``ValueError`` with close matches, unless
+    ``strict=False``. Penalties join :func:`regularization_loss`.
+
+    >>> import torch
+    >>> model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    >>> regularize(model, {"*.weight": "l2"}).matched
+    ['0.weight', '1.weight']
+    >>> regularize(model, {"0.weigth": "l2"})
+    Traceback (most recent call last):
+    ...
+    ValueError: The regularizer rule '0.weigth' matches no parameter of Sequential. Close matches: ['0.weight', '1.weight', '0.bias']. Pass strict=False to allow rules that match nothing.
+    """
+    return _attach(module, rules, "regularizer", strict, lambda value, target: value)
+
+
+def _layout_aware(constraint: Any, target: _Target) -> Any:
+    """A norm constraint left at Keras's default axis gets the per-unit axis of the torch layout."""
+    if isinstance(constraint, constraints._NormConstraint) and not constraints.axis_was_given(constraint):
+        axis = per_unit_axis(target.owner, target.attr)
+        if axis is not None:
+            return type(constraint).from_config({**constraint.get_config(), "axis": axis})
+    return constraint
+
+
+def constrain(module: torch.nn.Module, rules: Any, *, strict: bool = True,
+              optimizer: torch.optim.Optimizer | None = None) -> Handle:
+    """Bind constraints to the parameters of ``module`` that the rules select.
+
+    A norm constraint without an explicit ``axis`` on a known torch layer acts per
+    output unit (``axis=1`` for ``nn.Linear``, ``[1, 2, 3]`` for ``nn.Conv2d``, ...), as
+    Keras's does on its own layers; an explicit ``axis`` is always honoured.
+
+    With ``optimizer``, every ``optimizer.step()`` is followed by the projection of the
+    constrained parameters it holds that received a gradient. A step that
+    ``torch.amp.GradScaler`` skips is not followed by one. Without it, call
+    :func:`apply_constraints` after each step.
+
+    >>> import torch
+    >>> model = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    >>> opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    >>> handle = constrain(model, {"0.weight": "max_norm"}, optimizer=opt)
+    >>> binding.rule_of(model[0], "weight").constraint
+    MaxNorm(max_value=2, axis=1)
+    >>> model(torch.ones(1, 3)).sum().mul(100).backward()
+    >>> opt.step()
+    >>> bool((model[0].weight.norm(dim=1) <= 2 + 1e-6).all())
+    True
+    """
+    handle = _attach(module, rules, "constraint", strict, _layout_aware)
+    if optimizer is not None:
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"Invalid value for argument `optimizer`: expected a torch.optim.Optimizer. Received: {optimizer!r}")
+        hook = optimizer.register_step_post_hook(_project_after_step(module))
+        handle._undo.insert(0, hook.remove)
+    return handle
+
+
+def _project_after_step(module: torch.nn.Module) -> Callable[..., None]:
+    def hook(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        # Only what this optimizer holds (parameter groups may change), and only what got a gradient.
+        held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        binding.apply_constraints(module, only_with_grad=True, among=held)
+
+    return hook
+
+
+def _tensors(output: Any) -> list[torch.Tensor]:
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, (list, tuple)):
+        return [t for item in output for t in _tensors(item)]
+    if isinstance(output, Mapping):
+        return [t for item in output.values() for t in _tensors(item)]
+    return []
+
+
+def regularize_activity(module: torch.nn.Module, regularizer: Any) -> Handle:
+    """Penalize ``module``'s output with ``regularizer``, divided by the batch size (Keras's activity rule).
+
+    A forward hook records the penalty of each output tensor; each forward replaces the
+    previous one. :func:`regularization_loss` includes it.
+
+    >>> import torch
+    >>> layer = torch.nn.Linear(2, 3)
+    >>> handle = regularize_activity(layer, "l1")
+    >>> _ = layer(torch.ones(4, 2))
+    >>> len(binding.call_losses(layer))
+    1
+    """
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"Invalid value for argument `module`: expected a torch.nn.Module. Received: {module!r}")
+    resolved = regularizers.get(regularizer)
+    if resolved is None:
+        raise ValueError("Invalid value for argument `regularizer`: None penalizes nothing.")
+    recorded: list[torch.Tensor] = []
+
+    def hook(mod: torch.nn.Module, inputs: Any, output: Any) -> None:
+        losses = mod.__dict__.get(binding.CALL_LOSSES_ATTR, [])
+        for old in recorded:
+            if any(old is loss for loss in losses):
+                losses[:] = [loss for loss in losses if loss is not old]
+        recorded.clear()
+        for tensor in _tensors(output):
+            if tensor.is_floating_point():
+                penalty = binding.activity_penalty(resolved, tensor)
+                binding.record_call_loss(mod, penalty)
+                recorded.append(penalty)
+
+    removable = module.register_forward_hook(hook)
+    # A plain, visible record of the rule, for describe().
+    module.__dict__.setdefault(ACTIVITY_RULES_ATTR, []).append(resolved)
+
+    def undo() -> None:
+        removable.remove()
+        rules = module.__dict__.get(ACTIVITY_RULES_ATTR, [])
+        rules[:] = [r for r in rules if r is not resolved]
+        losses = module.__dict__.get(binding.CALL_LOSSES_ATTR, [])
+        losses[:] = [loss for loss in losses if not any(loss is r for r in recorded)]
+
+    return Handle(matched=[type(module).__name__], _undo=[undo])
+
+
+def describe(module: torch.nn.Module) -> str:
+    """A table of every parameter with its shape and its bound regularizer and constraint.
+
+    >>> import torch
+    >>> model = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    >>> _ = regularize(model, {"0.weight": "l2"})
+    >>> print(describe(model))
+    parameter  shape   trainable  regularizer   constraint
+    0.weight   (2, 3)  yes        L2(l2=0.01)   -
+    0.bias     (2,)    yes        -             -
+    """
+    rows = [("parameter", "shape", "trainable", "regularizer", "constraint")]
+    for target in _targets(module):
+        rule = binding.rule_of(target.owner, target.attr)
+        rows.append((
+            target.name,
+            str(tuple(target.param.shape)),
+            "yes" if target.param.requires_grad else "no",
+            repr(rule.regularizer) if rule is not None and rule.regularizer is not None else "-",
+            repr(rule.constraint) if rule is not None and rule.constraint is not None else "-",
+        ))
+    for prefix, owner in module.named_modules():
+        activity = list(owner.__dict__.get(ACTIVITY_RULES_ATTR, []))
+        if getattr(owner, "activity_regularizer", None) is not None:
+            activity.append(owner.activity_regularizer)
+        for rule in activity:
+            rows.append((f"{prefix or '(model)'} (output)", "-", "-", f"activity: {rule!r}", "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
