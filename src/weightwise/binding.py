@@ -249,13 +249,7 @@ def regularization_loss(module: torch.nn.Module) -> torch.Tensor:
     >>> regularization_loss(linear)
     tensor(0.0200, grad_fn=<MulBackward0>)
     """
-    terms = call_losses(module) + penalties(module)
-    if not terms:
-        return torch.zeros(())
-    total = terms[0]
-    for term in terms[1:]:
-        total = total + term
-    return total
+    return _sum(call_losses(module) + penalties(module))
 
 
 def total_penalty(module: torch.nn.Module) -> torch.Tensor:
@@ -265,7 +259,11 @@ def total_penalty(module: torch.nn.Module) -> torch.Tensor:
     >>> total_penalty(torch.nn.Linear(2, 1))
     tensor(0.)
     """
-    terms = penalties(module)
+    return _sum(penalties(module))
+
+
+def _sum(terms: list[torch.Tensor]) -> torch.Tensor:
+    """The sum of scalar losses (a zero scalar for none), keeping their device and dtype."""
     if not terms:
         return torch.zeros(())
     total = terms[0]
