@@ -519,3 +519,16 @@ def test_configs_agree_with_keras_both_ways(keras, cls_name: str, kwargs: dict) 
     to_keras = keras.layers.deserialize(_normalize(layers.serialize(ours)))
     assert type(to_keras).__name__ == cls_name
     _assert_shared_keys_agree(_normalize(ours.get_config()), _normalize(to_keras.get_config()))
+
+
+def test_deepcopy_and_pickle_after_a_forward_pass_with_activity_losses() -> None:
+    import pickle
+
+    layer = Dense(3, input_dim=2, activity_regularizer="l2", kernel_regularizer="l1")
+    layer(rand(4, 2))
+    assert len(layer.losses) == 2
+    for clone in (copy.deepcopy(layer), pickle.loads(pickle.dumps(layer))):
+        # Call losses belong to one forward pass: copies start without them, weight penalties stay.
+        assert len(clone.losses) == 1
+        clone(rand(4, 2))
+        assert len(clone.losses) == 2 and len(layer.losses) == 2

@@ -47,6 +47,7 @@ __all__ = [
     "penalties",
     "record_call_loss",
     "regularization_loss",
+    "replace_call_losses",
     "rule_of",
     "total_penalty",
     "unbind",
@@ -197,7 +198,28 @@ def penalties(module: torch.nn.Module) -> list[torch.Tensor]:
     return [b.rule.regularizer(b.param) for b in bound(module) if b.rule.regularizer is not None and b.param.requires_grad]
 
 
-def record_call_loss(module: torch.nn.Module, loss: torch.Tensor) -> None:
+class _CallLosses(dict):
+    """A module's call losses by slot (``None`` for a layer's own, one slot per activity hook).
+
+    They belong to one forward pass, not to the module's state: a deepcopy or a pickle
+    of the module starts with none (copying them would copy autograd graphs).
+    """
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _CallLosses:
+        return _CallLosses()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_CallLosses, ())
+
+
+def _call_loss_store(module: torch.nn.Module) -> _CallLosses:
+    store = module.__dict__.get(CALL_LOSSES_ATTR)
+    if store is None:
+        store = module.__dict__[CALL_LOSSES_ATTR] = _CallLosses()
+    return store
+
+
+def record_call_loss(module: torch.nn.Module, loss: torch.Tensor, slot: Any = None) -> None:
     """Keep ``loss`` (an activity penalty or an ``add_loss`` term) with ``module`` until its next call.
 
     >>> import torch
@@ -206,7 +228,24 @@ def record_call_loss(module: torch.nn.Module, loss: torch.Tensor) -> None:
     >>> call_losses(linear)
     [tensor(0.5000)]
     """
-    module.__dict__.setdefault(CALL_LOSSES_ATTR, []).append(loss)
+    _call_loss_store(module).setdefault(slot, []).append(loss)
+
+
+def replace_call_losses(module: torch.nn.Module, slot: Any, losses: list[torch.Tensor]) -> None:
+    """Make ``losses`` the only call losses of ``module`` in ``slot`` (an empty list clears it).
+
+    >>> import torch
+    >>> linear = torch.nn.Linear(2, 1)
+    >>> replace_call_losses(linear, "hook", [torch.tensor(1.0)])
+    >>> replace_call_losses(linear, "hook", [torch.tensor(2.0)])
+    >>> call_losses(linear)
+    [tensor(2.)]
+    """
+    store = _call_loss_store(module)
+    if losses:
+        store[slot] = list(losses)
+    else:
+        store.pop(slot, None)
 
 
 def clear_call_losses(module: torch.nn.Module) -> None:
@@ -220,8 +259,9 @@ def clear_call_losses(module: torch.nn.Module) -> None:
     []
     """
     for owner in module.modules():
-        if owner.__dict__.get(CALL_LOSSES_ATTR):
-            owner.__dict__[CALL_LOSSES_ATTR] = []
+        store = owner.__dict__.get(CALL_LOSSES_ATTR)
+        if store:
+            store.clear()
 
 
 def call_losses(module: torch.nn.Module) -> list[torch.Tensor]:
@@ -231,7 +271,12 @@ def call_losses(module: torch.nn.Module) -> list[torch.Tensor]:
     >>> call_losses(torch.nn.Linear(2, 1))
     []
     """
-    return [loss for owner in module.modules() for loss in owner.__dict__.get(CALL_LOSSES_ATTR, ())]
+    return [
+        loss
+        for owner in module.modules()
+        for losses in (owner.__dict__.get(CALL_LOSSES_ATTR) or {}).values()
+        for loss in losses
+    ]
 
 
 def regularization_loss(module: torch.nn.Module) -> torch.Tensor:

@@ -45,6 +45,8 @@ apply_constraints = binding.apply_constraints
 
 # The activity regularizers attached to a module by regularize_activity, for describe().
 ACTIVITY_RULES_ATTR = "_activity_rules"
+# Per parameter slot, the rules that handles stacked on it (see _stack).
+RULE_STACKS_ATTR = "_rule_stacks"
 Selector = Any
 
 
@@ -206,21 +208,48 @@ def _attach(module: torch.nn.Module, rules: Any, kind: str, strict: bool,
     # Everything was resolved and matched above: binding cannot fail half-way.
     for target, resolved in plan:
         value = prepare(resolved, target)
-        rule = binding.rule_of(target.owner, target.attr)
-        previous = getattr(rule, kind) if rule is not None else None
-        binding.bind(target.owner, target.attr, **{kind: value})
+        token = object()
+        _push(target, kind, token, value)
         handle.matched.append(target.name)
-        handle._undo.append(_restorer(target, kind, previous, value))
+        handle._undo.append(lambda target=target, token=token: _pop(target, kind, token))
     return handle
 
 
-def _restorer(target: _Target, kind: str, previous: Any, value: Any) -> Callable[[], None]:
-    def undo() -> None:
-        rule = binding.rule_of(target.owner, target.attr)
-        if rule is not None and getattr(rule, kind) is value:  # leave later changes by others alone
-            binding.bind(target.owner, target.attr, **{kind: previous})
+def _stack(target: _Target, kind: str) -> dict[str, Any]:
+    """The handles' entries on one parameter slot: what was bound before them, and theirs in order.
 
-    return undo
+    Kept on the owning module (a plain attribute), so removing handles in any order
+    restores exactly what the remaining ones, or the original binding, call for.
+    """
+    stacks = target.owner.__dict__.setdefault(RULE_STACKS_ATTR, {})
+    key = (target.attr, kind)
+    if key not in stacks:
+        stacks[key] = {"base": _current(target, kind), "entries": []}
+    return stacks[key]
+
+
+def _current(target: _Target, kind: str) -> Any:
+    rule = binding.rule_of(target.owner, target.attr)
+    return getattr(rule, kind) if rule is not None else None
+
+
+def _push(target: _Target, kind: str, token: object, value: Any) -> None:
+    _stack(target, kind)["entries"].append((token, value))
+    binding.bind(target.owner, target.attr, **{kind: value})
+
+
+def _pop(target: _Target, kind: str, token: object) -> None:
+    stacks = target.owner.__dict__.get(RULE_STACKS_ATTR, {})
+    stack = stacks.get((target.attr, kind))
+    if stack is None or not any(t is token for t, _ in stack["entries"]):
+        return  # already removed
+    ours_in_place = _current(target, kind) is stack["entries"][-1][1]
+    stack["entries"] = [(t, v) for t, v in stack["entries"] if t is not token]
+    if ours_in_place:  # a binding someone made after the handles is left alone
+        below = stack["entries"][-1][1] if stack["entries"] else stack["base"]
+        binding.bind(target.owner, target.attr, **{kind: below})
+    if not stack["entries"]:
+        del stacks[(target.attr, kind)]
 
 
 def regularize(module: torch.nn.Module, rules: Any, *, strict: bool = True) -> Handle:
@@ -275,10 +304,10 @@ def constrain(module: torch.nn.Module, rules: Any, *, strict: bool = True,
     >>> bool((model[0].weight.norm(dim=1) <= 2 + 1e-6).all())
     True
     """
+    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"Invalid value for argument `optimizer`: expected a torch.optim.Optimizer. Received: {optimizer!r}")
     handle = _attach(module, rules, "constraint", strict, _layout_aware)
     if optimizer is not None:
-        if not isinstance(optimizer, torch.optim.Optimizer):
-            raise TypeError(f"Invalid value for argument `optimizer`: expected a torch.optim.Optimizer. Received: {optimizer!r}")
         hook = optimizer.register_step_post_hook(_project_after_step(module))
         handle._undo.insert(0, hook.remove)
     return handle
@@ -321,19 +350,12 @@ def regularize_activity(module: torch.nn.Module, regularizer: Any) -> Handle:
     resolved = regularizers.get(regularizer)
     if resolved is None:
         raise ValueError("Invalid value for argument `regularizer`: None penalizes nothing.")
-    recorded: list[torch.Tensor] = []
+    slot = object()  # this call's slot among the module's call losses
 
     def hook(mod: torch.nn.Module, inputs: Any, output: Any) -> None:
-        losses = mod.__dict__.get(binding.CALL_LOSSES_ATTR, [])
-        for old in recorded:
-            if any(old is loss for loss in losses):
-                losses[:] = [loss for loss in losses if loss is not old]
-        recorded.clear()
-        for tensor in _tensors(output):
-            if tensor.is_floating_point():
-                penalty = binding.activity_penalty(resolved, tensor)
-                binding.record_call_loss(mod, penalty)
-                recorded.append(penalty)
+        # Each forward replaces this hook's penalties; a deepcopy's hook writes to the copy.
+        penalties = [binding.activity_penalty(resolved, t) for t in _tensors(output) if t.is_floating_point()]
+        binding.replace_call_losses(mod, slot, penalties)
 
     removable = module.register_forward_hook(hook)
     # A plain, visible record of the rule, for describe().
@@ -341,10 +363,9 @@ def regularize_activity(module: torch.nn.Module, regularizer: Any) -> Handle:
 
     def undo() -> None:
         removable.remove()
+        binding.replace_call_losses(module, slot, [])
         rules = module.__dict__.get(ACTIVITY_RULES_ATTR, [])
         rules[:] = [r for r in rules if r is not resolved]
-        losses = module.__dict__.get(binding.CALL_LOSSES_ATTR, [])
-        losses[:] = [loss for loss in losses if not any(loss is r for r in recorded)]
 
     return Handle(matched=[type(module).__name__], _undo=[undo])
 
