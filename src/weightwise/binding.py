@@ -28,7 +28,7 @@ tensor([[3., 0.]], requires_grad=True)
 from __future__ import annotations
 
 from collections.abc import Callable, Container, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -51,6 +51,7 @@ __all__ = [
     "rule_of",
     "total_penalty",
     "unbind",
+    "version",
 ]
 
 RULES_ATTR = "_weight_rules"
@@ -73,7 +74,8 @@ class Rule:
 
 @dataclass(frozen=True)
 class Bound:
-    """One bound parameter: its qualified name under the queried module, the parameter and its rule.
+    """One bound parameter: its qualified name under the queried module, the parameter, its rule,
+    and the module that owns it under the name ``attr``.
 
     >>> import torch
     >>> model = torch.nn.Sequential(torch.nn.Linear(2, 2))
@@ -86,6 +88,28 @@ class Bound:
     name: str
     param: torch.nn.Parameter
     rule: Rule
+    owner: torch.nn.Module = field(repr=False, default=None)  # type: ignore[assignment]
+    attr: str = ""
+
+
+_VERSION = 0
+
+
+def version() -> int:
+    """A counter that changes whenever any binding changes (the engine caches its plans on it).
+
+    >>> import torch
+    >>> before = version()
+    >>> bind(torch.nn.Linear(1, 1), "weight", regularizer="l1")
+    >>> version() > before
+    True
+    """
+    return _VERSION
+
+
+def _changed() -> None:
+    global _VERSION
+    _VERSION += 1
 
 
 def _rules(module: torch.nn.Module) -> dict[str, Rule]:
@@ -134,6 +158,7 @@ def bind(
         rule.constraint = new_constraint
     if rule.regularizer is None and rule.constraint is None:
         del rules[name]
+    _changed()
 
 
 def unbind(module: torch.nn.Module, name: str) -> None:
@@ -147,6 +172,7 @@ def unbind(module: torch.nn.Module, name: str) -> None:
     True
     """
     _rules(module).pop(name, None)
+    _changed()
 
 
 def rule_of(module: torch.nn.Module, name: str) -> Rule | None:
@@ -178,7 +204,7 @@ def bound(module: torch.nn.Module) -> Iterator[Bound]:
             if param is None or id(param) in seen:
                 continue
             seen.add(id(param))
-            yield Bound(f"{prefix}.{name}" if prefix else name, param, rule)
+            yield Bound(f"{prefix}.{name}" if prefix else name, param, rule, owner, name)
 
 
 def penalties(module: torch.nn.Module) -> list[torch.Tensor]:
@@ -294,7 +320,9 @@ def regularization_loss(module: torch.nn.Module) -> torch.Tensor:
     >>> regularization_loss(linear)
     tensor(0.0200, grad_fn=<MulBackward0>)
     """
-    return _sum(call_losses(module) + penalties(module))
+    from weightwise import engine  # the fast engine sits behind this seam
+
+    return _sum(call_losses(module) + [engine.plan_for(module).differentiable_penalty()])
 
 
 def total_penalty(module: torch.nn.Module) -> torch.Tensor:
@@ -304,7 +332,9 @@ def total_penalty(module: torch.nn.Module) -> torch.Tensor:
     >>> total_penalty(torch.nn.Linear(2, 1))
     tensor(0.)
     """
-    return _sum(penalties(module))
+    from weightwise import engine
+
+    return engine.plan_for(module).differentiable_penalty()
 
 
 def _sum(terms: list[torch.Tensor]) -> torch.Tensor:
@@ -352,21 +382,6 @@ def apply_constraints(module: torch.nn.Module, *, only_with_grad: bool = False,
     >>> linear.bias.item()
     0.0
     """
-    updates: list[tuple[torch.nn.Parameter, torch.Tensor]] = []
-    with torch.no_grad():
-        for b in bound(module):
-            constraint = b.rule.constraint
-            if constraint is None or (only_with_grad and b.param.grad is None):
-                continue
-            if among is not None and id(b.param) not in among:
-                continue
-            projected = constraint(b.param)
-            if not isinstance(projected, torch.Tensor) or projected.shape != b.param.shape:
-                shape = getattr(projected, "shape", type(projected).__name__)
-                raise ValueError(
-                    f"Constraint {constraint!r} on parameter {b.name!r} returned {shape}, "
-                    f"but the parameter has shape {tuple(b.param.shape)}; no weight was changed."
-                )
-            updates.append((b.param, projected))
-        for param, projected in updates:
-            param.copy_(projected)
+    from weightwise import engine
+
+    engine.plan_for(module).project(only_with_grad=only_with_grad, among=among)

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from weightwise import binding
+from weightwise import binding, engine
 from weightwise import callbacks as callbacks_module
 from weightwise import losses as losses_module
 from weightwise import metrics as metrics_module
@@ -214,17 +214,24 @@ class Trainer:
         """Forward, losses, and (when training) backward, update and constraints; updates trackers."""
         device = self._device()
         x, y, sample_weight = to_device((x, y, sample_weight), device)
+        plan = engine.plan_for(self)
         y_pred = self(x, training=training)
         targets, preds = self._split_outputs(y, y_pred)
         data_loss, per_output = self._compiled_losses(targets, preds, sample_weight)
-        penalty = binding.regularization_loss(self)
-        loss = data_loss + penalty.to(data_loss.device)
+        # Activity penalties, add_loss terms and custom regularizers go through autograd; the
+        # built-in L1/L2 weight penalties get their exact gradient added by the engine.
+        differentiable = data_loss + binding._sum(binding.call_losses(self)).to(data_loss.device) \
+            + plan.autograd_penalty().to(data_loss.device)
+        grouped = plan.grouped_penalty_value().to(data_loss.device)  # before the update, as Keras logs it
+        loss = differentiable.detach() + grouped
+        penalty = loss - data_loss.detach()
         if training:
             self.optimizer.zero_grad()
             # Keras's loss_scale_factor: the optimizer unscales the gradients in step().
-            self.optimizer.scale_loss(loss).backward()
+            self.optimizer.scale_loss(differentiable).backward()
+            plan.add_penalty_gradients(scale=float(getattr(self.optimizer, "loss_scale_factor", None) or 1.0))
             self.optimizer.step()
-            binding.apply_constraints(self, only_with_grad=True)
+            plan.project(only_with_grad=True)
         batch = _batch_size(x)
         self._loss_tracker.update_state(loss.detach(), sample_weight=batch)
         for tracker, value in zip(self._output_loss_trackers, per_output):
