@@ -163,3 +163,22 @@ def test_fit_fast_path_equals_a_naive_training_step() -> None:
     assert history.history["loss"][0] == pytest.approx(float(np.mean(losses)), rel=1e-5)
     for a, b in zip(fast.get_weights(), naive.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_grouped_activity_penalties_equal_the_per_output_ones() -> None:
+    import weightwise
+
+    model = weightwise.Sequential([layers.Input(shape=(5,))] + [
+        layers.Dense(5, activation="relu", activity_regularizer=reg)
+        for reg in (regularizers.L1(1e-2), regularizers.L2(1e-2), regularizers.L1L2(1e-3, 1e-2), tiny_penalty,
+                    regularizers.L1(1e-2))
+    ])
+    x = torch.from_numpy(RNG.normal(size=(7, 5)).astype(np.float32))
+    model(x)
+    naive = binding._sum(binding.call_losses(model))
+    grouped = engine.call_loss(model)
+    assert grouped.item() == pytest.approx(naive.item(), rel=1e-6)
+    grads_naive = torch.autograd.grad(naive, list(model.parameters()), retain_graph=True)
+    grads_grouped = torch.autograd.grad(grouped, list(model.parameters()))
+    for a, b in zip(grads_grouped, grads_naive):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)

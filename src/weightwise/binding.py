@@ -36,12 +36,14 @@ import torch
 from weightwise import constraints, regularizers
 
 __all__ = [
+    "Activity",
     "Bound",
     "Rule",
     "activity_penalty",
     "apply_constraints",
     "bind",
     "bound",
+    "call_loss_entries",
     "call_losses",
     "clear_call_losses",
     "penalties",
@@ -245,7 +247,27 @@ def _call_loss_store(module: torch.nn.Module) -> _CallLosses:
     return store
 
 
-def record_call_loss(module: torch.nn.Module, loss: torch.Tensor, slot: Any = None) -> None:
+@dataclass(frozen=True)
+class Activity:
+    """An activity penalty not yet computed: ``activity_penalty(regularizer, output)`` on demand.
+
+    Layers record these so that the engine can compute the penalties of many outputs
+    together; :func:`call_losses` computes each one.
+
+    >>> import torch
+    >>> from weightwise.regularizers import L2
+    >>> Activity(L2(0.5), torch.ones(2, 2)).value()
+    tensor(1.)
+    """
+
+    regularizer: Callable[[torch.Tensor], torch.Tensor]
+    output: torch.Tensor
+
+    def value(self) -> torch.Tensor:
+        return activity_penalty(self.regularizer, self.output)
+
+
+def record_call_loss(module: torch.nn.Module, loss: Any, slot: Any = None) -> None:
     """Keep ``loss`` (an activity penalty or an ``add_loss`` term) with ``module`` until its next call.
 
     >>> import torch
@@ -297,11 +319,23 @@ def call_losses(module: torch.nn.Module) -> list[torch.Tensor]:
     >>> call_losses(torch.nn.Linear(2, 1))
     []
     """
+    return [entry.value() if isinstance(entry, Activity) else entry for entry in call_loss_entries(module)]
+
+
+def call_loss_entries(module: torch.nn.Module) -> list[Any]:
+    """Like :func:`call_losses`, but activity penalties stay :class:`Activity` records (for the engine).
+
+    >>> import torch
+    >>> linear = torch.nn.Linear(2, 1)
+    >>> record_call_loss(linear, torch.tensor(1.0))
+    >>> call_loss_entries(linear)
+    [tensor(1.)]
+    """
     return [
-        loss
+        entry
         for owner in module.modules()
-        for losses in (owner.__dict__.get(CALL_LOSSES_ATTR) or {}).values()
-        for loss in losses
+        for entries in (owner.__dict__.get(CALL_LOSSES_ATTR) or {}).values()
+        for entry in entries
     ]
 
 

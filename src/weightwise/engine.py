@@ -28,7 +28,7 @@ import torch
 
 from weightwise import binding, constraints, regularizers
 
-__all__ = ["Plan", "plan_for"]
+__all__ = ["Plan", "call_loss", "plan_for"]
 
 
 @dataclass
@@ -213,6 +213,43 @@ def _build(module: torch.nn.Module) -> Plan:
             else:
                 plan.other_projections.append((slot, con, entry.name))
     return plan
+
+
+def call_loss(module: torch.nn.Module) -> torch.Tensor:
+    """The module tree's call losses as one differentiable scalar.
+
+    Built-in L1/L2 activity penalties of float32/float64 outputs are computed in groups
+    (one ``torch._foreach_norm`` per group instead of a chain of ops per output); the
+    rest (``add_loss`` terms, custom regularizers) one by one.
+
+    >>> import torch
+    >>> from weightwise import binding
+    >>> from weightwise.regularizers import L1
+    >>> layer = torch.nn.Linear(2, 2)
+    >>> binding.record_call_loss(layer, binding.Activity(L1(1.0), torch.ones(4, 3)))
+    >>> call_loss(layer)
+    tensor(3.)
+    """
+    groups: dict[tuple[str, float, int], list[torch.Tensor]] = {}
+    terms: list[torch.Tensor] = []
+    for entry in binding.call_loss_entries(module):
+        if not isinstance(entry, binding.Activity):
+            terms.append(entry)
+            continue
+        reg, out = entry.regularizer, entry.output
+        kind = type(reg)
+        if out.dim() == 0 or out.dtype not in (torch.float32, torch.float64) or kind not in (
+                regularizers.L1, regularizers.L2, regularizers.L1L2):
+            terms.append(entry.value())
+            continue
+        batch = max(out.shape[0], 1)
+        for name, factor in (("l1", getattr(reg, "l1", 0.0)), ("l2", getattr(reg, "l2", 0.0))):
+            if factor:
+                groups.setdefault((name, factor, batch), []).append(out)
+    for (name, factor, batch), outputs in groups.items():
+        values = torch._foreach_mul(outputs, outputs) if name == "l2" else outputs
+        terms.append(factor * torch.stack(torch._foreach_norm(values, 1)).sum() / batch)
+    return binding._sum(terms)
 
 
 _PLANS_ATTR = "_engine_plan"

@@ -59,7 +59,12 @@ class InputSpec:
 
     def check(self, layer_name: str, shape: Sequence[int], index: int = 0) -> None:
         """Raise a ``ValueError`` naming the layer if ``shape`` does not fit."""
+        if self.ndim is not None and len(shape) == self.ndim and not self.axes:
+            return
         shape = tuple(shape)
+        if (self.ndim is None or len(shape) == self.ndim) and (self.min_ndim is None or len(shape) >= self.min_ndim) \
+                and all(shape[axis] == size for axis, size in self.axes.items() if -len(shape) <= axis < len(shape)):
+            return
         prefix = f"Input {index} of layer '{layer_name}' is incompatible with the layer: "
         if self.ndim is not None and len(shape) != self.ndim:
             raise ValueError(f"{prefix}expected ndim={self.ndim}, found ndim={len(shape)}. Full shape received: {shape}")
@@ -384,14 +389,24 @@ class Layer(torch.nn.Module):
 
         On symbolic inputs (from ``Input()``) the call is recorded as a graph node instead.
         """
-        if contains_symbolic(inputs):
-            return call_symbolically(self, inputs, args, kwargs, binding.clear_call_losses)
-        inputs = self._convert_inputs(inputs)
-        self._build_once(_shape_of(inputs))
-        if self.input_spec is not None:
-            for index, tensor in enumerate(_flatten(inputs)):
-                if isinstance(tensor, torch.Tensor):
-                    self.input_spec.check(self.name, tuple(tensor.shape), index)
+        if isinstance(inputs, torch.Tensor):
+            # The common case, kept lean: per-layer Python overhead is what deep models pay for.
+            if inputs.dtype != self._dtype and inputs.is_floating_point():
+                inputs = inputs.to(self._dtype)
+            if not self.built:
+                self._build_once(tuple(inputs.shape))
+            if self.input_spec is not None:
+                self.input_spec.check(self.name, inputs.shape)
+        else:
+            if contains_symbolic(inputs):
+                return call_symbolically(self, inputs, args, kwargs, binding.clear_call_losses)
+            inputs = self._convert_inputs(inputs)
+            if not self.built:
+                self._build_once(_shape_of(inputs))
+            if self.input_spec is not None:
+                for index, tensor in enumerate(_flatten(inputs)):
+                    if isinstance(tensor, torch.Tensor):
+                        self.input_spec.check(self.name, tuple(tensor.shape), index)
         depth = getattr(_CALL_STATE, "depth", 0)
         if depth == 0:
             binding.clear_call_losses(self)
@@ -409,7 +424,7 @@ class Layer(torch.nn.Module):
         if self.activity_regularizer is not None:
             for output in _flatten(outputs):
                 if isinstance(output, torch.Tensor):
-                    binding.record_call_loss(self, binding.activity_penalty(self.activity_regularizer, output))
+                    binding.record_call_loss(self, binding.Activity(self.activity_regularizer, output))
         return outputs
 
     def _convert_inputs(self, inputs: Any) -> Any:

@@ -220,7 +220,7 @@ class Trainer:
         data_loss, per_output = self._compiled_losses(targets, preds, sample_weight)
         # Activity penalties, add_loss terms and custom regularizers go through autograd; the
         # built-in L1/L2 weight penalties get their exact gradient added by the engine.
-        differentiable = data_loss + binding._sum(binding.call_losses(self)).to(data_loss.device) \
+        differentiable = data_loss + engine.call_loss(self).to(data_loss.device) \
             + plan.autograd_penalty().to(data_loss.device)
         grouped = plan.grouped_penalty_value().to(data_loss.device)  # before the update, as Keras logs it
         loss = differentiable.detach() + grouped

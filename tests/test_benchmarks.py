@@ -1,0 +1,164 @@
+"""The benchmark harness (``python -m benchmarks``): a seconds-long smoke run, and its pure helpers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # ``benchmarks`` lives at the repository root, beside ``src``
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import report, runner
+from benchmarks.specs import MODELS, PEERS, SMOKE
+
+
+# -- the smoke run, end to end, each peer in its own process -------------------------------------
+def test_smoke_run_measures_weightwise_and_torch_in_subprocesses(tmp_path) -> None:
+    out = tmp_path / "results.json"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--smoke", "--out", str(out)], cwd=ROOT, check=False,
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert data["settings"]["smoke"] is True and data["settings"]["steps"] == SMOKE["steps"]
+    assert data["machine"]["cores"] >= 1 and data["machine"]["versions"]["torch"]
+    by_key = {(r["model"], r["variant"], r["peer"]): r for r in data["results"]}
+    assert len(by_key) == 4
+    pids = set()
+    for variant in ("plain", "reg"):
+        for peer in ("weightwise", "torch"):
+            result = by_key[("deep", variant, peer)]
+            assert result["status"] == "ok", result
+            assert result["ms_per_step"] > 0 and len(result["repeat_ms_per_step"]) == SMOKE["repeats"]
+            assert result["peak_rss_mib"] > 0
+            assert data["summary"]["ms_per_step"]["deep"][variant][peer] == result["ms_per_step"]
+            pids.add(result["pid"])
+    assert len(pids) == 4  # a fresh interpreter for every measurement
+    assert data["summary"]["weightwise_over_peer_reg"]["deep"]["torch"] > 0
+    assert "deep" in proc.stdout and "weightwise" in proc.stdout and "ww / torch" in proc.stdout
+
+
+# -- pure helpers ----------------------------------------------------------------------------------
+def test_median() -> None:
+    assert report.median([5.0]) == 5.0
+    assert report.median([3.0, 1.0, 2.0]) == 2.0
+    assert report.median([4.0, 1.0, 3.0, 2.0]) == 2.5
+    with pytest.raises(ValueError):
+        report.median([])
+
+
+def test_ratio_and_formatting() -> None:
+    assert report.ratio(3.0, 2.0) == 1.5
+    assert report.ratio(None, 2.0) is None and report.ratio(1.0, None) is None and report.ratio(1.0, 0.0) is None
+    assert report.format_ratio(1.5) == "1.50x"
+    assert report.format_ratio(0.456) == "0.46x"
+    assert report.format_ratio(23.45) == "23.4x"
+    assert report.format_ratio(None) == "-"
+    assert [report.format_ms(v) for v in (0.01234, 1.234, 12.34, 1234.5)] == ["0.012", "1.23", "12.3", "1234.5"]
+
+
+def _result(peer: str, model: str, variant: str, ms: float | None, status: str = "ok", **extra) -> dict:
+    out = {"peer": peer, "model": model, "variant": variant, "status": status, "notes": [], **extra}
+    if ms is not None:
+        out.update(ms_per_step=ms, peak_rss_mib=300.0)
+    return out
+
+
+RESULTS = [
+    _result("weightwise", "deep", "plain", 2.0), _result("weightwise", "deep", "reg", 3.0),
+    _result("torch", "deep", "plain", 1.0), _result("torch", "deep", "reg", 2.0),
+    _result("keras-jax", "deep", "plain", None, "unavailable", error="not installed: jax"),
+    _result("keras-jax", "deep", "reg", None, "unavailable", error="not installed: jax"),
+]
+
+
+def test_summary_ratios() -> None:
+    summary = report.summarize(RESULTS, ["deep"], ["weightwise", "torch", "keras-jax"])
+    assert summary["ms_per_step"]["deep"]["reg"] == {"weightwise": 3.0, "torch": 2.0, "keras-jax": None}
+    assert summary["weightwise_over_peer_reg"]["deep"] == {"torch": 1.5, "keras-jax": None}
+    assert summary["reg_over_plain"]["deep"] == {"weightwise": 1.5, "torch": 2.0, "keras-jax": None}
+
+
+@pytest.mark.parametrize("markdown", [False, True])
+def test_tables(markdown: bool) -> None:
+    text = report.tables(RESULTS, ["deep"], ["weightwise", "torch", "keras-jax"], markdown=markdown)
+    rows = [line for line in text.splitlines() if line.lstrip("| ").startswith("deep")]
+    reg_row = next(line for line in rows if " reg " in line)
+    assert "3.00" in reg_row and "2.00" in reg_row and "1.50x" in reg_row and "n/a" in reg_row
+    assert "keras-jax: n/a: not installed: jax (deep/plain, deep/reg)" in text
+    if markdown:
+        assert "| model | variant | weightwise | torch | keras-jax | ww / torch | ww / keras-jax |" in text
+        assert "|---|---|---:|---:|---:|---:|---:|" in text
+    else:
+        assert "|" not in text
+
+
+def test_tables_flag_background_load() -> None:
+    busy = [dict(r, background_load_cores=1.0) for r in RESULTS]
+    assert "timings are noisy" in report.tables(busy, ["deep"], ["weightwise", "torch"])
+    assert "timings are noisy" not in report.tables(RESULTS, ["deep"], ["weightwise", "torch"])
+
+
+def test_arguments() -> None:
+    smoke = runner.parse_args(["--smoke"])
+    assert (smoke.steps, smoke.repeats) == (SMOKE["steps"], SMOKE["repeats"])
+    assert smoke.peer_names == list(SMOKE["peers"]) and smoke.model_names == list(SMOKE["models"])
+    full = runner.parse_args(["--only", "torch,weightwise", "--repeats", "2"])
+    assert full.peer_names == ["weightwise", "torch"] and full.model_names == list(MODELS) and full.steps == 60
+    with pytest.raises(SystemExit):
+        runner.parse_args(["--only", "tensorflow"])
+
+
+def test_each_peer_gets_its_backend_and_thread_count() -> None:
+    assert runner.child_env("keras-jax", 2)["KERAS_BACKEND"] == "jax"
+    assert "intra_op_parallelism_threads=1" in runner.child_env("keras-jax", 1)["XLA_FLAGS"]
+    env = runner.child_env("keras-torch", 2)
+    assert env["KERAS_BACKEND"] == "torch" and env["OMP_NUM_THREADS"] == "2" and "XLA_FLAGS" not in env
+    assert set(PEERS) == {"weightwise", "weightwise-jit", "torch", "torch-compile", "keras-torch",
+                          "keras-torch-jit", "keras-jax"}
+
+
+# -- the models are the same for every peer ----------------------------------------------------------
+@pytest.mark.parametrize("name", list(MODELS))
+def test_torch_and_keras_style_models_have_the_same_parameters(name: str) -> None:
+    import weightwise
+    from benchmarks.peers import keras_style, torch_peer
+
+    spec = MODELS[name]
+    ours = keras_style.build(weightwise, spec, reg=True)
+    theirs = torch_peer.build(spec)
+    assert ours.count_params() == sum(p.numel() for p in theirs.parameters())
+    regularized = [b for b in weightwise.binding.bound(ours) if b.rule.regularizer is not None]
+    assert len(regularized) == spec.regularized_tensors
+    assert name != "many" or spec.regularized_tensors == 200
+
+
+def test_hand_written_reg_step_projects_onto_the_max_norm_ball() -> None:
+    import torch
+
+    from benchmarks.data import make_data
+    from benchmarks.peers import torch_peer
+    from benchmarks.specs import MAX_NORM, ModelSpec
+
+    spec = ModelSpec("tiny", 4, (6, 6, 3), conv_filters=(5,), pool_after=(0,), dense_units=(7,))
+    model = torch_peer.build(spec)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(50.0)
+    step = torch_peer.make_step(model, torch.optim.SGD(model.parameters(), lr=0.01), reg=True)
+    x, y = make_data(spec, 1)
+    loss = step(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()), torch.from_numpy(y))
+    assert torch.isfinite(loss)
+    for module in model:
+        if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
+            assert module.weight.flatten(1).norm(dim=1).max() <= MAX_NORM + 1e-4
+
+
+def test_report_doctests() -> None:
+    import doctest
+
+    assert doctest.testmod(report).failed == 0
