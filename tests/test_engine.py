@@ -182,3 +182,36 @@ def test_grouped_activity_penalties_equal_the_per_output_ones() -> None:
     grads_grouped = torch.autograd.grad(grouped, list(model.parameters()))
     for a, b in zip(grads_grouped, grads_naive):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_jit_compile_trains_like_eager_without_recompiling() -> None:
+    import torch._dynamo as dynamo
+
+    import weightwise
+
+    def build(jit: bool):
+        torch.manual_seed(5)
+        model = weightwise.Sequential([layers.Input(shape=(4,))] + [
+            layers.Dense(4, activation="relu", kernel_regularizer=regularizers.L2(1e-2),
+                         activity_regularizer=regularizers.L1(1e-3), kernel_constraint=constraints.MaxNorm(0.8))
+            for _ in range(2)] + [layers.Dense(1)])
+        model.compile(optimizer=weightwise.optimizers.SGD(0.1), loss="mse", jit_compile=jit)
+        return model
+
+    x = torch.from_numpy(RNG.normal(size=(48, 4)).astype(np.float32))
+    y = torch.from_numpy(RNG.normal(size=(48, 1)).astype(np.float32))
+    eager, jitted = build(False), build(True)
+    dynamo.reset()
+    dynamo.utils.counters.clear()
+    eager_history = eager.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    jit_history = jitted.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    compiled_after_one_epoch = dynamo.utils.counters["stats"]["unique_graphs"]
+    jit_history2 = jitted.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    assert dynamo.utils.counters["stats"]["unique_graphs"] == compiled_after_one_epoch  # no recompiles
+    losses = jit_history.history["loss"] + jit_history2.history["loss"]
+    np.testing.assert_allclose(losses, eager_history.history["loss"], rtol=1e-5)
+    for a, b in zip(jitted.get_weights(), eager.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert set(jitted.state_dict()) == set(eager.state_dict())
+    with pytest.raises(ValueError, match="jit_compile"):
+        eager.compile(optimizer="sgd", loss="mse", jit_compile="xla")

@@ -159,8 +159,14 @@ class Layer(torch.nn.Module):
     [0.03, 0.03]
     """
 
+    # Whether ``call`` takes ``training`` (set per class, once).
+    _call_takes_training = False
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        parameters = inspect.signature(cls.call).parameters
+        cls._call_takes_training = "training" in parameters or any(
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
         if "__init__" in cls.__dict__:
             cls.__init__ = _build_after_init(cls, cls.__dict__["__init__"])
 
@@ -414,7 +420,7 @@ class Layer(torch.nn.Module):
         outer_training = getattr(_CALL_STATE, "training", None)
         if training is None:
             training = outer_training if outer_training is not None else self.training
-        if _accepts_training(type(self)):
+        if self._call_takes_training:
             kwargs["training"] = training
         _CALL_STATE.depth, _CALL_STATE.training = depth + 1, training
         try:
@@ -446,12 +452,6 @@ def _weights_of(module: torch.nn.Module) -> list[torch.nn.Parameter]:
     if isinstance(module, Layer):
         return module.weights
     return list(module.parameters())
-
-
-@functools.lru_cache(maxsize=None)
-def _accepts_training(cls: type) -> bool:
-    parameters = inspect.signature(cls.call).parameters
-    return "training" in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
 
 
 def _build_after_init(cls: type, init: Callable[..., None]) -> Callable[..., None]:

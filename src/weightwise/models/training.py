@@ -110,6 +110,12 @@ class Trainer:
             raise ValueError("`compile` needs a `loss` (a name such as 'mse', a Loss, or a function).")
         self._loss_spec, self._loss_weights_spec = loss, loss_weights
         self._metrics_spec, self._weighted_metrics_spec = metrics, weighted_metrics
+        if jit_compile not in (True, False, "auto"):
+            raise ValueError(f"Invalid value for argument `jit_compile`: expected True, False or 'auto'. Received: {jit_compile!r}")
+        # "auto" stays eager, as Keras's torch backend does; True compiles the forward pass (and,
+        # through AOTAutograd, its backward) with torch.compile on the first step.
+        self.jit_compile = jit_compile is True
+        self.__dict__.pop("_compiled_forward", None)
         self._compiled_losses: _CompiledLosses | None = None
         self._metric_objects: list[tuple[int, Any, bool]] | None = None
         # Resolve names now so that a typo fails at compile time, not mid-training.
@@ -215,7 +221,7 @@ class Trainer:
         device = self._device()
         x, y, sample_weight = to_device((x, y, sample_weight), device)
         plan = engine.plan_for(self)
-        y_pred = self(x, training=training)
+        y_pred = self._forward_for_step()(x, training=training)
         targets, preds = self._split_outputs(y, y_pred)
         data_loss, per_output = self._compiled_losses(targets, preds, sample_weight)
         # Activity penalties, add_loss terms and custom regularizers go through autograd; the
@@ -243,6 +249,16 @@ class Trainer:
                 metric.update_state(targets[index], preds[index].detach(),
                                     sample_weight=sample_weight if weighted else None)
         return loss
+
+    def _forward_for_step(self) -> Any:
+        """The model itself, or with ``jit_compile=True`` its ``torch.compile``d wrapper (made once)."""
+        if not getattr(self, "jit_compile", False):
+            return self
+        compiled = self.__dict__.get("_compiled_forward")
+        if compiled is None:
+            # Kept out of the module tree (a plain attribute), so parameters are not registered twice.
+            compiled = self.__dict__["_compiled_forward"] = torch.compile(self)
+        return compiled
 
     def _prepare(self, batches: Batches) -> None:
         """Build the model on a first batch if needed, and the optimizer on its trainable weights."""
