@@ -89,7 +89,8 @@ class Plan:
             for factor, slots in self.l2.items():
                 params = _trainable(slots)
                 if params:
-                    terms.append(factor * torch.stack(torch._foreach_norm(torch._foreach_mul(params, params), 1)).sum())
+                    # No graph here, so the squared 2-norm (no copy of the weights) is safe at w = 0.
+                    terms.append(factor * torch.stack(torch._foreach_norm(params, 2)).square().sum())
         return binding._sum(terms)
 
     def autograd_penalty(self) -> torch.Tensor:
@@ -142,7 +143,8 @@ class Plan:
                 if batched is None:  # NonNeg
                     updates.append((params, []))
                     continue
-                projected = batched(torch.stack(params))
+                # A lone weight goes in as a view, without the copy that stacking makes.
+                projected = batched(params[0].unsqueeze(0) if len(params) == 1 else torch.stack(params))
                 updates.append((params, list(projected.unbind(0))))
             for slot, constraint, name in self.other_projections:
                 if not wanted(slot):
