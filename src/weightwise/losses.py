@@ -605,7 +605,24 @@ class Huber(LossFunctionWrapper):
         return config
 
 
-class BinaryCrossentropy(LossFunctionWrapper):
+class _Crossentropy(LossFunctionWrapper):
+    """What the binary and categorical cross-entropy losses share: arguments, checks, config."""
+
+    def __init__(self, fn: Callable[..., Any], from_logits: bool, label_smoothing: float, axis: int,
+                 reduction: str | None, name: str, dtype: Any) -> None:
+        self.from_logits = _validate_flag(from_logits, "from_logits")
+        self.label_smoothing = _validate_label_smoothing(label_smoothing)
+        self.axis = _validate_axis(axis)
+        super().__init__(fn, name=name, reduction=reduction, dtype=dtype, from_logits=self.from_logits,
+                         label_smoothing=self.label_smoothing, axis=self.axis)
+
+    def get_config(self) -> dict[str, Any]:
+        config = Loss.get_config(self)
+        config.update({"from_logits": self.from_logits, "label_smoothing": self.label_smoothing, "axis": self.axis})
+        return config
+
+
+class BinaryCrossentropy(_Crossentropy):
     """Binary cross-entropy between labels in [0, 1] and predicted probabilities or logits.
 
     See :func:`binary_crossentropy` for the formula.
@@ -625,26 +642,10 @@ class BinaryCrossentropy(LossFunctionWrapper):
         name: str = "binary_crossentropy",
         dtype: Any = None,
     ) -> None:
-        self.from_logits = _validate_flag(from_logits, "from_logits")
-        self.label_smoothing = _validate_label_smoothing(label_smoothing)
-        self.axis = _validate_axis(axis)
-        super().__init__(
-            binary_crossentropy,
-            name=name,
-            reduction=reduction,
-            dtype=dtype,
-            from_logits=self.from_logits,
-            label_smoothing=self.label_smoothing,
-            axis=self.axis,
-        )
-
-    def get_config(self) -> dict[str, Any]:
-        config = Loss.get_config(self)
-        config.update({"from_logits": self.from_logits, "label_smoothing": self.label_smoothing, "axis": self.axis})
-        return config
+        super().__init__(binary_crossentropy, from_logits, label_smoothing, axis, reduction, name, dtype)
 
 
-class CategoricalCrossentropy(LossFunctionWrapper):
+class CategoricalCrossentropy(_Crossentropy):
     """Categorical cross-entropy between one-hot labels and predicted probabilities or logits.
 
     See :func:`categorical_crossentropy` for the formula.
@@ -662,23 +663,7 @@ class CategoricalCrossentropy(LossFunctionWrapper):
         name: str = "categorical_crossentropy",
         dtype: Any = None,
     ) -> None:
-        self.from_logits = _validate_flag(from_logits, "from_logits")
-        self.label_smoothing = _validate_label_smoothing(label_smoothing)
-        self.axis = _validate_axis(axis)
-        super().__init__(
-            categorical_crossentropy,
-            name=name,
-            reduction=reduction,
-            dtype=dtype,
-            from_logits=self.from_logits,
-            label_smoothing=self.label_smoothing,
-            axis=self.axis,
-        )
-
-    def get_config(self) -> dict[str, Any]:
-        config = Loss.get_config(self)
-        config.update({"from_logits": self.from_logits, "label_smoothing": self.label_smoothing, "axis": self.axis})
-        return config
+        super().__init__(categorical_crossentropy, from_logits, label_smoothing, axis, reduction, name, dtype)
 
 
 class SparseCategoricalCrossentropy(LossFunctionWrapper):

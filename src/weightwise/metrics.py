@@ -323,7 +323,10 @@ class MeanMetricWrapper(Mean):
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config["fn"] = serialize_keras_object(self._fn)
+        # from_config is cls(**config): the function belongs in the config only when the
+        # constructor takes it; the built-in subclasses fix their own.
+        if "fn" in inspect.signature(type(self).__init__).parameters:
+            config["fn"] = serialize_keras_object(self._fn)
         config.update(self._fn_kwargs)
         return config
 
@@ -347,9 +350,6 @@ class Accuracy(MeanMetricWrapper):
     def __init__(self, name: str = "accuracy", dtype: Any = None) -> None:
         super().__init__(accuracy, name=name, dtype=dtype)
 
-    def get_config(self) -> dict[str, Any]:
-        return Metric.get_config(self)
-
 
 class BinaryAccuracy(MeanMetricWrapper):
     """How often ``y_pred > threshold`` matches the binary labels (see :func:`binary_accuracy`).
@@ -370,9 +370,6 @@ class BinaryAccuracy(MeanMetricWrapper):
         super().__init__(binary_accuracy, name=name, dtype=dtype, threshold=threshold)
         self.threshold = threshold
 
-    def get_config(self) -> dict[str, Any]:
-        return {"name": self.name, "dtype": self.dtype, "threshold": self.threshold}
-
 
 class CategoricalAccuracy(MeanMetricWrapper):
     """How often the arg-max prediction matches the one-hot label (see :func:`categorical_accuracy`).
@@ -385,9 +382,6 @@ class CategoricalAccuracy(MeanMetricWrapper):
 
     def __init__(self, name: str = "categorical_accuracy", dtype: Any = None) -> None:
         super().__init__(categorical_accuracy, name=name, dtype=dtype)
-
-    def get_config(self) -> dict[str, Any]:
-        return Metric.get_config(self)
 
 
 class SparseCategoricalAccuracy(MeanMetricWrapper):
@@ -402,9 +396,6 @@ class SparseCategoricalAccuracy(MeanMetricWrapper):
     def __init__(self, name: str = "sparse_categorical_accuracy", dtype: Any = None) -> None:
         super().__init__(sparse_categorical_accuracy, name=name, dtype=dtype)
 
-    def get_config(self) -> dict[str, Any]:
-        return Metric.get_config(self)
-
 
 class MeanSquaredError(MeanMetricWrapper):
     """The mean of :func:`weightwise.losses.mean_squared_error` over all samples seen.
@@ -418,9 +409,6 @@ class MeanSquaredError(MeanMetricWrapper):
     def __init__(self, name: str = "mean_squared_error", dtype: Any = None) -> None:
         super().__init__(losses.mean_squared_error, name=name, dtype=dtype)
 
-    def get_config(self) -> dict[str, Any]:
-        return Metric.get_config(self)
-
 
 class MeanAbsoluteError(MeanMetricWrapper):
     """The mean of :func:`weightwise.losses.mean_absolute_error` over all samples seen.
@@ -433,9 +421,6 @@ class MeanAbsoluteError(MeanMetricWrapper):
 
     def __init__(self, name: str = "mean_absolute_error", dtype: Any = None) -> None:
         super().__init__(losses.mean_absolute_error, name=name, dtype=dtype)
-
-    def get_config(self) -> dict[str, Any]:
-        return Metric.get_config(self)
 
 
 def _shape(x: Any) -> tuple[int, ...]:
@@ -483,9 +468,6 @@ class AutoAccuracy(MeanMetricWrapper):
             )
             self._fn = self.resolved(dtype=self.dtype)._fn
         super().update_state(y_true, y_pred, sample_weight=sample_weight)
-
-    def get_config(self) -> dict[str, Any]:
-        return Metric.get_config(self)
 
 
 # Function configs name the function; strings name the classes (see `get`).
