@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import inspect
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from weightwise import backend, binding, constraints, initializers, ops, regularizers
-from weightwise.layers.symbolic import call_symbolically, contains_symbolic
+from weightwise.layers.symbolic import call_symbolically, contains_symbolic, flatten
 from weightwise.serialization import to_snake_case
 
 __all__ = ["InputSpec", "Layer", "WeightRule"]
@@ -113,17 +113,6 @@ class WeightRule:
             binding.bind(layer, self.weight, **{self.kind: resolved})
         else:
             layer.__dict__.setdefault("_pending_rules", {})[self.attr] = resolved
-
-
-def _flatten(structure: Any) -> Iterator[Any]:
-    if isinstance(structure, (list, tuple)):
-        for item in structure:
-            yield from _flatten(item)
-    elif isinstance(structure, dict):
-        for item in structure.values():
-            yield from _flatten(item)
-    else:
-        yield structure
 
 
 def _shape_of(inputs: Any) -> Any:
@@ -410,7 +399,7 @@ class Layer(torch.nn.Module):
             if not self.built:
                 self._build_once(_shape_of(inputs))
             if self.input_spec is not None:
-                for index, tensor in enumerate(_flatten(inputs)):
+                for index, tensor in enumerate(flatten(inputs)):
                     if isinstance(tensor, torch.Tensor):
                         self.input_spec.check(self.name, tuple(tensor.shape), index)
         depth = getattr(_CALL_STATE, "depth", 0)
@@ -428,7 +417,7 @@ class Layer(torch.nn.Module):
         finally:
             _CALL_STATE.depth, _CALL_STATE.training = depth, outer_training
         if self.activity_regularizer is not None:
-            for output in _flatten(outputs):
+            for output in flatten(outputs):
                 if isinstance(output, torch.Tensor):
                     binding.record_call_loss(self, binding.Activity(self.activity_regularizer, output))
         return outputs
