@@ -243,7 +243,8 @@ def test_save_and_load_weights_round_trip_and_checkpoint(tmp_path) -> None:
     for a, b in zip(before, other.get_weights()):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match=r"\.weights\.h5"):
-        model.save_weights(tmp_path / "x.weights.h5")
+        model.save_weights(tmp_path / "x.h5")
+    assert not (tmp_path / "x.h5").exists()
 
 
 def test_evaluate_and_predict_drive_batch_callbacks() -> None:

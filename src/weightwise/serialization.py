@@ -41,8 +41,10 @@ T = TypeVar("T")
 # "Package>Name" -> object, and object -> "Package>Name".
 _REGISTERED: dict[str, Any] = {}
 _REGISTERED_NAMES: dict[Any, str] = {}
-# Built-in classes of every family, so a generic serialize knows their Keras module.
+# Built-in classes of every family, so a generic serialize knows their Keras module
+# (and, for the few Keras writes that way, a registered name).
 _BUILTIN_MODULE: dict[type, str] = {}
+_BUILTIN_REGISTERED_NAME: dict[type, str] = {}
 _FAMILIES: dict[str, ObjectFamily] = {}
 _SCOPES = threading.local()
 
@@ -212,6 +214,7 @@ class ObjectFamily:
         builtins: Sequence[Callable[..., Any]],
         aliases: Mapping[str, Callable[[], Any]] | None = None,
         extra_names: Mapping[str, Callable[..., Any]] | None = None,
+        forms: Mapping[type, tuple[str, str | None]] | None = None,
     ) -> None:
         self.kind = kind
         self.module = module
@@ -223,9 +226,26 @@ class ObjectFamily:
         # Further names of built-ins (Keras's 'zero', 'swish'), usable as ids and class names.
         self.builtins.update(extra_names or {})
         self.aliases: dict[str, Callable[[], Any]] = dict(aliases or {})
+        self.members: list[ObjectFamily] = []
         # Configs name the Keras module; our own module name is accepted as a synonym.
         self.modules = {module, "weightwise." + module.split(".")[-1]} if module else set()
-        for name in self.modules:
+        # Classes Keras writes under another module (and registered name): ``Functional``
+        # is ``keras.src.models.functional``, ``Sequential`` is plain ``keras``.
+        for cls, (form_module, registered_name) in (forms or {}).items():
+            _BUILTIN_MODULE[cls] = form_module
+            if registered_name is not None:
+                _BUILTIN_REGISTERED_NAME[cls] = registered_name
+            self.modules.add(form_module)
+        self.register_modules(self.modules)
+
+    def accept_members(self, family: ObjectFamily) -> None:
+        """Let configs of ``family`` deserialize through this family (every model is a layer)."""
+        self.members.append(family)
+
+    def register_modules(self, modules: Sequence[str] | set[str]) -> None:
+        """Accept configs naming any of ``modules`` as this family's built-ins."""
+        self.modules.update(modules)
+        for name in modules:
             _FAMILIES[name] = self
 
     # -- serialize ---------------------------------------------------------------------
@@ -262,6 +282,12 @@ class ObjectFamily:
                 f"Received: config={_describe(dict(config))}"
             )
         class_name = config["class_name"]
+        if class_name == "__lambda__":
+            raise ValueError(
+                f"Could not deserialize {self.kind}: the config holds a Python lambda (stored as bytecode). "
+                "weightwise never runs code from a config or file. Replace the lambda with a named function "
+                "registered with `@weightwise.saving.register_keras_serializable()`."
+            )
         inner = config.get("config")
         registered_name = config.get("registered_name")
         module = config.get("module")
@@ -278,6 +304,9 @@ class ObjectFamily:
         found = next((o for n in names if (o := get_registered_object(n, custom_objects)) is not None), None)
         if found is None and self._is_builtin_module(module):
             found = self.builtins.get(class_name)
+        if found is None and isinstance(module, str) and _FAMILIES.get(module) in self.members:
+            # An object of a family whose objects are also of this one: a model used as a layer.
+            return _FAMILIES[module].deserialize(config, custom_objects)
         if found is None:
             raise ValueError(self._unknown(class_name, module))
         if not inspect.isclass(found):
@@ -292,13 +321,21 @@ class ObjectFamily:
         from_config = getattr(found, "from_config", None)
         with custom_object_scope(custom_objects):
             try:
-                return from_config(dict(inner)) if from_config is not None else found(**inner)
+                obj = from_config(dict(inner)) if from_config is not None else found(**inner)
             except TypeError as error:
                 raise TypeError(
                     f"Could not build {self.kind} {class_name!r} from its config {_describe(dict(inner))}: {error}. "
                     "A custom class whose constructor arguments differ from its `get_config()` keys "
                     "must override `from_config`."
                 ) from error
+            # Keras stores how a built layer was built, and how a model was compiled, beside its config.
+            build_config = config.get("build_config")
+            if build_config and not getattr(obj, "built", True) and hasattr(obj, "build_from_config"):
+                obj.build_from_config(build_config)
+            compile_config = config.get("compile_config")
+            if compile_config and hasattr(obj, "compile_from_config"):
+                obj.compile_from_config(compile_config)
+        return obj
 
     def _is_builtin_module(self, module: Any) -> bool:
         # tf.keras 2 configs carry no module at all.
@@ -367,13 +404,21 @@ def serialize_keras_object(obj: Any) -> Any:
         raise TypeError(f"`get_config()` of {cls.__name__} must return a dict. It returned: {_describe(config)}")
     module = _BUILTIN_MODULE.get(cls)
     if module is not None:
-        return {"module": module, "class_name": cls.__name__, "config": config, "registered_name": None}
-    return {
-        "module": cls.__module__,
-        "class_name": cls.__name__,
-        "config": config,
-        "registered_name": get_registered_name(cls),
-    }
+        serialized = {"module": module, "class_name": cls.__name__, "config": config,
+                      "registered_name": _BUILTIN_REGISTERED_NAME.get(cls)}
+    else:
+        serialized = {
+            "module": cls.__module__,
+            "class_name": cls.__name__,
+            "config": config,
+            "registered_name": get_registered_name(cls),
+        }
+    for key in ("build_config", "compile_config"):
+        method = getattr(obj, "get_" + key, None)
+        value = method() if callable(method) else None
+        if value is not None:
+            serialized[key] = value
+    return serialized
 
 
 def deserialize_keras_object(config: Any, custom_objects: Mapping[str, Any] | None = None) -> Any:

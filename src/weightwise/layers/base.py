@@ -378,6 +378,45 @@ class Layer(torch.nn.Module):
         if not self.built:
             self.build(input_shape)
             self.built = True
+            self.__dict__["_built_input_shape"] = input_shape
+
+    def get_build_config(self) -> dict[str, Any] | None:
+        """``{"input_shape": ...}`` of the shape the layer was built with, or ``None`` if unbuilt.
+
+        Saved beside the config (as Keras does) so a loaded layer can create its weights
+        before they are read back.
+
+        >>> from weightwise.layers import Dense
+        >>> layer = Dense(2)
+        >>> _ = layer(ops.ones((3, 4)))
+        >>> layer.get_build_config()
+        {'input_shape': [3, 4]}
+        """
+        shape = self.__dict__.get("_built_input_shape")
+        return None if shape is None or not self.built else {"input_shape": _shape_to_list(shape)}
+
+    def build_from_config(self, config: dict[str, Any]) -> None:
+        """Build from :meth:`get_build_config` output (ours or Keras's).
+
+        >>> from weightwise.layers import Dense
+        >>> layer = Dense(2)
+        >>> layer.build_from_config({"input_shape": [None, 4]})
+        >>> tuple(layer.kernel.shape)
+        (4, 2)
+        """
+        if not isinstance(config, dict):
+            raise TypeError(f"Layer {self.name!r}: a build config must be a dict. Received: config={config!r}")
+        if "input_shape" in config:
+            shape = config["input_shape"]
+        elif isinstance(config.get("shapes_dict"), dict) and len(config["shapes_dict"]) == 1:
+            shape = next(iter(config["shapes_dict"].values()))
+        else:
+            raise ValueError(
+                f"Layer {self.name!r}: cannot build from config {config!r}; expected an 'input_shape' entry. "
+                "A layer built from several named inputs must override `build_from_config`."
+            )
+        if shape is not None:
+            self._build_once(_shape_from_list(shape))
 
     def forward(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
         """Keras's ``__call__`` steps: convert, build once, check, call, record activity losses.
@@ -394,7 +433,12 @@ class Layer(torch.nn.Module):
                 self.input_spec.check(self.name, inputs.shape)
         else:
             if contains_symbolic(inputs):
-                return call_symbolically(self, inputs, args, kwargs, binding.clear_call_losses)
+                was_built = self.built
+                outputs = call_symbolically(self, inputs, args, kwargs, binding.clear_call_losses)
+                if not was_built and self.built:
+                    # Built on example values; what it was built for is the symbolic shape (batch None).
+                    self.__dict__["_built_input_shape"] = _shape_of_symbolic(inputs)
+                return outputs
             inputs = self._convert_inputs(inputs)
             if not self.built:
                 self._build_once(_shape_of(inputs))
@@ -435,6 +479,34 @@ class Layer(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}"
+
+
+def _shape_of_symbolic(inputs: Any) -> Any:
+    if isinstance(inputs, (list, tuple)):
+        return [_shape_of_symbolic(x) for x in inputs]
+    if isinstance(inputs, dict):
+        return {k: _shape_of_symbolic(v) for k, v in inputs.items()}
+    return getattr(inputs, "shape", None)
+
+
+def _shape_to_list(shape: Any) -> Any:
+    """A shape (or nested shapes) as JSON-ready lists."""
+    if isinstance(shape, (list, tuple)):
+        return [_shape_to_list(d) for d in shape]
+    if isinstance(shape, dict):
+        return {k: _shape_to_list(v) for k, v in shape.items()}
+    return None if shape is None else int(shape)
+
+
+def _shape_from_list(shape: Any) -> Any:
+    """The inverse: a flat list of sizes is a tuple shape; a list of lists stays a list of shapes."""
+    if isinstance(shape, dict):
+        return {k: _shape_from_list(v) for k, v in shape.items()}
+    if isinstance(shape, (list, tuple)):
+        if all(d is None or (isinstance(d, int) and not isinstance(d, bool)) for d in shape):
+            return tuple(shape)
+        return [_shape_from_list(d) for d in shape]
+    raise ValueError(f"Invalid shape in a build config: expected a list of sizes. Received: {shape!r}")
 
 
 def _weights_of(module: torch.nn.Module) -> list[torch.nn.Parameter]:

@@ -12,6 +12,7 @@ the graph is laid out, as in Keras.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,8 @@ import torch
 __all__ = ["KerasTensor", "Node", "call_symbolically", "contains_symbolic", "map_structure"]
 
 _EXAMPLE_SIZES = ((1, 8), (2, 9))  # (batch size, size of other unknown axes) of the two runs
+# Creation order of nodes: a layer's calls are numbered in this order in saved configs, as in Keras.
+_NODE_SERIALS = itertools.count()
 
 
 class KerasTensor:
@@ -82,6 +85,7 @@ class Node:
     kwargs: dict[str, Any]
     outputs: Any = None
     input_tensors: list[KerasTensor] = field(default_factory=list)
+    serial: int = field(default_factory=lambda: next(_NODE_SERIALS))
 
 
 def map_structure(fn: Callable[[Any], Any], structure: Any) -> Any:

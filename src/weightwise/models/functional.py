@@ -6,6 +6,7 @@ from typing import Any
 
 from weightwise.layers import InputLayer, KerasTensor, Layer
 from weightwise.layers.symbolic import Node, flatten, map_structure
+from weightwise.models.graph_config import functional_config, functional_from_config
 from weightwise.models.model import Model
 
 __all__ = ["Functional"]
@@ -86,6 +87,12 @@ class Functional(Model):
     ('Functional', torch.Size([2, 1]))
     """
 
+    # Saved weights address its layers as ``layers/<class>``, by position (see weightwise.saving).
+    _layers_are_positional = True
+
+    # Keras numbers a functional model's own node 0, so its calls as a layer start at 1.
+    _node_offset = 1
+
     def __init__(self, inputs: Any, outputs: Any, name: str | None = None, **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
         flat_inputs, flat_outputs = flatten(inputs), flatten(outputs)
@@ -161,6 +168,27 @@ class Functional(Model):
                 values[id(symbolic)] = value
         return map_structure(lambda t: values[id(t)], self._outputs_structure)
 
+    def get_config(self) -> dict[str, Any]:
+        """The graph in Keras 3's form: every layer with its calls, and the inputs and outputs.
+
+        A subclass whose constructor is not ``(inputs, outputs, ...)`` must write its own.
+        """
+        if not _functional_like_constructor(type(self)):
+            return Model.get_config(self)
+        return functional_config(self)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> Functional:
+        """Rebuild the model from :meth:`get_config` output, ours or Keras's (fresh weights)."""
+        if "layers" in config and "input_layers" in config:
+            return functional_from_config(cls, config, custom_objects)
+        return super().from_config(config)
+
     def _convert_inputs(self, inputs: Any) -> Any:
         # Each layer converts what it receives; dict and list inputs pass through intact.
         return inputs
+
+
+def _functional_like_constructor(cls: type) -> bool:
+    init = cls.__init__
+    return init is Functional.__init__ or getattr(init, "__wrapped__", None) is Functional.__init__

@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
+import json
 import os
-import tempfile
 from typing import Any
 
 import torch
 
 
+from weightwise import saving
 from weightwise.layers import InputLayer, Layer
 from weightwise.models.training import Trainer
+from weightwise.saving.files import atomic_write
 
 __all__ = ["Model"]
 
@@ -80,42 +82,106 @@ class Model(Trainer, Layer):
                 return layer
         raise ValueError(f"No such layer: {name}. Existing layers are: {[layer.name for layer in layers]}.")
 
-    def save_weights(self, filepath: str | os.PathLike[str]) -> None:
-        """Write the weights (``state_dict``) to ``filepath`` in torch's format, atomically.
+    # -- configs ---------------------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        """The model's constructor arguments.
 
-        The file is written beside the target and renamed into place, so an interrupted
-        save never damages an existing file. (Keras's ``.weights.h5`` format is not
-        written here.)
+        Sequential and functional models describe themselves. A subclassed model must
+        override ``get_config`` (returning its ``__init__`` arguments, starting from
+        ``super().get_config()``), since only it knows what its constructor takes.
+        """
+        if type(self).get_config is Model.get_config:
+            raise NotImplementedError(
+                f"Model {self.name!r} is a subclassed model ({type(self).__name__}) without `get_config()`, so it "
+                "cannot be saved as a config, cloned or written to JSON. Implement `get_config(self)` returning the "
+                "arguments of its `__init__` (start from `super().get_config()`, which holds name, trainable and "
+                "dtype), and `from_config(cls, config)` if `cls(**config)` cannot rebuild it. To keep just the "
+                "weights, use `save_weights`."
+            )
+        return Layer.get_config(self)
+
+    def to_json(self, **kwargs: Any) -> str:
+        """The model's config as a JSON string (Keras 3's form; weights are not included).
+
+        ``kwargs`` go to ``json.dumps`` (``indent=2``, ...).
+
+        >>> from weightwise import layers, Sequential
+        >>> text = Sequential([layers.Input(shape=(3,)), layers.Dense(1, kernel_constraint="non_neg")]).to_json()
+        >>> import json; json.loads(text)["class_name"]
+        'Sequential'
+        """
+        from weightwise.serialization import serialize_keras_object
+
+        return json.dumps(serialize_keras_object(self), **kwargs)
+
+    def build_from_config(self, config: dict[str, Any]) -> None:
+        """Build a subclassed model by calling it on a symbolic input of the saved shape."""
+        if self.built:
+            return
+        from weightwise.layers import Input
+        from weightwise.layers.base import _shape_from_list
+
+        shape = config.get("input_shape") if isinstance(config, dict) else None
+        if shape is None:
+            return
+        shape = _shape_from_list(shape)
+        if not isinstance(shape, tuple):
+            raise ValueError(
+                f"Model {self.name!r}: only a single input shape can rebuild a subclassed model from its build "
+                f"config. Received: input_shape={config.get('input_shape')!r}. Override `build_from_config`."
+            )
+        self(Input(batch_shape=(None, *shape[1:])))
+        self.built = True
+
+    # -- files -----------------------------------------------------------------------------
+    def save(self, filepath: str | os.PathLike[str], overwrite: bool = True) -> None:
+        """Save the whole model (config, weights, optimizer state) as a Keras 3 ``.keras`` file.
+
+        Keras 3 loads the file with ``keras.saving.load_model``; weightwise with
+        :func:`weightwise.models.load_model`. The write is atomic.
+        """
+        saving.save_model(self, filepath, overwrite=overwrite)
+
+    def save_weights(self, filepath: str | os.PathLike[str], overwrite: bool = True) -> None:
+        """Write the weights, atomically: Keras 3's format for a ``.weights.h5`` name, else torch's.
+
+        ``*.weights.h5`` files hold the weights (and a compiled model's optimizer state)
+        in Keras's layout, so Keras's ``load_weights`` reads them. Any other name gets
+        ``torch.save(state_dict)``. Either way the file is written beside the target and
+        renamed into place, so an interrupted save never damages an existing file.
         """
         path = os.fspath(filepath)
-        if path.endswith(".h5"):
+        if path.endswith(".weights.h5"):
+            saving.save_weights(self, path, overwrite=overwrite)
+            return
+        if path.endswith((".h5", ".hdf5", ".keras")):
             raise ValueError(
-                f"save_weights writes torch's format; Keras's .weights.h5 files are not supported yet. "
-                f"Use another suffix, such as '.pt'. Received: filepath={path!r}"
+                "save_weights writes Keras's weights format for names ending in `.weights.h5`, and torch's format "
+                "otherwise (such as `.pt`); use `save()` for a `.keras` file. "
+                f"Received: filepath={path!r}"
             )
-        directory = os.path.dirname(os.path.abspath(path))
-        handle, temporary = tempfile.mkstemp(prefix=".weights-", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                torch.save(self.state_dict(), stream)
-            os.replace(temporary, path)
-        except BaseException:
-            if os.path.exists(temporary):
-                os.remove(temporary)
-            raise
+        if not overwrite and os.path.exists(path):
+            raise FileExistsError(f"{path!r} exists and overwrite=False; nothing was written.")
+        with atomic_write(path) as stream:
+            torch.save(self.state_dict(), stream)
 
     def load_weights(self, filepath: str | os.PathLike[str]) -> None:
-        """Load weights written by :meth:`save_weights` (no code is executed: ``weights_only=True``).
+        """Load weights from a ``.weights.h5`` or ``.keras`` file (ours or Keras's), or from
+        :meth:`save_weights`'s torch format (``weights_only=True``: no code is executed).
 
         Every tensor is checked against the model first; on a mismatch nothing changes.
         """
-        state = torch.load(os.fspath(filepath), map_location="cpu", weights_only=True)
+        path = os.fspath(filepath)
+        if path.endswith((".h5", ".hdf5", ".keras")):
+            saving.load_weights(self, path)
+            return
+        state = torch.load(path, map_location="cpu", weights_only=True)
         current = self.state_dict()
         missing, unexpected = sorted(set(current) - set(state)), sorted(set(state) - set(current))
         mismatched = [k for k in current if k in state and tuple(state[k].shape) != tuple(current[k].shape)]
         if missing or unexpected or mismatched:
             raise ValueError(
-                f"The weights in {os.fspath(filepath)!r} do not fit model {self.name!r}: missing {missing}, "
+                f"The weights in {path!r} do not fit model {self.name!r}: missing {missing}, "
                 f"unexpected {unexpected}, shape mismatches {mismatched}. No weight was changed."
             )
         self.load_state_dict(state)

@@ -30,6 +30,9 @@ class Sequential(Model):
     49
     """
 
+    # Saved weights address its layers as ``layers/<class>``, by position (see weightwise.saving).
+    _layers_are_positional = True
+
     def __init__(self, layers: Sequence[Any] | None = None, trainable: bool = True, name: str | None = None) -> None:
         super().__init__(trainable=trainable, name=name)
         self.__dict__["_input_layer"] = None
@@ -106,8 +109,8 @@ class Sequential(Model):
     def _maybe_build_from_known_shape(self) -> None:
         shape = self._known_batch_shape()
         if shape is not None and self.layers:
-            self.build(shape)
-            self.built = True
+            self.built = False
+            self._build_once(tuple(shape))
 
     def build(self, input_shape: Any) -> None:
         """Build every layer by passing a symbolic input of ``input_shape`` through the stack."""
@@ -118,6 +121,10 @@ class Sequential(Model):
             x = layer(x) if isinstance(layer, Layer) else call_symbolically(layer, x, (), {}, binding.clear_call_losses)
             if isinstance(x, KerasTensor):
                 self._output_shapes[id(layer)] = x.shape
+
+    def build_from_config(self, config: dict[str, Any]) -> None:
+        """Build the stack for the saved input shape."""
+        Layer.build_from_config(self, config)
 
     def call(self, inputs: Any) -> Any:
         for layer in self.layers:
@@ -132,11 +139,23 @@ class Sequential(Model):
         stack = [layers_module.serialize(layer) for layer in self.layers]
         if self._input_layer is not None:
             stack.insert(0, layers_module.serialize(self._input_layer))
-        return {"name": config["name"], "trainable": config["trainable"], "dtype": config["dtype"], "layers": stack}
+        config = {"name": config["name"], "trainable": config["trainable"], "dtype": config["dtype"], "layers": stack}
+        build = self.get_build_config()
+        if build is not None:
+            config["build_input_shape"] = build["input_shape"]
+        return config
 
     @classmethod
     def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> Sequential:
+        """Rebuild the stack from :meth:`get_config` output, ours or Keras's (fresh weights)."""
         from weightwise import layers as layers_module
 
-        stack = [layers_module.deserialize(c, custom_objects) for c in config.get("layers", [])]
-        return cls(stack, trainable=config.get("trainable", True), name=config.get("name"))
+        stack = config.get("layers", [])
+        if not isinstance(stack, list):
+            raise ValueError(f"Invalid Sequential config: 'layers' must be a list. Received: {stack!r}")
+        model = cls([layers_module.deserialize(c, custom_objects) for c in stack],
+                    trainable=config.get("trainable", True), name=config.get("name"))
+        shape = config.get("build_input_shape")
+        if not model.built and isinstance(shape, (list, tuple)) and model.layers:
+            model.build_from_config({"input_shape": shape})
+        return model

@@ -27,6 +27,7 @@ from weightwise import losses as losses_module
 from weightwise import metrics as metrics_module
 from weightwise import optimizers as optimizers_module
 from weightwise.layers.symbolic import flatten
+from weightwise.serialization import serialize_keras_object
 from weightwise.models.data import Batches, make_batches, single_batch, split_for_validation, to_device
 
 __all__ = ["Trainer"]
@@ -123,6 +124,60 @@ class Trainer:
         self._compile_for(names)
         self.compiled = True
         self.stop_training = False
+
+    def get_compile_config(self) -> dict[str, Any] | None:
+        """What ``compile`` was given, in Keras 3's form (``None`` if not compiled).
+
+        Saved in ``.keras`` files so a loaded model is compiled again. A model compiled
+        with a raw ``torch.optim`` optimizer has no such description and gives ``None``.
+
+        >>> from weightwise import layers, Sequential
+        >>> model = Sequential([layers.Input(shape=(2,)), layers.Dense(1)])
+        >>> model.compile(optimizer="sgd", loss="mse", metrics=["mae"])
+        >>> config = model.get_compile_config()
+        >>> config["optimizer"]["class_name"], config["loss"], config["metrics"]
+        ('SGD', 'mse', ['mae'])
+        """
+        if not self.compiled or isinstance(self.optimizer, optimizers_module.TorchOptimizer):
+            return None
+        return {
+            "optimizer": optimizers_module.serialize(self.optimizer),
+            "loss": _serialize_spec(self._loss_spec),
+            "loss_weights": self._loss_weights_spec,
+            "metrics": _serialize_spec(self._metrics_spec),
+            "weighted_metrics": _serialize_spec(self._weighted_metrics_spec),
+            "run_eagerly": False,
+            "steps_per_execution": 1,
+            "jit_compile": self.jit_compile,
+        }
+
+    def compile_from_config(self, config: Mapping[str, Any]) -> None:
+        """Compile from :meth:`get_compile_config` output (ours or Keras's), then build the optimizer.
+
+        >>> from weightwise import layers, Sequential
+        >>> model = Sequential([layers.Input(shape=(2,)), layers.Dense(1)])
+        >>> model.compile_from_config({"optimizer": "adam", "loss": "mse"})
+        >>> type(model.optimizer).__name__, model.optimizer.built
+        ('Adam', True)
+        """
+        if not isinstance(config, Mapping):
+            raise TypeError(f"A compile config must be a dict. Received: config={config!r}")
+        known = {"optimizer", "loss", "loss_weights", "metrics", "weighted_metrics", "run_eagerly",
+                 "steps_per_execution", "jit_compile"}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise ValueError(f"Unknown keys in a compile config: {unknown}. Known keys: {sorted(known)}")
+        jit = config.get("jit_compile", False)
+        self.compile(
+            optimizer=optimizers_module.deserialize(config["optimizer"]) if "optimizer" in config else "rmsprop",
+            loss=_deserialize_spec(config.get("loss"), losses_module.deserialize),
+            loss_weights=config.get("loss_weights"),
+            metrics=_deserialize_spec(config.get("metrics"), _deserialize_metric),
+            weighted_metrics=_deserialize_spec(config.get("weighted_metrics"), _deserialize_metric),
+            jit_compile=jit if jit in (True, False, "auto") else False,
+        )
+        if self.built:
+            self.optimizer.build(self.trainable_weights)
 
     def _output_names_or_default(self) -> list[str]:
         names = getattr(self, "output_names", None)
@@ -471,6 +526,35 @@ class Trainer:
         """Outputs of one batch as numpy arrays."""
         bx, _, _ = single_batch(x, None, None, None)
         return self.predict(bx, batch_size=_batch_size(bx), verbose=0)
+
+
+def _serialize_spec(spec: Any) -> Any:
+    """A loss or metrics argument of ``compile`` in config form: names stay names, objects become configs."""
+    if spec is None or isinstance(spec, (str, int, float, bool)):
+        return spec
+    if isinstance(spec, (list, tuple)):
+        return [_serialize_spec(item) for item in spec]
+    if isinstance(spec, Mapping):
+        return {key: _serialize_spec(value) for key, value in spec.items()}
+    return serialize_keras_object(spec)
+
+
+def _deserialize_spec(spec: Any, deserialize: Any) -> Any:
+    if isinstance(spec, list):
+        return [_deserialize_spec(item, deserialize) for item in spec]
+    if isinstance(spec, Mapping):
+        if "class_name" in spec:
+            return deserialize(spec)
+        return {key: _deserialize_spec(value, deserialize) for key, value in spec.items()}
+    return spec
+
+
+def _deserialize_metric(config: Mapping[str, Any]) -> Any:
+    # A metric may be stored as a loss function (compile(metrics=[keras.losses.mse])).
+    try:
+        return metrics_module.deserialize(config)
+    except ValueError:
+        return losses_module.deserialize(config)
 
 
 def _batch_size(x: Any) -> int:

@@ -1,0 +1,204 @@
+"""A functional model's graph in Keras 3's config form, both ways.
+
+Each layer's config carries its ``name`` and ``inbound_nodes``: one entry per call
+of the layer inside the model, holding the call's arguments with every symbolic
+tensor written as ``{"class_name": "__keras_tensor__", "config": {"shape", "dtype",
+"keras_history": [layer name, node index, tensor index]}}``. The model's
+``input_layers`` and ``output_layers`` are such histories, nested as the model's
+inputs and outputs are. Keras reads this form and writes it, so graphs travel in
+both directions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+
+from weightwise.layers import InputLayer, KerasTensor
+from weightwise.layers.symbolic import Node, flatten, map_structure
+from weightwise.serialization import deserialize_keras_object, serialize_keras_object
+
+__all__ = ["functional_config", "functional_from_config"]
+
+_TENSOR = "__keras_tensor__"
+_TUPLE = "__tuple__"
+
+
+def _node_offset(layer: Any) -> int:
+    # A functional model used as a layer owns one node of its own before its calls (Keras's numbering).
+    return int(getattr(layer, "_node_offset", 0))
+
+
+def functional_config(model: Any) -> dict[str, Any]:
+    """The Keras 3 config of a functional ``model``: its layers with their calls, inputs and outputs.
+
+    >>> from weightwise import layers, Model
+    >>> x = layers.Input(shape=(3,), name="x")
+    >>> config = functional_config(Model(x, layers.Dense(2, name="out")(x), name="tiny"))
+    >>> [(layer["name"], len(layer["inbound_nodes"])) for layer in config["layers"]]
+    [('x', 0), ('out', 1)]
+    >>> config["input_layers"], config["output_layers"]
+    (['x', 0, 0], ['out', 0, 0])
+    """
+    nodes_of: dict[int, list[Node]] = {}
+    for node in model._nodes:
+        nodes_of.setdefault(id(node.layer), []).append(node)
+    index: dict[int, int] = {}
+    for nodes in nodes_of.values():
+        for position, node in enumerate(sorted(nodes, key=lambda n: n.serial)):
+            index[id(node)] = position + _node_offset(node.layer)
+
+    def history(tensor: KerasTensor) -> list[Any]:
+        return [tensor.node.layer.name, index[id(tensor.node)], tensor.index]
+
+    def encode(value: Any) -> Any:
+        if isinstance(value, KerasTensor):
+            return {"class_name": _TENSOR,
+                    "config": {"shape": list(value.shape), "dtype": value.dtype, "keras_history": history(value)}}
+        if isinstance(value, tuple):
+            return {"class_name": _TUPLE, "config": {"value": [encode(v) for v in value]}}
+        if isinstance(value, list):
+            return [encode(v) for v in value]
+        if isinstance(value, dict):
+            return {key: encode(v) for key, v in value.items()}
+        return serialize_keras_object(value)
+
+    layer_configs = []
+    for layer in model.layers:
+        if not hasattr(layer, "get_config"):
+            raise TypeError(
+                f"Model {model.name!r} cannot be serialized: its layer {layer!r} (a {type(layer).__name__}) has no "
+                "`get_config()`. Wrap it in a weightwise Layer that implements `get_config()`."
+            )
+        entry = serialize_keras_object(layer)
+        entry["name"] = layer.name
+        calls = sorted(nodes_of.get(id(layer), []), key=lambda n: n.serial)
+        entry["inbound_nodes"] = [
+            {"args": encode([node.inputs, *node.args]), "kwargs": encode(node.kwargs)}
+            for node in calls if node.input_tensors
+        ]
+        layer_configs.append(entry)
+    return {
+        "name": model.name,
+        "trainable": model.trainable,
+        "layers": layer_configs,
+        "input_layers": map_structure(history, model._inputs_structure),
+        "output_layers": map_structure(history, model._outputs_structure),
+    }
+
+
+class _NotYetCreated(Exception):
+    """A call's input comes from a layer call not replayed yet; retried on a later pass."""
+
+
+def functional_from_config(
+    cls: type,
+    config: Mapping[str, Any],
+    custom_objects: Mapping[str, Any] | None = None,
+    make_layer: Callable[[dict[str, Any]], Any] | None = None,
+) -> Any:
+    """Rebuild a functional model of class ``cls`` from :func:`functional_config` output (ours or Keras's).
+
+    Layers are created from their configs (or by ``make_layer(layer_config)``), then
+    their calls are replayed in order, each as soon as its inputs exist, as Keras does.
+
+    >>> from weightwise import layers, Model
+    >>> from weightwise.models import Functional
+    >>> x = layers.Input(shape=(3,), name="x")
+    >>> original = Model(x, layers.Dense(2, kernel_regularizer="l2", name="out")(x))
+    >>> copy = functional_from_config(Functional, functional_config(original))
+    >>> copy.get_layer("out").kernel_regularizer
+    L2(l2=0.01)
+    """
+    config = dict(config)
+    for key in ("layers", "input_layers", "output_layers"):
+        if key not in config:
+            raise ValueError(
+                f"Invalid functional model config: the {key!r} entry is missing. Received keys: {sorted(config)}"
+            )
+    layer_configs = config.pop("layers")
+    input_layers, output_layers = config.pop("input_layers"), config.pop("output_layers")
+    if not isinstance(layer_configs, list):
+        raise ValueError(f"Invalid functional model config: 'layers' must be a list. Received: {layer_configs!r}")
+    created: dict[str, Any] = {}
+    produced: dict[str, list[Any]] = {}
+    pending: dict[str, list[Any]] = {}
+    for layer_config in layer_configs:
+        if not isinstance(layer_config, Mapping) or not isinstance(layer_config.get("name"), str):
+            raise ValueError(f"Invalid functional model config: each layer needs a 'name'. Received: {layer_config!r}")
+        name = layer_config["name"]
+        layer = make_layer(dict(layer_config)) if make_layer else deserialize_keras_object(layer_config, custom_objects)
+        if not isinstance(layer, torch.nn.Module):
+            raise TypeError(f"Layer {name!r} of the config deserialized to {layer!r}, which is not a layer.")
+        created[name] = layer
+        produced[name] = [layer.output] if isinstance(layer, InputLayer) else [None] * _node_offset(layer)
+        pending[name] = list(layer_config.get("inbound_nodes") or [])
+
+    def tensor(history: Any) -> Any:
+        if not (isinstance(history, (list, tuple)) and len(history) == 3 and isinstance(history[0], str)):
+            raise ValueError(f"Invalid tensor reference in a functional model config: {history!r}")
+        layer_name, node_index, tensor_index = history
+        if layer_name not in produced:
+            raise ValueError(f"Invalid functional model config: it refers to an unknown layer {layer_name!r}.")
+        calls = produced[layer_name]
+        if not isinstance(node_index, int) or node_index >= len(calls) or calls[node_index] is None:
+            raise _NotYetCreated(layer_name)
+        return flatten(calls[node_index])[tensor_index]
+
+    def decode(value: Any) -> Any:
+        if isinstance(value, list):
+            return [decode(v) for v in value]
+        if isinstance(value, Mapping):
+            if value.get("class_name") == _TENSOR:
+                return tensor(value["config"]["keras_history"])
+            if value.get("class_name") == _TUPLE:
+                return tuple(decode(v) for v in value["config"]["value"])
+            if "class_name" in value:
+                return deserialize_keras_object(value, custom_objects)
+            return {key: decode(v) for key, v in value.items()}
+        return value
+
+    while any(pending.values()):
+        progressed = False
+        for name, calls in pending.items():
+            while calls:
+                node = calls[0]
+                if isinstance(node, list):  # tf.keras 2 writes [[layer, node, tensor, kwargs], ...]
+                    raise ValueError(
+                        f"Layer {name!r}: this functional config is in tf.keras 2's legacy node format, "
+                        "which is not supported. Re-save the model with Keras 3."
+                    )
+                try:
+                    args = decode(node.get("args", []))
+                    kwargs = decode(node.get("kwargs", {}))
+                except _NotYetCreated:
+                    break
+                if not args:
+                    raise ValueError(f"Invalid functional model config: a call of layer {name!r} has no inputs.")
+                kwargs = {key: value for key, value in kwargs.items() if not (key == "mask" and value is None)}
+                produced[name].append(created[name](args[0], *args[1:], **kwargs))
+                calls.pop(0)
+                progressed = True
+        if not progressed:
+            stuck = sorted(name for name, calls in pending.items() if calls)
+            raise ValueError(
+                "Invalid functional model config: the graph has loops or calls whose inputs never appear. "
+                f"Unresolved calls of layers: {stuck}"
+            )
+
+    def outputs_of(structure: Any) -> Any:
+        if isinstance(structure, (list, tuple)) and len(structure) == 3 and isinstance(structure[0], str):
+            try:
+                return tensor(structure)
+            except _NotYetCreated:
+                raise ValueError(f"Invalid functional model config: no layer call produces {structure!r}.") from None
+        if isinstance(structure, Mapping):
+            return {key: outputs_of(value) for key, value in structure.items()}
+        if isinstance(structure, (list, tuple)):
+            return [outputs_of(value) for value in structure]
+        raise ValueError(f"Invalid functional model config: bad input/output reference {structure!r}.")
+
+    inputs, outputs = outputs_of(input_layers), outputs_of(output_layers)
+    return cls(inputs, outputs, **config)
