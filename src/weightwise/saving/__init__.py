@@ -1,4 +1,5 @@
-"""Registration of custom objects, as ``keras.saving`` offers it.
+"""Saving and loading: Keras 3's ``.keras`` and ``.weights.h5`` files, and the
+registration of custom objects, as ``keras.saving`` offers them.
 
 >>> from weightwise import saving
 >>> @saving.register_keras_serializable(package="MyPackage")
@@ -8,6 +9,7 @@
 'MyPackage>my_penalty'
 """
 
+from weightwise.saving.keras_file import load_model, load_weights, save_model, save_weights
 from weightwise.serialization import (
     custom_object_scope,
     deserialize_keras_object,
@@ -27,6 +29,10 @@ __all__ = [
     "get_custom_objects",
     "get_registered_name",
     "get_registered_object",
+    "load_model",
+    "load_weights",
     "register_keras_serializable",
+    "save_model",
+    "save_weights",
     "serialize_keras_object",
 ]

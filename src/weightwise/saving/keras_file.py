@@ -1,0 +1,235 @@
+"""Whole models in Keras 3's ``.keras`` format, and weights in its ``.weights.h5`` format.
+
+A ``.keras`` file is a zip archive of three members:
+
+- ``config.json``: the model's config (``serialize_keras_object(model)``), with
+  Keras's class names and modules, each built layer's ``build_config`` and, for a
+  compiled model, its ``compile_config``;
+- ``metadata.json``: the format version and the date;
+- ``model.weights.h5``: the weights, and the optimizer's state, in Keras's layout
+  (:mod:`weightwise.saving.weights_h5`).
+
+Keras 3 loads the files written here, and these functions load Keras's. Loading
+never runs code from the file: configs name classes and functions, which are looked
+up among the built-ins, registered objects and ``custom_objects``; nothing is
+unpickled, and a Python lambda stored by Keras is refused.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+import os
+import warnings
+import zipfile
+from collections.abc import Mapping
+from typing import Any
+
+from weightwise.saving.files import atomic_write, check_path, read_member
+from weightwise.saving.weights_h5 import read_weights, write_weights
+from weightwise.serialization import deserialize_keras_object, serialize_keras_object
+
+__all__ = ["load_model", "load_weights", "save_model", "save_weights"]
+
+CONFIG = "config.json"
+METADATA = "metadata.json"
+WEIGHTS = "model.weights.h5"
+# The Keras release whose .keras layout these files follow.
+FORMAT_VERSION = "3.15.1"
+
+
+def _version() -> str:
+    from weightwise import __version__
+
+    return __version__
+
+
+def _model_config_json(model: Any) -> str:
+    try:
+        return json.dumps(serialize_keras_object(model))
+    except TypeError as error:
+        raise TypeError(f"Model {getattr(model, 'name', model)!r} cannot be saved as a config: {error}") from error
+
+
+def save_model(model: Any, filepath: str | os.PathLike[str], overwrite: bool = True) -> None:
+    """Save ``model`` (config, weights and optimizer state) as a Keras 3 ``.keras`` file.
+
+    Everything is serialized before the file is touched, and the archive is written
+    beside ``filepath`` then renamed into place, so a failure never damages an
+    existing file. ``overwrite=False`` refuses to replace an existing file.
+
+    >>> import os, tempfile
+    >>> from weightwise import layers, Sequential
+    >>> model = Sequential([layers.Input(shape=(3,)), layers.Dense(1, kernel_regularizer="l2")])
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.keras")
+    >>> save_model(model, path)
+    >>> sorted(__import__("zipfile").ZipFile(path).namelist())
+    ['config.json', 'metadata.json', 'model.weights.h5']
+    """
+    path = check_path(filepath)
+    if not path.endswith(".keras"):
+        raise ValueError(
+            "Invalid `filepath` argument: expected a `.keras` extension (use `save_weights` with a "
+            f"`.weights.h5` name for the weights alone). Received: filepath={path!r}"
+        )
+    if not isinstance(overwrite, bool):
+        raise TypeError(f"`overwrite` must be a bool. Received: overwrite={overwrite!r}")
+    if not overwrite and os.path.exists(path):
+        raise FileExistsError(f"{path!r} exists and overwrite=False; nothing was written.")
+    config_json = _model_config_json(model)
+    metadata = json.dumps({
+        "keras_version": FORMAT_VERSION,
+        "weightwise_version": _version(),
+        "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
+    })
+    weights = io.BytesIO()
+    write_weights(model, weights, optimizer=getattr(model, "optimizer", None))
+    with atomic_write(path) as stream, zipfile.ZipFile(stream, "w") as archive:
+        archive.writestr(METADATA, metadata)
+        archive.writestr(CONFIG, config_json)
+        archive.writestr(WEIGHTS, weights.getvalue())
+
+
+def _open_archive(source: Any, label: str) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(source, "r")
+    except FileNotFoundError:
+        raise
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+        raise ValueError(
+            f"{label!r} is not a valid .keras file (a zip archive with config.json and model.weights.h5); it is "
+            f"truncated, corrupted or of another format: {error}"
+        ) from error
+
+
+def _read_source(filepath: Any) -> tuple[Any, str]:
+    if hasattr(filepath, "read"):
+        return filepath, getattr(filepath, "name", "<stream>")
+    path = check_path(filepath)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No such file: {path!r}")
+    return path, path
+
+
+def load_model(
+    filepath: Any,
+    custom_objects: Mapping[str, Any] | None = None,
+    compile: bool = True,
+    safe_mode: bool = True,
+) -> Any:
+    """Load a model from a ``.keras`` file written by weightwise or by Keras 3.
+
+    Custom layers, regularizers, constraints and functions are found by their
+    registered name (``register_keras_serializable``) or in ``custom_objects``;
+    anything else fails with an error naming it. With ``compile=True`` a saved
+    training configuration is restored, optimizer state included, so training
+    resumes where it stopped. Loading never executes code from the file, whatever
+    ``safe_mode`` says: there is no unpickling and no lambda deserialization.
+
+    >>> import os, tempfile, torch
+    >>> from weightwise import layers, Sequential
+    >>> model = Sequential([layers.Input(shape=(3,)), layers.Dense(2, kernel_constraint="non_neg")])
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.keras")
+    >>> model.save(path)
+    >>> loaded = load_model(path)
+    >>> loaded.layers[0].kernel_constraint, torch.equal(loaded.layers[0].kernel, model.layers[0].kernel)
+    (NonNeg(), True)
+    """
+    for name, value in (("compile", compile), ("safe_mode", safe_mode)):
+        if not isinstance(value, bool):
+            raise TypeError(f"`{name}` must be a bool. Received: {name}={value!r}")
+    if custom_objects is not None and not isinstance(custom_objects, Mapping):
+        raise TypeError(f"`custom_objects` must be a dict. Received: custom_objects={custom_objects!r}")
+    source, label = _read_source(filepath)
+    if isinstance(source, str):
+        if source.endswith(".weights.h5"):
+            raise ValueError(
+                f"{source!r} holds weights only. Build the model, then call `model.load_weights({source!r})`."
+            )
+        if source.endswith((".h5", ".hdf5")):
+            raise ValueError(
+                f"{source!r} is a legacy tf.keras HDF5 model file, which is not supported. Re-save it with Keras 3 "
+                "as a `.keras` file (`model.save('model.keras')`)."
+            )
+    with _open_archive(source, label) as archive:
+        try:
+            config = json.loads(read_member(archive, CONFIG, label))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{label!r} is damaged: its {CONFIG} is not valid JSON ({error}).") from error
+        weights = read_member(archive, WEIGHTS, label)
+    if not isinstance(config, dict):
+        raise ValueError(f"{label!r}: {CONFIG} must hold a model config dict. Received: {type(config).__name__}")
+    compile_config = config.pop("compile_config", None)
+    model = deserialize_keras_object(config, custom_objects)
+    if not hasattr(model, "weights") or not hasattr(model, "compile"):
+        raise ValueError(f"{label!r} describes a {type(model).__name__}, not a model.")
+    if compile and compile_config:
+        _compile_from(model, compile_config, label)
+    optimizer = getattr(model, "optimizer", None) if compile else None
+    for message in read_weights(model, weights, label, optimizer=optimizer):
+        warnings.warn(message, stacklevel=2)
+    return model
+
+
+def _compile_from(model: Any, compile_config: Any, label: str) -> None:
+    try:
+        model.compile_from_config(compile_config)
+    except (ValueError, TypeError) as error:
+        # As Keras does: the model itself is intact, and the user can compile it by hand.
+        warnings.warn(
+            f"The training configuration saved in {label!r} could not be restored ({error}). The model is "
+            "loaded uncompiled; call `model.compile(...)` before training it.",
+            stacklevel=3,
+        )
+
+
+def save_weights(model: Any, filepath: str | os.PathLike[str], overwrite: bool = True) -> None:
+    """Write ``model``'s weights (and optimizer state) to a Keras 3 ``.weights.h5`` file, atomically.
+
+    >>> import os, tempfile
+    >>> from weightwise import layers, Sequential
+    >>> model = Sequential([layers.Input(shape=(3,)), layers.Dense(2)])
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.weights.h5")
+    >>> save_weights(model, path)
+    >>> os.path.getsize(path) > 0
+    True
+    """
+    path = check_path(filepath)
+    if not path.endswith(".weights.h5"):
+        raise ValueError(
+            f"The filename must end in `.weights.h5` for Keras's weights format. Received: filepath={path!r}"
+        )
+    if not isinstance(overwrite, bool):
+        raise TypeError(f"`overwrite` must be a bool. Received: overwrite={overwrite!r}")
+    if not overwrite and os.path.exists(path):
+        raise FileExistsError(f"{path!r} exists and overwrite=False; nothing was written.")
+    buffer = io.BytesIO()
+    write_weights(model, buffer, optimizer=getattr(model, "optimizer", None))
+    with atomic_write(path) as stream:
+        stream.write(buffer.getvalue())
+
+
+def load_weights(model: Any, filepath: Any) -> None:
+    """Load weights from a ``.weights.h5`` or ``.keras`` file (ours or Keras's) into a built ``model``.
+
+    All or nothing: every layer's weights are checked against the file before any
+    changes. The optimizer state is restored too when the model is compiled.
+
+    >>> import os, tempfile, torch
+    >>> from weightwise import layers, Sequential
+    >>> model = Sequential([layers.Input(shape=(3,)), layers.Dense(2)])
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.weights.h5")
+    >>> save_weights(model, path)
+    >>> twin = Sequential([layers.Input(shape=(3,)), layers.Dense(2)])
+    >>> load_weights(twin, path)
+    >>> torch.equal(twin.layers[0].kernel, model.layers[0].kernel)
+    True
+    """
+    source, label = _read_source(filepath)
+    if isinstance(source, str) and source.endswith(".keras"):
+        with _open_archive(source, label) as archive:
+            source = read_member(archive, WEIGHTS, label)
+    optimizer = getattr(model, "optimizer", None) if getattr(model, "compiled", False) else None
+    for message in read_weights(model, source, label, optimizer=optimizer):
+        warnings.warn(message, stacklevel=2)
