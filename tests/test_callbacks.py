@@ -823,7 +823,7 @@ def test_model_checkpoint_full_model_saving(tmp_path) -> None:
     path = str(tmp_path / "model.keras")
     callback = ModelCheckpoint(path)
     callback.set_model(FakeModel())
-    with pytest.raises(NotImplementedError, match="full-model saving is not available yet.*save_weights_only=True"):
+    with pytest.raises(NotImplementedError, match="does not have.*save_weights_only=True"):
         callback.on_epoch_end(0, {"val_loss": 1.0})
 
     model = FakeModel()
@@ -1000,11 +1000,12 @@ def test_progbar_rejects_a_bad_verbose() -> None:
         (lambda: ReduceLROnPlateau(mode="up"), "mode"),
         (lambda: ReduceLROnPlateau(cooldown=-1), "cooldown"),
         (lambda: ReduceLROnPlateau(min_lr=-1.0), "min_lr"),
-        (lambda: ModelCheckpoint("w.pt", save_freq="batch"), "save_freq"),
-        (lambda: ModelCheckpoint("w.pt", save_freq=0), "save_freq"),
-        (lambda: ModelCheckpoint("w.pt", save_freq=True), "save_freq"),
-        (lambda: ModelCheckpoint("w.pt", mode="best"), "mode"),
+        (lambda: ModelCheckpoint("w.keras", save_freq="batch"), "save_freq"),
+        (lambda: ModelCheckpoint("w.keras", save_freq=0), "save_freq"),
+        (lambda: ModelCheckpoint("w.keras", save_freq=True), "save_freq"),
+        (lambda: ModelCheckpoint("w.keras", mode="best"), "mode"),
         (lambda: ModelCheckpoint(3), "filepath"),
+        (lambda: ModelCheckpoint("w.pt"), "filepath"),
         (lambda: CSVLogger("log.csv", separator=",,"), "separator"),
     ],
 )

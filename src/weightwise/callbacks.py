@@ -888,10 +888,12 @@ class ModelCheckpoint(MonitorCallback):
     so far (or on ``initial_value_threshold``); if the logs lack ``monitor`` it
     warns and saves anyway.
 
-    Saving calls ``model.save_weights(path)`` with ``save_weights_only=True``;
-    otherwise ``model.save(path)``, and a model without a ``save`` method raises
-    ``NotImplementedError`` at the first save: full-model saving is not available
-    yet, so pass ``save_weights_only=True``. Missing folders are created.
+    With ``save_weights_only=True`` it calls ``model.save_weights(path)``: Keras's
+    format for a ``.weights.h5`` name, torch's for others (``.pt``). Otherwise it
+    saves the whole model with ``model.save(path)`` to a ``.keras`` file: config,
+    weights and optimizer state, so ``weightwise.models.load_model(path)`` followed by
+    ``fit`` resumes on the same trajectory (Keras 3 loads these files too). Every save
+    is atomic, and missing folders are created.
 
     Args:
         filepath: path (``str`` or ``os.PathLike``), possibly with format fields.
@@ -940,6 +942,12 @@ class ModelCheckpoint(MonitorCallback):
         self.verbose = verbose
         self.save_best_only = bool(save_best_only)
         self.save_weights_only = bool(save_weights_only)
+        if not self.save_weights_only and not self.filepath.endswith(".keras"):
+            raise ValueError(
+                "Invalid value for argument `filepath`: it must end in `.keras` (Keras model format), since "
+                "save_weights_only=False saves the whole model. To save the weights alone, pass "
+                f"save_weights_only=True (with a `.weights.h5` or `.pt` name). Received: filepath={self.filepath}"
+            )
         if save_freq != "epoch" and (
             isinstance(save_freq, bool) or not isinstance(save_freq, numbers.Integral) or save_freq <= 0
         ):
@@ -1032,9 +1040,8 @@ class ModelCheckpoint(MonitorCallback):
                 if not callable(save):
                     raise NotImplementedError(
                         f"ModelCheckpoint(save_weights_only=False) saves the whole model with `model.save()`, "
-                        f"which {type(self.model).__name__} does not have: full-model saving is not available "
-                        "yet in weightwise. Pass `save_weights_only=True` to save the weights with "
-                        "`model.save_weights()`."
+                        f"which {type(self.model).__name__} does not have. Use a weightwise Model, or pass "
+                        "`save_weights_only=True` to save the weights with `model.save_weights()`."
                     )
                 save(filepath)
             if self.verbose > 0:

@@ -50,7 +50,7 @@ _SCOPES = threading.local()
 
 _HOW_TO_REGISTER = (
     "If it is a custom object, decorate its class or function with "
-    "`@weightwise.saving.register_keras_serializable()` before loading, or pass it in "
+    "`@weightwise.saving.register_keras_serializable({package})` before loading, or pass it in "
     "`custom_objects={{'{name}': {name}}}`."
 )
 
@@ -304,6 +304,8 @@ class ObjectFamily:
         found = next((o for n in names if (o := get_registered_object(n, custom_objects)) is not None), None)
         if found is None and self._is_builtin_module(module):
             found = self.builtins.get(class_name)
+        if found is None and isinstance(registered_name, str) and ">" in registered_name:
+            raise ValueError(self._unknown(registered_name, module))
         if found is None and isinstance(module, str) and _FAMILIES.get(module) in self.members:
             # An object of a family whose objects are also of this one: a model used as a layer.
             return _FAMILIES[module].deserialize(config, custom_objects)
@@ -344,9 +346,10 @@ class ObjectFamily:
     def _unknown(self, name: str, module: Any = None) -> str:
         where = f" (module {module!r})" if module not in (None, self.module) else ""
         known = sorted(set(self.builtins) | set(self.aliases))
+        package, _, short = name.rpartition(">")
         return (
             f"Unknown {self.kind}: {name!r}{where}. Built-in ids are {known}. "
-            + _HOW_TO_REGISTER.format(name=name.split(">")[-1])
+            + _HOW_TO_REGISTER.format(name=short, package=f"package={package!r}" if package else "")
         )
 
     # -- get ---------------------------------------------------------------------------

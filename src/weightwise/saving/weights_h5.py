@@ -196,6 +196,6 @@ def read_weights(model: torch.nn.Module, source: Any, label: str, optimizer: Any
                 warnings.append(f"The optimizer state in {label!r} was not restored: {error}")
     with torch.no_grad():
         for tensor, array in assignments:
-            tensor.copy_(torch.from_numpy(np.ascontiguousarray(array)).to(device=tensor.device, dtype=tensor.dtype))
+            tensor.copy_(torch.as_tensor(np.array(array)).to(device=tensor.device, dtype=tensor.dtype))
     return warnings
 
