@@ -182,3 +182,13 @@ def test_readme_quickstart_runs() -> None:
     namespace: dict = {}
     exec(compile(_readme_block("Quickstart"), "README.md", "exec"), namespace)
     assert namespace["regularizers"].deserialize(namespace["config"]).strength == 0.5
+
+
+def test_readme_saving_example_runs(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(_readme_block("Saving and moving models between Keras and PyTorch"), "README.md", "exec"), namespace)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras", "model.pt", "model.weights.h5"]
+    restored, model = namespace["restored"], namespace["model"]
+    assert restored.optimizer.iterations == 2 * model.optimizer.iterations
+    assert namespace["twin"].layers[0].kernel_constraint.get_config() == {"max_value": 2.0, "axis": 0}
