@@ -14,7 +14,15 @@ import pytest
 import torch
 
 import weightwise
-from weightwise import Model, Sequential, callbacks, constraints, layers, regularizers, saving
+from weightwise import (
+    Model,
+    Sequential,
+    callbacks,
+    constraints,
+    layers,
+    regularizers,
+    saving,
+)
 from weightwise.models import clone_model, load_model, model_from_json
 
 RNG = np.random.default_rng(7)

@@ -9,7 +9,6 @@ from typing import Any
 
 import torch
 
-
 from weightwise import saving
 from weightwise.layers import InputLayer, Layer
 from weightwise.models.training import Trainer

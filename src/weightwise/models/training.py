@@ -27,8 +27,14 @@ from weightwise import losses as losses_module
 from weightwise import metrics as metrics_module
 from weightwise import optimizers as optimizers_module
 from weightwise.layers.symbolic import flatten
+from weightwise.models.data import (
+    Batches,
+    make_batches,
+    single_batch,
+    split_for_validation,
+    to_device,
+)
 from weightwise.serialization import serialize_keras_object
-from weightwise.models.data import Batches, make_batches, single_batch, split_for_validation, to_device
 
 __all__ = ["Trainer"]
 

@@ -9,7 +9,12 @@ registration of custom objects, as ``keras.saving`` offers them.
 'MyPackage>my_penalty'
 """
 
-from weightwise.saving.keras_file import load_model, load_weights, save_model, save_weights
+from weightwise.saving.keras_file import (
+    load_model,
+    load_weights,
+    save_model,
+    save_weights,
+)
 from weightwise.serialization import (
     custom_object_scope,
     deserialize_keras_object,
