@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -713,3 +714,398 @@ def test_a_zero_learning_rate_step_with_momentum_neither_moves_nor_breaks_the_bu
     assert torch.equal(history[0], history[1])
     assert torch.isfinite(history[-1]).all() and not torch.equal(history[2], history[1])
     assert torch.isfinite(opt.torch_optimizer.state[w]["momentum_buffer"]).all()
+
+
+# --------------------------------------------------------------------------------------
+# Optimizer state: save_own_variables / load_own_variables, in Keras's variable layout
+# --------------------------------------------------------------------------------------
+SCHEDULE = {"initial_learning_rate": 0.1, "decay_steps": 3, "decay_rate": 0.5}
+# (class name, kwargs, whether the learning rate is an ExponentialDecay(**SCHEDULE)).
+STATE_CASES = [
+    ("SGD", {}, False),
+    ("SGD", {"momentum": 0.9}, False),
+    ("SGD", {"momentum": 0.9, "nesterov": True}, False),
+    ("SGD", {"momentum": 0.9}, True),
+    ("Adam", {}, False),
+    ("Adam", {"amsgrad": True}, False),
+    ("Adam", {}, True),
+    ("AdamW", {"weight_decay": 0.1}, False),
+    ("AdamW", {"weight_decay": 0.1, "amsgrad": True}, False),
+    ("RMSprop", {}, False),
+    ("RMSprop", {"momentum": 0.9}, False),
+    ("RMSprop", {"centered": True}, False),
+    ("RMSprop", {"centered": True, "momentum": 0.5}, False),
+    ("Adagrad", {}, False),
+    ("Adagrad", {"initial_accumulator_value": 0.0, "epsilon": 1e-3}, False),
+]
+STATE_IDS = [f"{name}-{kwargs}{'-schedule' if schedule else ''}" for name, kwargs, schedule in STATE_CASES]
+# RMSprop: torch's epsilon sits outside the root (see TestRMSprop), so its states and steps differ from
+# Keras's by ~eps / (2 v), below 2e-6 for the gradients below; the momentum adds a few of those up.
+STATE_RTOL = {"RMSprop": 2e-5}
+
+
+def _state_data(steps: int, seed: int = 0) -> tuple[list[np.ndarray], list[list[np.ndarray]]]:
+    """float32 weights and gradients with |g| in [0.5, 2]: well above every epsilon (see TestRMSprop)."""
+    rng = np.random.default_rng(seed)
+    inits = [rng.normal(size=s).astype("float32") for s in SHAPES]
+    grads = [
+        [(rng.choice([-1.0, 1.0], size=s) * rng.uniform(0.5, 2.0, size=s)).astype("float32") for s in SHAPES]
+        for _ in range(steps)
+    ]
+    return inits, grads
+
+
+def _ours(name: str, kwargs: dict[str, Any], schedule: bool, lr: float = 0.01) -> Optimizer:
+    learning_rate = ExponentialDecay(**SCHEDULE) if schedule else lr
+    return getattr(optimizers, name)(learning_rate=learning_rate, **kwargs)
+
+
+def _theirs(keras: Any, name: str, kwargs: dict[str, Any], schedule: bool, lr: float = 0.01) -> Any:
+    learning_rate = keras.optimizers.schedules.ExponentialDecay(**SCHEDULE) if schedule else lr
+    return getattr(keras.optimizers, name)(learning_rate=learning_rate, **kwargs)
+
+
+def _params(weights: list[np.ndarray]) -> list[torch.nn.Parameter]:
+    return [torch.nn.Parameter(torch.tensor(np.array(w))) for w in weights]
+
+
+def _ww_steps(opt: Optimizer, params: list[torch.Tensor], grads: list[list[np.ndarray]]) -> None:
+    opt.build(params)  # a no-op when built on these already
+    for step in grads:
+        opt.zero_grad()
+        for p, g in zip(params, step):
+            p.grad = torch.tensor(g)
+        opt.step()
+
+
+def _keras_steps(opt: Any, variables: list[Any], grads: list[list[np.ndarray]]) -> None:
+    for step in grads:
+        opt.apply([torch.tensor(g) for g in step], variables)
+
+
+def _weights(items: list[Any]) -> list[np.ndarray]:
+    return [np.array(x.detach().numpy() if isinstance(x, torch.Tensor) else x.numpy()) for x in items]
+
+
+@pytest.mark.parametrize("name, kwargs, schedule", STATE_CASES, ids=STATE_IDS)
+def test_saved_state_is_what_keras_saves(keras: Any, name: str, kwargs: dict[str, Any], schedule: bool) -> None:
+    inits, grads = _state_data(4)
+    ours = _ours(name, kwargs, schedule)
+    params = _params(inits)
+    _ww_steps(ours, params, grads)
+    theirs = _theirs(keras, name, kwargs, schedule)
+    _keras_steps(theirs, [keras.Variable(w.copy()) for w in inits], grads)
+    saved: dict[str, np.ndarray] = {}
+    ours.save_own_variables(saved)
+    expected: dict[str, np.ndarray] = {}
+    theirs.save_own_variables(expected)
+    assert list(saved) == list(expected)
+    assert len(saved) == len(theirs.variables)
+    assert len(params) > 0 and saved["0"] == 4
+    for key, value in expected.items():
+        assert isinstance(saved[key], np.ndarray), key
+        assert saved[key].dtype == value.dtype and saved[key].shape == value.shape, key
+        # Relative to each variable's scale: momenta summing gradients of both signs come near 0 here and there.
+        rtol = STATE_RTOL.get(name, 1e-6)
+        np.testing.assert_allclose(saved[key], value, rtol=rtol, atol=rtol * np.abs(value).max(), err_msg=key)
+
+
+@pytest.mark.parametrize("name, kwargs, schedule", STATE_CASES, ids=STATE_IDS)
+def test_state_crosses_to_and_from_keras_and_training_goes_on(
+    keras: Any, name: str, kwargs: dict[str, Any], schedule: bool
+) -> None:
+    inits, grads = _state_data(9, seed=1)
+    before, after = grads[:5], grads[5:]
+    tol = F32 if name in ("SGD", "Adagrad") else ADAM_F32
+    if name == "RMSprop":
+        tol = {"rtol": 2e-5, "atol": 2e-5}
+
+    # Keras -> weightwise: Keras trains, saves; a fresh weightwise optimizer on Keras's weights loads it.
+    keras_opt = _theirs(keras, name, kwargs, schedule)
+    variables = [keras.Variable(w.copy()) for w in inits]
+    _keras_steps(keras_opt, variables, before)
+    keras_state: dict[str, np.ndarray] = {}
+    keras_opt.save_own_variables(keras_state)
+    at_save = _weights(variables)
+    ours = _ours(name, kwargs, schedule)
+    params = _params(at_save)
+    ours.build(params)
+    ours.load_own_variables(keras_state)
+    assert ours.iterations == 5
+    _ww_steps(ours, params, after)
+    _keras_steps(keras_opt, variables, after)
+    assert_close(_weights(params), _weights(variables), at_save, tol)
+
+    # weightwise -> Keras: weightwise trains, saves; a fresh Keras optimizer on our weights loads it.
+    ours = _ours(name, kwargs, schedule)
+    params = _params(inits)
+    _ww_steps(ours, params, before)
+    our_state: dict[str, np.ndarray] = {}
+    ours.save_own_variables(our_state)
+    at_save = _weights(params)
+    keras_opt = _theirs(keras, name, kwargs, schedule)
+    variables = [keras.Variable(w.copy()) for w in at_save]
+    keras_opt.build(variables)
+    keras_opt.load_own_variables(our_state)
+    assert int(keras_opt.iterations.numpy()) == 5
+    _keras_steps(keras_opt, variables, after)
+    _ww_steps(ours, params, after)
+    assert_close(_weights(params), _weights(variables), at_save, tol)
+
+
+def _round_trip(make: Callable[[], Optimizer], steps_before: int = 4, steps_after: int = 4) -> tuple[Any, Any]:
+    """Weights after uninterrupted training, and after save -> load into a fresh optimizer -> training."""
+    inits, grads = _state_data(steps_before + steps_after, seed=2)
+    uninterrupted = make()
+    params = _params(inits)
+    _ww_steps(uninterrupted, params, grads[:steps_before])
+    store: dict[str, np.ndarray] = {}
+    uninterrupted.save_own_variables(store)
+    resumed = make()
+    copies = _params(_weights(params))
+    resumed.build(copies)
+    resumed.load_own_variables(store)
+    assert resumed.iterations == uninterrupted.iterations == steps_before
+    _ww_steps(uninterrupted, params, grads[steps_before:])
+    _ww_steps(resumed, copies, grads[steps_before:])
+    return params, copies
+
+
+@pytest.mark.parametrize("name, kwargs, schedule", STATE_CASES, ids=STATE_IDS)
+def test_our_save_load_continues_exactly(name: str, kwargs: dict[str, Any], schedule: bool) -> None:
+    # A power-of-two rate makes the momentum's change of units (times / divided by the rate) exact.
+    params, copies = _round_trip(lambda: _ours(name, kwargs, schedule=False, lr=DYADIC_LR))
+    for a, b in zip(params, copies):
+        assert torch.equal(a, b)
+    # Any other rate: exact where no rate is folded in; else within one rounding of the momentum.
+    params, copies = _round_trip(lambda: _ours(name, kwargs, schedule, lr=0.01))
+    folded = kwargs.get("momentum", 0) > 0
+    for a, b in zip(params, copies):
+        if folded:
+            np.testing.assert_allclose(b.detach().numpy(), a.detach().numpy(), rtol=1e-6, atol=1e-7)
+        else:
+            assert torch.equal(a, b)
+
+
+def test_a_learning_rate_set_between_steps_survives_save_and_load(keras: Any) -> None:
+    # SGD with momentum: the velocity keeps the old rate folded in, the next step uses the new one.
+    inits, grads = _state_data(8, seed=3)
+    uninterrupted = SGD(learning_rate=2.0**-4, momentum=0.9)
+    params = _params(inits)
+    _ww_steps(uninterrupted, params, grads[:4])
+    uninterrupted.learning_rate = 2.0**-6
+    store: dict[str, np.ndarray] = {}
+    uninterrupted.save_own_variables(store)
+    assert store["1"] == 2.0**-6
+    resumed = SGD(learning_rate=2.0**-4, momentum=0.9)
+    copies = _params(_weights(params))
+    resumed.build(copies)
+    resumed.load_own_variables(store)
+    assert resumed.learning_rate == 2.0**-6 and resumed.torch_optimizer.param_groups[0]["lr"] == 2.0**-6
+    _ww_steps(uninterrupted, params, grads[4:])
+    _ww_steps(resumed, copies, grads[4:])
+    for a, b in zip(params, copies):
+        assert torch.equal(a, b)
+
+    # The same with Keras on the other side, both ways.
+    keras_opt = keras.optimizers.SGD(learning_rate=2.0**-4, momentum=0.9)
+    variables = [keras.Variable(w.copy()) for w in inits]
+    _keras_steps(keras_opt, variables, grads[:4])
+    keras_opt.learning_rate = 2.0**-6
+    keras_state: dict[str, np.ndarray] = {}
+    keras_opt.save_own_variables(keras_state)
+    assert list(store) == list(keras_state)
+    for key, value in keras_state.items():
+        np.testing.assert_allclose(store[key], value, rtol=1e-6, atol=1e-9)
+    at_save = _weights(variables)
+    ours = SGD(learning_rate=2.0**-4, momentum=0.9)
+    params = _params(at_save)
+    ours.build(params)
+    ours.load_own_variables(keras_state)
+    _ww_steps(ours, params, grads[4:])
+    _keras_steps(keras_opt, variables, grads[4:])
+    assert_close(_weights(params), _weights(variables), at_save, F32, step_rtol=1e-6)
+
+
+def _trained_adam() -> tuple[Adam, list[torch.nn.Parameter]]:
+    inits, grads = _state_data(3)
+    opt = Adam(learning_rate=0.01, amsgrad=True)
+    params = _params(inits)
+    _ww_steps(opt, params, grads)
+    return opt, params
+
+
+def _snapshot(opt: Optimizer, param: torch.Tensor) -> tuple[int, dict[str, torch.Tensor], float | None]:
+    state = {key: value.clone() for key, value in opt.torch_optimizer.state[param].items()}
+    return opt.iterations, state, opt._last_step_lr
+
+
+def _assert_unchanged(opt: Optimizer, param: torch.Tensor, snapshot: tuple[Any, ...]) -> None:
+    iterations, state, last_lr = snapshot
+    assert opt.iterations == iterations and opt._last_step_lr == last_lr
+    assert set(opt.torch_optimizer.state[param]) == set(state)
+    for key, value in state.items():
+        assert torch.equal(opt.torch_optimizer.state[param][key], value), key
+
+
+def test_a_mismatched_store_is_refused_and_changes_nothing() -> None:
+    source, source_params = _trained_adam()
+    good: dict[str, np.ndarray] = {}
+    source.save_own_variables(good)
+    assert len(good) == 2 + 3 * len(SHAPES)
+    opt, params = _trained_adam()
+    _ww_steps(opt, params, _state_data(2, seed=7)[1])  # now differs from `good`
+    snapshot = _snapshot(opt, params[0])
+
+    fewer = {key: good[key] for key in list(good)[:-1]}
+    with pytest.raises(ValueError, match=r"'adam' \(Adam\).*holds 11 variables.*holds 10 entries") as info:
+        opt.load_own_variables(fewer)
+    assert "velocity_hat of parameter 2 (2, 1, 3)" in str(info.value) and "Nothing was changed" in str(info.value)
+    _assert_unchanged(opt, params[0], snapshot)
+
+    reshaped = dict(good)
+    reshaped["3"] = np.zeros((4, 3), np.float32)
+    with pytest.raises(ValueError, match=r"store\['3'\] \(velocity of parameter 0\): expected shape \(3, 4\), received"):
+        opt.load_own_variables(reshaped)
+    _assert_unchanged(opt, params[0], snapshot)
+
+    renumbered = {str(int(key) + 1): value for key, value in good.items()}
+    with pytest.raises(ValueError, match="keys must be '0', '1'"):
+        opt.load_own_variables(renumbered)
+    negative = {**good, "0": np.array(-3, np.int32)}
+    with pytest.raises(ValueError, match=r"iterations.*Received: -3"):
+        opt.load_own_variables(negative)
+    with pytest.raises(ValueError, match="learning_rate.*Received: nan"):
+        opt.load_own_variables({**good, "1": np.array(np.nan, np.float32)})
+    with pytest.raises(TypeError, match="`store`.*Received: store=3"):
+        opt.load_own_variables(3)
+    _assert_unchanged(opt, params[0], snapshot)
+
+    # A schedule keeps no learning-rate variable, as in Keras: the float-rate store has one entry too many.
+    scheduled = Adam(learning_rate=ExponentialDecay(0.01, 3, 0.5), amsgrad=True)
+    scheduled.build(_params(_state_data(1)[0]))
+    with pytest.raises(ValueError, match="holds 10 variables"):
+        scheduled.load_own_variables(good)
+    assert scheduled.iterations == 0 and not scheduled.torch_optimizer.state
+
+    # The good store still loads, and replaces the state.
+    opt.load_own_variables(good)
+    assert opt.iterations == 3
+    for p, q in zip(params, source_params):
+        for key, value in source.torch_optimizer.state[q].items():
+            assert torch.equal(opt.torch_optimizer.state[p][key], value), key
+
+
+def test_unbuilt_optimizers_refuse_to_save_or_load() -> None:
+    store: dict[str, np.ndarray] = {}
+    with pytest.raises(ValueError, match=r"'adam' \(Adam\) is not built.*build\(params\)"):
+        Adam().save_own_variables(store)
+    with pytest.raises(ValueError, match=r"'sgd' \(SGD\) is not built.*build it first with `build\(params\)`"):
+        SGD(momentum=0.9).load_own_variables({"0": np.array(0), "1": np.array(0.01)})
+    assert store == {}
+
+
+def test_state_before_any_step_is_keras_initial_values(keras: Any) -> None:
+    inits, _ = _state_data(1)
+    cases = [
+        ("SGD", {"momentum": 0.5}),
+        ("Adam", {"amsgrad": True}),
+        ("RMSprop", {"momentum": 0.5, "centered": True}),
+        ("Adagrad", {"initial_accumulator_value": 0.25}),
+    ]
+    for name, kwargs in cases:
+        ours = getattr(optimizers, name)(**kwargs)
+        ours.build(_params(inits))
+        theirs = getattr(keras.optimizers, name)(**kwargs)
+        theirs.build([keras.Variable(w.copy()) for w in inits])
+        saved: dict[str, np.ndarray] = {}
+        expected: dict[str, np.ndarray] = {}
+        ours.save_own_variables(saved)
+        theirs.save_own_variables(expected)
+        assert list(saved) == list(expected), name
+        for key, value in expected.items():
+            assert saved[key].dtype == value.dtype, (name, key)
+            np.testing.assert_allclose(saved[key], value, rtol=1e-6, err_msg=f"{name} {key}")
+
+
+def test_an_empty_build_saves_and_loads_iterations_and_learning_rate() -> None:
+    opt = SGD(learning_rate=0.25, momentum=0.9)
+    opt.build([])
+    store: dict[str, np.ndarray] = {}
+    opt.save_own_variables(store)
+    assert list(store) == ["0", "1"]
+    other = SGD(learning_rate=0.5, momentum=0.9)
+    other.build([])
+    other.load_own_variables({"0": np.array(7, np.int32), "1": np.array(0.25, np.float32)})
+    assert other.iterations == 7 and other.learning_rate == 0.25
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda ps: torch.optim.Adam(ps, lr=0.01),
+        lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9, dampening=0.1),
+        lambda ps: torch.optim.Adamax([{"params": ps[:1]}, {"params": ps[1:], "lr": 0.02}], lr=0.01),
+    ],
+    ids=["Adam", "SGD", "Adamax-two-groups"],
+)
+def test_torch_optimizer_state_round_trip_continues_identically(make: Callable[[list[Any]], Any]) -> None:
+    inits, grads = _state_data(7, seed=4)
+    params = _params(inits)
+    uninterrupted = optimizers.get(make(params))
+    _ww_steps(uninterrupted, params, grads[:4])
+    store: dict[str, np.ndarray] = {}
+    uninterrupted.save_own_variables(store)
+    state = uninterrupted.torch_optimizer.state
+    expected = [uninterrupted.iterations] + [state[p][key] for p in params for key in sorted(state[p])]
+    assert len(store) == len(expected) and store["0"].dtype == np.int32
+    for i, value in enumerate(expected):
+        np.testing.assert_array_equal(store[str(i)], value.numpy() if isinstance(value, torch.Tensor) else value)
+    copies = _params(_weights(params))
+    resumed = optimizers.get(make(copies))
+    assert not resumed.torch_optimizer.state  # no step yet: the state's keys come from a trial step on a copy
+    resumed.load_own_variables(store)
+    assert all(torch.equal(copies[i], params[i]) for i in range(len(params)))  # the trial step touched nothing
+    _ww_steps(uninterrupted, params, grads[4:])
+    _ww_steps(resumed, copies, grads[4:])
+    assert resumed.iterations == 7
+    for a, b in zip(params, copies):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match=r"'adam|'sgd|'adamax"):
+        resumed.load_own_variables({**store, "1": np.zeros((9, 9), np.float32)})
+
+
+def test_torch_optimizer_state_with_a_parameter_never_updated() -> None:
+    a, b = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(2))
+    opt = optimizers.get(torch.optim.Adam([a, b], lr=0.1))
+    a.grad = torch.ones(3)
+    opt.step()  # b has no gradient, hence no torch state
+    store: dict[str, np.ndarray] = {}
+    opt.save_own_variables(store)
+    assert [store[k].shape for k in store] == [(), (3,), (3,), ()]
+    a2, b2 = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(2))
+    fresh = optimizers.get(torch.optim.Adam([a2, b2], lr=0.1))
+    fresh.load_own_variables(store)
+    assert set(fresh.torch_optimizer.state[a2]) == {"step", "exp_avg", "exp_avg_sq"}
+    assert b2 not in fresh.torch_optimizer.state
+    # Two parameters of one shape, one with state: the entries could be either's, so loading refuses.
+    c, d = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(3))
+    same = optimizers.get(torch.optim.Adam([c, d], lr=0.1))
+    with pytest.raises(ValueError, match="more than one assignment"):
+        same.load_own_variables(store)
+    assert not same.torch_optimizer.state and same.iterations == 0
+
+
+def test_a_custom_optimizer_subclass_saves_in_weightwise_layout() -> None:
+    class Plain(Optimizer):
+        def create_torch_optimizer(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
+            return torch.optim.SGD(params, lr=self.learning_rate, momentum=0.5)
+
+    params, copies = _round_trip(lambda: Plain(learning_rate=0.25))
+    for a, b in zip(params, copies):
+        assert torch.equal(a, b)
+    opt = Plain(learning_rate=0.25)
+    opt.build([torch.nn.Parameter(torch.ones(2))])
+    store: dict[str, np.ndarray] = {}
+    opt.save_own_variables(store)
+    assert list(store) == ["0", "1"]  # iterations, learning rate; no torch state before a step
