@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from weightwise.layers import Layer
+from weightwise.optimizers import TorchOptimizer
 from weightwise.serialization import to_snake_case
 
 __all__ = ["read_weights", "weight_entries", "write_weights"]
@@ -129,6 +130,54 @@ def write_weights(model: torch.nn.Module, target: Any, optimizer: Any = None) ->
             group.attrs["name"] = optimizer.name
             for key, value in state.items():
                 group.create_dataset(key, data=np.asarray(value))
+            _write_torch_state(handle, optimizer)
+
+
+# Keras's variable layout keeps momentum in weight units where torch keeps it in gradient units, and
+# the conversion (times the learning rate, in float32) does not invert exactly. The torch state is
+# also stored as it is, in a group Keras never reads, so that training resumed in weightwise
+# continues bit for bit.
+_TORCH_STATE = "optimizer/torch_state"
+
+
+def _write_torch_state(handle: h5py.File, optimizer: Any) -> None:
+    torch_optimizer = getattr(optimizer, "torch_optimizer", None)
+    if torch_optimizer is None or isinstance(optimizer, TorchOptimizer):  # its own layout is torch's state already
+        return
+    group = handle.create_group(_TORCH_STATE)
+    for index, param_state in torch_optimizer.state_dict()["state"].items():
+        for key, value in param_state.items():
+            data = _to_numpy(value) if isinstance(value, torch.Tensor) else np.asarray(value)
+            group.create_dataset(f"{index}.{key}", data=data)
+
+
+def _read_torch_state(handle: h5py.File, optimizer: Any, label: str) -> list[str]:
+    torch_optimizer = getattr(optimizer, "torch_optimizer", None)
+    if _TORCH_STATE not in handle or torch_optimizer is None:
+        return []
+    stored = handle[_TORCH_STATE]
+    current = torch_optimizer.state_dict()
+    state = current["state"]
+    updates: list[tuple[int, str, np.ndarray]] = []
+    for name in stored:
+        index_text, _, key = name.partition(".")
+        value = np.asarray(stored[name][()])
+        if not index_text.isdigit() or int(index_text) not in state or key not in state[int(index_text)]:
+            return [f"{label!r}: the stored torch optimizer state does not fit this optimizer ({name!r}); "
+                    "the state converted from Keras's layout is used instead."]
+        present = state[int(index_text)][key]
+        if isinstance(present, torch.Tensor) and tuple(present.shape) != value.shape:
+            return [f"{label!r}: the stored torch optimizer state {name!r} has shape {value.shape}, expected "
+                    f"{tuple(present.shape)}; the state converted from Keras's layout is used instead."]
+        updates.append((int(index_text), key, value))
+    for index, key, value in updates:
+        present = state[index][key]
+        if isinstance(present, torch.Tensor):
+            state[index][key] = torch.as_tensor(np.array(value)).to(dtype=present.dtype)
+        else:
+            state[index][key] = type(present)(value.item()) if isinstance(present, (int, float)) else value.item()
+    torch_optimizer.load_state_dict(current)
+    return []
 
 
 def _open(source: Any, label: str) -> h5py.File:
@@ -194,6 +243,8 @@ def read_weights(model: torch.nn.Module, source: Any, label: str, optimizer: Any
                 optimizer.load_own_variables({str(i): value for i, value in enumerate(state)})
             except (ValueError, TypeError) as error:
                 warnings.append(f"The optimizer state in {label!r} was not restored: {error}")
+            else:
+                warnings.extend(_read_torch_state(handle, optimizer, label))
     with torch.no_grad():
         for tensor, array in assignments:
             tensor.copy_(torch.as_tensor(np.array(array)).to(device=tensor.device, dtype=tensor.dtype))
