@@ -540,3 +540,46 @@ def test_save_arguments_are_checked(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="does not exist"):
         model.save(tmp_path / "no" / "such" / "m.keras")
     assert os.listdir(tmp_path) == []
+
+
+def test_a_file_with_keras_state_only_resumes_within_float32_rounding(tmp_path) -> None:
+    """Files from Keras carry only Keras's optimizer variables; momentum converts with one rounding."""
+    import h5py
+
+    torch.manual_seed(0)
+    model = conv_stack()
+    model.compile(optimizer=weightwise.optimizers.SGD(0.05, momentum=0.9), loss="mse")
+    model.fit(X_IMG, Y_IMG, batch_size=8, epochs=1, verbose=0, shuffle=False)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    with zipfile.ZipFile(path) as archive:
+        weights = archive.read("model.weights.h5")
+    stripped = tmp_path / "stripped.h5"
+    stripped.write_bytes(weights)
+    with h5py.File(stripped, "a") as handle:
+        assert "optimizer/torch_state" in handle
+        del handle["optimizer/torch_state"]
+    _rewrite(path, "model.weights.h5", stripped.read_bytes())
+    resumed = load_model(path)
+    torch.manual_seed(1)
+    model.fit(X_IMG, Y_IMG, batch_size=8, epochs=2, verbose=0, shuffle=False)
+    torch.manual_seed(1)
+    resumed.fit(X_IMG, Y_IMG, batch_size=8, epochs=2, verbose=0, shuffle=False)
+    for a, b in zip(resumed.get_weights(), model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_multi_input_multi_output_model_round_trips_compiled(tmp_path) -> None:
+    model = branchy()
+    model.compile(optimizer="adam", loss={"first": "mse", "second": "sparse_categorical_crossentropy"},
+                  loss_weights={"first": 1.0, "second": 0.5}, metrics={"second": ["accuracy"]})
+    x = {"a": RNG.random((16, 6), dtype=np.float32), "b": RNG.random((16, 6), dtype=np.float32)}
+    y = {"first": RNG.random((16, 1), dtype=np.float32), "second": RNG.integers(0, 2, (16,))}
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
+    model.save(tmp_path / "branchy.keras")
+    loaded = load_model(tmp_path / "branchy.keras")
+    assert loaded.get_compile_config() == model.get_compile_config()
+    for a, b in zip(outputs(loaded, {k: torch.tensor(v) for k, v in x.items()}),
+                    outputs(model, {k: torch.tensor(v) for k, v in x.items()})):
+        np.testing.assert_array_equal(a, b)
+    assert loaded.evaluate(x, y, verbose=0) == model.evaluate(x, y, verbose=0)

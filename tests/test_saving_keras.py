@@ -246,3 +246,32 @@ def test_an_unregistered_keras_object_fails_naming_it(tmp_path) -> None:
         tmp_path / "halver.keras")
     with pytest.raises(ValueError, match=r"Unknown constraint: 'OnlyInKeras>Halver'.*register_keras_serializable"):
         weightwise.models.load_model(tmp_path / "halver.keras")
+
+
+def nested(lib):
+    L, R, C = lib.layers, lib.regularizers, lib.constraints
+    block = lib.Sequential([L.Dense(5, activation="relu", kernel_regularizer=R.L2(0.01), name="block_dense"),
+                            L.Dense(4, kernel_constraint=C.NonNeg(), name="block_out")], name="block")
+    x = lib.Input(shape=(6,), name="x")
+    y = L.Dense(2, name="head", bias_regularizer=R.L1(0.02))(L.Add(name="merge")([block(x), block(x)]))
+    return lib.Model(x, y, name="outer")
+
+
+def test_nested_models_move_both_ways(tmp_path) -> None:
+    keras = keras_or_skip()
+    data = RNG.random((4, 6), dtype=np.float32)
+    keras.utils.set_random_seed(0)
+    theirs = nested(keras)
+    theirs.save(tmp_path / "keras.keras")
+    ours = weightwise.models.load_model(tmp_path / "keras.keras")
+    assert [layer.name for layer in ours.layers] == [layer.name for layer in theirs.layers]
+    np.testing.assert_allclose(ours.predict(data, verbose=0), to_numpy(theirs.predict(data, verbose=0)), rtol=1e-5,
+                               atol=1e-6)
+    assert ours.get_layer("block").layers[1].kernel_constraint.get_config() == {}
+    mine = nested(weightwise)
+    mine.save(tmp_path / "ours.keras")
+    back = keras.saving.load_model(tmp_path / "ours.keras")
+    np.testing.assert_allclose(to_numpy(back.predict(data, verbose=0)), mine.predict(data, verbose=0), rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_allclose(sorted(float(to_numpy(v)) for v in back.losses), sorted(v.item() for v in mine.losses),
+                               rtol=1e-5)
