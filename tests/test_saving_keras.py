@@ -275,3 +275,55 @@ def test_nested_models_move_both_ways(tmp_path) -> None:
                                atol=1e-6)
     np.testing.assert_allclose(sorted(float(to_numpy(v)) for v in back.losses), sorted(v.item() for v in mine.losses),
                                rtol=1e-5)
+
+
+# Every layer kind weightwise has, each in a small model, with an input shape that suits it.
+LAYER_CASES = {
+    "Dense": (lambda L: L.Dense(3, kernel_regularizer="l1", bias_constraint="non_neg"), (5,)),
+    "Conv1D": (lambda L: L.Conv1D(3, 2, padding="causal", kernel_constraint="unit_norm"), (7, 2)),
+    "Conv2D": (lambda L: L.Conv2D(3, 2, strides=2, data_format="channels_first"), (2, 6, 6)),
+    "Conv3D": (lambda L: L.Conv3D(2, 2, dilation_rate=1, bias_regularizer="l2"), (4, 4, 4, 2)),
+    "MaxPooling1D": (lambda L: L.MaxPooling1D(2), (6, 2)),
+    "MaxPooling2D": (lambda L: L.MaxPooling2D(2, padding="same"), (5, 5, 2)),
+    "MaxPooling3D": (lambda L: L.MaxPooling3D(2), (4, 4, 4, 1)),
+    "AveragePooling1D": (lambda L: L.AveragePooling1D(2), (6, 2)),
+    "AveragePooling2D": (lambda L: L.AveragePooling2D(2), (4, 4, 2)),
+    "AveragePooling3D": (lambda L: L.AveragePooling3D(2), (4, 4, 4, 1)),
+    "GlobalAveragePooling1D": (lambda L: L.GlobalAveragePooling1D(), (6, 2)),
+    "GlobalAveragePooling2D": (lambda L: L.GlobalAveragePooling2D(keepdims=True), (4, 4, 2)),
+    "GlobalAveragePooling3D": (lambda L: L.GlobalAveragePooling3D(), (3, 3, 3, 2)),
+    "GlobalMaxPooling1D": (lambda L: L.GlobalMaxPooling1D(), (6, 2)),
+    "GlobalMaxPooling2D": (lambda L: L.GlobalMaxPooling2D(), (4, 4, 2)),
+    "GlobalMaxPooling3D": (lambda L: L.GlobalMaxPooling3D(), (3, 3, 3, 2)),
+    "Flatten": (lambda L: L.Flatten(), (3, 2)),
+    "Reshape": (lambda L: L.Reshape((2, 3)), (6,)),
+    "Activation": (lambda L: L.Activation("tanh"), (4,)),
+    "Dropout": (lambda L: L.Dropout(0.5, seed=1), (4,)),
+    "ActivityRegularization": (lambda L: L.ActivityRegularization(l1=0.01, l2=0.02), (4,)),
+}
+
+
+@pytest.mark.parametrize("name", list(LAYER_CASES))
+def test_every_layer_kind_moves_both_ways(tmp_path, name) -> None:
+    keras = keras_or_skip()
+    make, shape = LAYER_CASES[name]
+    data = RNG.random((3, *shape), dtype=np.float32)
+
+    def model(lib):
+        return lib.Sequential([lib.Input(shape=shape), make(lib.layers), lib.layers.Activation("linear")])
+
+    keras.utils.set_random_seed(0)
+    theirs = model(keras)
+    theirs.save(tmp_path / "keras.keras")
+    ours = weightwise.models.load_model(tmp_path / "keras.keras")
+    assert type(ours.layers[0]).__name__ == name
+    np.testing.assert_allclose(ours.predict(data, verbose=0), to_numpy(theirs.predict(data, verbose=0)), rtol=1e-5,
+                               atol=1e-6)
+    mine = model(weightwise)
+    mine.save(tmp_path / "ours.keras")
+    back = keras.saving.load_model(tmp_path / "ours.keras")
+    assert type(back.layers[0]).__name__ == name
+    np.testing.assert_allclose(to_numpy(back.predict(data, verbose=0)), mine.predict(data, verbose=0), rtol=1e-5,
+                               atol=1e-6)
+    assert at_float32(back.layers[0].get_config()) == at_float32(mine.layers[0].get_config()) | {
+        key: value for key, value in back.layers[0].get_config().items() if key not in mine.layers[0].get_config()}
