@@ -583,3 +583,41 @@ def test_a_multi_input_multi_output_model_round_trips_compiled(tmp_path) -> None
                     outputs(model, {k: torch.tensor(v) for k, v in x.items()})):
         np.testing.assert_array_equal(a, b)
     assert loaded.evaluate(x, y, verbose=0) == model.evaluate(x, y, verbose=0)
+
+
+@saving.register_keras_serializable(package="SavingTests")
+def gentle_tanh(x):
+    return 0.5 * torch.tanh(x)
+
+
+@saving.register_keras_serializable(package="SavingTests")
+class Scale(layers.Layer):
+    def __init__(self, factor=2.0, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = factor
+
+    def build(self, input_shape):
+        self.gain = self.add_weight(name="gain", shape=(input_shape[-1],), initializer="ones",
+                                    regularizer=ScaledL1(0.05), constraint="non_neg")
+
+    def call(self, inputs):
+        return self.factor * inputs * self.gain
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
+def test_registered_custom_layers_and_functions_load_by_name(tmp_path) -> None:
+    model = Sequential([layers.Input(shape=(3,)), layers.Dense(4, activation=gentle_tanh), Scale(3.0, name="scale")])
+    with torch.no_grad():
+        model.get_layer("scale").gain.copy_(torch.tensor([0.5, 1.5, 2.0, 0.25]))
+    model.save(tmp_path / "custom.keras")
+    config = json.loads(zipfile.ZipFile(tmp_path / "custom.keras").read("config.json"))
+    assert config["config"]["layers"][2]["registered_name"] == "SavingTests>Scale"
+    loaded = load_model(tmp_path / "custom.keras")
+    scale = loaded.get_layer("scale")
+    assert type(scale) is Scale and scale.factor == 3.0 and loaded.layers[0].activation is gentle_tanh
+    assert isinstance(weightwise.binding.rule_of(scale, "gain").regularizer, ScaledL1)
+    x = torch.randn(5, 3)
+    np.testing.assert_array_equal(outputs(loaded, x)[0], outputs(model, x)[0])
+    np.testing.assert_allclose(sum(loaded.losses).item(), sum(model.losses).item(), rtol=1e-6)
