@@ -32,6 +32,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from weightwise.ops import convert_to_numpy
+
 __all__ = ["KerasStateMixin"]
 
 
@@ -57,10 +59,8 @@ def _short_repr(value: Any, limit: int = 200) -> str:
 
 
 def _to_numpy(value: torch.Tensor) -> np.ndarray:
-    value = value.detach().cpu()
-    if value.dtype == torch.bfloat16:  # numpy has no bfloat16
-        value = value.float()
-    return value.numpy().copy()
+    # A copy: the store must not alias the live optimizer state.
+    return convert_to_numpy(value).copy()
 
 
 def _read_store(store: Any, owner: str) -> list[np.ndarray]:

@@ -12,7 +12,7 @@ import torch
 from weightwise import saving
 from weightwise.layers import InputLayer, Layer
 from weightwise.models.training import Trainer
-from weightwise.saving.files import atomic_write
+from weightwise.saving.files import atomic_write, check_target
 
 __all__ = ["Model"]
 
@@ -159,9 +159,7 @@ class Model(Trainer, Layer):
                 "otherwise (such as `.pt`); use `save()` for a `.keras` file. "
                 f"Received: filepath={path!r}"
             )
-        if not overwrite and os.path.exists(path):
-            raise FileExistsError(f"{path!r} exists and overwrite=False; nothing was written.")
-        with atomic_write(path) as stream:
+        with atomic_write(check_target(path, overwrite)) as stream:
             torch.save(self.state_dict(), stream)
 
     def load_weights(self, filepath: str | os.PathLike[str]) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Any
 
-__all__ = ["atomic_write", "check_path", "read_member"]
+__all__ = ["atomic_write", "check_path", "check_target", "read_member"]
 
 # Members may be stored or deflated; deflate expands at most ~1032:1, so a member that
 # claims far more than that over its stored size is not a genuine file.
@@ -29,6 +29,20 @@ def check_path(filepath: Any, argument: str = "filepath") -> str:
         if isinstance(path, str) and path:
             return path
     raise TypeError(f"`{argument}` must be a non-empty path (str or os.PathLike). Received: {argument}={filepath!r}")
+
+
+def check_target(filepath: Any, overwrite: bool) -> str:
+    """``filepath`` as a str, refusing to replace an existing file when ``overwrite`` is False.
+
+    >>> check_target("new-file.keras", overwrite=False)
+    'new-file.keras'
+    """
+    path = check_path(filepath)
+    if not isinstance(overwrite, bool):
+        raise TypeError(f"`overwrite` must be a bool. Received: overwrite={overwrite!r}")
+    if not overwrite and os.path.exists(path):
+        raise FileExistsError(f"{path!r} exists and overwrite=False; nothing was written.")
+    return path
 
 
 @contextmanager

@@ -26,7 +26,7 @@ import zipfile
 from collections.abc import Mapping
 from typing import Any
 
-from weightwise.saving.files import atomic_write, check_path, read_member
+from weightwise.saving.files import atomic_write, check_path, check_target, read_member
 from weightwise.saving.weights_h5 import read_weights, write_weights
 from weightwise.serialization import deserialize_keras_object, serialize_keras_object
 
@@ -73,10 +73,7 @@ def save_model(model: Any, filepath: str | os.PathLike[str], overwrite: bool = T
             "Invalid `filepath` argument: expected a `.keras` extension (use `save_weights` with a "
             f"`.weights.h5` name for the weights alone). Received: filepath={path!r}"
         )
-    if not isinstance(overwrite, bool):
-        raise TypeError(f"`overwrite` must be a bool. Received: overwrite={overwrite!r}")
-    if not overwrite and os.path.exists(path):
-        raise FileExistsError(f"{path!r} exists and overwrite=False; nothing was written.")
+    check_target(path, overwrite)
     config_json = _model_config_json(model)
     metadata = json.dumps({
         "keras_version": FORMAT_VERSION,
@@ -200,10 +197,7 @@ def save_weights(model: Any, filepath: str | os.PathLike[str], overwrite: bool =
         raise ValueError(
             f"The filename must end in `.weights.h5` for Keras's weights format. Received: filepath={path!r}"
         )
-    if not isinstance(overwrite, bool):
-        raise TypeError(f"`overwrite` must be a bool. Received: overwrite={overwrite!r}")
-    if not overwrite and os.path.exists(path):
-        raise FileExistsError(f"{path!r} exists and overwrite=False; nothing was written.")
+    check_target(path, overwrite)
     buffer = io.BytesIO()
     write_weights(model, buffer, optimizer=getattr(model, "optimizer", None))
     with atomic_write(path) as stream:

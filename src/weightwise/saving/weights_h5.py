@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from weightwise.layers import Layer
+from weightwise.ops import convert_to_numpy  # bfloat16 becomes float32; loading casts back to the weight's dtype
 from weightwise.optimizers import TorchOptimizer
 from weightwise.serialization import to_snake_case
 
@@ -105,13 +106,6 @@ def weight_entries(model: torch.nn.Module) -> list[Entry]:
     return entries
 
 
-def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
-    value = tensor.detach().cpu()
-    if value.dtype == torch.bfloat16:  # numpy has no bfloat16; loading casts back to the weight's dtype
-        value = value.float()
-    return value.numpy()
-
-
 def write_weights(model: torch.nn.Module, target: Any, optimizer: Any = None) -> None:
     """Write the weights of ``model`` (and ``optimizer``'s state, if given and built) to ``target``.
 
@@ -122,7 +116,7 @@ def write_weights(model: torch.nn.Module, target: Any, optimizer: Any = None) ->
             group = handle.create_group(_join(path, "vars"))
             group.attrs["name"] = name
             for index, tensor in enumerate(tensors):
-                group.create_dataset(str(index), data=_to_numpy(tensor))
+                group.create_dataset(str(index), data=convert_to_numpy(tensor))
         if optimizer is not None and getattr(optimizer, "built", False):
             state: dict[str, Any] = {}
             optimizer.save_own_variables(state)
@@ -147,7 +141,7 @@ def _write_torch_state(handle: h5py.File, optimizer: Any) -> None:
     group = handle.create_group(_TORCH_STATE)
     for index, param_state in torch_optimizer.state_dict()["state"].items():
         for key, value in param_state.items():
-            data = _to_numpy(value) if isinstance(value, torch.Tensor) else np.asarray(value)
+            data = convert_to_numpy(value) if isinstance(value, torch.Tensor) else np.asarray(value)
             group.create_dataset(f"{index}.{key}", data=data)
 
 
