@@ -34,7 +34,9 @@ import numpy as np
 import torch
 
 from weightwise.layers import Layer
-from weightwise.ops import convert_to_numpy  # bfloat16 becomes float32; loading casts back to the weight's dtype
+from weightwise.ops import (
+    convert_to_numpy,  # bfloat16 becomes float32; loading casts back to the weight's dtype
+)
 from weightwise.optimizers import TorchOptimizer
 from weightwise.serialization import to_snake_case
 
