@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from weightwise import backend, binding, constraints, initializers, ops, regularizers
-from weightwise.layers.symbolic import call_symbolically, contains_symbolic, flatten
+from weightwise.layers.symbolic import KerasTensor, call_symbolically, contains_symbolic, flatten
 from weightwise.serialization import to_snake_case
 
 __all__ = ["InputSpec", "Layer", "WeightRule"]
@@ -116,7 +116,8 @@ class WeightRule:
 
 
 def _shape_of(inputs: Any) -> Any:
-    if isinstance(inputs, torch.Tensor):
+    """The shapes of tensors (real or symbolic) in a nested structure."""
+    if isinstance(inputs, (torch.Tensor, KerasTensor)):
         return tuple(inputs.shape)
     if isinstance(inputs, (list, tuple)):
         return [_shape_of(x) for x in inputs]
@@ -437,7 +438,7 @@ class Layer(torch.nn.Module):
                 outputs = call_symbolically(self, inputs, args, kwargs, binding.clear_call_losses)
                 if not was_built and self.built:
                     # Built on example values; what it was built for is the symbolic shape (batch None).
-                    self.__dict__["_built_input_shape"] = _shape_of_symbolic(inputs)
+                    self.__dict__["_built_input_shape"] = _shape_of(inputs)
                 return outputs
             inputs = self._convert_inputs(inputs)
             if not self.built:
@@ -479,14 +480,6 @@ class Layer(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}"
-
-
-def _shape_of_symbolic(inputs: Any) -> Any:
-    if isinstance(inputs, (list, tuple)):
-        return [_shape_of_symbolic(x) for x in inputs]
-    if isinstance(inputs, dict):
-        return {k: _shape_of_symbolic(v) for k, v in inputs.items()}
-    return getattr(inputs, "shape", None)
 
 
 def _shape_to_list(shape: Any) -> Any:
