@@ -10,9 +10,11 @@ from typing import Any
 import torch
 
 from weightwise import saving
-from weightwise.layers import InputLayer, Layer
+from weightwise.layers import Input, InputLayer, Layer
+from weightwise.layers.base import _shape_from_list
 from weightwise.models.training import Trainer
 from weightwise.saving.files import atomic_write, check_target
+from weightwise.serialization import serialize_keras_object
 
 __all__ = ["Model"]
 
@@ -109,17 +111,12 @@ class Model(Trainer, Layer):
         >>> import json; json.loads(text)["class_name"]
         'Sequential'
         """
-        from weightwise.serialization import serialize_keras_object
-
         return json.dumps(serialize_keras_object(self), **kwargs)
 
     def build_from_config(self, config: dict[str, Any]) -> None:
         """Build a subclassed model by calling it on a symbolic input of the saved shape."""
         if self.built:
             return
-        from weightwise.layers import Input
-        from weightwise.layers.base import _shape_from_list
-
         shape = config.get("input_shape") if isinstance(config, dict) else None
         if shape is None:
             return
