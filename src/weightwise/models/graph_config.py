@@ -89,6 +89,11 @@ def functional_config(model: Any) -> dict[str, Any]:
     }
 
 
+def _is_history(value: Any) -> bool:
+    """Whether ``value`` is a ``[layer name, node index, tensor index]`` reference."""
+    return isinstance(value, (list, tuple)) and len(value) == 3 and isinstance(value[0], str)
+
+
 class _NotYetCreated(Exception):
     """A call's input comes from a layer call not replayed yet; retried on a later pass."""
 
@@ -137,7 +142,7 @@ def functional_from_config(
         pending[name] = list(layer_config.get("inbound_nodes") or [])
 
     def tensor(history: Any) -> Any:
-        if not (isinstance(history, (list, tuple)) and len(history) == 3 and isinstance(history[0], str)):
+        if not _is_history(history):
             raise ValueError(f"Invalid tensor reference in a functional model config: {history!r}")
         layer_name, node_index, tensor_index = history
         if layer_name not in produced:
@@ -189,7 +194,7 @@ def functional_from_config(
             )
 
     def outputs_of(structure: Any) -> Any:
-        if isinstance(structure, (list, tuple)) and len(structure) == 3 and isinstance(structure[0], str):
+        if _is_history(structure):
             try:
                 return tensor(structure)
             except _NotYetCreated:

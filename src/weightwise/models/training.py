@@ -173,14 +173,13 @@ class Trainer:
         unknown = sorted(set(config) - known)
         if unknown:
             raise ValueError(f"Unknown keys in a compile config: {unknown}. Known keys: {sorted(known)}")
-        jit = config.get("jit_compile", False)
         self.compile(
             optimizer=optimizers_module.deserialize(config["optimizer"]) if "optimizer" in config else "rmsprop",
             loss=_deserialize_spec(config.get("loss"), losses_module.deserialize),
             loss_weights=config.get("loss_weights"),
             metrics=_deserialize_spec(config.get("metrics"), _deserialize_metric),
             weighted_metrics=_deserialize_spec(config.get("weighted_metrics"), _deserialize_metric),
-            jit_compile=jit if jit in (True, False, "auto") else False,
+            jit_compile=config.get("jit_compile", False),
         )
         if self.built:
             self.optimizer.build(self.trainable_weights)
