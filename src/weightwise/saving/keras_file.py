@@ -163,10 +163,14 @@ def load_model(
         raise ValueError(f"{label!r} describes a {type(model).__name__}, not a model.")
     if compile and compile_config:
         _compile_from(model, compile_config, label)
-    optimizer = getattr(model, "optimizer", None) if compile else None
-    for message in read_weights(model, weights, label, optimizer=optimizer):
+    for message in read_weights(model, weights, label, optimizer=_compiled_optimizer(model)):
         warnings.warn(message, stacklevel=2)
     return model
+
+
+def _compiled_optimizer(model: Any) -> Any:
+    # Optimizer state is restored only into a model whose compile() succeeded.
+    return getattr(model, "optimizer", None) if getattr(model, "compiled", False) else None
 
 
 def _compile_from(model: Any, compile_config: Any, label: str) -> None:
@@ -224,6 +228,5 @@ def load_weights(model: Any, filepath: Any) -> None:
     if isinstance(source, str) and source.endswith(".keras"):
         with _open_archive(source, label) as archive:
             source = read_member(archive, WEIGHTS, label)
-    optimizer = getattr(model, "optimizer", None) if getattr(model, "compiled", False) else None
-    for message in read_weights(model, source, label, optimizer=optimizer):
+    for message in read_weights(model, source, label, optimizer=_compiled_optimizer(model)):
         warnings.warn(message, stacklevel=2)
