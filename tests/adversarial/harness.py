@@ -15,6 +15,7 @@ fails the test. The suite's ``conftest.py`` tallies the outcomes and prints them
 from __future__ import annotations
 
 import copy
+import math
 import os
 import stat
 from collections import Counter
@@ -129,7 +130,7 @@ def _equal(a: Any, b: Any) -> bool:
         return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return type(a) is type(b) and len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
-    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
         return True
     return bool(a == b)
 
