@@ -123,15 +123,23 @@ def _fits_int32(array: np.ndarray) -> bool:
 
 
 def convert_to_numpy(x: TensorLike) -> np.ndarray:
-    """Return ``x`` as a numpy array (detached and moved to the CPU).
+    """Return ``x`` as a numpy array: a copy, detached and moved to the CPU.
 
-    >>> convert_to_numpy(ones((2,)))
+    As in Keras, the array never shares memory with a tensor, so a snapshot such as
+    ``w = layer.get_weights()`` does not change when the weights train on.
+
+    >>> weight = ones((2,))
+    >>> array = convert_to_numpy(weight)
+    >>> _ = weight.add_(1.0)
+    >>> array
     array([1., 1.], dtype=float32)
     """
     tensor = convert_to_tensor(x)
     if tensor.dtype == torch.bfloat16:
         tensor = tensor.float()
-    return tensor.detach().cpu().numpy()
+    array = tensor.detach().cpu().numpy()
+    # .cpu() copies only from another device; on the CPU, .numpy() is a view.
+    return array.copy() if tensor.device.type == "cpu" else array
 
 
 def is_tensor(x: Any) -> bool:
