@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.report import BUSY_CORES, format_ms, summarize, tables
+from benchmarks.report import BUSY_CORES, format_ms, readme_table, summarize, tables
 from benchmarks.specs import (
     LEARNING_RATE,
     MODELS,
@@ -58,6 +58,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--variants", metavar="VARIANT,...", help="plain, reg or both (default both)")
     parser.add_argument("--out", metavar="PATH", help="write every number, the machine and the settings as JSON")
     parser.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
+    parser.add_argument("--readme", action="store_true",
+                        help="also print the README's performance table and memory line for this run")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per child process (default 900)")
     parser.add_argument("--threads", type=int, help=f"intra-op threads per child (default {THREADS}; 1 with --smoke)")
     args = parser.parse_args(argv)
@@ -241,6 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{m['cpu']}, {m['cores']} cores; {versions}; {args.steps} steps x {args.repeats} repeats, "
           f"{args.threads} threads per process\n")
     print(text)
+    if args.readme:
+        print(readme_table(report, {m: MODELS[m].label for m in args.model_names}))
     if args.out:
         print(f"results written to {args.out}")
     return 0

@@ -32,6 +32,7 @@ class ModelSpec:
     conv_filters: tuple[int, ...] = ()
     pool_after: tuple[int, ...] = ()        # MaxPooling2D(2) after these conv layers (0-based)
     description: str = ""
+    label: str = ""                         # the short form the README's table uses
 
     @property
     def hidden_layers(self) -> int:
@@ -47,15 +48,16 @@ MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
         ModelSpec("deep", 64, (64,), dense_units=(64,) * 40,
-                  description="40 x Dense(64, relu) on 64 inputs, Dense(10); batch 64"),
+                  description="40 x Dense(64, relu) on 64 inputs, Dense(10); batch 64", label="40 × Dense(64)"),
         ModelSpec("wide", 128, (784,), dense_units=(1024,) * 2,
-                  description="2 x Dense(1024, relu) on 784 inputs, Dense(10); batch 128"),
+                  description="2 x Dense(1024, relu) on 784 inputs, Dense(10); batch 128", label="2 × Dense(1024)"),
         ModelSpec("cnn", 64, (32, 32, 3), conv_filters=(64,) * 4, pool_after=(1, 3),
                   description="4 x Conv2D(64, 3x3, same, relu), MaxPool(2) after the 2nd and 4th, "
-                              "Flatten, Dense(10) on 32x32x3; batch 64"),
+                              "Flatten, Dense(10) on 32x32x3; batch 64", label="4 × Conv2D(64)"),
         ModelSpec("many", 32, (32,), dense_units=(32,) * 100,
                   description="100 x Dense(32, relu) on 32 inputs, Dense(10); batch 32 "
-                              "(200 regularized tensors in the reg variant)"),
+                              "(200 regularized tensors in the reg variant)",
+                  label="100 × Dense(32), 200 regularized tensors"),
     )
 }
 
