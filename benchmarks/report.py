@@ -220,8 +220,10 @@ def readme_table(report: dict[str, Any], labels: dict[str, str]) -> str:
     if pairs:
         low = min(ours / theirs for ours, theirs in pairs)
         high = max(ours / theirs for ours, theirs in pairs)
-        lines += ["", f"Peak memory of the weightwise processes is {low:.2f}–{high:.2f}× that of the hand-written "
-                      f"torch loop's ({min(o for o, _ in pairs):.0f}–{max(o for o, _ in pairs):.0f} MiB)."]
+        ours = [o for o, _ in pairs]
+        memory = (f"Peak memory of the weightwise processes is {low:.2f}–{high:.2f}× that of the hand-written "
+                  f"torch loop's ({min(ours):.0f}–{max(ours):.0f} MiB).")
+        lines += ["", memory]
     return "\n".join(lines)
 
 
