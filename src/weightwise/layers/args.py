@@ -6,15 +6,20 @@ Every check raises a ``ValueError`` that names the layer, the argument and the v
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import torch
 import torch.nn.functional as F
 
-from weightwise.layers.base import Layer
+if TYPE_CHECKING:
+    from weightwise.layers.base import Layer
 
 IntOrTuple = Union[int, Sequence[int]]
+
+# Sizes index torch tensors, whose sizes and element counts are int64.
+MAX_SIZE = 2**63 - 1
 
 
 def invalid(layer: Layer, argument: str, value: Any, expected: str) -> ValueError:
@@ -25,22 +30,51 @@ def invalid(layer: Layer, argument: str, value: Any, expected: str) -> ValueErro
 
 
 def is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """Whether ``value`` is an int (Python or numpy), and not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def positive_int(layer: Layer, value: Any, argument: str) -> int:
-    """``value`` if it is a positive int (not a bool)."""
-    if not is_int(value) or value <= 0:
-        raise invalid(layer, argument, value, "a positive int")
-    return value
+    """``value`` as a Python int if it is a positive int (not a bool) that fits a tensor size."""
+    if not is_int(value) or not 0 < value <= MAX_SIZE:
+        raise invalid(layer, argument, value, f"a positive int (at most {MAX_SIZE})")
+    return int(value)
 
 
 def standardize_tuple(layer: Layer, value: Any, rank: int, argument: str) -> tuple[int, ...]:
     """``value`` (an int or ``rank`` ints, a list after JSON) as a tuple of ``rank`` positive ints."""
     values = (value,) * rank if is_int(value) else value
-    if not isinstance(values, (tuple, list)) or len(values) != rank or not all(is_int(v) and v > 0 for v in values):
+    if not isinstance(values, (tuple, list)) or len(values) != rank \
+            or not all(is_int(v) and 0 < v <= MAX_SIZE for v in values):
         raise invalid(layer, argument, value, f"a positive int or a tuple of {rank} positive ints")
-    return tuple(values)
+    return tuple(int(v) for v in values)
+
+
+def standardize_shape(value: Any, argument: str, owner: str = "", allow_none: bool = True) -> tuple[int | None, ...]:
+    """``value`` as a shape: a tuple of ints ``>= 0`` (and ``None`` for an unknown size, where allowed).
+
+    A ``ValueError`` naming ``argument`` (after ``owner``, such as ``"Dense layer 'dense'"``)
+    refuses anything else: a str, nesting, floats, bools, negative sizes, and sizes or
+    element counts beyond torch's int64.
+
+    >>> standardize_shape([None, 3], "shape")
+    (None, 3)
+    >>> standardize_shape((2.5,), "shape")
+    Traceback (most recent call last):
+    ...
+    ValueError: Invalid value for argument `shape`: expected a tuple of ints >= 0 or None. Received: shape=(2.5,)
+    """
+    entries = tuple(value) if isinstance(value, (tuple, list, torch.Size)) else None
+    valid = entries is not None and all(
+        (d is None and allow_none) or (is_int(d) and 0 <= d <= MAX_SIZE) for d in entries
+    )
+    if valid and math.prod(int(d) for d in entries if d is not None) <= MAX_SIZE:
+        return tuple(None if d is None else int(d) for d in entries)
+    prefix = f"{owner}: invalid" if owner else "Invalid"
+    expected = "a tuple of ints >= 0 or None" if allow_none else "a tuple of ints >= 0"
+    if valid:
+        expected += f" whose product is at most {MAX_SIZE}"
+    raise ValueError(f"{prefix} value for argument `{argument}`: expected {expected}. Received: {argument}={value!r}")
 
 
 def standardize_data_format(layer: Layer, data_format: Any) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import numbers
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +24,13 @@ import numpy as np
 import torch
 
 from weightwise import backend, binding, constraints, initializers, ops, regularizers
-from weightwise.layers.symbolic import KerasTensor, call_symbolically, contains_symbolic, flatten
+from weightwise.layers.args import standardize_shape
+from weightwise.layers.symbolic import (
+    KerasTensor,
+    call_symbolically,
+    contains_symbolic,
+    flatten,
+)
 from weightwise.serialization import to_snake_case
 
 __all__ = ["InputSpec", "Layer", "WeightRule"]
@@ -115,6 +122,94 @@ class WeightRule:
             layer.__dict__.setdefault("_pending_rules", {})[self.attr] = resolved
 
 
+class _Undo:
+    """What every module of a tree holds, recorded before a build or a first call so that a
+    failure can put it back: a layer that raised while building stays unbuilt, with no weight
+    added and no rule bound, as if it had never been called.
+
+    Attributes are restored by identity, and the containers among them (the parameter,
+    buffer and submodule dicts, the bound rules, ...) to their recorded contents.
+    """
+
+    def __init__(self, root: torch.nn.Module) -> None:
+        self._saved = [(module, _record(module)) for module in root.modules()]
+
+    def restore(self) -> None:
+        for module, (attributes, contents, rules) in self._saved:
+            for container, items in contents:
+                container.clear()
+                if isinstance(container, dict):
+                    container.update(items)
+                elif isinstance(container, list):
+                    container.extend(items)
+                else:
+                    container.update(items)
+            for rule, fields in rules:
+                vars(rule).update(fields)
+            module.__dict__.clear()
+            module.__dict__.update(attributes)
+
+
+def _record(module: torch.nn.Module) -> tuple[dict[str, Any], list[tuple[Any, Any]], list[tuple[Any, dict[str, Any]]]]:
+    attributes = dict(module.__dict__)
+    contents: list[tuple[Any, Any]] = []
+    for value in attributes.values():
+        if isinstance(value, dict):
+            contents.append((value, list(value.items())))
+        elif isinstance(value, (list, set)):
+            contents.append((value, list(value)))
+    bound = attributes.get(binding.RULES_ATTR) or {}
+    rules = [(rule, dict(vars(rule))) for rule in bound.values()]
+    return attributes, contents, rules
+
+
+def _undo_on_error(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap ``build``: a build that raises leaves the layer tree as it was; one that returns marks it built.
+
+    Keras marks a layer built after ``build`` too, so ``layer.build(shape)`` followed by a
+    call does not build twice.
+    """
+
+    @functools.wraps(method)
+    def build(self: Layer, *args: Any, **kwargs: Any) -> None:
+        undo = _Undo(self)
+        try:
+            method(self, *args, **kwargs)
+        except BaseException:
+            undo.restore()
+            raise
+        self.built = True
+        given = args if args else tuple(kwargs.values())
+        if len(given) == 1 and given[0] is not None:
+            self.__dict__["_built_input_shape"] = given[0]
+
+    build._undoes_failures = True  # type: ignore[attr-defined]
+    return build
+
+
+def _training_flag(layer: Layer, value: Any) -> bool | None:
+    """``training=`` of a call: ``None``, a bool (numpy's too), or a one-element bool tensor."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, torch.Tensor) and value.dtype == torch.bool and value.numel() == 1 and not value.is_meta:
+        return bool(value)
+    raise ValueError(
+        f"{type(layer).__name__} {layer.name!r}: invalid value for argument `training`: expected a bool or None. "
+        f"Received: training={value!r}"
+    )
+
+
+def _is_numeric_nest(value: Any) -> bool:
+    """Whether ``value`` is a number or a non-empty nested list of numbers (one tensor's worth)."""
+    if isinstance(value, (list, tuple)):
+        return bool(value) and all(_is_numeric_nest(item) for item in value)
+    if isinstance(value, np.generic):
+        return value.dtype.kind in "biufc"
+    return isinstance(value, numbers.Number)
+
+
 def _shape_of(inputs: Any) -> Any:
     """The shapes of tensors (real or symbolic) in a nested structure."""
     if isinstance(inputs, (torch.Tensor, KerasTensor)):
@@ -159,6 +254,9 @@ class Layer(torch.nn.Module):
             p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
         if "__init__" in cls.__dict__:
             cls.__init__ = _build_after_init(cls, cls.__dict__["__init__"])
+        build = cls.__dict__.get("build")
+        if callable(build) and not getattr(build, "_undoes_failures", False):
+            cls.build = _undo_on_error(build)
 
     def __init__(
         self,
@@ -186,7 +284,8 @@ class Layer(torch.nn.Module):
         self.built = False
         self.input_spec: InputSpec | None = None
         self.activity_regularizer = activity_regularizer
-        self._build_shape = _input_shape_argument(input_shape, input_dim, batch_input_shape)
+        self._build_shape = _input_shape_argument(
+            f"{type(self).__name__} layer {self.name!r}", input_shape, input_dim, batch_input_shape)
         # Keras's default: a layer called directly does not train.
         self.train(False)
 
@@ -250,29 +349,80 @@ class Layer(torch.nn.Module):
     ) -> torch.nn.Parameter:
         """Create, register and return a weight, with its regularizer and constraint bound.
 
-        ``initializer`` defaults to ``glorot_uniform`` (``zeros`` for non-float dtypes).
+        ``initializer`` defaults to ``glorot_uniform`` (``zeros`` for non-float dtypes). Every
+        argument is checked, and the initial value drawn, before the layer changes; if binding
+        the rules then fails, the weight is removed again, so a failed call adds nothing.
+
+        >>> layer = Layer(name="holder")
+        >>> layer.add_weight(name="scale", shape=(2,), initializer="ones").shape
+        torch.Size([2])
+        >>> layer.add_weight(name="bad", shape=(2.5,))
+        Traceback (most recent call last):
+        ...
+        ValueError: Layer layer 'holder': invalid value for argument `shape`: expected a tuple of ints >= 0. Received: shape=(2.5,)
         """
-        name = name or f"variable_{len(self._declared_trainable)}"
-        if not name.isidentifier() or hasattr(type(self), name) or name in self._parameters:
+        owner = f"{type(self).__name__} layer {self.name!r}"
+        if name is None:
+            name = f"variable_{len(self._declared_trainable)}"
+        if not isinstance(name, str) or not name.isidentifier() or hasattr(type(self), name) \
+                or name in self.__dict__ or name in self._parameters or name in self._buffers or name in self._modules:
             raise ValueError(
-                f"Layer {self.name!r}: cannot add a weight named {name!r}: it must be a Python identifier "
-                "not already used by the layer."
+                f"{owner}: invalid value for argument `name`: expected a Python identifier not already used by "
+                f"the layer. Received: name={name!r}"
             )
+        if not isinstance(trainable, bool):
+            raise TypeError(
+                f"{owner}: invalid value for argument `trainable`: expected a bool. Received: trainable={trainable!r}"
+            )
+        shape = standardize_shape(shape, "shape", owner, allow_none=False)
         dtype = self._dtype if dtype is None else backend.standardize_dtype(_dtype_name(dtype))
-        shape = tuple(int(d) for d in shape)
-        if any(d < 0 for d in shape):
-            raise ValueError(f"Layer {self.name!r}: invalid shape {shape} for weight {name!r}.")
         regularizer = self._resolve(f"regularizer of weight {name!r}", regularizer, regularizers.get)
         constraint = self._resolve(f"constraint of weight {name!r}", constraint, constraints.get)
-        init = initializers.get(initializer if initializer is not None else
-                                ("glorot_uniform" if dtype.is_floating_point else "zeros"))
-        with torch.no_grad():
-            value = init(shape, dtype=dtype)
+        init = self._resolve("initializer", initializer if initializer is not None else
+                             ("glorot_uniform" if dtype.is_floating_point else "zeros"), initializers.get)
+        value = self._initial_value(init, name, shape, dtype)
         param = torch.nn.Parameter(value, requires_grad=trainable and self._trainable and dtype.is_floating_point)
         self.register_parameter(name, param)
         self._declared_trainable[name] = trainable
-        binding.bind(self, name, regularizer=regularizer, constraint=constraint)
+        try:
+            binding.bind(self, name, regularizer=regularizer, constraint=constraint)
+        except BaseException:
+            del self._parameters[name]
+            del self._declared_trainable[name]
+            binding.unbind(self, name)
+            raise
         return param
+
+    def _initial_value(self, init: Callable[..., Any], name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        """``init(shape, dtype)`` checked: a tensor of that shape, in ``dtype``, owned by the weight alone."""
+        owner = f"{type(self).__name__} layer {self.name!r}"
+        with torch.no_grad():
+            try:
+                value = init(shape, dtype=dtype)
+            except (MemoryError, RuntimeError) as error:
+                # torch reports a failed allocation as a RuntimeError; the cause is the size asked for.
+                if not isinstance(error, MemoryError) and "alloc" not in str(error):
+                    raise
+                raise ValueError(
+                    f"{owner}: cannot allocate weight {name!r} of shape {shape} and dtype {dtype}. "
+                    f"Received: shape={shape}"
+                ) from error
+        if not isinstance(value, torch.Tensor):
+            try:
+                value = ops.convert_to_tensor(value)
+            except (TypeError, ValueError) as error:
+                raise TypeError(
+                    f"{owner}: invalid value for argument `initializer`: it returned {value!r:.100} for weight "
+                    f"{name!r}, not a tensor. Received: initializer={init!r}"
+                ) from error
+        if tuple(value.shape) != shape:
+            raise ValueError(
+                f"{owner}: invalid value for argument `initializer`: it returned a tensor of shape "
+                f"{tuple(value.shape)} for weight {name!r} of shape {shape}. Received: initializer={init!r}"
+            )
+        # A value from a user's initializer may be a tensor they keep using; the weight gets its own copy, as in Keras.
+        fresh = getattr(init, "__module__", None) == initializers.__name__
+        return value.detach().to(dtype=dtype, copy=not fresh)
 
     def _own_weights(self) -> list[torch.nn.Parameter]:
         params = [(n, p) for n, p in self._parameters.items() if p is not None]
@@ -325,24 +475,69 @@ class Layer(torch.nn.Module):
     def set_weights(self, weights: Sequence[Any]) -> None:
         """Set every weight from numpy arrays (or tensors) in :attr:`weights` order.
 
-        The count and every shape are checked first; on any mismatch nothing changes.
+        The list, and every entry's type, dtype and shape, are checked first; on any
+        mismatch nothing changes. Entries are cast to each weight's dtype, as Keras does;
+        complex values for a real weight, strings, bytes and other objects are refused.
+
+        >>> from weightwise.layers import Dense
+        >>> layer = Dense(2, input_dim=3, name="d")
+        >>> layer.set_weights([np.ones((3, 2)), np.zeros(2, dtype=np.int64)])
+        >>> layer.set_weights([np.ones((3, 2)), "abc"])
+        Traceback (most recent call last):
+        ...
+        TypeError: Dense layer 'd': invalid value for argument `weights[1]` (weight 'bias'): expected an array of real numbers of shape (2,). Received: weights[1]='abc'
         """
         params = self.weights
+        if not isinstance(weights, (list, tuple)):
+            raise TypeError(
+                f"{type(self).__name__} layer {self.name!r}: invalid value for argument `weights`: expected a list of "
+                f"arrays. Received: weights={weights!r:.200}"
+            )
         if len(weights) != len(params):
             raise ValueError(
                 f"You called `set_weights(weights)` on layer '{self.name}' with a weight list of length "
-                f"{len(weights)}, but the layer was expecting {len(params)} weights."
+                f"{len(weights)}, but the layer was expecting {len(params)} weights. Received: weights of length "
+                f"{len(weights)}"
             )
-        values = [ops.convert_to_tensor(np.asarray(w) if not isinstance(w, torch.Tensor) else w) for w in weights]
-        for param, value in zip(params, values):
-            if tuple(value.shape) != tuple(param.shape):
-                raise ValueError(
-                    f"Layer {self.name} weight shape {tuple(param.shape)} is not compatible with provided "
-                    f"weight shape {tuple(value.shape)}."
-                )
+        names = {id(p): n for n, p in self.named_parameters()}
+        values = [self._weight_value(index, value, param, names.get(id(param), "?"))
+                  for index, (value, param) in enumerate(zip(weights, params))]
         with torch.no_grad():
             for param, value in zip(params, values):
                 param.copy_(value.to(device=param.device, dtype=param.dtype))
+
+    def _weight_value(self, index: int, value: Any, param: torch.Tensor, name: str) -> torch.Tensor:
+        """Entry ``index`` of ``set_weights`` as a tensor fit for ``param``, or a clear error."""
+        argument = f"weights[{index}]"
+        kinds = "biufc" if param.is_complex() else "biuf"
+
+        def refuse(error: type[Exception], received: str) -> Exception:
+            expected = "complex" if param.is_complex() else "real"
+            return error(
+                f"{type(self).__name__} layer {self.name!r}: invalid value for argument `{argument}` (weight "
+                f"{name!r}): expected an array of {expected} numbers of shape {tuple(param.shape)}. Received: {received}"
+            )
+
+        if isinstance(value, torch.Tensor):
+            if value.is_meta or (value.is_complex() and "c" not in kinds):
+                raise refuse(TypeError, f"{argument}={value!r:.200} (dtype {value.dtype}, device {value.device})")
+            tensor = value.detach()
+        else:
+            if value is None or isinstance(value, (str, bytes)):
+                raise refuse(TypeError, f"{argument}={value!r:.200}")
+            try:
+                array = np.asarray(value)
+            except (TypeError, ValueError) as error:
+                raise refuse(ValueError, f"{argument}={value!r:.200} ({error})") from error
+            if array.dtype.kind not in kinds:
+                raise refuse(TypeError, f"{argument}={value!r:.200} (dtype {array.dtype})")
+            tensor = ops.convert_to_tensor(array)
+        if tuple(tensor.shape) != tuple(param.shape):
+            raise ValueError(
+                f"Layer {self.name} weight shape {tuple(param.shape)} is not compatible with provided "
+                f"weight shape {tuple(tensor.shape)}. Received: {argument} of shape {tuple(tensor.shape)}"
+            )
+        return tensor
 
     def count_params(self) -> int:
         """Number of scalars in all weights; the layer must be built."""
@@ -356,6 +551,8 @@ class Layer(torch.nn.Module):
     # -- losses --------------------------------------------------------------------------
     def add_loss(self, loss: Any) -> None:
         """Add a loss tensor to :attr:`losses`; cleared by the next outermost call."""
+        if isinstance(loss, (str, bytes)) or loss is None:
+            raise TypeError(f"Layer {self.name!r}: invalid value for argument `loss`: expected a tensor. Received: loss={loss!r}")
         binding.record_call_loss(self, ops.convert_to_tensor(loss))
 
     @property
@@ -420,18 +617,32 @@ class Layer(torch.nn.Module):
             self._build_once(_shape_from_list(shape))
 
     def forward(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
-        """Keras's ``__call__`` steps: convert, build once, check, call, record activity losses.
+        """Keras's ``__call__`` steps: convert, check, build once, call, record activity losses.
 
         On symbolic inputs (from ``Input()``) the call is recorded as a graph node instead.
+        A first call that raises (while building, checking or calling) leaves the layer, and
+        every layer in it, as it was: unbuilt, with no weight added and no rule bound.
         """
+        if "training" in kwargs:
+            kwargs["training"] = _training_flag(self, kwargs["training"])
+        if self.built:
+            return self._forward(inputs, args, kwargs)
+        undo = _Undo(self)
+        try:
+            return self._forward(inputs, args, kwargs)
+        except BaseException:
+            undo.restore()
+            raise
+
+    def _forward(self, inputs: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if isinstance(inputs, torch.Tensor):
             # The common case, kept lean: per-layer Python overhead is what deep models pay for.
             if inputs.dtype != self._dtype and inputs.is_floating_point():
                 inputs = inputs.to(self._dtype)
-            if not self.built:
-                self._build_once(tuple(inputs.shape))
             if self.input_spec is not None:
                 self.input_spec.check(self.name, inputs.shape)
+            if not self.built:
+                self._build_once(tuple(inputs.shape))
         else:
             if contains_symbolic(inputs):
                 was_built = self.built
@@ -441,12 +652,15 @@ class Layer(torch.nn.Module):
                     self.__dict__["_built_input_shape"] = _shape_of(inputs)
                 return outputs
             inputs = self._convert_inputs(inputs)
+            if self.input_spec is not None:
+                if not isinstance(inputs, torch.Tensor):
+                    raise ValueError(
+                        f"Layer {self.name!r} expects 1 input tensor, but it received a {type(inputs).__name__} of "
+                        f"{len(inputs)}. Received: inputs={inputs!r:.300}"
+                    )
+                self.input_spec.check(self.name, tuple(inputs.shape))
             if not self.built:
                 self._build_once(_shape_of(inputs))
-            if self.input_spec is not None:
-                for index, tensor in enumerate(flatten(inputs)):
-                    if isinstance(tensor, torch.Tensor):
-                        self.input_spec.check(self.name, tuple(tensor.shape), index)
         depth = getattr(_CALL_STATE, "depth", 0)
         if depth == 0:
             binding.clear_call_losses(self)
@@ -468,15 +682,38 @@ class Layer(torch.nn.Module):
         return outputs
 
     def _convert_inputs(self, inputs: Any) -> Any:
-        """Numpy and Python inputs become tensors; floating tensors take the layer dtype (Keras autocast)."""
-        if isinstance(inputs, (list, tuple)) and not all(isinstance(x, (int, float)) for x in inputs):
+        """Numpy and Python inputs become tensors; floating tensors take the layer dtype (Keras autocast).
+
+        Lists, tuples and dicts keep their structure, except a nested list of numbers, which
+        is one tensor. Anything else (``None``, strings, other objects) is a ``TypeError``.
+        """
+        if isinstance(inputs, (list, tuple)) and not _is_numeric_nest(inputs):
             return type(inputs)(self._convert_inputs(x) for x in inputs)
         if isinstance(inputs, dict):
             return {k: self._convert_inputs(v) for k, v in inputs.items()}
-        tensor = ops.convert_to_tensor(inputs)
+        tensor = self._check_leaf(inputs)
+        if not isinstance(tensor, torch.Tensor):
+            try:
+                tensor = ops.convert_to_tensor(tensor)
+            except (TypeError, ValueError) as error:
+                raise self._not_a_tensor(inputs) from error
         if tensor.is_floating_point() and tensor.dtype != self._dtype:
             tensor = tensor.to(self._dtype)
         return tensor
+
+    def _check_leaf(self, value: Any) -> Any:
+        """``value`` if it can be a tensor (a tensor, an array, a number, a list of numbers); else a TypeError."""
+        if isinstance(value, torch.Tensor) or _is_numeric_nest(value) \
+                or (isinstance(value, np.ndarray) and value.dtype.kind in "biufc"):
+            return value
+        raise self._not_a_tensor(value)
+
+    def _not_a_tensor(self, value: Any) -> TypeError:
+        return TypeError(
+            f"Invalid value for argument `inputs` of layer {self.name!r} ({type(self).__name__}): expected tensors "
+            f"(or arrays, numbers, or lists and dicts of them). Received: inputs={value!r:.200} "
+            f"(of type {type(value).__name__})"
+        )
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}"
@@ -522,25 +759,32 @@ def _build_after_init(cls: type, init: Callable[..., None]) -> Callable[..., Non
 
 
 def _input_shape_argument(
-    input_shape: Sequence[int | None] | None, input_dim: int | None, batch_input_shape: Sequence[int | None] | None
+    owner: str,
+    input_shape: Sequence[int | None] | None,
+    input_dim: int | None,
+    batch_input_shape: Sequence[int | None] | None,
 ) -> tuple[int | None, ...] | None:
     if batch_input_shape is not None:
-        return tuple(batch_input_shape)
+        return standardize_shape(batch_input_shape, "batch_input_shape", owner)
     if input_dim is not None:
-        if isinstance(input_dim, bool) or not isinstance(input_dim, int) or input_dim <= 0:
+        if isinstance(input_dim, bool) or not isinstance(input_dim, numbers.Integral) or input_dim <= 0:
             raise ValueError(f"Invalid value for argument `input_dim`: expected a positive int. Received: input_dim={input_dim!r}")
-        return (None, input_dim)
+        return standardize_shape((None, input_dim), "input_dim", owner)
     if input_shape is not None:
-        if isinstance(input_shape, int):
+        if isinstance(input_shape, numbers.Integral) and not isinstance(input_shape, bool):
             input_shape = (input_shape,)
-        return (None, *tuple(input_shape))
+        return (None, *standardize_shape(input_shape, "input_shape", owner))
     return None
 
 
 def _dtype_name(dtype: Any) -> Any:
     """Accept Keras's DTypePolicy config as a dtype."""
     if isinstance(dtype, dict):
-        return dtype.get("config", {}).get("name")
+        config = dtype.get("config")
+        name = config.get("name") if isinstance(config, dict) else None
+        if not isinstance(name, str):
+            raise TypeError(f"Invalid value for argument `dtype`: a dtype policy config needs a name. Received: dtype={dtype!r}")
+        return name
     return dtype
 
 

@@ -27,6 +27,7 @@ from weightwise.layers.args import (
     same_padding,
     standardize_data_format,
     standardize_padding,
+    standardize_shape,
     standardize_tuple,
 )
 from weightwise.layers.base import InputSpec
@@ -91,9 +92,8 @@ class Conv(KernelLayer):
         )
         if not is_int(rank) or rank not in _CONV_FN:
             raise invalid(self, "rank", rank, "1, 2 or 3")
-        self.rank = rank
-        positive_int(self, filters, "filters")
-        self.filters = filters
+        self.rank = int(rank)
+        self.filters = filters = positive_int(self, filters, "filters")
         self.kernel_size = standardize_tuple(self, kernel_size, rank, "kernel_size")
         self.strides = standardize_tuple(self, strides, rank, "strides")
         self.dilation_rate = standardize_tuple(self, dilation_rate, rank, "dilation_rate")
@@ -105,17 +105,19 @@ class Conv(KernelLayer):
             )
         self.padding = standardize_padding(self, padding, allow_causal=rank == 1)
         self.data_format = standardize_data_format(self, data_format)
-        positive_int(self, groups, "groups")
+        groups = positive_int(self, groups, "groups")
         if filters % groups:
             raise invalid(self, "groups", groups, f"a divisor of filters={filters}")
         self.groups = groups
+        self.input_spec = InputSpec(ndim=rank + 2)
 
     @property
     def _channel_axis(self) -> int:
         return -1 if self.data_format == "channels_last" else 1
 
     def build(self, input_shape: Sequence[int | None]) -> None:
-        # Check the rank first, so a wrong input builds nothing.
+        # Check the shape and rank first, so a wrong input builds nothing.
+        input_shape = standardize_shape(input_shape, "input_shape", f"{type(self).__name__} layer {self.name!r}")
         InputSpec(ndim=self.rank + 2).check(self.name, input_shape)
         in_channels = input_shape[self._channel_axis]
         if in_channels is None:
@@ -154,8 +156,7 @@ class Conv(KernelLayer):
 
     def call(self, inputs: torch.Tensor) -> torch.Tensor:
         self._check_spatial(tuple(inputs.shape))
-        if not inputs.is_floating_point():
-            inputs = inputs.to(self.kernel.dtype)
+        inputs = self._kernel_inputs(inputs)
         x = inputs.movedim(-1, 1) if self.data_format == "channels_last" else inputs
         pads = self._padding(tuple(x.shape[2:]))
         if all(before == after for before, after in pads):

@@ -3,13 +3,20 @@ plus Activation, Dropout, ActivityRegularization and InputLayer."""
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from weightwise import activations, constraints, initializers, regularizers
-from weightwise.layers.args import positive_int
+from weightwise.layers.args import (
+    MAX_SIZE,
+    invalid,
+    is_int,
+    positive_int,
+    standardize_shape,
+)
 from weightwise.layers.base import InputSpec, Layer, WeightRule
 from weightwise.layers.symbolic import KerasTensor, Node
 
@@ -23,6 +30,10 @@ class KernelLayer(Layer):
     ``kernel_initializer``, ``bias_initializer``, ``kernel_regularizer``,
     ``bias_regularizer``, ``kernel_constraint``, ``bias_constraint``) and binds them to
     the weights it creates. The four rule attributes stay live after build.
+
+    Its dtype must be a float dtype. Integer and bool inputs are cast to it, which is the
+    dtype Keras's result takes; complex inputs, and inputs on another device than the
+    weights (a meta tensor, say), are refused with a clear error.
     """
 
     kernel_regularizer = WeightRule("kernel", "regularizer")
@@ -44,6 +55,8 @@ class KernelLayer(Layer):
         **kwargs: Any,
     ) -> None:
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        if not self._dtype.is_floating_point:
+            raise invalid(self, "dtype", self.dtype, "a float dtype")
         if not isinstance(use_bias, bool):
             raise ValueError(f"{type(self).__name__}: invalid value for argument `use_bias`: expected a bool. Received: use_bias={use_bias!r}")
         self.activation = self._resolve("activation", activation, activations.get)
@@ -54,6 +67,22 @@ class KernelLayer(Layer):
         self.bias_regularizer = bias_regularizer
         self.kernel_constraint = kernel_constraint
         self.bias_constraint = bias_constraint
+
+    def _kernel_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
+        """``inputs`` as the kernel takes them: real, in the layer dtype, on the kernel's device."""
+        if not inputs.is_floating_point():
+            if inputs.is_complex():
+                raise TypeError(
+                    f"{type(self).__name__} layer {self.name!r}: invalid value for argument `inputs`: expected real "
+                    f"numbers. Received: inputs with dtype={inputs.dtype}"
+                )
+            inputs = inputs.to(self._dtype)
+        if inputs.device != self.kernel.device:
+            raise ValueError(
+                f"{type(self).__name__} layer {self.name!r}: invalid value for argument `inputs`: the weights are on "
+                f"device {self.kernel.device}, the inputs elsewhere. Received: inputs on device={inputs.device}"
+            )
+        return inputs
 
     def _add_kernel_and_bias(self, kernel_shape: Sequence[int], bias_size: int) -> None:
         self.kernel = self.add_weight(
@@ -100,8 +129,12 @@ class Dense(KernelLayer):
     def __init__(self, units: int, activation: Any = None, use_bias: bool = True, **kwargs: Any) -> None:
         super().__init__(activation=activation, use_bias=use_bias, **kwargs)
         self.units = positive_int(self, units, "units")
+        self.input_spec = InputSpec(min_ndim=2)
 
     def build(self, input_shape: Sequence[int | None]) -> None:
+        input_shape = standardize_shape(input_shape, "input_shape", f"Dense layer {self.name!r}")
+        # Checked before reading the last axis, so a wrong rank builds nothing (Keras's message).
+        InputSpec(min_ndim=2).check(self.name, input_shape)
         input_dim = input_shape[-1]
         if input_dim is None:
             raise ValueError(f"Dense layer {self.name!r}: the last dimension of the inputs must be known. Received: input_shape={input_shape}")
@@ -109,7 +142,7 @@ class Dense(KernelLayer):
         self.input_spec = InputSpec(min_ndim=2, axes={-1: input_dim})
 
     def call(self, inputs: torch.Tensor) -> torch.Tensor:
-        outputs = torch.matmul(inputs, self.kernel)
+        outputs = torch.matmul(self._kernel_inputs(inputs), self.kernel)
         if self.bias is not None:
             outputs = outputs + self.bias
         return self.activation(outputs)
@@ -129,6 +162,7 @@ class Activation(Layer):
     def __init__(self, activation: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.activation = self._resolve("activation", activation, activations.get)
+        self.input_spec = InputSpec()
 
     def call(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.activation(inputs)
@@ -142,7 +176,8 @@ class Dropout(Layer):
 
     Outside training it is the identity. ``noise_shape`` broadcasts one mask over
     axes of size 1 (``None`` entries take the input's size); an int ``seed`` makes
-    the masks reproducible without touching torch's global random state.
+    the masks reproducible without touching torch's global random state. With
+    ``rate=1`` every value is dropped: the output is zeros, not ``0 / 0``.
 
     >>> layer = Dropout(0.5, seed=0)
     >>> from weightwise import ops
@@ -154,27 +189,44 @@ class Dropout(Layer):
 
     def __init__(self, rate: float, noise_shape: Sequence[int | None] | None = None, seed: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+        if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate <= 1:
             raise ValueError(f"Invalid value received for argument `rate`. Expected a float value between 0 and 1. Received: rate={rate!r}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        if seed is not None and not (is_int(seed) and seed >= 0):
             raise ValueError(f"Invalid value for argument `seed`: expected a non-negative int or None. Received: seed={seed!r}")
-        self.rate = rate
-        self.noise_shape = None if noise_shape is None else tuple(noise_shape)
-        self.seed = seed
+        if noise_shape is not None:
+            noise_shape = standardize_shape(noise_shape, "noise_shape", f"Dropout layer {self.name!r}")
+            if 0 in noise_shape:
+                raise invalid(self, "noise_shape", noise_shape, "positive ints or None")
+        self.rate = rate if isinstance(rate, (int, float)) else float(rate)
+        self.noise_shape = noise_shape
+        self.seed = None if seed is None else int(seed)
         self._generator: torch.Generator | None = None
+        self.input_spec = InputSpec()
 
     def call(self, inputs: torch.Tensor, training: bool = False) -> torch.Tensor:
         if not training or self.rate == 0:
             return inputs
+        shape = tuple(inputs.shape) if self.noise_shape is None else self._mask_shape(inputs)
         if self.rate == 1:
-            return torch.zeros_like(inputs)
-        shape = tuple(inputs.shape) if self.noise_shape is None else tuple(
-            size if size is not None else inputs.shape[axis] for axis, size in enumerate(self.noise_shape)
-        )
+            return torch.zeros_like(inputs, dtype=torch.result_type(inputs, 1.0))
         if self.seed is not None and (self._generator is None or self._generator.device != inputs.device):
-            self._generator = torch.Generator(device=inputs.device).manual_seed(self.seed)
+            # torch seeds are 64-bit; a larger seed keeps its low 64 bits.
+            self._generator = torch.Generator(device=inputs.device).manual_seed(self.seed & 0xFFFF_FFFF_FFFF_FFFF)
         keep = torch.rand(shape, generator=self._generator, device=inputs.device) >= self.rate
         return inputs * keep.to(inputs.dtype) / (1 - self.rate)
+
+    def _mask_shape(self, inputs: torch.Tensor) -> tuple[int, ...]:
+        """The mask's shape: ``noise_shape`` with ``None`` filled in, which must broadcast to the inputs."""
+        noise_shape = self.noise_shape or ()
+        if len(noise_shape) != inputs.dim() or any(
+            size is not None and size not in (1, dim) for size, dim in zip(noise_shape, inputs.shape)
+        ):
+            raise ValueError(
+                f"Dropout layer {self.name!r}: invalid value for argument `noise_shape`: it must have one entry per "
+                f"input axis, each None, 1 or that axis's size; the inputs have shape {tuple(inputs.shape)}. "
+                f"Received: noise_shape={self.noise_shape}"
+            )
+        return tuple(dim if size is None else size for size, dim in zip(noise_shape, inputs.shape))
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "rate": self.rate, "seed": self.seed, "noise_shape": self.noise_shape}
@@ -229,14 +281,29 @@ class InputLayer(Layer):
         **kwargs: Any,
     ) -> None:
         for flag, value in (("sparse", sparse), ("ragged", ragged)):
+            if value is not None and not isinstance(value, bool):
+                raise ValueError(f"Invalid value for argument `{flag}`: expected a bool or None. Received: {flag}={value!r}")
             if value:
-                raise ValueError(f"InputLayer: `{flag}=True` is not supported by weightwise.")
+                raise ValueError(f"InputLayer: `{flag}=True` is not supported by weightwise. Received: {flag}=True")
+        if not isinstance(optional, bool):
+            raise TypeError(f"Invalid value for argument `optional`: expected a bool. Received: optional={optional!r}")
         if shape is not None and batch_shape is not None:
-            raise ValueError("InputLayer: pass `shape` or `batch_shape`, not both.")
+            raise ValueError(
+                f"InputLayer: pass `shape` or `batch_shape`, not both. Received: shape={shape!r}, batch_shape={batch_shape!r}"
+            )
         if shape is None and batch_shape is None:
-            raise ValueError("InputLayer: `shape` or `batch_shape` is required.")
+            raise ValueError("InputLayer: `shape` or `batch_shape` is required. Received: shape=None, batch_shape=None")
+        if batch_size is not None and not (is_int(batch_size) and 0 < batch_size <= MAX_SIZE):
+            raise ValueError(
+                f"Invalid value for argument `batch_size`: expected a positive int or None. Received: batch_size={batch_size!r}"
+            )
+        if batch_shape is not None:
+            batch_shape = standardize_shape(batch_shape, "batch_shape", "InputLayer")
+        else:
+            batch_shape = (batch_size, *standardize_shape(shape, "shape", "InputLayer"))
+            batch_shape = standardize_shape(batch_shape, "shape", "InputLayer")
         super().__init__(name=name, dtype=dtype, **kwargs)
-        self.batch_shape = tuple(batch_shape) if batch_shape is not None else (batch_size, *tuple(shape))
+        self.batch_shape = batch_shape
         self.optional = optional
         self.built = True
         # The symbolic tensor this layer feeds into a functional graph.

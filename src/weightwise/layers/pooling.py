@@ -3,6 +3,12 @@
 ``padding="same"`` pads as Keras and TensorFlow do (the odd extra position after the
 data). Padded positions never take part: max pooling pads with ``-inf``, and average
 pooling divides each window's sum by the number of real positions in it.
+
+Max pooling keeps integer inputs' dtype, as Keras does; average pooling computes them in
+the layer's dtype, as Keras's global average pooling does; bool inputs are cast to the
+layer's dtype; complex inputs are refused. A pool over zero positions (an axis of size 0,
+or a window larger than the input with ``padding="valid"``) has no max and no mean, so it
+is a clear error rather than an empty or NaN result; an empty batch gives an empty result.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from weightwise.layers.args import (
     same_padding,
     standardize_data_format,
     standardize_padding,
+    standardize_shape,
     standardize_tuple,
 )
 
@@ -59,6 +66,25 @@ def _check_pool_type(layer: Layer, pool_type: Any) -> str:
     if pool_type not in _POOL_TYPES:
         raise invalid(layer, "pool_type", pool_type, "'max' or 'average'")
     return pool_type
+
+
+def _pool_inputs(layer: Layer, inputs: torch.Tensor, pool_type: str) -> torch.Tensor:
+    """``inputs`` in a dtype the pool computes in: refuse complex, cast bools (and ints to average) to the layer dtype."""
+    if inputs.is_floating_point():
+        return inputs
+    if inputs.is_complex():
+        raise TypeError(
+            f"{type(layer).__name__} layer {layer.name!r}: invalid value for argument `inputs`: expected real numbers. "
+            f"Received: inputs with dtype={inputs.dtype}"
+        )
+    if inputs.dtype == torch.bool or pool_type == "average":
+        return inputs.to(layer._dtype)
+    return inputs
+
+
+def _check_input_shape(layer: Layer, input_shape: Any, rank: int) -> None:
+    input_shape = standardize_shape(input_shape, "input_shape", f"{type(layer).__name__} layer {layer.name!r}")
+    InputSpec(ndim=rank + 2).check(layer.name, input_shape)
 
 
 def _rank_config(layer: Layer) -> dict[str, Any]:
@@ -101,9 +127,10 @@ class Pooling(Layer):
         self.input_spec = InputSpec(ndim=rank + 2)
 
     def build(self, input_shape: Sequence[int | None]) -> None:
-        InputSpec(ndim=self.rank + 2).check(self.name, input_shape)
+        _check_input_shape(self, input_shape, self.rank)
 
     def call(self, inputs: torch.Tensor) -> torch.Tensor:
+        inputs = _pool_inputs(self, inputs, self.pool_type)
         x = inputs.movedim(-1, 1) if self.data_format == "channels_last" else inputs
         spatial = tuple(x.shape[2:])
         if any(output_length(n, k, s, self.padding) <= 0 for n, k, s in zip(spatial, self.pool_size, self.strides)):
@@ -297,11 +324,17 @@ class GlobalPooling(Layer):
         self.input_spec = InputSpec(ndim=rank + 2)
 
     def build(self, input_shape: Sequence[int | None]) -> None:
-        InputSpec(ndim=self.rank + 2).check(self.name, input_shape)
+        _check_input_shape(self, input_shape, self.rank)
 
     def call(self, inputs: torch.Tensor) -> torch.Tensor:
+        inputs = _pool_inputs(self, inputs, self.pool_type)
         first = 1 if self.data_format == "channels_last" else 2
         axes = tuple(range(first, first + self.rank))
+        if any(inputs.shape[axis] == 0 for axis in axes):
+            raise ValueError(
+                f"{type(self).__name__} layer {self.name!r}: invalid value for argument `inputs`: there is no "
+                f"{self.pool_type} over zero positions. Received: inputs with shape {tuple(inputs.shape)}"
+            )
         if self.pool_type == "max":
             return torch.amax(inputs, dim=axes, keepdim=self.keepdims)
         return torch.mean(inputs, dim=axes, keepdim=self.keepdims)

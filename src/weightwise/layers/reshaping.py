@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
-from weightwise.layers.args import standardize_data_format
-from weightwise.layers.base import Layer
+from weightwise.layers.args import MAX_SIZE, is_int, standardize_data_format
+from weightwise.layers.base import InputSpec, Layer
 
 __all__ = ["Flatten", "Reshape"]
 
@@ -19,44 +19,57 @@ class Flatten(Layer):
 
     With ``data_format="channels_first"`` the channels axis is moved last before
     flattening, as Keras does, so a Dense layer after it sees the same feature order
-    in both formats.
+    in both formats. An input of rank 1 becomes ``(batch, 1)``; a scalar, with no batch
+    axis, is refused, as in Keras.
 
     >>> from weightwise import ops
     >>> Flatten()(ops.ones((2, 3, 4))).shape
     torch.Size([2, 12])
+    >>> Flatten()(ops.ones((0, 3, 4))).shape
+    torch.Size([0, 12])
     """
 
     def __init__(self, data_format: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         data_format = standardize_data_format(self, data_format)
         self.data_format = data_format
+        self.input_spec = InputSpec(min_ndim=1)
 
     def call(self, inputs: torch.Tensor) -> torch.Tensor:
         if self.data_format == "channels_first" and inputs.dim() > 2:
             inputs = inputs.movedim(1, -1)
-        return inputs.reshape(inputs.shape[0], -1) if inputs.dim() > 1 else inputs.reshape(-1, 1)
+        # The size is spelled out: torch cannot infer a -1 next to an empty batch.
+        return inputs.reshape(inputs.shape[0], math.prod(inputs.shape[1:]))
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "data_format": self.data_format}
 
 
 class Reshape(Layer):
-    """Reshapes the non-batch axes to ``target_shape``; one entry may be ``-1``.
+    """Reshapes the non-batch axes to ``target_shape``: ints ``>= 0``, and at most one ``-1``.
+
+    The ``-1`` is inferred from the size of one sample, so it is known even for an
+    empty batch, as in Keras. A ``target_shape`` with both a ``0`` and a ``-1`` is
+    refused: with no values per sample, the ``-1`` could be any size.
 
     >>> from weightwise import ops
     >>> Reshape((2, 3))(ops.ones((4, 6))).shape
     torch.Size([4, 2, 3])
+    >>> Reshape((-1, 3))(ops.ones((0, 6))).shape
+    torch.Size([0, 2, 3])
     """
 
     def __init__(self, target_shape: Sequence[int], **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        target = tuple(target_shape)
-        if not all(isinstance(d, int) and not isinstance(d, bool) and (d > 0 or d == -1) for d in target) or target.count(-1) > 1:
+        target = tuple(target_shape) if isinstance(target_shape, (tuple, list, torch.Size)) else None
+        if target is None or not all(is_int(d) and -1 <= d <= MAX_SIZE for d in target) or target.count(-1) > 1 \
+                or (-1 in target and 0 in target) or math.prod(target) > MAX_SIZE:
             raise ValueError(
-                "Invalid value for argument `target_shape`: expected positive ints and at most one -1. "
-                f"Received: target_shape={target_shape!r}"
+                "Invalid value for argument `target_shape`: expected a tuple of ints >= 0 with at most one -1 "
+                f"(and no -1 beside a 0). Received: target_shape={target_shape!r}"
             )
-        self.target_shape = target
+        self.target_shape = tuple(int(d) for d in target)
+        self.input_spec = InputSpec(min_ndim=1)
 
     def call(self, inputs: torch.Tensor) -> torch.Tensor:
         size = math.prod(inputs.shape[1:])
@@ -66,7 +79,8 @@ class Reshape(Layer):
                 f"Reshape layer {self.name!r}: cannot reshape an input of shape {tuple(inputs.shape)} "
                 f"({size} values per sample) to target_shape={self.target_shape}."
             )
-        return inputs.reshape(inputs.shape[0], *self.target_shape)
+        target = tuple(size // known if d == -1 else d for d in self.target_shape)
+        return inputs.reshape(inputs.shape[0], *target)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "target_shape": self.target_shape}

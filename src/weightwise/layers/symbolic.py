@@ -13,6 +13,7 @@ the graph is laid out, as in Keras.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,9 @@ import torch
 __all__ = ["KerasTensor", "Node", "call_symbolically", "contains_symbolic", "map_structure"]
 
 _EXAMPLE_SIZES = ((1, 8), (2, 9))  # (batch size, size of other unknown axes) of the two runs
+# The most values an example input may hold (4 GiB of float32): a larger declared shape is
+# refused before anything is allocated, rather than exhausting memory.
+MAX_EXAMPLE_VALUES = 2**30
 # Creation order of nodes: a layer's calls are numbered in this order in saved configs, as in Keras.
 _NODE_SERIALS = itertools.count()
 
@@ -57,11 +61,15 @@ class KerasTensor:
     @classmethod
     def placeholder(cls, batch_shape: tuple[int | None, ...], dtype: torch.dtype, name: str | None = None) -> KerasTensor:
         """A fresh input tensor of ``batch_shape``, with example values of zeros."""
-        examples = tuple(
-            torch.zeros(tuple((batch if i == 0 else other) if d is None else d for i, d in enumerate(batch_shape)),
-                        dtype=dtype)
-            for batch, other in _EXAMPLE_SIZES
-        )
+        shapes = [tuple((batch if i == 0 else other) if d is None else d for i, d in enumerate(batch_shape))
+                  for batch, other in _EXAMPLE_SIZES]
+        if math.prod(shapes[-1]) > MAX_EXAMPLE_VALUES:
+            raise ValueError(
+                f"Invalid value for argument `shape`: an input of shape {tuple(batch_shape)} needs example values of "
+                f"shape {shapes[-1]} to lay out a graph, more than {MAX_EXAMPLE_VALUES} values. "
+                f"Received: shape={tuple(batch_shape)}"
+            )
+        examples = tuple(torch.zeros(shape, dtype=dtype) for shape in shapes)
         return cls(batch_shape, dtype, examples, name=name)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
