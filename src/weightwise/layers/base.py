@@ -16,7 +16,8 @@ import functools
 import inspect
 import numbers
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -163,6 +164,29 @@ def _record(module: torch.nn.Module) -> tuple[dict[str, Any], list[tuple[Any, An
     return attributes, contents, rules
 
 
+@contextmanager
+def unchanged_on_error(module: torch.nn.Module) -> Iterator[None]:
+    """Run the body; if it raises, put ``module`` and every module in it back as they were.
+
+    >>> from weightwise.layers import Dense
+    >>> layer = Dense(2)
+    >>> try:
+    ...     with unchanged_on_error(layer):
+    ...         layer.build((None, 3))
+    ...         raise RuntimeError("later step failed")
+    ... except RuntimeError:
+    ...     pass
+    >>> layer.built, len(layer.weights)
+    (False, 0)
+    """
+    undo = _Undo(module)
+    try:
+        yield
+    except BaseException:
+        undo.restore()
+        raise
+
+
 def _undo_on_error(method: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap ``build``: a build that raises leaves the layer tree as it was; one that returns marks it built.
 
@@ -172,12 +196,8 @@ def _undo_on_error(method: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(method)
     def build(self: Layer, *args: Any, **kwargs: Any) -> None:
-        undo = _Undo(self)
-        try:
+        with unchanged_on_error(self):
             method(self, *args, **kwargs)
-        except BaseException:
-            undo.restore()
-            raise
         self.built = True
         given = args if args else tuple(kwargs.values())
         if len(given) == 1 and given[0] is not None:
@@ -627,12 +647,8 @@ class Layer(torch.nn.Module):
             kwargs["training"] = _training_flag(self, kwargs["training"])
         if self.built:
             return self._forward(inputs, args, kwargs)
-        undo = _Undo(self)
-        try:
+        with unchanged_on_error(self):
             return self._forward(inputs, args, kwargs)
-        except BaseException:
-            undo.restore()
-            raise
 
     def _forward(self, inputs: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if isinstance(inputs, torch.Tensor):

@@ -185,7 +185,10 @@ class Functional(Model):
         return super().from_config(config)
 
     def _convert_inputs(self, inputs: Any) -> Any:
-        # Each layer converts what it receives; dict and list inputs pass through intact.
+        # Each layer converts what it receives; dict and list inputs pass through intact, but a
+        # value that can be no tensor is refused here, naming the model rather than a layer inside.
+        for leaf in flatten(inputs):
+            self._check_leaf(leaf)
         return inputs
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from typing import Any
 
 import torch
@@ -13,7 +14,7 @@ from weightwise import saving
 from weightwise.layers import Input, InputLayer, Layer
 from weightwise.layers.base import _shape_from_list
 from weightwise.models.training import Trainer
-from weightwise.saving.files import atomic_write, check_target
+from weightwise.saving.files import atomic_write, check_path, check_target
 from weightwise.serialization import serialize_keras_object
 
 __all__ = ["Model"]
@@ -73,9 +74,11 @@ class Model(Trainer, Layer):
         """
         if (name is None) == (index is None):
             raise ValueError(f"Provide exactly one of `name` or `index`. Received: name={name!r}, index={index!r}")
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"Invalid value for argument `name`: expected a str. Received: name={name!r}")
         layers = self.layers
         if index is not None:
-            if not isinstance(index, int) or not -len(layers) <= index < len(layers):
+            if isinstance(index, bool) or not isinstance(index, int) or not -len(layers) <= index < len(layers):
                 raise ValueError(f"Was asked to retrieve layer at index {index!r} but model only has {len(layers)} layers.")
             return layers[index]
         for layer in layers:
@@ -146,7 +149,7 @@ class Model(Trainer, Layer):
         ``torch.save(state_dict)``. Either way the file is written beside the target and
         renamed into place, so an interrupted save never damages an existing file.
         """
-        path = os.fspath(filepath)
+        path = check_path(filepath)
         if path.endswith(".weights.h5"):
             saving.save_weights(self, path, overwrite=overwrite)
             return
@@ -163,20 +166,37 @@ class Model(Trainer, Layer):
         """Load weights from a ``.weights.h5`` or ``.keras`` file (ours or Keras's), or from
         :meth:`save_weights`'s torch format (``weights_only=True``: no code is executed).
 
-        Every tensor is checked against the model first; on a mismatch nothing changes.
+        Every tensor is checked against the model first (its name, shape, and a dtype that
+        casts without loss of kind: no complex into a real weight); on a mismatch nothing changes.
         """
-        path = os.fspath(filepath)
+        path = check_path(filepath)
         if path.endswith((".h5", ".hdf5", ".keras")):
             saving.load_weights(self, path)
             return
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        if os.path.exists(path) and not os.path.isfile(path):
+            # A FIFO would block forever, a device file read without end.
+            raise ValueError(f"{path!r} is not a regular file, so it holds no weights. Received: filepath={path!r}")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except (RuntimeError, EOFError, pickle.UnpicklingError) as error:
+            raise ValueError(
+                f"{path!r} is not a weights file torch can read ({error}). Received: filepath={path!r}"
+            ) from error
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise ValueError(
+                f"The file {path!r} does not hold a state dict of tensors, so it cannot load into model "
+                f"{self.name!r}. Received: filepath={path!r}"
+            )
         current = self.state_dict()
         missing, unexpected = sorted(set(current) - set(state)), sorted(set(state) - set(current))
-        mismatched = [k for k in current if k in state and tuple(state[k].shape) != tuple(current[k].shape)]
+        mismatched = [k for k in current if k in state and (
+            tuple(state[k].shape) != tuple(current[k].shape)
+            or (state[k].is_complex() and not current[k].is_complex()) or state[k].is_meta)]
         if missing or unexpected or mismatched:
             raise ValueError(
                 f"The weights in {path!r} do not fit model {self.name!r}: missing {missing}, "
-                f"unexpected {unexpected}, shape mismatches {mismatched}. No weight was changed."
+                f"unexpected {unexpected}, shape or dtype mismatches {mismatched}. No weight was changed. "
+                f"Received: filepath={path!r}"
             )
         self.load_state_dict(state)
 
@@ -184,6 +204,13 @@ class Model(Trainer, Layer):
         """Print each layer's name, type, output shape, parameter count, and the regularizers and
         constraints bound to its weights (a column Keras does not have)."""
         from weightwise.models.summary import summary_lines
+
+        if isinstance(line_length, bool) or not isinstance(line_length, int) or line_length <= 0:
+            raise ValueError(
+                f"Invalid value for argument `line_length`: expected a positive int. Received: line_length={line_length!r}"
+            )
+        if print_fn is not None and not callable(print_fn):
+            raise TypeError(f"Invalid value for argument `print_fn`: expected a callable. Received: print_fn={print_fn!r}")
 
         for line in summary_lines(self, line_length):
             (print_fn or print)(line)

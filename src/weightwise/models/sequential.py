@@ -9,6 +9,7 @@ import torch
 
 from weightwise import binding
 from weightwise.layers import Input, InputLayer, KerasTensor, Layer
+from weightwise.layers.base import unchanged_on_error
 from weightwise.layers.symbolic import call_symbolically
 from weightwise.models.model import Model
 
@@ -34,6 +35,8 @@ class Sequential(Model):
     _layers_are_positional = True
 
     def __init__(self, layers: Sequence[Any] | None = None, trainable: bool = True, name: str | None = None) -> None:
+        if layers is not None and not isinstance(layers, (list, tuple)):
+            raise TypeError(f"Invalid value for argument `layers`: expected a list of layers. Received: layers={layers!r}")
         super().__init__(trainable=trainable, name=name)
         self.__dict__["_input_layer"] = None
         self._output_shapes: dict[int, tuple[int | None, ...]] = {}
@@ -49,12 +52,21 @@ class Sequential(Model):
     def add(self, layer: Any, rebuild: bool = True) -> None:
         """Append a layer (or an ``Input`` tensor / ``InputLayer``, which must come first).
 
+        If the model knows its input shape, it is rebuilt with the new layer; should that
+        fail, the model (and every layer in it) is left as it was, without the new layer.
+
         >>> from weightwise import layers
         >>> model = Sequential()
         >>> model.add(layers.Dense(2, input_dim=3))
         >>> model.built, model.count_params()
         (True, 8)
         """
+        if not isinstance(rebuild, bool):
+            raise TypeError(f"Invalid value for argument `rebuild`: expected a bool. Received: rebuild={rebuild!r}")
+        with unchanged_on_error(self):
+            self._add(layer, rebuild)
+
+    def _add(self, layer: Any, rebuild: bool) -> None:
         if isinstance(layer, KerasTensor):
             if layer.node is None or not isinstance(layer.node.layer, InputLayer):
                 raise ValueError(f"Sequential.add accepts Input() tensors only as symbolic inputs. Received: {layer}")
