@@ -79,20 +79,25 @@ TRUNCATED_NORMAL_STDDEV = 0.87962566103423978
 
 Shape = Sequence[int]
 
+# torch sizes and element counts are int64.
+_MAX_SIZE = 2**63 - 1
+
 
 # -- validation ------------------------------------------------------------------------
 def _standardize_shape(shape: Any) -> tuple[int, ...]:
-    """``shape`` as a tuple of non-negative ints; anything else is a ``ValueError``."""
+    """``shape`` as a tuple of non-negative ints (that torch can index); anything else is a ``ValueError``."""
     if isinstance(shape, (torch.Size, tuple, list)):
         dims = []
         for dim in shape:
-            if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 0:
+            if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or not 0 <= dim <= _MAX_SIZE:
                 break
             dims.append(int(dim))
         else:
-            return tuple(dims)
+            if math.prod(dims) <= _MAX_SIZE:
+                return tuple(dims)
     raise ValueError(
-        f"Invalid value for argument `shape`: expected a tuple or list of non-negative ints. Received: shape={shape!r}"
+        f"Invalid value for argument `shape`: expected a tuple or list of non-negative ints (at most {_MAX_SIZE} "
+        f"values in all). Received: shape={shape!r}"
     )
 
 
@@ -106,16 +111,33 @@ def _float_dtype(dtype: Any) -> torch.dtype:
     return resolved
 
 
+def _is_finite_real(value: Any) -> bool:
+    """Whether ``value`` is a real number (not a bool) of finite float value; ``10**400`` is not."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
 def _real(value: Any, name: str, positive: bool = False) -> int | float:
     """A finite real number, returned as a Python number (``positive``: also > 0)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        ok = False
-    else:
-        ok = value > 0 if positive else True
+    ok = _is_finite_real(value) and (value > 0 if positive else True)
     if not ok:
         what = "a positive finite float" if positive else "a finite float"
         raise ValueError(f"Invalid value for argument `{name}`: expected {what}. Received: {name}={value!r}")
     return value if isinstance(value, (int, float)) else value.item() if hasattr(value, "item") else float(value)
+
+
+def _finite(values: torch.Tensor, initializer: Initializer) -> torch.Tensor:
+    """``values``, unless the initializer's scale overflowed their dtype (the values would be inf or NaN)."""
+    if values.is_floating_point() and not values.is_meta and not bool(torch.isfinite(values).all()):
+        raise ValueError(
+            f"Invalid value for the arguments of {type(initializer).__name__}: its values overflow dtype "
+            f"{values.dtype}. Received: {initializer!r}"
+        )
+    return values
 
 
 def _validate_seed(seed: Any) -> int | None:
@@ -269,6 +291,8 @@ class Initializer:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Initializer:
         """Rebuild an initializer from ``get_config()`` output: ``cls(**config)``."""
+        if not isinstance(config, Mapping):
+            raise TypeError(f"Invalid value for argument `config`: expected a dict. Received: config={config!r}")
         return cls(**config)
 
     def clone(self) -> Initializer:
@@ -330,7 +354,8 @@ class Constant(Initializer):
     """Initializer of one constant: ``w = value``, cast to ``dtype``.
 
     Args:
-        value: a Python (or numpy) scalar.
+        value: a finite Python (or numpy) scalar. A value the dtype cannot hold (``2**70``
+            as ``int64``, ``1e300`` as ``float32``) is a ``ValueError`` when called.
 
     >>> Constant(3.5)((2, 2))
     tensor([[3.5000, 3.5000],
@@ -344,15 +369,23 @@ class Constant(Initializer):
     def __init__(self, value: float = 0.0) -> None:
         if isinstance(value, np.generic) and isinstance(value.item(), (bool, int, float)):
             value = value.item()
-        if not isinstance(value, (bool, int, float)):
-            raise ValueError(f"Invalid value for argument `value`: expected a Python scalar. Received: value={value!r}")
+        if not isinstance(value, (bool, int, float)) or not (isinstance(value, bool) or _is_finite_real(value)):
+            raise ValueError(
+                f"Invalid value for argument `value`: expected a finite Python scalar. Received: value={value!r}"
+            )
         self.value = value
 
     def __call__(self, shape: Shape, dtype: Any = None) -> torch.Tensor:
         shape = _standardize_shape(shape)
         dtype = backend.standardize_dtype(dtype)
+        try:
+            value = torch.as_tensor(self.value, dtype=dtype)
+        except (OverflowError, RuntimeError) as error:
+            raise ValueError(
+                f"Invalid value for argument `value`: {self.value!r} does not fit dtype {dtype}. Received: value={self.value!r}"
+            ) from error
         # As Keras: cast(value, dtype) * ones(shape, dtype).
-        return torch.as_tensor(self.value, dtype=dtype) * torch.ones(shape, dtype=dtype)
+        return _finite(value * torch.ones(shape, dtype=dtype), self)
 
     def get_config(self) -> dict[str, Any]:
         return {"value": self.value}
@@ -387,7 +420,7 @@ class Identity(Initializer):
                 f"Received: shape={shape} of rank {len(shape)}."
             )
         dtype = backend.standardize_dtype(dtype)
-        return (self.gain * torch.eye(*shape, dtype=dtype)).to(dtype)
+        return _finite((self.gain * torch.eye(*shape, dtype=dtype)).to(dtype), self)
 
     def get_config(self) -> dict[str, Any]:
         # Keras 3.15 returns {} here and so loses the gain; ours round-trips it.
@@ -417,7 +450,7 @@ class RandomNormal(_RandomInitializer):
         super().__init__(seed=seed)
 
     def __call__(self, shape: Shape, dtype: Any = None) -> torch.Tensor:
-        return _normal(_standardize_shape(shape), self.mean, self.stddev, _float_dtype(dtype), self.seed)
+        return _finite(_normal(_standardize_shape(shape), self.mean, self.stddev, _float_dtype(dtype), self.seed), self)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "mean": self.mean, "stddev": self.stddev}
@@ -448,7 +481,8 @@ class TruncatedNormal(_RandomInitializer):
         super().__init__(seed=seed)
 
     def __call__(self, shape: Shape, dtype: Any = None) -> torch.Tensor:
-        return _truncated_normal(_standardize_shape(shape), self.mean, self.stddev, _float_dtype(dtype), self.seed)
+        values = _truncated_normal(_standardize_shape(shape), self.mean, self.stddev, _float_dtype(dtype), self.seed)
+        return _finite(values, self)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "mean": self.mean, "stddev": self.stddev}
@@ -484,7 +518,8 @@ class RandomUniform(_RandomInitializer):
         super().__init__(seed=seed)
 
     def __call__(self, shape: Shape, dtype: Any = None) -> torch.Tensor:
-        return _uniform(_standardize_shape(shape), self.minval, self.maxval, _float_dtype(dtype), self.seed)
+        values = _uniform(_standardize_shape(shape), self.minval, self.maxval, _float_dtype(dtype), self.seed)
+        return _finite(values, self)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "minval": self.minval, "maxval": self.maxval}
@@ -537,7 +572,7 @@ class VarianceScaling(_RandomInitializer):
         input_axes: Sequence[int] | None = None,
         output_axes: Sequence[int] | None = None,
     ) -> None:
-        if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not math.isfinite(scale) or scale <= 0:
+        if not _is_finite_real(scale) or scale <= 0:
             raise ValueError(f"Argument `scale` must be positive float. Received: scale={scale!r}")
         if mode not in _MODES:
             raise ValueError(
@@ -571,11 +606,13 @@ class VarianceScaling(_RandomInitializer):
             scale /= max(1.0, (fan_in + fan_out) / 2.0)
         if self.distribution == "truncated_normal":
             stddev = math.sqrt(scale) / TRUNCATED_NORMAL_STDDEV
-            return _truncated_normal(shape, 0.0, stddev, dtype, self.seed)
-        if self.distribution == "untruncated_normal":
-            return _normal(shape, 0.0, math.sqrt(scale), dtype, self.seed)
-        limit = math.sqrt(3.0 * scale)
-        return _uniform(shape, -limit, limit, dtype, self.seed)
+            values = _truncated_normal(shape, 0.0, stddev, dtype, self.seed)
+        elif self.distribution == "untruncated_normal":
+            values = _normal(shape, 0.0, math.sqrt(scale), dtype, self.seed)
+        else:
+            limit = math.sqrt(3.0 * scale)
+            values = _uniform(shape, -limit, limit, dtype, self.seed)
+        return _finite(values, self)
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -739,7 +776,7 @@ class Orthogonal(_RandomInitializer):
         q = q * torch.sign(torch.diag(r))
         if num_rows < num_cols:
             q = q.T
-        return (self.gain * torch.reshape(q, shape)).to(dtype)
+        return _finite((self.gain * torch.reshape(q, shape)).to(dtype), self)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "gain": self.gain}
@@ -819,7 +856,18 @@ def deserialize(config: Any, custom_objects: Mapping[str, Any] | None = None) ->
 
 
 def _from_tensor(value: Any) -> Callable[..., torch.Tensor]:
-    source = torch.as_tensor(np.asarray(value)) if not isinstance(value, torch.Tensor) else value.detach()
+    if isinstance(value, torch.Tensor):
+        if value.is_meta:
+            raise ValueError(f"Invalid value for argument `identifier`: a meta tensor has no values. Received: {value!r}")
+        source = value.detach()
+    else:
+        array = np.asarray(value)
+        if array.dtype.kind not in "biufc":
+            raise ValueError(
+                f"Invalid value for argument `identifier`: an array initializer needs numbers. "
+                f"Received: {value!r:.200} (dtype {array.dtype})"
+            )
+        source = torch.as_tensor(array)
 
     def initialize_fn(shape: Shape, dtype: Any = None) -> torch.Tensor:
         if _standardize_shape(shape) != tuple(source.shape):
@@ -827,7 +875,13 @@ def _from_tensor(value: Any) -> Callable[..., torch.Tensor]:
                 f"Expected `shape` to be {tuple(source.shape)} for direct tensor as initializer. "
                 f"Received shape={tuple(shape)}"
             )
-        return source.to(backend.standardize_dtype(dtype), copy=True)
+        dtype = backend.standardize_dtype(dtype)
+        if source.is_complex() and not dtype.is_complex:
+            raise ValueError(
+                f"Invalid value for argument `dtype`: a complex initializer tensor cannot become {dtype} without "
+                f"losing its imaginary part. Received: dtype={dtype}"
+            )
+        return source.to(dtype, copy=True)
 
     return initialize_fn
 
