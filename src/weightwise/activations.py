@@ -4,7 +4,11 @@ Each function takes a tensor (or anything :func:`weightwise.ops.convert_to_tenso
 takes) and returns a ``torch.Tensor`` of the same shape. They run on
 ``torch.nn.functional`` exactly as Keras's torch backend does, so results equal
 Keras's. Integer and bool inputs are computed in :func:`weightwise.backend.floatx`;
-:func:`linear` returns its input unchanged.
+:func:`linear` returns its input unchanged. Complex inputs are accepted by the
+functions defined for them (``exponential``, ``linear``, ``sigmoid``, ``silu``,
+``softsign``, ``squareplus``, ``tanh``, ``tanh_shrink``) and refused by the rest.
+Inputs that are no numbers (``None``, strings) and numeric arguments that are not
+finite are refused with an error naming the argument.
 
 Like Keras, :func:`serialize` writes a built-in activation as its name, and
 :func:`get` resolves names, configs and callables (``None`` means :func:`linear`).
@@ -19,6 +23,7 @@ True
 
 from __future__ import annotations
 
+import math
 import numbers
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -72,18 +77,38 @@ __all__ = [
 Axis = Union[int, Sequence[int], None]
 
 
-def _input(x: TensorLike) -> torch.Tensor:
-    """``x`` as a float tensor: integers and bools become floatx, floats keep their dtype."""
-    x = ops.convert_to_tensor(x)
-    if x.is_floating_point() or x.is_complex():
+def _input(x: TensorLike, real: bool = True) -> torch.Tensor:
+    """``x`` as a float tensor: integers and bools become floatx, floats keep their dtype.
+
+    Complex tensors pass only where ``real`` is False (the functions defined for them).
+    """
+    if not isinstance(x, torch.Tensor):
+        try:
+            x = ops.convert_to_tensor(x)
+        except (TypeError, ValueError) as error:
+            raise TypeError(
+                f"Invalid value for argument `x`: expected a tensor, an array or numbers. Received: x={x!r:.200}"
+            ) from error
+    if x.is_floating_point():
+        return x
+    if x.is_complex():
+        if real:
+            raise TypeError(f"Invalid value for argument `x`: expected real numbers. Received: x with dtype={x.dtype}")
         return x
     return x.to(backend.standardize_dtype(None))
 
 
-def _number(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"Invalid value for argument `{name}`: expected a float. Received: {name}={value!r}")
-    return value  # type: ignore[return-value]
+def _number(value: Any, name: str, minimum: float | None = None) -> float:
+    """``value`` if it is a real number (not a bool) with a finite float value, at least ``minimum``."""
+    valid = not isinstance(value, bool) and isinstance(value, numbers.Real)
+    try:
+        valid = valid and math.isfinite(float(value)) and (minimum is None or value >= minimum)
+    except OverflowError:
+        valid = False
+    if not valid:
+        expected = "a finite float" if minimum is None else f"a finite float >= {minimum}"
+        raise ValueError(f"Invalid value for argument `{name}`: expected {expected}. Received: {name}={value!r}")
+    return float(value)
 
 
 def _flag(value: Any, name: str) -> bool:
@@ -190,7 +215,10 @@ def celu(x: TensorLike, alpha: float = 1.0) -> torch.Tensor:
     >>> celu([-1.0, 0.0, 1.0], alpha=2.0)
     tensor([-0.7869,  0.0000,  1.0000])
     """
-    return tnn.celu(_input(x), alpha=_number(alpha, "alpha"))
+    alpha = _number(alpha, "alpha")
+    if alpha == 0:
+        raise ValueError(f"Invalid value for argument `alpha`: expected a nonzero float. Received: alpha={alpha!r}")
+    return tnn.celu(_input(x), alpha=alpha)
 
 
 def gelu(x: TensorLike, approximate: bool = False) -> torch.Tensor:
@@ -216,7 +244,7 @@ def silu(x: TensorLike) -> torch.Tensor:
     >>> silu([-1.0, 0.0, 1.0])
     tensor([-0.2689,  0.0000,  0.7311])
     """
-    return tnn.silu(_input(x))
+    return tnn.silu(_input(x, real=False))
 
 
 swish = silu
@@ -253,7 +281,7 @@ def sigmoid(x: TensorLike) -> torch.Tensor:
     >>> sigmoid([-1.0, 0.0, 1.0])
     tensor([0.2689, 0.5000, 0.7311])
     """
-    return tnn.sigmoid(_input(x))
+    return tnn.sigmoid(_input(x, real=False))
 
 
 def hard_sigmoid(x: TensorLike) -> torch.Tensor:
@@ -294,7 +322,7 @@ def tanh(x: TensorLike) -> torch.Tensor:
     >>> tanh([-1.0, 0.0, 1.0])
     tensor([-0.7616,  0.0000,  0.7616])
     """
-    return torch.tanh(_input(x))
+    return torch.tanh(_input(x, real=False))
 
 
 def hard_tanh(x: TensorLike) -> torch.Tensor:
@@ -312,7 +340,7 @@ def softsign(x: TensorLike) -> torch.Tensor:
     >>> softsign([-1.0, 0.0, 3.0])
     tensor([-0.5000,  0.0000,  0.7500])
     """
-    return tnn.softsign(_input(x))
+    return tnn.softsign(_input(x, real=False))
 
 
 # -- smooth rectifiers and other elementwise functions ---------------------------------
@@ -341,8 +369,8 @@ def squareplus(x: TensorLike, b: float = 4) -> torch.Tensor:
     >>> squareplus([-1.0, 0.0, 1.0])
     tensor([0.6180, 1.0000, 1.6180])
     """
-    x = _input(x)
-    b = _number(b, "b")
+    b = _number(b, "b", minimum=0.0)
+    x = _input(x, real=False)
     return (x + torch.sqrt(x**2 + b)) / 2
 
 
@@ -352,7 +380,7 @@ def exponential(x: TensorLike) -> torch.Tensor:
     >>> exponential([0.0, 1.0])
     tensor([1.0000, 2.7183])
     """
-    return torch.exp(_input(x))
+    return torch.exp(_input(x, real=False))
 
 
 def linear(x: TensorLike) -> torch.Tensor:
@@ -370,7 +398,7 @@ def tanh_shrink(x: TensorLike) -> torch.Tensor:
     >>> tanh_shrink([-1.0, 0.0, 1.0])
     tensor([-0.2384,  0.0000,  0.2384])
     """
-    return tnn.tanhshrink(_input(x))
+    return tnn.tanhshrink(_input(x, real=False))
 
 
 def hard_shrink(x: TensorLike, threshold: float = 0.5) -> torch.Tensor:
@@ -388,7 +416,7 @@ def soft_shrink(x: TensorLike, threshold: float = 0.5) -> torch.Tensor:
     >>> soft_shrink([-1.0, 0.3, 1.0])
     tensor([-0.5000,  0.0000,  0.5000])
     """
-    return tnn.softshrink(_input(x), lambd=_number(threshold, "threshold"))
+    return tnn.softshrink(_input(x), lambd=_number(threshold, "threshold", minimum=0.0))
 
 
 def threshold(x: TensorLike, threshold: float, default_value: float) -> torch.Tensor:
@@ -413,6 +441,10 @@ def _over_axis(fn: Callable[..., torch.Tensor], x: torch.Tensor, axis: Axis) -> 
     elif isinstance(axis, (tuple, list)):
         rank = x.dim()
         axes = [_canonical_axis(a, rank) for a in axis]
+        if not axes or len(set(axes)) != len(axes):
+            raise ValueError(
+                f"Invalid value for argument `axis`: expected distinct axes, at least one. Received: axis={axis!r}"
+            )
         keep = [v for v in range(rank) if v not in axes]
         order = [*keep, *axes]
         moved = x.permute(order)
