@@ -77,18 +77,24 @@ __all__ = [
 Axis = Union[int, Sequence[int], None]
 
 
+def _tensor(x: TensorLike) -> torch.Tensor:
+    """``x`` as a tensor, or a ``TypeError`` naming ``x`` when it holds anything but numbers."""
+    if isinstance(x, torch.Tensor):
+        return x
+    try:
+        return ops.convert_to_tensor(x)
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            f"Invalid value for argument `x`: expected a tensor, an array or numbers. Received: x={x!r:.200}"
+        ) from error
+
+
 def _input(x: TensorLike, real: bool = True) -> torch.Tensor:
     """``x`` as a float tensor: integers and bools become floatx, floats keep their dtype.
 
     Complex tensors pass only where ``real`` is False (the functions defined for them).
     """
-    if not isinstance(x, torch.Tensor):
-        try:
-            x = ops.convert_to_tensor(x)
-        except (TypeError, ValueError) as error:
-            raise TypeError(
-                f"Invalid value for argument `x`: expected a tensor, an array or numbers. Received: x={x!r:.200}"
-            ) from error
+    x = _tensor(x)
     if x.is_floating_point():
         return x
     if x.is_complex():
@@ -389,7 +395,7 @@ def linear(x: TensorLike) -> torch.Tensor:
     >>> linear([-1.0, 2.0])
     tensor([-1.,  2.])
     """
-    return x if isinstance(x, torch.Tensor) else ops.convert_to_tensor(x)
+    return _tensor(x)
 
 
 def tanh_shrink(x: TensorLike) -> torch.Tensor:

@@ -380,7 +380,7 @@ class Constant(Initializer):
         dtype = backend.standardize_dtype(dtype)
         try:
             value = torch.as_tensor(self.value, dtype=dtype)
-        except (OverflowError, RuntimeError) as error:
+        except (OverflowError, RuntimeError, ValueError) as error:
             raise ValueError(
                 f"Invalid value for argument `value`: {self.value!r} does not fit dtype {dtype}. Received: value={self.value!r}"
             ) from error

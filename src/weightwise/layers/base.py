@@ -347,6 +347,9 @@ class Layer(torch.nn.Module):
         Keys Keras adds for features we do not have (quantization, LoRA) are accepted
         while unset, and refused with a clear error when set.
         """
+        if not isinstance(config, dict):
+            raise TypeError(f"{cls.__name__}.from_config: invalid value for argument `config`: expected a dict. "
+                            f"Received: config={config!r}")
         config = dict(config)
         for key in _KERAS_ONLY_KEYS:
             if config.get(key):

@@ -156,7 +156,8 @@ class Conv(KernelLayer):
 
     def call(self, inputs: torch.Tensor) -> torch.Tensor:
         self._check_spatial(tuple(inputs.shape))
-        inputs = self._kernel_inputs(inputs)
+        if not inputs.is_floating_point():
+            inputs = self._kernel_inputs(inputs)
         x = inputs.movedim(-1, 1) if self.data_format == "channels_last" else inputs
         pads = self._padding(tuple(x.shape[2:]))
         if all(before == after for before, after in pads):
@@ -165,8 +166,9 @@ class Conv(KernelLayer):
             x, padding = pad_spatial(x, pads), 0
         # Keras's (*kernel_size, in/groups, filters) -> torch's (filters, in/groups, *kernel_size).
         kernel = self.kernel.permute(self.rank + 1, self.rank, *range(self.rank))
-        outputs = _CONV_FN[self.rank](
-            x, kernel, self.bias, stride=self.strides, padding=padding, dilation=self.dilation_rate, groups=self.groups
+        outputs = self._apply_kernel(
+            _CONV_FN[self.rank], x, kernel, self.bias, stride=self.strides, padding=padding,
+            dilation=self.dilation_rate, groups=self.groups,
         )
         if self.data_format == "channels_last":
             outputs = outputs.movedim(1, -1)

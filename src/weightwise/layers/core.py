@@ -33,7 +33,8 @@ class KernelLayer(Layer):
 
     Its dtype must be a float dtype. Integer and bool inputs are cast to it, which is the
     dtype Keras's result takes; complex inputs, and inputs on another device than the
-    weights (a meta tensor, say), are refused with a clear error.
+    weights, are refused with a clear error. Meta inputs give a meta output of the right
+    shape and dtype (nothing is computed), as in Keras.
     """
 
     kernel_regularizer = WeightRule("kernel", "regularizer")
@@ -69,20 +70,29 @@ class KernelLayer(Layer):
         self.bias_constraint = bias_constraint
 
     def _kernel_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
-        """``inputs`` as the kernel takes them: real, in the layer dtype, on the kernel's device."""
-        if not inputs.is_floating_point():
-            if inputs.is_complex():
-                raise TypeError(
-                    f"{type(self).__name__} layer {self.name!r}: invalid value for argument `inputs`: expected real "
-                    f"numbers. Received: inputs with dtype={inputs.dtype}"
-                )
-            inputs = inputs.to(self._dtype)
-        if inputs.device != self.kernel.device:
+        """Integer and bool ``inputs`` in the layer dtype; complex ones refused."""
+        if inputs.is_complex():
+            raise TypeError(
+                f"{type(self).__name__} layer {self.name!r}: invalid value for argument `inputs`: expected real "
+                f"numbers. Received: inputs with dtype={inputs.dtype}"
+            )
+        return inputs.to(self._dtype)
+
+    def _apply_kernel(self, op: Any, inputs: torch.Tensor, *weights: Any, **kwargs: Any) -> torch.Tensor:
+        """``op(inputs, *weights, **kwargs)``. Inputs on another device than the weights get a clear
+        error, checked only once torch has refused, so a call on the right device pays nothing."""
+        if inputs.is_meta:
+            # Shape inference, as Keras allows: the weights join the inputs on the meta device.
+            weights = tuple(w.to("meta") if isinstance(w, torch.Tensor) else w for w in weights)
+        try:
+            return op(inputs, *weights, **kwargs)
+        except RuntimeError as error:
+            if inputs.device == self.kernel.device:
+                raise
             raise ValueError(
                 f"{type(self).__name__} layer {self.name!r}: invalid value for argument `inputs`: the weights are on "
                 f"device {self.kernel.device}, the inputs elsewhere. Received: inputs on device={inputs.device}"
-            )
-        return inputs
+            ) from error
 
     def _add_kernel_and_bias(self, kernel_shape: Sequence[int], bias_size: int) -> None:
         self.kernel = self.add_weight(
@@ -142,13 +152,17 @@ class Dense(KernelLayer):
         self.input_spec = InputSpec(min_ndim=2, axes={-1: input_dim})
 
     def call(self, inputs: torch.Tensor) -> torch.Tensor:
-        outputs = torch.matmul(self._kernel_inputs(inputs), self.kernel)
-        if self.bias is not None:
-            outputs = outputs + self.bias
-        return self.activation(outputs)
+        if not inputs.is_floating_point():
+            inputs = self._kernel_inputs(inputs)
+        return self.activation(self._apply_kernel(_dense, inputs, self.kernel, self.bias))
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "units": self.units}
+
+
+def _dense(inputs: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    outputs = torch.matmul(inputs, kernel)
+    return outputs if bias is None else outputs + bias
 
 
 class Activation(Layer):
@@ -293,9 +307,9 @@ class InputLayer(Layer):
             )
         if shape is None and batch_shape is None:
             raise ValueError("InputLayer: `shape` or `batch_shape` is required. Received: shape=None, batch_shape=None")
-        if batch_size is not None and not (is_int(batch_size) and 0 < batch_size <= MAX_SIZE):
+        if batch_size is not None and not (is_int(batch_size) and 0 <= batch_size <= MAX_SIZE):
             raise ValueError(
-                f"Invalid value for argument `batch_size`: expected a positive int or None. Received: batch_size={batch_size!r}"
+                f"Invalid value for argument `batch_size`: expected an int >= 0 or None. Received: batch_size={batch_size!r}"
             )
         if batch_shape is not None:
             batch_shape = standardize_shape(batch_shape, "batch_shape", "InputLayer")

@@ -82,6 +82,18 @@ def _pool_inputs(layer: Layer, inputs: torch.Tensor, pool_type: str) -> torch.Te
     return inputs
 
 
+def _max_pool(x: torch.Tensor, pool_size: tuple[int, ...], strides: tuple[int, ...],
+              pads: list[tuple[int, int]], symmetric: bool) -> torch.Tensor:
+    """Max pooling of a channels-first ``x``; padded positions never win (for ints too)."""
+    if len(pool_size) == 1 and not x.is_floating_point():
+        # torch has no integer max_pool1d: pool a trailing axis of size 1 in 2-D instead.
+        return _max_pool(x.unsqueeze(-1), (*pool_size, 1), (*strides, 1), [*pads, (0, 0)], symmetric).squeeze(-1)
+    if symmetric:
+        return _MAX_POOL[len(pool_size)](x, pool_size, strides, padding=[p for p, _ in pads])
+    lowest = float("-inf") if x.is_floating_point() else torch.iinfo(x.dtype).min
+    return _MAX_POOL[len(pool_size)](pad_spatial(x, pads, value=lowest), pool_size, strides)
+
+
 def _check_input_shape(layer: Layer, input_shape: Any, rank: int) -> None:
     input_shape = standardize_shape(input_shape, "input_shape", f"{type(layer).__name__} layer {layer.name!r}")
     InputSpec(ndim=rank + 2).check(layer.name, input_shape)
@@ -142,11 +154,7 @@ class Pooling(Layer):
             else [(0, 0)] * self.rank
         symmetric = all(before == after for before, after in pads)
         if self.pool_type == "max":
-            if symmetric:
-                outputs = _MAX_POOL[self.rank](x, self.pool_size, self.strides, padding=[p for p, _ in pads])
-            else:
-                x = pad_spatial(x, pads, value=float("-inf"))
-                outputs = _MAX_POOL[self.rank](x, self.pool_size, self.strides)
+            outputs = _max_pool(x, self.pool_size, self.strides, pads, symmetric)
         elif symmetric:
             outputs = _AVG_POOL[self.rank](
                 x, self.pool_size, self.strides, padding=[p for p, _ in pads], count_include_pad=False
