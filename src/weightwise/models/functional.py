@@ -180,6 +180,9 @@ class Functional(Model):
     @classmethod
     def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> Functional:
         """Rebuild the model from :meth:`get_config` output, ours or Keras's (fresh weights)."""
+        if not isinstance(config, dict):
+            raise TypeError(f"{cls.__name__}.from_config: invalid value for argument `config`: expected a dict. "
+                            f"Received: config={config!r}")
         if "layers" in config and "input_layers" in config:
             return functional_from_config(cls, config, custom_objects)
         return super().from_config(config)

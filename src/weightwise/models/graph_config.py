@@ -134,12 +134,20 @@ def functional_from_config(
         if not isinstance(layer_config, Mapping) or not isinstance(layer_config.get("name"), str):
             raise ValueError(f"Invalid functional model config: each layer needs a 'name'. Received: {layer_config!r}")
         name = layer_config["name"]
+        if name in created:
+            raise ValueError(f"Invalid functional model config: two layers are named {name!r}. Received: name={name!r}")
+        inbound = layer_config.get("inbound_nodes") or []
+        if not isinstance(inbound, list) or not all(isinstance(node, (Mapping, list)) for node in inbound):
+            raise ValueError(
+                f"Invalid functional model config: layer {name!r} needs a list of calls in 'inbound_nodes'. "
+                f"Received: inbound_nodes={inbound!r:.200}"
+            )
         layer = make_layer(dict(layer_config)) if make_layer else deserialize_keras_object(layer_config, custom_objects)
         if not isinstance(layer, torch.nn.Module):
             raise TypeError(f"Layer {name!r} of the config deserialized to {layer!r}, which is not a layer.")
         created[name] = layer
         produced[name] = [layer.output] if isinstance(layer, InputLayer) else [None] * _node_offset(layer)
-        pending[name] = list(layer_config.get("inbound_nodes") or [])
+        pending[name] = list(inbound)
 
     def tensor(history: Any) -> Any:
         if not _is_history(history):
@@ -147,19 +155,32 @@ def functional_from_config(
         layer_name, node_index, tensor_index = history
         if layer_name not in produced:
             raise ValueError(f"Invalid functional model config: it refers to an unknown layer {layer_name!r}.")
+        if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in (node_index, tensor_index)):
+            raise ValueError(f"Invalid tensor reference in a functional model config: {history!r}")
         calls = produced[layer_name]
-        if not isinstance(node_index, int) or node_index >= len(calls) or calls[node_index] is None:
+        if node_index >= len(calls) or calls[node_index] is None:
             raise _NotYetCreated(layer_name)
-        return flatten(calls[node_index])[tensor_index]
+        tensors = flatten(calls[node_index])
+        if tensor_index >= len(tensors):
+            raise ValueError(
+                f"Invalid tensor reference in a functional model config: {history!r}; that call of layer "
+                f"{layer_name!r} has {len(tensors)} outputs."
+            )
+        return tensors[tensor_index]
 
     def decode(value: Any) -> Any:
         if isinstance(value, list):
             return [decode(v) for v in value]
         if isinstance(value, Mapping):
-            if value.get("class_name") == _TENSOR:
-                return tensor(value["config"]["keras_history"])
-            if value.get("class_name") == _TUPLE:
-                return tuple(decode(v) for v in value["config"]["value"])
+            if value.get("class_name") in (_TENSOR, _TUPLE):
+                config = value.get("config")
+                key = "keras_history" if value["class_name"] == _TENSOR else "value"
+                if not isinstance(config, Mapping) or key not in config:
+                    raise ValueError(f"Invalid functional model config: {value['class_name']} without a {key!r}. "
+                                     f"Received: {value!r:.200}")
+                if value["class_name"] == _TENSOR:
+                    return tensor(config[key])
+                return tuple(decode(v) for v in config[key])
             if "class_name" in value:
                 return deserialize_keras_object(value, custom_objects)
             return {key: decode(v) for key, v in value.items()}
@@ -174,6 +195,11 @@ def functional_from_config(
                     raise ValueError(
                         f"Layer {name!r}: this functional config is in tf.keras 2's legacy node format, "
                         "which is not supported. Re-save the model with Keras 3."
+                    )
+                if not isinstance(node.get("args", []), list) or not isinstance(node.get("kwargs", {}), Mapping):
+                    raise TypeError(
+                        f"Invalid functional model config: a call of layer {name!r} needs a list of 'args' and a dict "
+                        f"of 'kwargs'. Received: {node!r:.200}"
                     )
                 try:
                     args = decode(node.get("args", []))

@@ -162,6 +162,9 @@ class Sequential(Model):
         """Rebuild the stack from :meth:`get_config` output, ours or Keras's (fresh weights)."""
         from weightwise import layers as layers_module
 
+        if not isinstance(config, dict):
+            raise TypeError(f"Sequential.from_config: invalid value for argument `config`: expected a dict. "
+                            f"Received: config={config!r}")
         stack = config.get("layers", [])
         if not isinstance(stack, list):
             raise ValueError(f"Invalid Sequential config: 'layers' must be a list. Received: {stack!r}")
