@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from harness import clear_error, correct, snapshot
+from harness import clear_error, correct
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -378,7 +378,7 @@ def _add(cls: Any, base: dict[str, Any], argument: str, values: list[Any]) -> No
     CONSTRUCTOR_CASES.append((cls, base, argument, values))
 
 
-_add(Dense, {}, "units", [0, -1, 2.5, "3", None, True, HUGE, NAN, (), [3]])
+_add(Dense, {}, "units", [0, -1, 2.5, "3", None, True, HUGE, NAN, (), [3], 1e308, np.float64(3.0), np.bool_(True)])
 for _cls in (Dense, Conv2D):
     _base = {"units": 2} if _cls is Dense else {"filters": 2, "kernel_size": 2}
     _add(_cls, _base, "activation", [3, "nope", 2.5])
@@ -414,7 +414,7 @@ _add(Flatten, {}, "data_format", ["x", 3])
 _add(Reshape, {}, "target_shape", [3, None, "ab", (-1, -1), (-2, 3), (0, -1), (2.5,), (True,), ((2,),), (HUGE,),
                                    (2**40, 2**40)])
 _add(Activation, {}, "activation", [3, "nope", 2.5, [1]])
-_add(Dropout, {}, "rate", [NAN, -0.1, 1.5, HUGE, "0.5", None, True, INF, -INF])
+_add(Dropout, {}, "rate", [NAN, -0.1, 1.5, HUGE, "0.5", None, True, INF, -INF, 1e308, np.float64(NAN)])
 _add(Dropout, {"rate": 0.5}, "noise_shape", ["ab", (-1,), (0,), (2.5,), 3, ((1,),)])
 _add(Dropout, {"rate": 0.5}, "seed", [-1, 2.5, "0", True])
 _add(ActivityRegularization, {}, "l1", [-1.0, NAN, "x", INF])
@@ -451,6 +451,19 @@ def test_constructor_refuses(cls: Any, base: dict[str, Any], argument: str, valu
 ], ids=["no-shape", "both-shapes", "Input-None", "unknown-kwarg", "own-activity", "strides-and-dilation", "rank-twice"])
 def test_constructor_refuses_combinations(call: Any) -> None:
     clear_error(call)
+
+
+@pytest.mark.parametrize("make, x, shape", [
+    (lambda: Dense(np.int64(3)), torch.ones(2, 4), (2, 3)),
+    (lambda: Conv2D(np.int32(2), np.int64(3), strides=(np.int64(1), 1)), torch.ones(1, 5, 5, 2), (1, 3, 3, 2)),
+    (lambda: MaxPooling1D(np.int16(2)), torch.ones(1, 4, 2), (1, 2, 2)),
+    (lambda: Reshape((np.int64(2), -1)), torch.ones(3, 6), (3, 2, 3)),
+    (lambda: Dropout(np.float32(0.5), seed=np.int64(3)), torch.ones(2, 3), (2, 3)),
+    (lambda: Concatenate(axis=np.int64(0)), [torch.ones(2, 3), torch.ones(1, 3)], (3, 3)),
+    (lambda: Dense(2, input_dim=np.int64(4)), torch.ones(1, 4), (1, 2)),
+], ids=["dense", "conv", "pool", "reshape", "dropout", "concatenate", "input_dim"])
+def test_numpy_scalars_work_where_python_numbers_do(make: Any, x: Any, shape: tuple[int, ...]) -> None:
+    correct(lambda: make()(x), lambda out: out.shape == shape)
 
 
 def test_input_too_large_to_lay_out_is_refused_before_allocating() -> None:
@@ -922,9 +935,7 @@ def test_activation_dtypes_empty_and_meta(name: str) -> None:
 ], ids=lambda v: v if isinstance(v, str) else "")
 def test_activation_argument_refusals(call: Any, argument: str) -> None:
     x = ramp(3, 4)
-    before = snapshot(x)
     clear_error(lambda: call(x), argument, state=[x])
-    assert len(before) == 1
 
 
 # =====================================================================================
@@ -1000,6 +1011,7 @@ def test_initializer_empty_and_scalar_shapes(init: Any) -> None:
 
 @pytest.mark.parametrize("call, fragments", [
     (lambda: initializers.RandomNormal(stddev=1e300)((4,)), ("stddev", "float32")),
+    (lambda: initializers.RandomNormal(mean=1e308)((4,), dtype="float16"), ("mean", "float16")),
     (lambda: initializers.RandomUniform(minval=-1e300, maxval=1e300)((4,)), ("maxval", "float32")),
     (lambda: initializers.VarianceScaling(scale=1e300)((4, 4)), ("scale", "float32")),
     (lambda: initializers.Constant(1e300)((2,)), ("value", "float32")),
@@ -1008,7 +1020,7 @@ def test_initializer_empty_and_scalar_shapes(init: Any) -> None:
     (lambda: initializers.Identity(gain=1e39)((2, 2)), ("gain", "float32")),
     (lambda: initializers.Orthogonal()((3,)), ("shape", "(3,)")),
     (lambda: initializers.Identity()((2, 2, 2)), ("shape", "(2, 2, 2)")),
-], ids=["normal", "uniform", "variance", "constant", "constant-int", "orthogonal", "identity", "orthogonal-1d",
+], ids=["normal", "normal-mean", "uniform", "variance", "constant", "constant-int", "orthogonal", "identity", "orthogonal-1d",
         "identity-3d"])
 def test_initializer_values_never_overflow_to_inf(call: Any, fragments: tuple[str, ...]) -> None:
     clear_error(call, *fragments)
