@@ -35,6 +35,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -98,7 +99,7 @@ def squeeze_or_expand_to_same_rank(
 
 
 def _standardize_reduction(reduction: Any) -> str | None:
-    if reduction not in REDUCTIONS:
+    if (reduction is not None and not isinstance(reduction, str)) or reduction not in REDUCTIONS:
         raise ValueError(
             f"Invalid value for argument `reduction`. Expected one of {set(REDUCTIONS)}. "
             f"Received: reduction={reduction!r}"
@@ -153,12 +154,13 @@ def reduce_weighted_values(
     target = backend.standardize_dtype(dtype) if dtype is not None else _float_dtype(values.dtype)
     values = values.to(target)
     if sample_weight is not None:
-        sample_weight = ops.convert_to_tensor(sample_weight).to(dtype=target, device=values.device)
+        sample_weight = _as_tensor(sample_weight, "sample_weight").to(dtype=target, device=values.device)
     if mask is not None:
         mask = ops.convert_to_tensor(mask).to(device=values.device)
     sample_weight = _apply_mask(sample_weight, mask, target, reduction)
     if sample_weight is not None:
         values, sample_weight = squeeze_or_expand_to_same_rank(values, sample_weight)
+        _check_weights_fit(values, sample_weight)
         values = values * sample_weight
     if reduction is None or reduction == "none" or tuple(values.shape) in ((), (0,)):
         return values
@@ -172,50 +174,212 @@ def reduce_weighted_values(
     return loss
 
 
+def _check_weights_fit(values: torch.Tensor, sample_weight: torch.Tensor) -> None:
+    """Sample weights must broadcast to the values' shape (a scalar value may take any weights, as in Keras)."""
+    try:
+        shape = torch.broadcast_shapes(values.shape, sample_weight.shape)
+    except RuntimeError:
+        shape = None
+    if shape is None or (values.dim() > 0 and shape != values.shape):
+        raise ValueError(
+            "Invalid value for argument `sample_weight`: its shape must broadcast to the shape of the loss "
+            f"values. Received: sample_weight.shape={tuple(sample_weight.shape)} for loss values of shape "
+            f"{tuple(values.shape)}"
+        )
+
+
 def _float_dtype(dtype: torch.dtype) -> torch.dtype:
     """The dtype a loss is computed in for predictions of ``dtype``: half widened, ints floatx."""
     return backend.compute_dtype(dtype)
 
 
+# -- argument checks, shared by the losses, metrics, optimizers, callbacks and training loop --
+def _echo(value: Any, limit: int = 120) -> str:
+    """``repr(value)``, shortened for a message (a ``10**400`` has 401 digits)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def _invalid(name: str, expected: str, value: Any) -> ValueError:
+    return ValueError(f"Invalid value for argument `{name}`: expected {expected}. Received: {name}={_echo(value)}")
+
+
+def _finite_float(value: Any) -> float | None:
+    """``value`` as a finite Python float if it is a real number (not a bool), else ``None``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        return None
+    try:
+        number = float(value)
+    except (OverflowError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _real(
+    value: Any,
+    name: str,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    allow_none: bool = False,
+) -> Any:
+    """``value`` as a finite Python float within the bounds, else a ``ValueError`` naming ``name``.
+
+    Bools, strings, NaN, infinities and numbers too large for a float (``10**400``) are refused;
+    numpy scalars are accepted.
+    """
+    if value is None and allow_none:
+        return None
+    number = _finite_float(value)
+    ok = number is not None
+    if ok and low is not None:
+        ok = number > low if low_open else number >= low
+    if ok and high is not None:
+        ok = number < high if high_open else number <= high
+    if not ok:
+        if low is not None and high is not None:
+            what = f"a float in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        elif low is not None:
+            what = f"a finite float {'>' if low_open else '>='} {low:g}"
+        else:
+            what = "a finite float"
+        raise _invalid(name, what + (" or None" if allow_none else ""), value)
+    return number
+
+
+def _flag(value: Any, name: str) -> bool:
+    """``value`` if it is a bool (a numpy bool too), else a ``ValueError`` naming ``name``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise _invalid(name, "a bool (True or False)", value)
+    return bool(value)
+
+
+def _count(value: Any, name: str, low: int = 0, allow_none: bool = False) -> Any:
+    """``value`` as a Python int ``>= low`` (bools refused), else a ``ValueError`` naming ``name``."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < low:
+        what = "a positive int" if low == 1 else f"an int >= {low}"
+        raise _invalid(name, what + (" or None" if allow_none else ""), value)
+    return int(value)
+
+
+def _as_tensor(value: Any, name: str) -> torch.Tensor:
+    """``value`` as a tensor of real numbers (bool, int or float), else a ``TypeError`` naming ``name``."""
+    expected = "a tensor, an array or (nested lists of) real numbers"
+    if isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind not in "biuf":
+        raise TypeError(
+            f"Invalid value for argument `{name}`: expected {expected}. Received an array of dtype "
+            f"{value.dtype}: {name}={_echo(value)}"
+        )
+    try:
+        tensor = ops.convert_to_tensor(value)
+    except (TypeError, ValueError, RuntimeError, OverflowError) as error:
+        raise TypeError(
+            f"Invalid value for argument `{name}`: expected {expected}. Received: {name}={_echo(value)}"
+        ) from error
+    if tensor.is_complex():
+        raise TypeError(
+            f"Invalid value for argument `{name}`: expected real numbers; complex values have no order or "
+            f"loss here. Received a tensor of dtype {tensor.dtype}: {name}={_echo(value)}"
+        )
+    return tensor
+
+
 def _prediction(y_pred: Any) -> torch.Tensor:
-    y_pred = ops.convert_to_tensor(y_pred)
+    y_pred = _as_tensor(y_pred, "y_pred")
     if not y_pred.is_floating_point():
         y_pred = y_pred.to(backend.standardize_dtype(None))
     return y_pred
 
 
 def _target(y_true: Any, like: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
-    y_true = ops.convert_to_tensor(y_true)
+    y_true = _as_tensor(y_true, "y_true")
     return y_true.to(dtype=like.dtype if dtype is None else dtype, device=like.device)
 
 
-def _validate_axis(axis: Any) -> int:
-    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
-        raise ValueError(f"`axis` must be of type `int`. Received: axis={axis!r} of type {type(axis)}")
+def _validate_axis(axis: Any, rank: int | None = None) -> int:
+    """An int axis; with ``rank``, one that exists in a tensor of that rank."""
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
+        raise _invalid("axis", "an int", axis)
+    if rank is not None and not -max(rank, 1) <= axis < max(rank, 1):
+        raise ValueError(
+            f"Invalid value for argument `axis`: out of range for predictions of rank {rank}. Received: axis={axis}"
+        )
     return int(axis)
 
 
 def _validate_label_smoothing(value: Any) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not math.isfinite(value)
-        or not 0 <= value <= 1
-    ):
+    return _real(value, "label_smoothing", low=0, high=1)
+
+
+def _validate_delta(value: Any) -> float:
+    # delta = 0 makes every Huber loss 0 (and its gradient 0): nothing would train.
+    return _real(value, "delta", low=0, low_open=True)
+
+
+def _same_shape_or_broadcast(y_true: torch.Tensor, y_pred: torch.Tensor) -> None:
+    try:
+        torch.broadcast_shapes(y_true.shape, y_pred.shape)
+    except RuntimeError:
         raise ValueError(
-            f"Invalid value for argument `label_smoothing`: expected a float in [0, 1]. "
-            f"Received: label_smoothing={value!r}"
+            "Arguments `y_true` and `y_pred` must have the same shape (or shapes that broadcast). "
+            f"Received: y_true.shape={tuple(y_true.shape)}, y_pred.shape={tuple(y_pred.shape)}"
+        ) from None
+
+
+def _validate_ignore_class(value: Any) -> int | None:
+    # A label tensor is compared with it, so it must fit in int64.
+    if value is not None and (
+        isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or abs(value) >= 2**63
+    ):
+        raise _invalid("ignore_class", "an int (within int64) or None", value)
+    return None if value is None else int(value)
+
+
+def _check_class_labels(labels: torch.Tensor, num_classes: int) -> None:
+    """Sparse labels are class indices: whole numbers in ``[0, num_classes)``."""
+    if labels.is_meta or labels.numel() == 0:
+        return
+    whole = labels == labels.round() if labels.is_floating_point() else torch.ones_like(labels, dtype=torch.bool)
+    inside = whole & (labels >= 0) & (labels < num_classes)
+    if not bool(inside.all()):
+        bad = labels[~inside].flatten()[:5].tolist()
+        raise ValueError(
+            f"Invalid value for argument `y_true`: class labels must be whole numbers in [0, {num_classes}) "
+            f"for predictions of {num_classes} classes. Received labels outside it: {bad}"
         )
-    return float(value)
 
 
-def _validate_flag(value: Any, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"Invalid value for argument `{name}`: expected a bool. Received: {name}={value!r}")
-    return value
+def _check_binary_targets(y_true: torch.Tensor) -> None:
+    """Binary cross-entropy targets are probabilities: anything outside [0, 1] (or NaN) is refused.
+
+    torch raises an internal error for such targets without logits and returns a meaningless
+    number with logits; Keras does the same on its torch backend.
+    """
+    if y_true.is_meta or y_true.numel() == 0:
+        return
+    inside = (y_true >= 0) & (y_true <= 1)
+    if not bool(inside.all()):
+        bad = y_true[~inside].flatten()[:5].tolist()
+        raise ValueError(
+            "Invalid value for argument `y_true`: binary cross-entropy targets must be in [0, 1]. "
+            f"Received values outside it: {bad}"
+        )
 
 
 # -- per-sample functions ---------------------------------------------------------------
+def _regression_pair(y_true: Any, y_pred: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Targets and predictions as tensors of the same rank whose shapes broadcast, as the
+    elementwise losses need (a shape mismatch is a ``ValueError`` naming both shapes)."""
+    y_pred = _prediction(y_pred)
+    y_true = _target(y_true, y_pred)
+    y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
+    _same_shape_or_broadcast(y_true, y_pred)
+    return y_true, y_pred
+
+
 def mean_squared_error(y_true: Any, y_pred: Any) -> torch.Tensor:
     """Mean squared error per sample: ``mean(square(y_true - y_pred), axis=-1)``.
 
@@ -224,9 +388,7 @@ def mean_squared_error(y_true: Any, y_pred: Any) -> torch.Tensor:
     >>> mean_squared_error([[0.0, 1.0], [0.0, 0.0]], [[1.0, 1.0], [1.0, 0.0]])
     tensor([0.5000, 0.5000])
     """
-    y_pred = _prediction(y_pred)
-    y_true = _target(y_true, y_pred)
-    y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
+    y_true, y_pred = _regression_pair(y_true, y_pred)
     return torch.mean(torch.square(y_true - y_pred), dim=-1)
 
 
@@ -238,9 +400,7 @@ def mean_absolute_error(y_true: Any, y_pred: Any) -> torch.Tensor:
     >>> mean_absolute_error([[0.0, 1.0], [0.0, 0.0]], [[1.0, 1.0], [1.0, 0.0]])
     tensor([0.5000, 0.5000])
     """
-    y_pred = _prediction(y_pred)
-    y_true = _target(y_true, y_pred)
-    y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
+    y_true, y_pred = _regression_pair(y_true, y_pred)
     return torch.mean(torch.abs(y_true - y_pred), dim=-1)
 
 
@@ -253,12 +413,13 @@ def huber(y_true: Any, y_pred: Any, delta: float = 1.0) -> torch.Tensor:
 
         loss = mean(where(|x| <= delta, 0.5 * x ** 2, delta * |x| - 0.5 * delta ** 2), axis=-1)
 
+    ``delta`` must be a positive finite float (at 0 every loss and gradient would be 0).
+
     >>> huber([[0, 1], [0, 0]], [[0.6, 0.4], [0.4, 0.6]])
     tensor([0.1800, 0.1300])
     """
-    y_pred = _prediction(y_pred)
-    y_true = _target(y_true, y_pred)
-    y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
+    delta = _validate_delta(delta)
+    y_true, y_pred = _regression_pair(y_true, y_pred)
     delta_t = torch.tensor(delta, dtype=y_pred.dtype, device=y_pred.device)
     error = y_pred - y_true
     abs_error = torch.abs(error)
@@ -282,13 +443,23 @@ def binary_crossentropy(
 
     ``from_logits=True`` takes logits (torch's ``binary_cross_entropy_with_logits``).
     ``label_smoothing`` moves the targets towards 0.5: ``y * (1 - s) + 0.5 * s``.
-    ``y_true`` and ``y_pred`` must have the same shape.
+    ``y_true`` and ``y_pred`` must have the same shape, and every target must lie in
+    ``[0, 1]`` (a ``ValueError`` otherwise, with or without logits: Keras's torch backend
+    raises an internal error without logits and returns a meaningless number with them).
 
     >>> binary_crossentropy([[0, 1], [0, 0]], [[0.6, 0.4], [0.4, 0.6]])
     tensor([0.9163, 0.7136])
+    >>> binary_crossentropy([[2.0]], [[0.5]])
+    Traceback (most recent call last):
+    ...
+    ValueError: Invalid value for argument `y_true`: binary cross-entropy targets must be in [0, 1]. ...
     """
+    from_logits = _flag(from_logits, "from_logits")
+    label_smoothing = _validate_label_smoothing(label_smoothing)
     y_pred = _prediction(y_pred)
+    axis = _validate_axis(axis, y_pred.dim())
     y_true = _target(y_true, y_pred)
+    _check_binary_targets(y_true)
     if label_smoothing:
         y_true = y_true * (1.0 - label_smoothing) + 0.5 * label_smoothing
     if y_true.shape != y_pred.shape:
@@ -320,8 +491,10 @@ def categorical_crossentropy(
     >>> categorical_crossentropy([[0, 1, 0], [0, 0, 1]], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]])
     tensor([0.0513, 2.3026])
     """
-    axis = _validate_axis(axis)
+    from_logits = _flag(from_logits, "from_logits")
+    label_smoothing = _validate_label_smoothing(label_smoothing)
     y_pred = _prediction(y_pred)
+    axis = _validate_axis(axis, y_pred.dim())
     y_true = _target(y_true, y_pred)
     if y_pred.dim() >= 1 and y_pred.shape[-1] == 1:
         warnings.warn(
@@ -366,31 +539,42 @@ def sparse_categorical_crossentropy(
 
     >>> sparse_categorical_crossentropy([1, 2], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]])
     tensor([0.0513, 2.3026])
+
+    Every label other than ``ignore_class`` must be a whole number in ``[0, num_classes)``;
+    anything else is a ``ValueError`` (torch raises an internal error, or reads a negative
+    label as a class counted from the end):
+
+    >>> sparse_categorical_crossentropy([3], [[0.2, 0.8]])
+    Traceback (most recent call last):
+    ...
+    ValueError: Invalid value for argument `y_true`: class labels must be whole numbers in [0, 2) ...
     """
-    axis = _validate_axis(axis)
+    from_logits = _flag(from_logits, "from_logits")
+    ignore_class = _validate_ignore_class(ignore_class)
     y_pred = _prediction(y_pred)
-    y_true = ops.convert_to_tensor(y_true).to(device=y_pred.device)
+    if y_pred.dim() < 1:
+        raise ValueError(f"Argument `output` must be at least rank 1. Received: output.shape={tuple(y_pred.shape)}")
+    axis = _validate_axis(axis, y_pred.dim())
+    y_true = _as_tensor(y_true, "y_true").to(device=y_pred.device)
     if y_true.dim() == y_pred.dim() and y_true.dim() > 0 and y_true.shape[axis] == 1:
         y_true = y_true.squeeze(axis)
+    expected = list(y_pred.shape)
+    del expected[axis]
+    if list(y_true.shape) != expected:
+        raise ValueError(
+            "Arguments `target` and `output` must have the same shape up until the last dimension: "
+            f"target.shape={tuple(y_true.shape)}, output.shape={tuple(y_pred.shape)}"
+        )
     valid_mask = None
     if ignore_class is not None:
-        class_axis = axis % y_pred.dim()
-        result_shape = tuple(d for i, d in enumerate(y_pred.shape) if i != class_axis)
+        result_shape = tuple(expected)
         valid_mask = y_true != ignore_class
         y_true = torch.where(valid_mask, y_true, torch.zeros_like(y_true))
         y_pred = torch.where(
             valid_mask.unsqueeze(axis), y_pred, torch.zeros((), dtype=y_pred.dtype, device=y_pred.device)
         )
+    _check_class_labels(y_true, y_pred.shape[axis])
     target = y_true.long()
-    if y_pred.dim() < 1:
-        raise ValueError(f"Argument `output` must be at least rank 1. Received: output.shape={tuple(y_pred.shape)}")
-    expected = list(y_pred.shape)
-    del expected[axis]
-    if list(target.shape) != expected:
-        raise ValueError(
-            "Arguments `target` and `output` must have the same shape up until the last dimension: "
-            f"target.shape={tuple(target.shape)}, output.shape={tuple(y_pred.shape)}"
-        )
     output = y_pred
     squeeze = output.dim() == 1
     if squeeze:
@@ -449,6 +633,9 @@ class Loss:
         self.name = name
         self.reduction = _standardize_reduction(reduction)
         self._dtype = None if dtype is None else backend.standardize_dtype(dtype)
+        if self._dtype is not None and not self._dtype.is_floating_point:
+            # An integer loss would truncate every value (an int32 MSE of 0.5 is 0).
+            raise _invalid("dtype", "a float dtype or None", dtype)
 
     @property
     def dtype(self) -> str | None:
@@ -457,10 +644,10 @@ class Loss:
 
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> torch.Tensor:
         in_mask = getattr(y_pred, "_keras_mask", None)
-        y_pred = ops.convert_to_tensor(y_pred)
+        y_pred = _as_tensor(y_pred, "y_pred")
         dtype = self._dtype or _float_dtype(y_pred.dtype)
         y_pred = y_pred.to(dtype)
-        y_true = ops.convert_to_tensor(y_true).to(device=y_pred.device)
+        y_true = _as_tensor(y_true, "y_true").to(device=y_pred.device)
         if y_true.is_floating_point() or y_true.dtype == torch.bool:
             y_true = y_true.to(dtype)
         losses = self.call(y_true, y_pred)
@@ -592,12 +779,9 @@ class Huber(LossFunctionWrapper):
         name: str = "huber_loss",
         dtype: Any = None,
     ) -> None:
-        if isinstance(delta, bool) or not isinstance(delta, numbers.Real) or not math.isfinite(delta) or delta < 0:
-            raise ValueError(
-                f"Invalid value for argument `delta`: expected a non-negative finite float. Received: delta={delta!r}"
-            )
-        super().__init__(huber, name=name, reduction=reduction, dtype=dtype, delta=float(delta))
-        self.delta = float(delta)
+        delta = _validate_delta(delta)
+        super().__init__(huber, name=name, reduction=reduction, dtype=dtype, delta=delta)
+        self.delta = delta
 
     def get_config(self) -> dict[str, Any]:
         config = Loss.get_config(self)
@@ -610,7 +794,7 @@ class _Crossentropy(LossFunctionWrapper):
 
     def __init__(self, fn: Callable[..., Any], from_logits: bool, label_smoothing: float, axis: int,
                  reduction: str | None, name: str, dtype: Any) -> None:
-        self.from_logits = _validate_flag(from_logits, "from_logits")
+        self.from_logits = _flag(from_logits, "from_logits")
         self.label_smoothing = _validate_label_smoothing(label_smoothing)
         self.axis = _validate_axis(axis)
         super().__init__(fn, name=name, reduction=reduction, dtype=dtype, from_logits=self.from_logits,
@@ -688,15 +872,8 @@ class SparseCategoricalCrossentropy(LossFunctionWrapper):
         name: str = "sparse_categorical_crossentropy",
         dtype: Any = None,
     ) -> None:
-        self.from_logits = _validate_flag(from_logits, "from_logits")
-        if ignore_class is not None and (
-            isinstance(ignore_class, bool) or not isinstance(ignore_class, numbers.Integral)
-        ):
-            raise ValueError(
-                "Invalid value for argument `ignore_class`: expected an int or None. "
-                f"Received: ignore_class={ignore_class!r}"
-            )
-        self.ignore_class = None if ignore_class is None else int(ignore_class)
+        self.from_logits = _flag(from_logits, "from_logits")
+        self.ignore_class = _validate_ignore_class(ignore_class)
         self.axis = _validate_axis(axis)
         super().__init__(
             sparse_categorical_crossentropy,

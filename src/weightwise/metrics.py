@@ -28,7 +28,13 @@ from typing import Any
 import torch
 
 from weightwise import backend, losses, ops
-from weightwise.losses import squeeze_or_expand_to_same_rank
+from weightwise.losses import (
+    _as_tensor,
+    _invalid,
+    _real,
+    _same_shape_or_broadcast,
+    squeeze_or_expand_to_same_rank,
+)
 from weightwise.serialization import ObjectFamily, serialize_keras_object, to_snake_case
 
 __all__ = [
@@ -66,14 +72,22 @@ def accuracy(y_true: Any, y_pred: Any) -> torch.Tensor:
             [1.],
             [1.]])
     """
-    y_pred = ops.convert_to_tensor(y_pred)
-    y_true = ops.convert_to_tensor(y_true).to(dtype=y_pred.dtype, device=y_pred.device)
+    y_pred = _as_tensor(y_pred, "y_pred")
+    y_true = _as_tensor(y_true, "y_true").to(dtype=y_pred.dtype, device=y_pred.device)
     y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
+    _same_shape_or_broadcast(y_true, y_pred)
     return torch.eq(y_true, y_pred).to(_floatx())
+
+
+def _validate_threshold(value: Any) -> float:
+    # Predictions are compared with it as probabilities; outside [0, 1] every sample is one class.
+    return _real(value, "threshold", low=0, high=1)
 
 
 def binary_accuracy(y_true: Any, y_pred: Any, threshold: float = 0.5) -> torch.Tensor:
     """1 where ``y_pred > threshold`` equals the label ``y_true`` (0 or 1), else 0.
+
+    ``threshold`` is a probability: a float in [0, 1].
 
     >>> binary_accuracy([[1], [1], [0], [0]], [[0.98], [1], [0], [0.6]])
     tensor([[1.],
@@ -81,11 +95,23 @@ def binary_accuracy(y_true: Any, y_pred: Any, threshold: float = 0.5) -> torch.T
             [1.],
             [0.]])
     """
-    y_pred = ops.convert_to_tensor(y_pred)
-    y_true = ops.convert_to_tensor(y_true).to(device=y_pred.device)
+    threshold = _validate_threshold(threshold)
+    y_pred = _as_tensor(y_pred, "y_pred")
+    y_true = _as_tensor(y_true, "y_true").to(device=y_pred.device)
     y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
+    _same_shape_or_broadcast(y_true, y_pred)
     y_pred = torch.gt(y_pred, threshold).to(y_true.dtype)
     return torch.eq(y_true, y_pred).to(_floatx())
+
+
+def _class_scores(y_pred: Any) -> torch.Tensor:
+    """Predictions with a class axis (rank >= 1) to take the arg-max over."""
+    y_pred = _as_tensor(y_pred, "y_pred")
+    if y_pred.dim() == 0:
+        raise ValueError(
+            f"Argument `y_pred` must be at least rank 1 (scores per class). Received: y_pred.shape={tuple(y_pred.shape)}"
+        )
+    return y_pred
 
 
 def categorical_accuracy(y_true: Any, y_pred: Any) -> torch.Tensor:
@@ -94,9 +120,10 @@ def categorical_accuracy(y_true: Any, y_pred: Any) -> torch.Tensor:
     >>> categorical_accuracy([[0, 0, 1], [0, 1, 0]], [[0.1, 0.9, 0.8], [0.05, 0.95, 0]])
     tensor([0., 1.])
     """
-    y_pred = ops.convert_to_tensor(y_pred)
-    y_true = torch.argmax(ops.convert_to_tensor(y_true).to(device=y_pred.device), dim=-1)
-    y_true = y_true.to(y_pred.dtype)
+    y_pred = _class_scores(y_pred)
+    y_true = _as_tensor(y_true, "y_true").to(device=y_pred.device)
+    _same_shape_or_broadcast(y_true, y_pred)
+    y_true = torch.argmax(y_true, dim=-1).to(y_pred.dtype)
     original_shape = y_true.shape
     reshape_matches = False
     if y_true.dim() == y_pred.dim():
@@ -115,15 +142,22 @@ def sparse_categorical_accuracy(y_true: Any, y_pred: Any) -> torch.Tensor:
     >>> sparse_categorical_accuracy([[2], [1]], [[0.1, 0.6, 0.3], [0.05, 0.95, 0]])
     tensor([0., 1.])
     """
-    y_pred = ops.convert_to_tensor(y_pred)
-    y_true = ops.convert_to_tensor(y_true).to(dtype=y_pred.dtype, device=y_pred.device)
+    y_pred = _class_scores(y_pred)
+    y_true = _as_tensor(y_true, "y_true").to(dtype=y_pred.dtype, device=y_pred.device)
     original_shape = y_true.shape
     reshape_matches = False
     if y_true.dim() == y_pred.dim() and y_true.shape[-1] == 1:
         y_true = y_true.squeeze(-1)
         reshape_matches = True
-    y_pred = torch.argmax(y_pred, dim=-1).to(y_true.dtype)
-    matches = torch.eq(y_true, y_pred).to(_floatx())
+    predicted = torch.argmax(y_pred, dim=-1).to(y_true.dtype)
+    try:
+        torch.broadcast_shapes(y_true.shape, predicted.shape)
+    except RuntimeError:
+        raise ValueError(
+            "Argument `y_true` must hold one class label per row of `y_pred`. "
+            f"Received: y_true.shape={tuple(original_shape)}, y_pred.shape={tuple(y_pred.shape)}"
+        ) from None
+    matches = torch.eq(y_true, predicted).to(_floatx())
     if reshape_matches:
         matches = matches.reshape(original_shape)
     if matches.dim() > 1 and matches.shape[-1] == 1:
@@ -163,11 +197,11 @@ class Metric:
         if name is None:
             name = to_snake_case(type(self).__name__)
         if not isinstance(name, str):
-            raise ValueError(f"Invalid value for argument `name`: expected a str. Received: name={name!r}")
+            raise _invalid("name", "a str", name)
         self.name = name
         self._dtype = backend.standardize_dtype(dtype)
         if not self._dtype.is_floating_point:
-            raise ValueError(f"Invalid value for argument `dtype`: expected a float dtype. Received: dtype={dtype!r}")
+            raise _invalid("dtype", "a float dtype", dtype)
         self._variable_names: list[str] = []
 
     @property
@@ -234,14 +268,20 @@ def _reduce_to_samplewise_values(
     mask = getattr(values, "_keras_mask", None)
     values = values.detach().to(dtype)
     if sample_weight is not None:
-        sample_weight = ops.convert_to_tensor(sample_weight).detach().to(dtype=dtype, device=values.device)
+        sample_weight = _as_tensor(sample_weight, "sample_weight").detach().to(dtype=dtype, device=values.device)
         if mask is not None:
             sample_weight = losses._apply_mask(sample_weight, mask.to(values.device), dtype, reduction="sum")
         values, sample_weight = squeeze_or_expand_to_same_rank(values, sample_weight)
         weight_ndim, values_ndim = sample_weight.dim(), values.dim()
         if values_ndim > weight_ndim:
             values = torch.mean(values, dim=list(range(weight_ndim, values_ndim)))
-        sample_weight = torch.broadcast_to(sample_weight, values.shape)
+        try:
+            sample_weight = torch.broadcast_to(sample_weight, values.shape)
+        except RuntimeError:
+            raise ValueError(
+                "Invalid value for argument `sample_weight`: its shape must broadcast to the shape of the values. "
+                f"Received: sample_weight.shape={tuple(sample_weight.shape)} for values of shape {tuple(values.shape)}"
+            ) from None
         values = values * sample_weight
         if weight_ndim > 1:
             sample_weight = torch.mean(sample_weight, dim=list(range(1, weight_ndim)))
@@ -276,9 +316,7 @@ class Mean(Metric):
     def update_state(self, values: Any, sample_weight: Any = None) -> None:
         """Add ``values`` (weighted by ``sample_weight``) to the mean."""
         with torch.no_grad():
-            values, sample_weight = _reduce_to_samplewise_values(
-                ops.convert_to_tensor(values), sample_weight, self._dtype
-            )
+            values, sample_weight = _reduce_to_samplewise_values(_as_tensor(values, "values"), sample_weight, self._dtype)
             if sample_weight is not None:
                 count = torch.sum(sample_weight)
             else:
@@ -363,10 +401,7 @@ class BinaryAccuracy(MeanMetricWrapper):
     """
 
     def __init__(self, name: str = "binary_accuracy", dtype: Any = None, threshold: float = 0.5) -> None:
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-            raise ValueError(
-                f"Invalid value for argument `threshold`: expected a float. Received: threshold={threshold!r}"
-            )
+        threshold = _validate_threshold(threshold)
         super().__init__(binary_accuracy, name=name, dtype=dtype, threshold=threshold)
         self.threshold = threshold
 
