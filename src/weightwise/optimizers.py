@@ -44,8 +44,10 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 
+from weightwise.losses import _echo, _finite_float, _flag, _invalid, _real
 from weightwise.optimizer_state import KerasStateMixin, _Slot
 from weightwise.serialization import (
     ObjectFamily,
@@ -72,39 +74,12 @@ __all__ = [
 
 
 # -- validation ------------------------------------------------------------------------
-def _number(
-    value: Any,
-    name: str,
-    low: float | None = None,
-    high: float | None = None,
-    high_open: bool = False,
-    allow_none: bool = False,
-) -> float | None:
-    """``value`` as a Python float within ``[low, high]`` (``[low, high)`` if ``high_open``)."""
-    if value is None and allow_none:
-        return None
-    ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
-    if ok and low is not None and value < low:
-        ok = False
-    if ok and high is not None and (value >= high if high_open else value > high):
-        ok = False
-    if not ok:
-        if low is not None and high is not None:
-            what = f"a float in [{low:g}, {high:g}{')' if high_open else ']'}"
-        elif low is not None:
-            what = "a non-negative finite float" if low == 0 else f"a finite float >= {low:g}"
-        else:
-            what = "a finite float"
-        if allow_none:
-            what += " or None"
-        raise ValueError(f"Invalid value for argument `{name}`: expected {what}. Received: {name}={value!r}")
-    return float(value)
-
-
-def _flag(value: Any, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"Invalid value for argument `{name}`: expected a bool. Received: {name}={value!r}")
-    return value
+def _epsilon(value: Any) -> float:
+    # With epsilon 0 (or one float32 rounds to 0), a parameter whose gradient is 0 divides 0 by 0: NaN.
+    epsilon = _real(value, "epsilon", low=0, low_open=True)
+    if np.float32(epsilon) == 0:
+        raise _invalid("epsilon", "a positive float that float32 does not round to 0", value)
+    return epsilon
 
 
 # -- learning rate schedules -----------------------------------------------------------
@@ -178,12 +153,16 @@ class ExponentialDecay(LearningRateSchedule):
         staircase: bool = False,
         name: str = "ExponentialDecay",
     ) -> None:
-        self.initial_learning_rate = _number(initial_learning_rate, "initial_learning_rate", low=0)
-        if isinstance(decay_steps, bool) or not isinstance(decay_steps, numbers.Real) or not decay_steps > 0:
-            raise ValueError(f"Argument `decay_steps` must be > 0. Received: decay_steps={decay_steps!r}")
-        self.decay_steps = decay_steps
-        self.decay_rate = _number(decay_rate, "decay_rate", low=0)
+        self.initial_learning_rate = _real(initial_learning_rate, "initial_learning_rate", low=0)
+        steps = _finite_float(decay_steps)
+        if steps is None or steps <= 0:
+            raise _invalid("decay_steps", "a positive finite number of steps", decay_steps)
+        # Kept as given (an int stays an int in the config), but as a Python number.
+        self.decay_steps = int(decay_steps) if isinstance(decay_steps, numbers.Integral) else steps
+        self.decay_rate = _real(decay_rate, "decay_rate", low=0)
         self.staircase = _flag(staircase, "staircase")
+        if not isinstance(name, str):
+            raise _invalid("name", "a str", name)
         self.name = name
 
     def __call__(self, step: Any) -> float:
@@ -235,14 +214,23 @@ def _validate_learning_rate(value: Any) -> Any:
     """A learning rate: a non-negative float, a schedule or a callable."""
     if isinstance(value, LearningRateSchedule) or (callable(value) and not isinstance(value, numbers.Real)):
         return value
-    if isinstance(value, torch.Tensor) and value.numel() == 1 and value.is_floating_point():
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
-        raise ValueError(
-            "Invalid value for argument `learning_rate`: expected a non-negative float, a LearningRateSchedule "
-            f"or a callable of the step count. Received: learning_rate={value!r}"
+    number = _rate(value)
+    if number is None:
+        raise _invalid(
+            "learning_rate", "a non-negative finite float, a LearningRateSchedule or a callable of the step count", value
         )
-    return float(value)
+    return number
+
+
+def _rate(value: Any) -> float | None:
+    """A learning rate as a non-negative finite Python float (from a number, a numpy scalar or a
+    one-element float tensor), or ``None`` if it is not one."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1 or not value.is_floating_point() or value.is_meta:
+            return None
+        value = value.item()
+    number = _finite_float(value)
+    return number if number is not None and number >= 0 else None
 
 
 def _takes_no_step(fn: Callable[..., Any]) -> bool:
@@ -263,15 +251,14 @@ def _evaluate_schedule(schedule: Callable[..., Any], step: int) -> float:
     value = (
         schedule() if not isinstance(schedule, LearningRateSchedule) and _takes_no_step(schedule) else schedule(step)
     )
-    if isinstance(value, torch.Tensor):
-        value = value.item()
-    value = float(value)
-    if not math.isfinite(value) or value < 0:
+    number = _rate(value)
+    if number is None:
         raise ValueError(
-            f"Invalid value for argument `learning_rate`: the schedule {schedule!r} gave {value!r} at step {step}; "
-            "expected a non-negative finite float."
+            f"Invalid value for argument `learning_rate`: the schedule {_echo(schedule)} gave {_echo(value)} at "
+            f"step {step}; expected a non-negative finite float (a number, a numpy scalar or a one-element float "
+            "tensor)."
         )
-    return value
+    return number
 
 
 # -- optimizers ------------------------------------------------------------------------
@@ -357,10 +344,10 @@ class Optimizer(KerasStateMixin):
         name: str | None = None,
     ) -> None:
         self._learning_rate = _validate_learning_rate(learning_rate)
-        self.weight_decay = _number(weight_decay, "weight_decay", low=0, allow_none=True)
-        self.clipnorm = _number(clipnorm, "clipnorm", low=0, allow_none=True)
-        self.clipvalue = _number(clipvalue, "clipvalue", low=0, allow_none=True)
-        self.global_clipnorm = _number(global_clipnorm, "global_clipnorm", low=0, allow_none=True)
+        self.weight_decay = _real(weight_decay, "weight_decay", low=0, allow_none=True)
+        self.clipnorm = _real(clipnorm, "clipnorm", low=0, allow_none=True)
+        self.clipvalue = _real(clipvalue, "clipvalue", low=0, allow_none=True)
+        self.global_clipnorm = _real(global_clipnorm, "global_clipnorm", low=0, allow_none=True)
         if sum(arg is not None for arg in (clipnorm, clipvalue, global_clipnorm)) > 1:
             raise ValueError(
                 "Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be set. "
@@ -372,19 +359,14 @@ class Optimizer(KerasStateMixin):
                 f"the weights; only use_ema=False is supported. Received: use_ema={use_ema!r}"
             )
         self.use_ema = False
-        self.ema_momentum = _number(ema_momentum, "ema_momentum", low=0, high=1)
+        self.ema_momentum = _real(ema_momentum, "ema_momentum", low=0, high=1)
         if ema_overwrite_frequency is not None:
             raise ValueError(
                 "Invalid value for argument `ema_overwrite_frequency`: it only applies with use_ema=True, "
                 f"which is not supported. Received: ema_overwrite_frequency={ema_overwrite_frequency!r}"
             )
         self.ema_overwrite_frequency = None
-        self.loss_scale_factor = _number(loss_scale_factor, "loss_scale_factor", low=0, allow_none=True)
-        if self.loss_scale_factor == 0:
-            raise ValueError(
-                "Invalid value for argument `loss_scale_factor`: expected a positive float or None. "
-                f"Received: loss_scale_factor={loss_scale_factor!r}"
-            )
+        self.loss_scale_factor = _real(loss_scale_factor, "loss_scale_factor", low=0, low_open=True, allow_none=True)
         if gradient_accumulation_steps is not None:
             raise ValueError(
                 "Invalid value for argument `gradient_accumulation_steps`: gradient accumulation is not "
@@ -675,7 +657,7 @@ class SGD(Optimizer):
             gradient_accumulation_steps=gradient_accumulation_steps,
             name=name,
         )
-        self.momentum = _number(momentum, "momentum", low=0, high=1)
+        self.momentum = _real(momentum, "momentum", low=0, high=1)
         self.nesterov = _flag(nesterov, "nesterov")
         self._lr_free_momentum_state = "momentum_buffer" if self.momentum > 0 else None
 
@@ -733,7 +715,7 @@ class Adam(Optimizer):
         learning_rate: float, schedule or callable; default 0.001.
         beta_1: float in [0, 1); default 0.9.
         beta_2: float in [0, 1); default 0.999.
-        epsilon: non-negative float; default 1e-7.
+        epsilon: positive float (0 divides 0 by 0 where a gradient is 0); default 1e-7.
         amsgrad: whether to use the AMSGrad variant.
         weight_decay and the rest: see :class:`Optimizer` (decoupled, as in Keras).
 
@@ -777,9 +759,9 @@ class Adam(Optimizer):
             gradient_accumulation_steps=gradient_accumulation_steps,
             name=name,
         )
-        self.beta_1 = _number(beta_1, "beta_1", low=0, high=1, high_open=True)
-        self.beta_2 = _number(beta_2, "beta_2", low=0, high=1, high_open=True)
-        self.epsilon = _number(epsilon, "epsilon", low=0)
+        self.beta_1 = _real(beta_1, "beta_1", low=0, high=1, high_open=True)
+        self.beta_2 = _real(beta_2, "beta_2", low=0, high=1, high_open=True)
+        self.epsilon = _epsilon(epsilon)
         self.amsgrad = _flag(amsgrad, "amsgrad")
 
     def create_torch_optimizer(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
@@ -917,7 +899,7 @@ class RMSprop(Optimizer):
         learning_rate: float, schedule or callable; default 0.001.
         rho: float in [0, 1]; default 0.9.
         momentum: float in [0, 1]; default 0.
-        epsilon: non-negative float; default 1e-7.
+        epsilon: positive float (0 divides 0 by 0 where a gradient is 0); default 1e-7.
         centered: normalize by the variance of the gradient instead of its mean square.
         the rest: see :class:`Optimizer`.
 
@@ -961,9 +943,9 @@ class RMSprop(Optimizer):
             gradient_accumulation_steps=gradient_accumulation_steps,
             name=name,
         )
-        self.rho = _number(rho, "rho", low=0, high=1)
-        self.momentum = _number(momentum, "momentum", low=0, high=1)
-        self.epsilon = _number(epsilon, "epsilon", low=0)
+        self.rho = _real(rho, "rho", low=0, high=1)
+        self.momentum = _real(momentum, "momentum", low=0, high=1)
+        self.epsilon = _epsilon(epsilon)
         self.centered = _flag(centered, "centered")
         self._lr_free_momentum_state = "momentum_buffer" if self.momentum > 0 else None
 
@@ -1016,7 +998,7 @@ class Adagrad(Optimizer):
     Args:
         learning_rate: float, schedule or callable; default 0.001.
         initial_accumulator_value: non-negative float; default 0.1.
-        epsilon: non-negative float; default 1e-7.
+        epsilon: positive float (0 divides 0 by 0 where a gradient is 0); default 1e-7.
         the rest: see :class:`Optimizer`.
 
     >>> w = torch.nn.Parameter(torch.tensor([1.0, -1.0]))
@@ -1057,8 +1039,8 @@ class Adagrad(Optimizer):
             gradient_accumulation_steps=gradient_accumulation_steps,
             name=name,
         )
-        self.initial_accumulator_value = _number(initial_accumulator_value, "initial_accumulator_value", low=0)
-        self.epsilon = _number(epsilon, "epsilon", low=0)
+        self.initial_accumulator_value = _real(initial_accumulator_value, "initial_accumulator_value", low=0)
+        self.epsilon = _epsilon(epsilon)
 
     def create_torch_optimizer(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
         return torch.optim.Adagrad(
