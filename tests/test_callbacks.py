@@ -836,7 +836,8 @@ def test_model_checkpoint_full_model_saving(tmp_path) -> None:
 def test_model_checkpoint_format_errors(tmp_path) -> None:
     callback = ModelCheckpoint(str(tmp_path / "{missing}.pt"), save_weights_only=True)
     callback.set_model(FakeModel())
-    with pytest.raises(KeyError, match="Failed to format this callback filepath"):
+    # A ValueError naming `filepath` (Keras raises a KeyError) when the logs lack a field.
+    with pytest.raises(ValueError, match="`filepath`: failed to format this callback filepath.*missing"):
         callback.on_epoch_end(0, {"val_loss": 1.0})
     callback = ModelCheckpoint(str(tmp_path), save_weights_only=True)
     model = FakeModel()

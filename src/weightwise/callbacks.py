@@ -31,6 +31,7 @@ import csv
 import math
 import numbers
 import os
+import string
 import sys
 import time
 import warnings
@@ -43,6 +44,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from weightwise import backend, ops
+from weightwise.losses import _count, _echo, _flag, _invalid, _real
 
 __all__ = [
     "CSVLogger",
@@ -188,20 +190,16 @@ def _check_mode(mode: Any) -> str:
     return mode
 
 
-def _check_count(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ValueError(
-            f"Invalid value for argument `{name}`: expected a non-negative integer. Received: {name}={value!r}"
-        )
-    return int(value)
-
-
-def _check_real(value: Any, name: str, allow_none: bool = False) -> Any:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
-        raise ValueError(f"Invalid value for argument `{name}`: expected a number. Received: {name}={value!r}")
-    return value
+def _verbose(value: Any, allowed: tuple[Any, ...] = (0, 1, 2)) -> int:
+    """A verbosity: a bool or one of ``allowed`` (ints; ``"auto"`` where given), as an int (``"auto"`` is 1)."""
+    if isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if isinstance(value, numbers.Integral) and int(value) in allowed:
+        return int(value)
+    if isinstance(value, str) and value in allowed:
+        return 1
+    expected = ", ".join(repr(v) for v in allowed)
+    raise _invalid("verbose", f"a bool or one of {expected}", value)
 
 
 def _format_logs(logs: Mapping[str, Any]) -> str:
@@ -406,14 +404,7 @@ class ProgbarLogger(Callback):
 
     def set_params(self, params: dict[str, Any]) -> None:
         super().set_params(params)
-        verbose = params.get("verbose", 1)
-        if verbose == "auto":
-            verbose = 1
-        if verbose not in (0, 1, 2) or isinstance(verbose, bool):
-            raise ValueError(
-                f"Invalid value for argument `verbose`: expected 0, 1, 2 or 'auto'. Received: verbose={verbose!r}"
-            )
-        self.verbose = int(verbose)
+        self.verbose = _verbose(params.get("verbose", 1), (0, 1, 2, "auto"))
         self.epochs = params.get("epochs", 1)
         self.target = params.get("steps")
 
@@ -510,6 +501,33 @@ class ProgbarLogger(Callback):
         self._open = False
 
 
+def _check_callbacks(callbacks: Any) -> list[Callback]:
+    """The callbacks of ``callbacks`` (``None``, one callback, or a possibly nested list), checked.
+
+    Each must be a callback instance: a :class:`Callback`, or an object with ``set_model``,
+    ``set_params`` and every ``on_*`` hook. A class, a string or a number is a ``ValueError``
+    naming it, raised before anything has run.
+
+    >>> _check_callbacks([History(), [TerminateOnNaN()]])  # doctest: +ELLIPSIS
+    [<...History object at ...>, <...TerminateOnNaN object at ...>]
+    >>> _check_callbacks([EarlyStopping])
+    Traceback (most recent call last):
+    ...
+    ValueError: Invalid value for argument `callbacks`: expected Callback instances. Received: callback=<class ...>
+    """
+    found = _flatten(callbacks) if callbacks is not None else []
+    for callback in found:
+        is_instance = not isinstance(callback, type) and all(
+            callable(getattr(callback, hook, None)) for hook in ("set_model", "set_params", *_HOOKS)
+        )
+        if not is_instance:
+            raise ValueError(
+                "Invalid value for argument `callbacks`: expected Callback instances. "
+                f"Received: callback={_echo(callback)}"
+            )
+    return found
+
+
 class CallbackList(Callback):
     """Calls each hook on every callback in a list, in order: what the training loop drives.
 
@@ -549,13 +567,7 @@ class CallbackList(Callback):
         **params: Any,
     ) -> None:
         super().__init__()
-        self.callbacks: list[Callback] = _flatten(callbacks) if callbacks else []
-        for callback in self.callbacks:
-            if not callable(getattr(callback, "set_model", None)):
-                raise ValueError(
-                    "Invalid value for argument `callbacks`: expected Callback instances. "
-                    f"Received: callback={callback!r}"
-                )
+        self.callbacks: list[Callback] = _check_callbacks(callbacks)
         self._in_begin_end_block_count = 0
         self._add_default_callbacks(add_history, add_progbar)
         self.set_model(model)
@@ -593,11 +605,12 @@ class CallbackList(Callback):
     def set_model(self, model: Any) -> None:
         if model is None:
             return
+        # The callbacks first: one that refuses the model (ModelCheckpoint) leaves it as it was.
+        for callback in self.callbacks:
+            callback.set_model(model)
         super().set_model(model)
         if self._history is not None:
             model.history = self._history
-        for callback in self.callbacks:
-            callback.set_model(model)
 
     def _on_begin(self) -> None:
         self._in_begin_end_block_count += 1
@@ -704,8 +717,8 @@ class MonitorCallback(Callback):
             raise ValueError(f"Invalid value for argument `monitor`: expected a log name. Received: monitor={monitor!r}")
         self.monitor = monitor
         self.mode = _check_mode(mode)
-        self.best = _check_real(baseline, "baseline", allow_none=True)
-        self.min_delta = abs(_check_real(min_delta, "min_delta"))
+        self.best = _real(baseline, "baseline", allow_none=True)
+        self.min_delta = abs(_real(min_delta, "min_delta"))
         self.monitor_op: Callable[[Any, Any], Any] | None = None
 
     def _set_monitor_op(self) -> None:
@@ -810,15 +823,15 @@ class EarlyStopping(MonitorCallback):
         start_from_epoch: int = 0,
     ) -> None:
         super().__init__(monitor, mode, min_delta=min_delta)
-        self.patience = _check_count(patience, "patience")
-        self.verbose = verbose
-        self.baseline = _check_real(baseline, "baseline", allow_none=True)
+        self.patience = _count(patience, "patience")
+        self.verbose = _verbose(verbose)
+        self.baseline = _real(baseline, "baseline", allow_none=True)
         self.wait = 0
         self.stopped_epoch = 0
-        self.restore_best_weights = bool(restore_best_weights)
+        self.restore_best_weights = _flag(restore_best_weights, "restore_best_weights")
         self.best_weights: Any = None
         self.best_epoch = 0
-        self.start_from_epoch = _check_count(start_from_epoch, "start_from_epoch")
+        self.start_from_epoch = _count(start_from_epoch, "start_from_epoch")
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         # Allow instances to be re-used across `fit` calls.
@@ -939,9 +952,10 @@ class ModelCheckpoint(MonitorCallback):
             ) from None
         if not isinstance(self.filepath, str):
             self.filepath = os.fsdecode(self.filepath)
-        self.verbose = verbose
-        self.save_best_only = bool(save_best_only)
-        self.save_weights_only = bool(save_weights_only)
+        self._fields = _template_fields(self.filepath)
+        self.verbose = _verbose(verbose)
+        self.save_best_only = _flag(save_best_only, "save_best_only")
+        self.save_weights_only = _flag(save_weights_only, "save_weights_only")
         if not self.save_weights_only and not self.filepath.endswith(".keras"):
             raise ValueError(
                 "Invalid value for argument `filepath`: it must end in `.keras` (Keras model format), since "
@@ -959,6 +973,26 @@ class ModelCheckpoint(MonitorCallback):
         self._batches_seen_since_last_saving = 0
         self._last_batch_seen: int | None = None
         self._current_epoch = 0
+
+    def set_model(self, model: Any) -> None:
+        """Store the model, and check that ``filepath``'s fields are names the model logs.
+
+        Refused before training starts: a field that is not ``epoch``, ``batch``,
+        ``learning_rate``, ``regularization_loss`` or one of the model's metric names
+        (``val_``-prefixed or not), when the model can say what it logs.
+        """
+        logged = getattr(model, "_log_names", None)
+        names = logged() if callable(logged) else None
+        if names is not None:
+            known = {"epoch", "batch", "learning_rate", "regularization_loss", *names}
+            known |= {f"val_{name}" for name in known}
+            unknown = [field for field in self._fields if field not in known]
+            if unknown:
+                raise ValueError(
+                    f"Invalid value for argument `filepath`: its fields {unknown} are not logged by the model, which "
+                    f"logs {sorted(known)}. Received: filepath={self.filepath!r}"
+                )
+        super().set_model(model)
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         if self._should_save_on_batch(batch):
@@ -1058,8 +1092,51 @@ class ModelCheckpoint(MonitorCallback):
             if batch is None or "batch" in logs:
                 return self.filepath.format(epoch=epoch + 1, **logs)
             return self.filepath.format(epoch=epoch + 1, batch=batch + 1, **logs)
-        except KeyError as e:
-            raise KeyError(f'Failed to format this callback filepath: "{self.filepath}". Reason: {e}') from None
+        except (KeyError, ValueError, TypeError) as e:
+            raise ValueError(
+                f"Invalid value for argument `filepath`: failed to format this callback filepath: {self.filepath!r}. "
+                f"Reason: {type(e).__name__}: {e}. The logs hold {sorted(logs)}."
+            ) from None
+
+
+def _template_fields(filepath: str) -> list[str]:
+    """The names of ``filepath``'s format fields, each checked to format a number.
+
+    Every field must be a plain name (no ``{}``, ``{0}``, ``{loss.real}``, ``{loss[0]}``), with a
+    conversion and format spec that format an int (``epoch``, ``batch``) or a float (a log
+    value): ``"ckpt-{epoch:02d}-{val_loss:.2f}"`` passes, ``"{loss:q}"`` does not.
+
+    >>> _template_fields("ckpt-{epoch:02d}-{val_loss:.2f}.keras")
+    ['epoch', 'val_loss']
+    >>> _template_fields("ckpt-{loss:d}.keras")
+    Traceback (most recent call last):
+    ...
+    ValueError: Invalid value for argument `filepath`: the field {loss:d} cannot format a log value (Unknown format code 'd' for object of type 'float'). Received: filepath='ckpt-{loss:d}.keras'
+    """
+    formatter = string.Formatter()
+
+    def refuse(reason: str) -> ValueError:
+        return ValueError(f"Invalid value for argument `filepath`: {reason}. Received: filepath={filepath!r}")
+
+    try:
+        parsed = list(formatter.parse(filepath))
+    except ValueError as error:
+        raise refuse(f"it is not a valid format template ({error})") from None
+    fields = []
+    for _, field, spec, conversion in parsed:
+        if field is None:
+            continue
+        shown = "{" + field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+        if not field.isidentifier():
+            raise refuse(f"the field {shown} is not a log name (fields are names such as {{epoch}} or {{val_loss}})")
+        sample = 1 if field in ("epoch", "batch") else 0.5
+        try:
+            formatter.format_field(formatter.convert_field(sample, conversion), spec)
+        except (ValueError, TypeError) as error:
+            what = "an epoch or batch number" if field in ("epoch", "batch") else "a log value"
+            raise refuse(f"the field {shown} cannot format {what} ({error})") from None
+        fields.append(field)
+    return fields
 
 
 class LambdaCallback(Callback):
@@ -1151,7 +1228,7 @@ class CSVLogger(Callback):
                 f"Invalid value for argument `filename`: expected a str or os.PathLike. Received: filename={filename!r}"
             ) from None
         self.sep = separator
-        self.append = bool(append)
+        self.append = _flag(append, "append")
         self.writer: csv.DictWriter[str] | None = None
         self.keys: list[str] | None = None
         self.append_header = True
@@ -1235,7 +1312,7 @@ class TerminateOnNaN(Callback):
 
     def __init__(self, raise_error: bool = False) -> None:
         super().__init__()
-        self.raise_error = bool(raise_error)
+        self.raise_error = _flag(raise_error, "raise_error")
 
     def on_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs or {}
@@ -1280,7 +1357,7 @@ class LearningRateScheduler(Callback):
         if not callable(schedule):
             raise ValueError(f"Invalid value for argument `schedule`: expected a callable. Received: schedule={schedule!r}")
         self.schedule = schedule
-        self.verbose = verbose
+        self.verbose = _verbose(verbose)
 
     def _update_optimizer_lr(self, optimizer: Any, epoch: int) -> float:
         learning_rate = _read_learning_rate(optimizer)
@@ -1290,8 +1367,12 @@ class LearningRateScheduler(Callback):
             learning_rate = self.schedule(epoch)
         if isinstance(learning_rate, torch.Tensor) and learning_rate.is_floating_point() and learning_rate.numel() == 1:
             learning_rate = float(learning_rate.item())
-        if not isinstance(learning_rate, (float, np.floating)):
-            raise ValueError(f"The output of the `schedule` function should be a float. Got: {learning_rate}")
+        if not isinstance(learning_rate, (float, np.floating)) or not math.isfinite(learning_rate) or learning_rate < 0:
+            # Checked here, before the optimizer is touched, so a bad value changes nothing.
+            raise ValueError(
+                "Invalid value returned by argument `schedule`: the output of the `schedule` function should be a float "
+                f"(non-negative and finite). Got: {_echo(learning_rate)} at epoch {epoch}"
+            )
         optimizer.learning_rate = float(learning_rate)
         return float(learning_rate)
 
@@ -1358,20 +1439,17 @@ class ReduceLROnPlateau(MonitorCallback):
         min_lr: float = 0.0,
     ) -> None:
         super().__init__(monitor, mode, min_delta=min_delta)
-        _check_real(factor, "factor")
+        factor = _real(factor, "factor")
         if not 0.0 <= factor < 1.0:
             raise ValueError(
                 "Invalid value for argument `factor`: ReduceLROnPlateau does not support a factor >= 1.0 "
                 f"(or below 0). Received: factor={factor!r}"
             )
-        _check_real(min_lr, "min_lr")
-        if min_lr < 0:
-            raise ValueError(f"Invalid value for argument `min_lr`: expected a number >= 0. Received: min_lr={min_lr!r}")
         self.factor = factor
-        self.min_lr = min_lr
-        self.patience = _check_count(patience, "patience")
-        self.verbose = verbose
-        self.cooldown = _check_count(cooldown, "cooldown")
+        self.min_lr = _real(min_lr, "min_lr", low=0)
+        self.patience = _count(patience, "patience")
+        self.verbose = _verbose(verbose)
+        self.cooldown = _count(cooldown, "cooldown")
         self.cooldown_counter = 0
         self.wait = 0
 
