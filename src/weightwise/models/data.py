@@ -3,31 +3,58 @@
 Arrays, tensors and nested lists/dicts of them are batched here (Keras's order,
 shuffling and ``validation_split``); a ``Dataset`` gets a ``DataLoader``; a
 ``DataLoader`` (or any iterable of batches) is used as it is.
+
+Everything is checked as it is converted, before anything trains: every leaf must hold
+real numbers (not strings, objects, complex values or a meta tensor) and have a batch
+axis, all leaves the same number of samples, sample weights finite and non-negative,
+and ``class_weight`` a dict of class indices to finite non-negative weights. Each
+error names the argument (``x``, ``y``, ``sample_weight``, ``validation_data``, ...).
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
-from weightwise import ops
 from weightwise.layers.symbolic import flatten, map_structure
+from weightwise.losses import _as_tensor, _count, _echo, _invalid, _real
 
 __all__ = ["Batches", "make_batches", "single_batch", "split_for_validation", "to_device"]
 
 Batch = tuple[Any, Any, Any]
 
+# The argument names a batch's three parts are reported under.
+ROLES = ("x", "y", "sample_weight")
 
-def _tensor(value: Any) -> Any:
-    if value is None:
+
+def _tensor(value: Any, name: str) -> torch.Tensor:
+    tensor = _as_tensor(value, name)
+    if tensor.is_meta:
+        raise ValueError(
+            f"Invalid value for argument `{name}`: a meta tensor holds no values to train on. "
+            f"Received: {name}={_echo(value)}"
+        )
+    return tensor
+
+
+def _tensors(structure: Any, name: str) -> Any:
+    """Every leaf of ``structure`` as a tensor; nested lists of plain numbers are one array."""
+    if structure is None:
         return None
-    if isinstance(value, torch.Tensor):
-        return value
-    return ops.convert_to_tensor(np.asarray(value))
+    if isinstance(structure, (list, tuple)) and flatten(structure) and all(
+        isinstance(leaf, (numbers.Number, np.generic, str, bytes)) or leaf is None for leaf in flatten(structure)
+    ):
+        return _tensor(structure, name)
+    return map_structure(lambda value: _tensor(value, name), structure)
+
+
+def _batch(x: Any, y: Any, sample_weight: Any, roles: tuple[str, str, str] = ROLES) -> Batch:
+    return _tensors(x, roles[0]), _tensors(y, roles[1]), _tensors(sample_weight, roles[2])
 
 
 def to_device(structure: Any, device: torch.device) -> Any:
@@ -35,11 +62,17 @@ def to_device(structure: Any, device: torch.device) -> Any:
     return map_structure(lambda t: t.to(device, non_blocking=True) if isinstance(t, torch.Tensor) else t, structure)
 
 
-def _num_samples(x: Any, y: Any, sample_weight: Any) -> int:
-    sizes = {}
-    for role, value in (("x", x), ("y", y), ("sample_weight", sample_weight)):
+def _num_samples(x: Any, y: Any, sample_weight: Any, roles: tuple[str, str, str] = ROLES) -> int:
+    """The number of samples every leaf holds (its first axis), checked to agree."""
+    sizes: dict[str, set[int]] = {}
+    for role, value in zip(roles, (x, y, sample_weight)):
         for leaf in flatten(value) if value is not None else []:
-            sizes.setdefault(role, set()).add(int(leaf.shape[0]) if leaf.dim() else 1)
+            if leaf.dim() == 0:
+                raise ValueError(
+                    f"Invalid value for argument `{role}`: every array needs a batch axis (one entry per sample). "
+                    f"Received a 0-d value: {role}={_echo(leaf)}"
+                )
+            sizes.setdefault(role, set()).add(int(leaf.shape[0]))
     every = set().union(*sizes.values()) if sizes else set()
     if len(every) > 1:
         detail = ", ".join(f"{role} sizes: {sorted(s)}" for role, s in sizes.items())
@@ -47,37 +80,101 @@ def _num_samples(x: Any, y: Any, sample_weight: Any) -> int:
             f"Data cardinality is ambiguous: make sure all arrays contain the same number of samples. {detail}"
         )
     if not every:
-        raise ValueError("No data: `x` is empty or None.")
+        raise ValueError(f"Invalid value for argument `{roles[0]}`: it holds no arrays. Received: {roles[0]}={_echo(x)}")
     return every.pop()
 
 
-def class_weights_to_sample_weights(y: Any, class_weight: Mapping[int, float]) -> torch.Tensor:
-    """Per-sample weights ``class_weight[label]``; labels are class indices or one-hot rows (argmax)."""
+def _check_sample_weight(sample_weight: Any, name: str = "sample_weight") -> None:
+    """Sample weights are finite and non-negative: a NaN weight makes the loss NaN, a negative one
+    trains away from the data."""
+    if sample_weight is None or sample_weight.numel() == 0:
+        return
+    weights = sample_weight.to(torch.float64)
+    bad = ~(torch.isfinite(weights) & (weights >= 0))
+    if bool(bad.any()):
+        raise ValueError(
+            f"Invalid value for argument `{name}`: expected finite, non-negative weights. "
+            f"Received: {name} with values {weights[bad].flatten()[:5].tolist()}"
+        )
+
+
+def _check_class_weight(class_weight: Any) -> dict[int, float]:
+    """``class_weight`` as ``{class index: weight}``: int keys >= 0, finite non-negative weights."""
     if not isinstance(class_weight, Mapping):
-        raise ValueError(f"`class_weight` must be a dict of class index to weight. Received: class_weight={class_weight!r}")
+        raise _invalid("class_weight", "a dict of class index to weight", class_weight)
+    table: dict[int, float] = {}
+    for key, weight in class_weight.items():
+        if isinstance(key, (bool, np.bool_)) or not isinstance(key, numbers.Integral) or key < 0:
+            # A negative key would index the table from its end: another class's weight.
+            raise ValueError(
+                "Invalid value for argument `class_weight`: keys must be class indices (ints >= 0). "
+                f"Received the key {_echo(key)} in class_weight={_echo(class_weight)}"
+            )
+        table[int(key)] = _real(weight, f"class_weight[{int(key)}]", low=0)
+    return table
+
+
+def class_weights_to_sample_weights(y: Any, class_weight: Mapping[int, float]) -> torch.Tensor:
+    """Per-sample weights ``class_weight[label]``.
+
+    Labels are class indices (rounded, as Keras rounds them), or one-hot rows (their arg-max);
+    every label present must have an entry, and with one-hot rows every key must be a class.
+
+    >>> class_weights_to_sample_weights(torch.tensor([0, 1, 1]), {0: 1.0, 1: 3.0})
+    tensor([1., 3., 3.])
+    >>> class_weights_to_sample_weights(torch.tensor([0, 1]), {-1: 2.0, 0: 1.0, 1: 1.0})
+    Traceback (most recent call last):
+    ...
+    ValueError: Invalid value for argument `class_weight`: keys must be class indices (ints >= 0). ...
+    """
+    table = _check_class_weight(class_weight)
     leaves = flatten(y)
     if len(leaves) != 1:
-        raise ValueError("`class_weight` is only supported for models with a single output.")
+        raise ValueError(
+            f"Invalid value for argument `class_weight`: it is only supported for models with a single output; "
+            f"`y` has {len(leaves)} arrays. Received: class_weight={_echo(class_weight)}"
+        )
     labels = leaves[0]
+    num_classes = None
     if labels.dim() > 1 and labels.shape[-1] > 1:
+        num_classes = int(labels.shape[-1])
         labels = labels.argmax(dim=-1)
-    labels = labels.reshape(labels.shape[0], -1)[:, 0].long()
-    missing = sorted(set(labels.unique().tolist()) - set(int(k) for k in class_weight))
+    labels = labels.reshape(labels.shape[0], -1)[:, 0]
+    if labels.is_floating_point():
+        if labels.numel() and not bool(torch.isfinite(labels).all()):
+            raise ValueError("Invalid value for argument `y`: class labels must be finite to look up `class_weight`.")
+        labels = torch.round(labels)
+    labels = labels.long()
+    beyond = sorted(key for key in table if num_classes is not None and key >= num_classes)
+    if beyond:
+        raise ValueError(
+            f"Invalid value for argument `class_weight`: keys {beyond} are not classes of the one-hot targets, "
+            f"which have {num_classes}. Received: class_weight={_echo(class_weight)}"
+        )
+    missing = sorted(set(labels.unique().tolist()) - set(table))
     if missing:
-        raise ValueError(f"`class_weight` has no entry for classes {missing} present in `y`.")
-    table = torch.zeros(int(max(max(class_weight), labels.max().item())) + 1)
-    for key, weight in class_weight.items():
-        table[int(key)] = float(weight)
-    return table[labels]
+        raise ValueError(
+            f"Invalid value for argument `class_weight`: it has no entry for classes {missing} present in `y`. "
+            f"Received: class_weight={_echo(class_weight)}"
+        )
+    weights = torch.zeros(max(table) + 1 if table else 1, dtype=torch.float32)
+    for key, weight in table.items():
+        weights[key] = weight
+    return weights[labels]
 
 
 class Batches:
-    """Re-iterable batches of ``(x, y, sample_weight)``; ``len()`` is the batches per epoch, if known."""
+    """Re-iterable batches of ``(x, y, sample_weight)``; ``len()`` is the batches per epoch, if known.
 
-    def __init__(self, source: Any, steps: int | None, from_arrays: bool) -> None:
+    Batches from a loader are converted and checked as they come, under the argument
+    name ``source`` (``x`` for ``fit``'s data, ``validation_data`` for validation).
+    """
+
+    def __init__(self, source: Any, steps: int | None, from_arrays: bool, name: str = "x") -> None:
         self._source = source
         self._steps = steps
         self.from_arrays = from_arrays
+        self.name = name
 
     def __len__(self) -> int:
         if self._steps is not None:
@@ -88,10 +185,31 @@ class Batches:
         for index, item in enumerate(self._source):
             if self._steps is not None and index >= self._steps:
                 return
-            yield _unpack(item)
+            if self.from_arrays:
+                yield item
+                continue
+            x, y, sw = _unpack(item)
+            roles = (self.name,) * 3 if self.name != "x" else ROLES
+            batch = _batch(x, y, sw, roles)
+            _num_samples(*batch, roles)
+            _check_sample_weight(batch[2], roles[2])
+            yield batch
 
     def has_length(self) -> bool:
         return self._steps is not None or hasattr(self._source, "__len__")
+
+    def targets_missing(self) -> bool:
+        """Whether these are arrays given without targets ``y`` (a loader's batches are checked as they come)."""
+        return self.from_arrays and self._source.y is None
+
+    def known_empty(self) -> bool:
+        """Whether it is known, without iterating, that the data holds no batch at all."""
+        if self.from_arrays:
+            return self._source.n == 0
+        try:
+            return len(self._source) == 0
+        except TypeError:  # an iterable (or IterableDataset loader) without a length
+            return False
 
 
 def _unpack(item: Any) -> Batch:
@@ -102,26 +220,27 @@ def _unpack(item: Any) -> Batch:
         return item, None, None
     raise ValueError(
         "Each batch of a DataLoader or dataset must be `x`, `(x,)`, `(x, y)` or `(x, y, sample_weight)`, with "
-        f"tensors, arrays, or lists/dicts of them. Received an element of type {type(item).__name__}: {_short(item)}"
+        f"tensors, arrays, or lists/dicts of them. Received an element of type {type(item).__name__}: {_echo(item)}"
     )
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) < 120 else text[:117] + "..."
-
-
 class _ArrayBatches:
-    def __init__(self, x: Any, y: Any, sample_weight: Any, batch_size: int, shuffle: bool) -> None:
+    def __init__(self, x: Any, y: Any, sample_weight: Any, batch_size: int, shuffle: bool, n: int,
+                 keep_empty: bool = False) -> None:
         self.x, self.y, self.sample_weight = x, y, sample_weight
-        self.n = _num_samples(x, y, sample_weight)
+        self.n = n
         self.batch_size = batch_size
         self.shuffle = shuffle
+        self.keep_empty = keep_empty
 
     def __len__(self) -> int:
-        return math.ceil(self.n / self.batch_size)
+        return 1 if self.keep_empty and self.n == 0 else math.ceil(self.n / self.batch_size)
 
     def __iter__(self) -> Iterator[Batch]:
+        if self.keep_empty and self.n == 0:
+            # predict on no samples: one empty batch, so the outputs have their shapes.
+            yield self.x, self.y, self.sample_weight
+            return
         order = torch.randperm(self.n) if self.shuffle else None
         for start in range(0, self.n, self.batch_size):
             index = slice(start, start + self.batch_size) if order is None else order[start:start + self.batch_size]
@@ -134,7 +253,7 @@ class _ArrayBatches:
 
 def _is_loader(x: Any) -> bool:
     return isinstance(x, (torch.utils.data.DataLoader, torch.utils.data.Dataset)) or (
-        isinstance(x, Iterable) and not isinstance(x, (np.ndarray, torch.Tensor, list, tuple, Mapping, str))
+        isinstance(x, Iterable) and not isinstance(x, (np.ndarray, torch.Tensor, list, tuple, Mapping, str, bytes))
     )
 
 
@@ -146,42 +265,57 @@ def make_batches(
     shuffle: bool = False,
     class_weight: Mapping[int, float] | None = None,
     steps: int | None = None,
+    *,
+    steps_name: str = "steps",
+    name: str = "x",
+    batch_size_name: str = "batch_size",
+    keep_empty: bool = False,
 ) -> Batches:
-    """Batches for one pass over the data (arrays are re-shuffled on each iteration when asked)."""
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0):
-        raise ValueError(f"Invalid value for argument `batch_size`: expected a positive int. Received: batch_size={batch_size!r}")
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0):
-        raise ValueError(f"Invalid value for argument `steps`: expected a positive int. Received: {steps!r}")
+    """Batches for one pass over the data (arrays are re-shuffled on each iteration when asked).
+
+    Every argument is checked first (errors name ``name`` for the data, ``steps_name``
+    and ``batch_size_name`` for the counts). Arrays with no samples give no batches:
+    the caller decides whether that is an error (``fit``, ``evaluate``) or not: with
+    ``keep_empty`` (``predict``) they give one empty batch.
+    """
+    _count(batch_size, batch_size_name, low=1, allow_none=True)
+    _count(steps, steps_name, low=1, allow_none=True)
+    roles = ROLES if name == "x" else (name,) * 3
     if x is None:
-        raise ValueError("`x` is required: pass arrays, tensors, a Dataset or a DataLoader.")
+        raise ValueError(
+            f"Invalid value for argument `{name}`: pass arrays, tensors, a Dataset or a DataLoader. Received: {name}=None"
+        )
     if _is_loader(x):
         if y is not None or sample_weight is not None:
             raise ValueError("When `x` is a Dataset or DataLoader, `y` and `sample_weight` come from it; do not pass them.")
         if class_weight is not None:
-            raise ValueError("`class_weight` is only supported with array or tensor data.")
+            raise _invalid("class_weight", "None with a Dataset or DataLoader (it needs array or tensor data)",
+                           class_weight)
         if isinstance(x, torch.utils.data.Dataset) and not isinstance(x, torch.utils.data.IterableDataset):
             x = torch.utils.data.DataLoader(x, batch_size=batch_size or 32, shuffle=shuffle)
-        return Batches(x, steps, from_arrays=False)
-    x = map_structure(_tensor, x)
-    y = map_structure(_tensor, y) if y is not None else None
-    sample_weight = _tensor(sample_weight)
+        return Batches(x, steps, from_arrays=False, name=name)
+    x, y, sample_weight = _batch(x, y, sample_weight, roles)
+    n = _num_samples(x, y, sample_weight, roles)
+    _check_sample_weight(sample_weight, roles[2])
     if class_weight is not None:
         if y is None:
-            raise ValueError("`class_weight` needs targets `y`.")
+            raise _invalid("class_weight", "None when there are no targets `y`", class_weight)
         weights = class_weights_to_sample_weights(y, class_weight)
         sample_weight = weights if sample_weight is None else sample_weight * weights
-    return Batches(_ArrayBatches(x, y, sample_weight, batch_size or 32, shuffle), steps, from_arrays=True)
+    arrays = _ArrayBatches(x, y, sample_weight, batch_size or 32, shuffle, n, keep_empty)
+    return Batches(arrays, steps, from_arrays=True, name=name)
 
 
 def single_batch(x: Any, y: Any, sample_weight: Any, class_weight: Mapping[int, float] | None) -> Batch:
     """``(x, y, sample_weight)`` as tensors for one batch, checked like a full dataset."""
-    if _is_loader(x):
-        raise ValueError("A single batch must be arrays or tensors, not a Dataset or DataLoader.")
-    x = map_structure(_tensor, x)
-    y = map_structure(_tensor, y) if y is not None else None
-    sample_weight = _tensor(sample_weight)
+    if x is None or _is_loader(x):
+        raise _invalid("x", "arrays or tensors for a single batch (not None, a Dataset or a DataLoader)", x)
+    x, y, sample_weight = _batch(x, y, sample_weight)
     _num_samples(x, y, sample_weight)
+    _check_sample_weight(sample_weight)
     if class_weight is not None:
+        if y is None:
+            raise _invalid("class_weight", "None when there are no targets `y`", class_weight)
         weights = class_weights_to_sample_weights(y, class_weight)
         sample_weight = weights if sample_weight is None else sample_weight * weights
     return x, y, sample_weight
@@ -189,20 +323,20 @@ def single_batch(x: Any, y: Any, sample_weight: Any, class_weight: Mapping[int, 
 
 def split_for_validation(x: Any, y: Any, sample_weight: Any, validation_split: float) -> tuple[Any, Any]:
     """Keras's ``validation_split``: the last fraction of the samples, taken before any shuffling."""
-    if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float)) or not 0 <= validation_split < 1:
-        raise ValueError(
-            f"Invalid value for argument `validation_split`: expected a float in [0, 1). "
-            f"Received: validation_split={validation_split!r}"
-        )
+    _real(validation_split, "validation_split", low=0, high=1, high_open=True)
     if _is_loader(x):
-        raise ValueError("`validation_split` is only supported for arrays and tensors; pass `validation_data` instead.")
-    x = map_structure(_tensor, x)
-    y = map_structure(_tensor, y) if y is not None else None
-    sample_weight = _tensor(sample_weight)
+        raise _invalid("validation_split", "0 with a Dataset or DataLoader (pass `validation_data` instead)",
+                       validation_split)
+    x, y, sample_weight = _batch(x, y, sample_weight)
     n = _num_samples(x, y, sample_weight)
+    if n == 0:
+        raise ValueError("Invalid value for argument `x`: it holds no samples, so there is nothing to train on.")
     split_at = int(math.floor(n * (1.0 - validation_split)))
     if split_at in (0, n):
-        raise ValueError(f"`validation_split`={validation_split} leaves no samples on one side (of {n} samples).")
+        raise ValueError(
+            f"Invalid value for argument `validation_split`: it leaves no samples on one side (of {n} samples). "
+            f"Received: validation_split={validation_split!r}"
+        )
 
     def part(structure: Any, index: slice) -> Any:
         return None if structure is None else map_structure(lambda t: t[index], structure)

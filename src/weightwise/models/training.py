@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import signal
 import threading
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from weightwise import binding, engine
@@ -27,7 +29,9 @@ from weightwise import losses as losses_module
 from weightwise import metrics as metrics_module
 from weightwise import optimizers as optimizers_module
 from weightwise.layers.symbolic import flatten
+from weightwise.losses import _count, _echo, _flag, _invalid, _real
 from weightwise.models.data import (
+    Batch,
     Batches,
     make_batches,
     single_batch,
@@ -40,16 +44,20 @@ __all__ = ["Trainer"]
 
 
 def _per_output(value: Any, names: list[str], what: str) -> list[Any]:
-    """Spread a single value, a list, or a dict keyed by output name over the outputs."""
+    """Spread a single value, a list (one entry per output), or a dict keyed by output name over the outputs."""
     if isinstance(value, Mapping):
-        unknown = sorted(set(value) - set(names))
+        unknown = sorted(set(value) - set(names), key=repr)
         if unknown:
-            raise ValueError(f"Unknown output names in `{what}`: {unknown}. The model's outputs are {names}.")
+            raise ValueError(
+                f"Invalid value for argument `{what}`: unknown output names {unknown}. The model's outputs are "
+                f"{names}. Received: {what}={_echo(value)}"
+            )
         return [value.get(name) for name in names]
-    if isinstance(value, (list, tuple)) and len(names) > 1:
+    if isinstance(value, (list, tuple)):
         if len(value) != len(names):
             raise ValueError(
-                f"`{what}` has {len(value)} entries but the model has {len(names)} outputs ({names})."
+                f"Invalid value for argument `{what}`: it has {len(value)} entries but the model has {len(names)} "
+                f"outputs ({names}). Received: {what}={_echo(value)}"
             )
         return list(value)
     return [value] * len(names)
@@ -65,10 +73,13 @@ class _CompiledLosses:
         for entry, name in zip(spread, names):
             try:
                 self.losses.append(losses_module.get(entry))
-            except ValueError as error:
-                raise ValueError(f"Invalid value for argument `loss` (output {name!r}): {error}") from error
-        weights = _per_output(loss_weights, names, "loss_weights") if loss_weights is not None else [1.0] * len(names)
-        self.weights = [1.0 if w is None else float(w) for w in weights]
+            except (ValueError, TypeError) as error:
+                raise type(error)(f"Invalid value for argument `loss` (output {name!r}): {error}") from error
+        if all(loss_fn is None for loss_fn in self.losses):
+            raise _invalid("loss", "a loss for at least one output", loss)
+        weights = _per_output(loss_weights, names, "loss_weights") if loss_weights is not None else [None] * len(names)
+        # A weight scales an output's loss: NaN, infinite or negative would train on nonsense.
+        self.weights = [1.0 if w is None else _real(w, "loss_weights", low=0) for w in weights]
 
     def __call__(self, y_true: list[Any], y_pred: list[Any], sample_weight: Any) -> tuple[torch.Tensor, list[torch.Tensor]]:
         per_output = []
@@ -80,9 +91,46 @@ class _CompiledLosses:
             value = loss_fn(target, prediction, sample_weight=sample_weight)
             per_output.append(value)
             total = weight * value if total is None else total + weight * value
-        if total is None:
-            raise ValueError("No loss to optimize: every output's loss is None.")
         return total, per_output
+
+
+def _compiled_parts(loss: Any, loss_weights: Any, metrics: Any, weighted_metrics: Any,
+                    names: list[str]) -> dict[str, Any]:
+    """What ``compile`` (or a late discovery of a subclassed model's outputs) sets: built, not set."""
+    compiled_losses = _CompiledLosses(loss, loss_weights, names)
+    objects: list[tuple[int, Any, bool, str]] = []
+    for spec, weighted, what in ((metrics, False, "metrics"), (weighted_metrics, True, "weighted_metrics")):
+        if spec is None:
+            continue
+        if isinstance(spec, (str, Mapping)) or callable(spec):
+            spec = [spec] if not isinstance(spec, Mapping) or len(names) == 1 else spec
+        per_output = _per_output(spec, names, what) if len(names) > 1 else [spec]
+        for index, entries in enumerate(per_output):
+            for entry in flatten(entries) if entries is not None else []:
+                try:
+                    metric = metrics_module.get(entry, loss=compiled_losses.losses[index])
+                except (ValueError, TypeError) as error:
+                    raise type(error)(f"Invalid value for argument `{what}`: {error}") from error
+                # Logged under the output's name; the metric object itself is not renamed.
+                logged = f"{names[index]}_{metric.name}" if len(names) > 1 else metric.name
+                objects.append((index, metric, weighted, logged))
+    return {
+        "_compiled_losses": compiled_losses,
+        "_loss_tracker": metrics_module.Mean(name="loss"),
+        "_output_loss_trackers": [metrics_module.Mean(name=f"{n}_loss") for n in names] if len(names) > 1 else [],
+        "_penalty_tracker": metrics_module.Mean(name="regularization_loss"),
+        "_metric_objects": objects,
+        "_compiled_names": names,
+    }
+
+
+def _jit_flag(value: Any) -> bool:
+    """``jit_compile`` as a bool: ``"auto"`` stays eager, as Keras's torch backend does."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, str) and value == "auto":
+        return False
+    raise _invalid("jit_compile", "True, False or 'auto'", value)
 
 
 class Trainer:
@@ -107,27 +155,58 @@ class Trainer:
 
         ``optimizer`` is a name (``'sgd'``, ``'adam'``, ...), a weightwise optimizer or
         a ready ``torch.optim.Optimizer``; ``loss`` a name, a Loss or a function, or a
-        list/dict of them for several outputs; ``metrics`` a list (or per-output list/dict).
+        list/dict of them for several outputs; ``loss_weights`` finite non-negative
+        floats; ``metrics`` a list (or per-output list/dict). ``run_eagerly`` and
+        ``auto_scale_loss`` are bools, ``steps_per_execution`` must be 1 (as on Keras's
+        torch backend) and ``jit_compile`` is ``True``, ``False`` or ``"auto"`` (eager).
+
+        Everything is resolved and checked before anything is set: a compile that
+        raises leaves the model exactly as it was (its optimizer, loss, metrics and
+        compiled state), so the next ``fit`` trains with the previous configuration.
+
+        >>> from weightwise import layers, Sequential
+        >>> model = Sequential([layers.Input(shape=(2,)), layers.Dense(1)])
+        >>> model.compile(optimizer="sgd", loss="mse")
+        >>> model.compile(optimizer="adam", loss="mse", loss_weights=-1.0)
+        Traceback (most recent call last):
+        ...
+        ValueError: Invalid value for argument `loss_weights`: expected a finite float >= 0. Received: loss_weights=-1.0
+        >>> type(model.optimizer).__name__
+        'SGD'
         """
-        try:
-            self.optimizer = optimizers_module.get(optimizer)
-        except ValueError as error:
-            raise ValueError(f"Invalid value for argument `optimizer`: {error}") from error
+        if optimizer is None:
+            raise _invalid("optimizer", "a name such as 'sgd', an Optimizer or a torch.optim.Optimizer", None)
+        run_eagerly = _flag(run_eagerly, "run_eagerly")
+        _flag(auto_scale_loss, "auto_scale_loss")
+        if _count(steps_per_execution, "steps_per_execution", low=1) != 1:
+            raise ValueError(
+                "Invalid value for argument `steps_per_execution`: it must be 1 with the PyTorch backend, as in "
+                f"Keras. Received: steps_per_execution={_echo(steps_per_execution)}"
+            )
+        jit = _jit_flag(jit_compile)
+        if jit and run_eagerly:
+            warnings.warn("If `run_eagerly` is True, then `jit_compile` cannot also be True. Disabling `jit_compile`.",
+                          stacklevel=2)
+            jit = False
         if loss is None:
-            raise ValueError("`compile` needs a `loss` (a name such as 'mse', a Loss, or a function).")
+            raise _invalid("loss", "a name such as 'mse', a Loss, or a function", None)
+        try:
+            new_optimizer = optimizers_module.get(optimizer)
+        except (ValueError, TypeError) as error:
+            raise type(error)(f"Invalid value for argument `optimizer`: {error}") from error
+        if self.built and new_optimizer.built:
+            # An optimizer already built on other parameters would update those, not this model's.
+            new_optimizer.build(self.trainable_weights)
+        parts = _compiled_parts(loss, loss_weights, metrics, weighted_metrics, self._output_names_or_default())
+        # Nothing has changed so far; from here on nothing can fail.
+        self.optimizer = new_optimizer
         self._loss_spec, self._loss_weights_spec = loss, loss_weights
         self._metrics_spec, self._weighted_metrics_spec = metrics, weighted_metrics
-        if jit_compile not in (True, False, "auto"):
-            raise ValueError(f"Invalid value for argument `jit_compile`: expected True, False or 'auto'. Received: {jit_compile!r}")
-        # "auto" stays eager, as Keras's torch backend does; True compiles the forward pass (and,
-        # through AOTAutograd, its backward) with torch.compile on the first step.
-        self.jit_compile = jit_compile is True
+        self.jit_compile = jit
+        self.run_eagerly = run_eagerly
         self.__dict__.pop("_compiled_forward", None)
-        self._compiled_losses: _CompiledLosses | None = None
-        self._metric_objects: list[tuple[int, Any, bool]] | None = None
-        # Resolve names now so that a typo fails at compile time, not mid-training.
-        names = self._output_names_or_default()
-        self._compile_for(names)
+        for name, value in parts.items():
+            setattr(self, name, value)
         self.compiled = True
         self.stop_training = False
 
@@ -152,7 +231,7 @@ class Trainer:
             "loss_weights": self._loss_weights_spec,
             "metrics": _serialize_spec(self._metrics_spec),
             "weighted_metrics": _serialize_spec(self._weighted_metrics_spec),
-            "run_eagerly": False,
+            "run_eagerly": getattr(self, "run_eagerly", False),
             "steps_per_execution": 1,
             "jit_compile": self.jit_compile,
         }
@@ -167,10 +246,10 @@ class Trainer:
         ('Adam', True)
         """
         if not isinstance(config, Mapping):
-            raise TypeError(f"A compile config must be a dict. Received: config={config!r}")
+            raise TypeError(f"A compile config must be a dict. Received: config={_echo(config)}")
         known = {"optimizer", "loss", "loss_weights", "metrics", "weighted_metrics", "run_eagerly",
                  "steps_per_execution", "jit_compile"}
-        unknown = sorted(set(config) - known)
+        unknown = sorted(set(config) - known, key=repr)
         if unknown:
             raise ValueError(f"Unknown keys in a compile config: {unknown}. Known keys: {sorted(known)}")
         self.compile(
@@ -179,6 +258,8 @@ class Trainer:
             loss_weights=config.get("loss_weights"),
             metrics=_deserialize_spec(config.get("metrics"), _deserialize_metric),
             weighted_metrics=_deserialize_spec(config.get("weighted_metrics"), _deserialize_metric),
+            run_eagerly=config.get("run_eagerly", False),
+            steps_per_execution=config.get("steps_per_execution", 1),
             jit_compile=config.get("jit_compile", False),
         )
         if self.built:
@@ -189,28 +270,10 @@ class Trainer:
         return list(names) if names else ["output"]
 
     def _compile_for(self, names: list[str]) -> None:
-        self._compiled_losses = _CompiledLosses(self._loss_spec, self._loss_weights_spec, names)
-        self._loss_tracker = metrics_module.Mean(name="loss")
-        self._output_loss_trackers = [metrics_module.Mean(name=f"{n}_loss") for n in names] if len(names) > 1 else []
-        self._penalty_tracker = metrics_module.Mean(name="regularization_loss")
-        objects: list[tuple[int, Any, bool]] = []
-        for spec, weighted in ((self._metrics_spec, False), (self._weighted_metrics_spec, True)):
-            if spec is None:
-                continue
-            if isinstance(spec, (str, Mapping)) or callable(spec):
-                spec = [spec] if not isinstance(spec, Mapping) or len(names) == 1 else spec
-            per_output = _per_output(spec, names, "metrics") if len(names) > 1 else [spec]
-            for index, entries in enumerate(per_output):
-                for entry in flatten(entries) if entries is not None else []:
-                    try:
-                        metric = metrics_module.get(entry, loss=self._compiled_losses.losses[index])
-                    except ValueError as error:
-                        raise ValueError(f"Invalid value for argument `metrics`: {error}") from error
-                    if len(names) > 1:
-                        metric.name = f"{names[index]}_{metric.name}"
-                    objects.append((index, metric, weighted))
-        self._metric_objects = objects
-        self._compiled_names = names
+        parts = _compiled_parts(self._loss_spec, self._loss_weights_spec, self._metrics_spec,
+                                self._weighted_metrics_spec, names)
+        for name, value in parts.items():
+            setattr(self, name, value)
 
     def _assert_compiled(self, method: str) -> None:
         if not self.compiled:
@@ -220,16 +283,21 @@ class Trainer:
             )
 
     # -- metrics ------------------------------------------------------------------------------
+    def _logged(self) -> list[tuple[str, Any]]:
+        """``(name, tracker or metric)`` in logging order: the loss, per-output losses, metrics, penalty."""
+        if not self.compiled:
+            return []
+        out = [(self._loss_tracker.name, self._loss_tracker)]
+        out += [(tracker.name, tracker) for tracker in self._output_loss_trackers]
+        out += [(logged, metric) for _, metric, _, logged in self._metric_objects or []]
+        if self._has_penalties():
+            out.append((self._penalty_tracker.name, self._penalty_tracker))
+        return out
+
     @property
     def metrics(self) -> list[Any]:
         """The loss trackers and compiled metrics, in logging order."""
-        if not self.compiled:
-            return []
-        out = [self._loss_tracker, *self._output_loss_trackers]
-        out += [metric for _, metric, _ in self._metric_objects or []]
-        if self._has_penalties():
-            out.append(self._penalty_tracker)
-        return out
+        return [metric for _, metric in self._logged()]
 
     @property
     def metrics_names(self) -> list[str]:
@@ -238,7 +306,13 @@ class Trainer:
         ``regularization_loss`` is logged (History, callbacks, ``return_dict=True``) but kept
         out of list returns, so ``loss, acc = model.evaluate(...)`` unpacks as in Keras.
         """
-        return [metric.name for metric in self.metrics if metric is not self._penalty_tracker]
+        return [name for name, metric in self._logged() if metric is not self._penalty_tracker]
+
+    def _log_names(self) -> list[str] | None:
+        """The names ``fit`` logs (without ``val_``), or ``None`` while a subclassed model's outputs are unknown."""
+        if not self.compiled or not getattr(self, "output_names", None):
+            return None
+        return [name for name, _ in self._logged()]
 
     def reset_metrics(self) -> None:
         """Reset every metric and loss tracker."""
@@ -251,7 +325,7 @@ class Trainer:
         return any(getattr(m, "activity_regularizer", None) is not None for m in self.modules())
 
     def _logs(self) -> dict[str, float]:
-        return {metric.name: float(metric.result()) for metric in self.metrics}
+        return {name: float(metric.result()) for name, metric in self._logged()}
 
     # -- one step -----------------------------------------------------------------------------
     def _device(self) -> torch.device:
@@ -265,15 +339,22 @@ class Trainer:
             # A subclassed model's output count is only known now.
             names = [f"output_{i + 1}" for i in range(len(preds))] if len(preds) > 1 else ["output"]
             self._compile_for(names)
+        if y_true is None:
+            raise _invalid("y", "targets for the model's outputs (the data holds none)", None)
         if isinstance(y_true, Mapping):
             missing = sorted(set(names) - set(y_true))
             if missing:
-                raise ValueError(f"Targets `y` are missing outputs {missing}. The model's outputs are {names}.")
+                raise ValueError(
+                    f"Invalid value for argument `y`: it is missing the outputs {missing}. The model's outputs are "
+                    f"{names}. Received targets for: {sorted(y_true, key=repr)}"
+                )
             targets = [y_true[n] for n in names]
         else:
             targets = flatten(y_true) if len(names) > 1 else [y_true]
         if len(targets) != len(preds):
-            raise ValueError(f"The model has {len(preds)} outputs but `y` has {len(targets)} targets.")
+            raise ValueError(
+                f"Invalid value for argument `y`: the model has {len(preds)} outputs but `y` has {len(targets)} targets."
+            )
         return targets, preds
 
     def _step(self, x: Any, y: Any, sample_weight: Any, training: bool) -> torch.Tensor:
@@ -291,7 +372,15 @@ class Trainer:
         grouped = plan.grouped_penalty_value().to(data_loss.device)  # before the update, as Keras logs it
         loss = differentiable.detach() + grouped
         penalty = loss - data_loss.detach()
+        # The metrics see the predictions from before the update either way; updated first, a
+        # metric that cannot read these targets raises before any weight has moved.
+        with torch.no_grad():
+            for index, metric, weighted, _ in self._metric_objects or []:
+                metric.update_state(targets[index], preds[index].detach(),
+                                    sample_weight=sample_weight if weighted else None)
         if training:
+            if not self.optimizer.built:
+                self.optimizer.build(self.trainable_weights)
             self.optimizer.zero_grad()
             # Keras's loss_scale_factor: the optimizer unscales the gradients in step().
             self.optimizer.scale_loss(differentiable).backward()
@@ -304,10 +393,6 @@ class Trainer:
             if value is not None:
                 tracker.update_state(value.detach(), sample_weight=batch)
         self._penalty_tracker.update_state(penalty.detach(), sample_weight=batch)
-        with torch.no_grad():
-            for index, metric, weighted in self._metric_objects or []:
-                metric.update_state(targets[index], preds[index].detach(),
-                                    sample_weight=sample_weight if weighted else None)
         return loss
 
     def _forward_for_step(self) -> Any:
@@ -321,15 +406,31 @@ class Trainer:
         return compiled
 
     def _prepare(self, batches: Batches) -> None:
-        """Build the model on a first batch if needed, and the optimizer on its trainable weights."""
+        """Build the model on a first batch if needed, and check that a built optimizer trains its weights.
+
+        An optimizer not built yet is built by the first training step, once that step's loss
+        is known to compute: a first batch the loss refuses leaves the optimizer untouched.
+        """
         if not self.built:
             first = next(iter(batches), None)
             if first is None:
-                raise ValueError("The data is empty: there is no batch to train on.")
+                raise ValueError(f"Invalid value for argument `{batches.name}`: it holds no batch to build the model on.")
             with torch.no_grad():
                 self(to_device(first[0], self._device()))
             binding.clear_call_losses(self)
-        self.optimizer.build(self.trainable_weights)
+        if self.optimizer.built:
+            self.optimizer.build(self.trainable_weights)
+
+    def _check_training_data(self, batches: Batches, what: str) -> None:
+        """Data that is known to be empty, or arrays without targets, are refused before anything runs."""
+        if batches.known_empty():
+            raise ValueError(
+                f"Invalid value for argument `{batches.name}`: it holds no samples, so there is nothing to {what}. "
+                f"Pass at least one sample."
+            )
+        if batches.from_arrays and batches.targets_missing():
+            name = "y" if batches.name == "x" else batches.name
+            raise _invalid(name, f"targets `y` to {what} against", None)
 
     # -- fit ----------------------------------------------------------------------------------
     def fit(
@@ -357,19 +458,46 @@ class Trainer:
         outputs), a ``Dataset`` or a ``DataLoader`` yielding ``(x, y)`` or
         ``(x, y, sample_weight)``. A ``KeyboardInterrupt`` (Ctrl-C) stops after the
         current batch, leaving the model and the History consistent, then is re-raised.
+
+        Every argument is checked, and array data converted, before anything changes:
+        counts are ints (``epochs``, ``initial_epoch`` >= 0; ``batch_size``,
+        ``steps_per_epoch``, ``validation_steps``, ``validation_batch_size``,
+        ``validation_freq`` >= 1), ``shuffle`` is a bool, ``verbose`` is ``"auto"``,
+        a bool, 0, 1 or 2, and data with no samples is a ``ValueError`` (Keras reports
+        a loss of 0 for it). A failure in the first step (a loss that refuses the
+        targets) leaves the weights, the optimizer and ``model.history`` as they were.
+
+        >>> import numpy as np
+        >>> from weightwise import layers, Sequential
+        >>> model = Sequential([layers.Input(shape=(2,)), layers.Dense(1)])
+        >>> model.compile(optimizer="sgd", loss="mse")
+        >>> model.fit(np.zeros((0, 2)), np.zeros((0, 1)), verbose=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: Invalid value for argument `x`: it holds no samples, so there is nothing to train on. ...
         """
         self._assert_compiled("fit")
-        for name, value, low in (("epochs", epochs, 0), ("initial_epoch", initial_epoch, 0), ("validation_freq", validation_freq, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"Invalid value for argument `{name}`: expected an int >= {low}. Received: {name}={value!r}")
-        verbose = 1 if verbose == "auto" else verbose
+        epochs = _count(epochs, "epochs")
+        initial_epoch = _count(initial_epoch, "initial_epoch")
+        validation_freq = _count(validation_freq, "validation_freq", low=1)
+        verbose = callbacks_module._verbose(verbose, (0, 1, 2, "auto"))
+        shuffle = _flag(shuffle, "shuffle")
+        _count(validation_steps, "validation_steps", low=1, allow_none=True)
+        _count(validation_batch_size, "validation_batch_size", low=1, allow_none=True)
+        validation_split = _real(validation_split, "validation_split", low=0, high=1, high_open=True)
+        callbacks_module._check_callbacks(callbacks)
+        self._check_learning_rate()
         if validation_split and validation_data is None:
             (x, y, sample_weight), validation_data = split_for_validation(x, y, sample_weight, validation_split)
         elif validation_split:
             split_for_validation(x, y, sample_weight, validation_split)  # validate the value only
-        train = make_batches(x, y, sample_weight, batch_size, shuffle, class_weight, steps_per_epoch)
+        train = make_batches(x, y, sample_weight, batch_size, shuffle, class_weight, steps_per_epoch,
+                             steps_name="steps_per_epoch")
+        self._check_training_data(train, "train on")
         val = self._validation_batches(validation_data, validation_batch_size or batch_size, validation_steps)
-        self._prepare(train)
+        if val is not None:
+            self._check_training_data(val, "validate on")
+        history_before = self.__dict__.get("history", _ABSENT)
         callback_list = callbacks_module.CallbackList(
             callbacks, add_history=True, add_progbar=verbose != 0, model=self,
             verbose=verbose, epochs=epochs, steps=len(train) if train.has_length() else None,
@@ -378,20 +506,30 @@ class Trainer:
         was_training = self.training
         interrupted = _InterruptFlag()
         logs: dict[str, float] = {}
-        self.train()
-        callback_list.on_train_begin()
+        steps_taken = 0
         try:
+            self._prepare(train)
+            self.train()
+            callback_list.on_train_begin()
             with interrupted:
                 for epoch in range(initial_epoch, epochs):
                     self.reset_metrics()
                     callback_list.on_epoch_begin(epoch)
+                    steps_in_epoch = 0
                     for step, (bx, by, bsw) in enumerate(train):
                         callback_list.on_train_batch_begin(step)
                         self._step(bx, by, bsw, training=True)
+                        steps_taken += 1
+                        steps_in_epoch += 1
                         batch_logs = self._logs()
                         callback_list.on_train_batch_end(step, batch_logs)
                         if self.stop_training or interrupted.raised:
                             break
+                    if steps_in_epoch == 0 and not interrupted.raised:
+                        raise ValueError(
+                            f"Invalid value for argument `x`: it yielded no batch in epoch {epoch + 1}, so there is "
+                            "nothing to train on."
+                        )
                     logs = self._logs()
                     if interrupted.raised:
                         break
@@ -405,6 +543,14 @@ class Trainer:
                 if interrupted.raised:
                     # Keep the History consistent up to the last completed batch.
                     callback_list.on_epoch_end(epoch, logs)
+        except Exception:
+            if steps_taken == 0:
+                # Nothing was trained: the model keeps the History it had.
+                if history_before is _ABSENT:
+                    self.__dict__.pop("history", None)
+                else:
+                    self.history = history_before
+            raise
         finally:
             self.train(was_training)
         callback_list.on_train_end(logs)
@@ -412,32 +558,44 @@ class Trainer:
             raise KeyboardInterrupt
         return self.history
 
+    def _check_learning_rate(self) -> None:
+        """Read the learning rate now: a schedule or callable that gives a non-number fails before any step."""
+        _ = self.optimizer.learning_rate
+
     def _validation_batches(self, validation_data: Any, batch_size: int | None, steps: int | None) -> Batches | None:
         if validation_data is None:
             return None
+        names = {"name": "validation_data", "steps_name": "validation_steps", "batch_size_name": "validation_batch_size"}
         if isinstance(validation_data, (tuple, list)):
             if not 2 <= len(validation_data) <= 3:
                 raise ValueError(
-                    "`validation_data` must be `(x_val, y_val)` or `(x_val, y_val, val_sample_weight)`, or a "
-                    f"Dataset/DataLoader. Received a {type(validation_data).__name__} of length {len(validation_data)}."
+                    "Invalid value for argument `validation_data`: expected `(x_val, y_val)` or "
+                    "`(x_val, y_val, val_sample_weight)`, or a Dataset/DataLoader. Received a "
+                    f"{type(validation_data).__name__} of length {len(validation_data)}."
                 )
             vx, vy, vsw = (tuple(validation_data) + (None,))[:3]
-            return make_batches(vx, vy, vsw, batch_size, False, None, steps)
-        return make_batches(validation_data, None, None, batch_size, False, None, steps)
+            return make_batches(vx, vy, vsw, batch_size, False, None, steps, **names)
+        return make_batches(validation_data, None, None, batch_size, False, None, steps, **names)
 
     # -- evaluate / predict ---------------------------------------------------------------------
     def _evaluate_batches(self, batches: Batches, callback_list: Any = None) -> dict[str, float]:
         self.reset_metrics()
         self.eval()
+        steps = 0
         with torch.no_grad():
             for step, (bx, by, bsw) in enumerate(batches):
                 if by is None:
-                    raise ValueError("Evaluation data must include targets `y`.")
+                    raise _invalid("y" if batches.name == "x" else batches.name,
+                                   "batches with targets `y` to evaluate against", None)
                 if callback_list is not None:
                     callback_list.on_test_batch_begin(step)
                 self._step(bx, by, bsw, training=False)
+                steps += 1
                 if callback_list is not None:
                     callback_list.on_test_batch_end(step, self._logs())
+        if steps == 0:
+            raise ValueError(f"Invalid value for argument `{batches.name}`: it yielded no batch, so there is nothing "
+                             "to evaluate.")
         return self._logs()
 
     def evaluate(
@@ -454,16 +612,21 @@ class Trainer:
         """The loss (penalties included) and metrics over the data, in inference mode.
 
         Returns a scalar without metrics, else a list ``[loss, *metrics]`` (or a dict).
+        Data with no samples is a ``ValueError``, as are bad arguments, checked first.
         """
         self._assert_compiled("evaluate")
+        verbose = callbacks_module._verbose(verbose, (0, 1, 2, "auto"))
+        return_dict = _flag(return_dict, "return_dict")
+        callbacks_module._check_callbacks(callbacks)
         batches = make_batches(x, y, sample_weight, batch_size, False, None, steps)
+        self._check_training_data(batches, "evaluate")
+        callback_list = callbacks_module.CallbackList(
+            callbacks, add_progbar=verbose != 0, model=self,
+            verbose=verbose, epochs=1, steps=len(batches) if batches.has_length() else None,
+        )
         if not self.built:
             self._prepare(batches)
         was_training = self.training
-        callback_list = callbacks_module.CallbackList(
-            callbacks, add_progbar=(1 if verbose == "auto" else verbose) != 0, model=self,
-            verbose=1 if verbose == "auto" else verbose, epochs=1, steps=len(batches) if batches.has_length() else None,
-        )
         callback_list.on_test_begin()
         try:
             logs = self._evaluate_batches(batches, callback_list)
@@ -474,9 +637,19 @@ class Trainer:
 
     def predict(self, x: Any, batch_size: int | None = None, verbose: Any = "auto", steps: int | None = None,
                 callbacks: Sequence[Any] | None = None) -> Any:
-        """Outputs for ``x`` as numpy arrays (a list or dict of them for several outputs), in inference mode."""
-        batches = make_batches(x, None, None, batch_size, False, None, steps)
-        verbose = 1 if verbose == "auto" else verbose
+        """Outputs for ``x`` as numpy arrays (a list or dict of them for several outputs), in inference mode.
+
+        Arrays with no samples give outputs with no rows (Keras's ``predict`` fails on them).
+
+        >>> import numpy as np
+        >>> from weightwise import layers, Sequential
+        >>> model = Sequential([layers.Input(shape=(2,)), layers.Dense(3)])
+        >>> model.predict(np.zeros((0, 2)), verbose=0).shape
+        (0, 3)
+        """
+        verbose = callbacks_module._verbose(verbose, (0, 1, 2, "auto"))
+        callbacks_module._check_callbacks(callbacks)
+        batches = make_batches(x, None, None, batch_size, False, None, steps, keep_empty=True)
         callback_list = callbacks_module.CallbackList(
             callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1,
             steps=len(batches) if batches.has_length() else None,
@@ -496,15 +669,25 @@ class Trainer:
             binding.clear_call_losses(self)
         callback_list.on_predict_end()
         if not collected:
-            raise ValueError("`predict` received no data.")
+            raise ValueError("Invalid value for argument `x`: it yielded no batch, so there is nothing to predict.")
         return _concatenate(collected)
 
     # -- single batches -------------------------------------------------------------------------
+    def _single(self, x: Any, y: Any, sample_weight: Any, class_weight: Any, what: str) -> Batch:
+        bx, by, bsw = single_batch(x, y, sample_weight, class_weight)
+        if _batch_size(bx) == 0:
+            raise ValueError(f"Invalid value for argument `x`: it holds no samples, so there is nothing to {what}.")
+        if by is None:
+            raise _invalid("y", f"targets to {what} against", None)
+        return bx, by, bsw
+
     def train_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None,
                        class_weight: Mapping[int, float] | None = None, return_dict: bool = False) -> Any:
         """One training step on one batch; metrics accumulate until :meth:`reset_metrics`."""
         self._assert_compiled("train_on_batch")
-        bx, by, bsw = single_batch(x, y, sample_weight, class_weight)
+        return_dict = _flag(return_dict, "return_dict")
+        bx, by, bsw = self._single(x, y, sample_weight, class_weight, "train on")
+        self._check_learning_rate()
         self._prepare(make_batches(bx, by, bsw))
         was_training = self.training
         self.train()
@@ -517,7 +700,10 @@ class Trainer:
     def test_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None, return_dict: bool = False) -> Any:
         """The loss and metrics of one batch, in inference mode; metrics accumulate."""
         self._assert_compiled("test_on_batch")
-        bx, by, bsw = single_batch(x, y, sample_weight, None)
+        return_dict = _flag(return_dict, "return_dict")
+        bx, by, bsw = self._single(x, y, sample_weight, None, "evaluate")
+        if not self.built:
+            self._prepare(make_batches(bx, by, bsw))
         was_training = self.training
         self.eval()
         try:
@@ -530,7 +716,10 @@ class Trainer:
     def predict_on_batch(self, x: Any) -> Any:
         """Outputs of one batch as numpy arrays."""
         bx, _, _ = single_batch(x, None, None, None)
-        return self.predict(bx, batch_size=_batch_size(bx), verbose=0)
+        return self.predict(bx, batch_size=max(_batch_size(bx), 1), verbose=0)
+
+
+_ABSENT = object()
 
 
 def _serialize_spec(spec: Any) -> Any:
