@@ -612,6 +612,12 @@ class CallbackList(Callback):
         if self._history is not None:
             model.history = self._history
 
+    def _abort(self) -> None:
+        """Close a progress bar left open by a run that raised (the run's ``on_*_end`` never comes)."""
+        if self._progbar is not None:
+            self._progbar._reset_progbar()
+        self._in_begin_end_block_count = 0
+
     def _on_begin(self) -> None:
         self._in_begin_end_block_count += 1
 
@@ -943,7 +949,7 @@ class ModelCheckpoint(MonitorCallback):
         save_freq: str | int = "epoch",
         initial_value_threshold: float | None = None,
     ) -> None:
-        super().__init__(monitor, mode, initial_value_threshold)
+        super().__init__(monitor, mode, _real(initial_value_threshold, "initial_value_threshold", allow_none=True))
         try:
             self.filepath = os.fspath(filepath)
         except TypeError:

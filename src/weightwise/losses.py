@@ -319,13 +319,19 @@ def _validate_delta(value: Any) -> float:
     return _real(value, "delta", low=0, low_open=True)
 
 
-def _same_shape_or_broadcast(y_true: torch.Tensor, y_pred: torch.Tensor) -> None:
+def _same_shape_or_broadcast(
+    y_true: torch.Tensor,
+    y_pred: torch.Tensor,
+    rule: str = "Arguments `y_true` and `y_pred` must have the same shape (or shapes that broadcast)",
+    shown: tuple[Any, Any] | None = None,
+) -> None:
+    """A ``ValueError`` stating ``rule`` when the two shapes do not broadcast (``shown``: the shapes to report)."""
     try:
         torch.broadcast_shapes(y_true.shape, y_pred.shape)
     except RuntimeError:
+        true_shape, pred_shape = shown or (y_true.shape, y_pred.shape)
         raise ValueError(
-            "Arguments `y_true` and `y_pred` must have the same shape (or shapes that broadcast). "
-            f"Received: y_true.shape={tuple(y_true.shape)}, y_pred.shape={tuple(y_pred.shape)}"
+            f"{rule}. Received: y_true.shape={tuple(true_shape)}, y_pred.shape={tuple(pred_shape)}"
         ) from None
 
 

@@ -150,13 +150,8 @@ def sparse_categorical_accuracy(y_true: Any, y_pred: Any) -> torch.Tensor:
         y_true = y_true.squeeze(-1)
         reshape_matches = True
     predicted = torch.argmax(y_pred, dim=-1).to(y_true.dtype)
-    try:
-        torch.broadcast_shapes(y_true.shape, predicted.shape)
-    except RuntimeError:
-        raise ValueError(
-            "Argument `y_true` must hold one class label per row of `y_pred`. "
-            f"Received: y_true.shape={tuple(original_shape)}, y_pred.shape={tuple(y_pred.shape)}"
-        ) from None
+    _same_shape_or_broadcast(y_true, predicted, "Argument `y_true` must hold one class label per row of `y_pred`",
+                             shown=(original_shape, y_pred.shape))
     matches = torch.eq(y_true, predicted).to(_floatx())
     if reshape_matches:
         matches = matches.reshape(original_shape)

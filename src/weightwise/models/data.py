@@ -257,6 +257,13 @@ def _is_loader(x: Any) -> bool:
     )
 
 
+def _has_items(dataset: Any) -> bool:
+    try:
+        return len(dataset) > 0
+    except TypeError:
+        return True
+
+
 def make_batches(
     x: Any,
     y: Any = None,
@@ -292,7 +299,8 @@ def make_batches(
             raise _invalid("class_weight", "None with a Dataset or DataLoader (it needs array or tensor data)",
                            class_weight)
         if isinstance(x, torch.utils.data.Dataset) and not isinstance(x, torch.utils.data.IterableDataset):
-            x = torch.utils.data.DataLoader(x, batch_size=batch_size or 32, shuffle=shuffle)
+            # torch's random sampler refuses an empty dataset; an unshuffled loader reports it as empty.
+            x = torch.utils.data.DataLoader(x, batch_size=batch_size or 32, shuffle=shuffle and _has_items(x))
         return Batches(x, steps, from_arrays=False, name=name)
     x, y, sample_weight = _batch(x, y, sample_weight, roles)
     n = _num_samples(x, y, sample_weight, roles)

@@ -121,6 +121,7 @@ def _compiled_parts(loss: Any, loss_weights: Any, metrics: Any, weighted_metrics
         "_penalty_tracker": metrics_module.Mean(name="regularization_loss"),
         "_metric_objects": objects,
         "_compiled_names": names,
+        "_outputs_seen": False,
     }
 
 
@@ -309,8 +310,9 @@ class Trainer:
         return [name for name, metric in self._logged() if metric is not self._penalty_tracker]
 
     def _log_names(self) -> list[str] | None:
-        """The names ``fit`` logs (without ``val_``), or ``None`` while a subclassed model's outputs are unknown."""
-        if not self.compiled or not getattr(self, "output_names", None):
+        """The names ``fit`` logs (without ``val_``), or ``None`` while the model's outputs are unknown
+        (a model without ``output_names`` that has not taken a step since it was compiled)."""
+        if not self.compiled or not (getattr(self, "output_names", None) or self._outputs_seen):
             return None
         return [name for name, _ in self._logged()]
 
@@ -349,8 +351,13 @@ class Trainer:
                     f"{names}. Received targets for: {sorted(y_true, key=repr)}"
                 )
             targets = [y_true[n] for n in names]
+        elif len(names) > 1:
+            targets = flatten(y_true)
+        elif isinstance(y_true, (list, tuple)):
+            # One output: a list of several arrays would be stacked into one target of the wrong shape.
+            targets = list(y_true)
         else:
-            targets = flatten(y_true) if len(names) > 1 else [y_true]
+            targets = [y_true]
         if len(targets) != len(preds):
             raise ValueError(
                 f"Invalid value for argument `y`: the model has {len(preds)} outputs but `y` has {len(targets)} targets."
@@ -393,6 +400,7 @@ class Trainer:
             if value is not None:
                 tracker.update_state(value.detach(), sample_weight=batch)
         self._penalty_tracker.update_state(penalty.detach(), sample_weight=batch)
+        self._outputs_seen = True
         return loss
 
     def _forward_for_step(self) -> Any:
@@ -544,6 +552,7 @@ class Trainer:
                     # Keep the History consistent up to the last completed batch.
                     callback_list.on_epoch_end(epoch, logs)
         except Exception:
+            callback_list._abort()
             if steps_taken == 0:
                 # Nothing was trained: the model keeps the History it had.
                 if history_before is _ABSENT:
@@ -630,6 +639,9 @@ class Trainer:
         callback_list.on_test_begin()
         try:
             logs = self._evaluate_batches(batches, callback_list)
+        except Exception:
+            callback_list._abort()
+            raise
         finally:
             self.train(was_training)
         callback_list.on_test_end(logs)
@@ -664,6 +676,9 @@ class Trainer:
                     callback_list.on_predict_batch_begin(step)
                     collected.append(self(to_device(bx, self._device()), training=False))
                     callback_list.on_predict_batch_end(step, {"outputs": collected[-1]})
+        except Exception:
+            callback_list._abort()
+            raise
         finally:
             self.train(was_training)
             binding.clear_call_losses(self)
