@@ -338,7 +338,8 @@ class MeanMetricWrapper(Mean):
     def __init__(self, fn: Callable[..., Any], name: str | None = None, dtype: Any = None, **kwargs: Any) -> None:
         if not callable(fn):
             raise ValueError(f"Invalid value for argument `fn`: expected a callable. Received: fn={fn!r}")
-        super().__init__(name=name or "mean_metric_wrapper", dtype=dtype)
+        # name=None: Keras's default, the snake_case class name (mean_metric_wrapper for this class).
+        super().__init__(name=name, dtype=dtype)
         self._fn = fn
         self._fn_kwargs = kwargs
 
@@ -493,9 +494,7 @@ class AutoAccuracy(MeanMetricWrapper):
 
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         if self.resolved is None:
-            self.resolved = _accuracy_class(
-                _shape(ops.convert_to_tensor(y_true)), _shape(ops.convert_to_tensor(y_pred))
-            )
+            self.resolved = _accuracy_class(_shape(_as_tensor(y_true, "y_true")), _shape(_as_tensor(y_pred, "y_pred")))
             self._fn = self.resolved(dtype=self.dtype)._fn
         super().update_state(y_true, y_pred, sample_weight=sample_weight)
 

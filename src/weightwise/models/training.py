@@ -781,7 +781,9 @@ def _returned(logs: dict[str, float], return_dict: bool) -> Any:
 def _concatenate(outputs: list[Any]) -> Any:
     first = outputs[0]
     if isinstance(first, torch.Tensor):
-        return torch.cat([o.detach().cpu() for o in outputs]).numpy()
+        joined = torch.cat([o.detach().cpu() for o in outputs])  # a new tensor: the array is no view of the model
+        # numpy has no bfloat16; float32 holds every bfloat16 value exactly.
+        return (joined.float() if joined.dtype == torch.bfloat16 else joined).numpy()
     if isinstance(first, Mapping):
         return {key: _concatenate([o[key] for o in outputs]) for key in first}
     return type(first)(_concatenate([o[i] for o in outputs]) for i in range(len(first)))
