@@ -986,6 +986,14 @@ class ModelCheckpoint(MonitorCallback):
         Refused before training starts: a field that is not ``epoch``, ``batch``,
         ``learning_rate``, ``regularization_loss`` or one of the model's metric names
         (``val_``-prefixed or not), when the model can say what it logs.
+
+        >>> from types import SimpleNamespace
+        >>> model = SimpleNamespace(_log_names=lambda: ["loss", "mae"])
+        >>> ModelCheckpoint("w-{epoch}-{val_mae:.2f}.keras").set_model(model)
+        >>> ModelCheckpoint("w-{acc}.keras").set_model(model)
+        Traceback (most recent call last):
+        ...
+        ValueError: Invalid value for argument `filepath`: its fields ['acc'] are not logged by the model, ...
         """
         logged = getattr(model, "_log_names", None)
         names = logged() if callable(logged) else None

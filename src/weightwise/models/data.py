@@ -284,6 +284,14 @@ def make_batches(
     and ``batch_size_name`` for the counts). Arrays with no samples give no batches:
     the caller decides whether that is an error (``fit``, ``evaluate``) or not: with
     ``keep_empty`` (``predict``) they give one empty batch.
+
+    >>> batches = make_batches(np.ones((5, 2)), np.zeros(5), batch_size=2)
+    >>> len(batches), [tuple(bx.shape) for bx, _, _ in batches]
+    (3, [(2, 2), (2, 2), (1, 2)])
+    >>> make_batches(np.ones((5, 2)), np.array(["a"] * 5))
+    Traceback (most recent call last):
+    ...
+    TypeError: Invalid value for argument `y`: expected a tensor, an array or (nested lists of) real numbers. ...
     """
     _count(batch_size, batch_size_name, low=1, allow_none=True)
     _count(steps, steps_name, low=1, allow_none=True)

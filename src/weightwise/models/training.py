@@ -622,6 +622,17 @@ class Trainer:
 
         Returns a scalar without metrics, else a list ``[loss, *metrics]`` (or a dict).
         Data with no samples is a ``ValueError``, as are bad arguments, checked first.
+
+        >>> import numpy as np
+        >>> from weightwise import layers, Sequential
+        >>> model = Sequential([layers.Input(shape=(2,)), layers.Dense(1, kernel_initializer="ones")])
+        >>> model.compile(optimizer="sgd", loss="mse", metrics=["mae"])
+        >>> model.evaluate(np.ones((4, 2)), np.zeros((4, 1)), verbose=0, return_dict=True)
+        {'loss': 4.0, 'mae': 2.0}
+        >>> model.evaluate(np.ones((4, 2)), np.zeros((4, 1)), verbose=0, return_dict="yes")
+        Traceback (most recent call last):
+        ...
+        ValueError: Invalid value for argument `return_dict`: expected a bool (True or False). Received: return_dict='yes'
         """
         self._assert_compiled("evaluate")
         verbose = callbacks_module._verbose(verbose, (0, 1, 2, "auto"))
