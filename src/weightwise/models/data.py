@@ -347,7 +347,7 @@ def split_for_validation(x: Any, y: Any, sample_weight: Any, validation_split: f
     n = _num_samples(x, y, sample_weight)
     if n == 0:
         raise ValueError("Invalid value for argument `x`: it holds no samples, so there is nothing to train on.")
-    split_at = int(math.floor(n * (1.0 - validation_split)))
+    split_at = math.floor(n * (1.0 - validation_split))
     if split_at in (0, n):
         raise ValueError(
             f"Invalid value for argument `validation_split`: it leaves no samples on one side (of {n} samples). "
