@@ -142,6 +142,21 @@ def test_a_failed_compile_of_a_fresh_model_leaves_it_uncompiled() -> None:
     assert not model.compiled and "optimizer" not in vars(model)
 
 
+def test_compile_from_config_runs_keras_multi_step_configs_one_step_at_a_time() -> None:
+    model = trained()
+    config = {**model.get_compile_config(), "steps_per_execution": 4}
+    with pytest.warns(UserWarning, match="steps_per_execution=4"):
+        model.compile_from_config(config)
+    correct(lambda: model.get_compile_config()["steps_per_execution"], lambda r: r == 1)
+    before = model.optimizer
+    clear_error(lambda: model.compile_from_config({**config, "steps_per_execution": 0}), "steps_per_execution", "0",
+                state=[model])
+    clear_error(lambda: model.compile_from_config({**config, "steps_per_execution": 1, "run_eagerly": "no"}),
+                "run_eagerly", "'no'",
+                state=[model])
+    assert model.optimizer is before
+
+
 def test_run_eagerly_disables_jit_compile_as_keras_does() -> None:
     model = Sequential([layers.Input(shape=(3,)), layers.Dense(2)])
     with pytest.warns(UserWarning, match="Disabling `jit_compile`"):

@@ -253,6 +253,14 @@ class Trainer:
         unknown = sorted(set(config) - known, key=repr)
         if unknown:
             raise ValueError(f"Unknown keys in a compile config: {unknown}. Known keys: {sorted(known)}")
+        steps_per_execution = _count(config.get("steps_per_execution", 1), "steps_per_execution", low=1)
+        if steps_per_execution != 1:
+            # Saved by Keras on another backend: the PyTorch backend runs one step per execution.
+            warnings.warn(
+                f"The compile config asks for steps_per_execution={steps_per_execution}, which the PyTorch backend "
+                "does not support (as in Keras); the model is compiled with steps_per_execution=1.",
+                stacklevel=2,
+            )
         self.compile(
             optimizer=optimizers_module.deserialize(config["optimizer"]) if "optimizer" in config else "rmsprop",
             loss=_deserialize_spec(config.get("loss"), losses_module.deserialize),
@@ -260,7 +268,6 @@ class Trainer:
             metrics=_deserialize_spec(config.get("metrics"), _deserialize_metric),
             weighted_metrics=_deserialize_spec(config.get("weighted_metrics"), _deserialize_metric),
             run_eagerly=config.get("run_eagerly", False),
-            steps_per_execution=config.get("steps_per_execution", 1),
             jit_compile=config.get("jit_compile", False),
         )
         if self.built:
