@@ -23,12 +23,25 @@ import json
 import os
 import warnings
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
-from weightwise.saving.files import atomic_write, check_path, check_target, read_member
-from weightwise.saving.weights_h5 import read_weights, write_weights
-from weightwise.serialization import deserialize_keras_object, serialize_keras_object
+from weightwise.saving.files import (
+    atomic_write,
+    check_path,
+    check_target,
+    open_regular,
+    parse_json,
+    read_member,
+    stream_size,
+)
+from weightwise.saving.weights_h5 import check_module, read_weights, write_weights
+from weightwise.serialization import (
+    deserialize_keras_object,
+    get_registered_object,
+    serialize_keras_object,
+)
 
 __all__ = ["load_model", "load_weights", "save_model", "save_weights"]
 
@@ -58,6 +71,10 @@ def save_model(model: Any, filepath: str | os.PathLike[str], overwrite: bool = T
     Everything is serialized before the file is touched, and the archive is written
     beside ``filepath`` then renamed into place, so a failure never damages an
     existing file. ``overwrite=False`` refuses to replace an existing file.
+    Otherwise the save behaves as a plain write: through a symbolic link to its
+    target, with the mode a new file gets from the umask (an existing file keeps
+    its own), and a read-only file or an unusable folder raises its own
+    ``PermissionError``, ``FileNotFoundError`` or ``NotADirectoryError`` first.
 
     >>> import os, tempfile
     >>> from weightwise import layers, Sequential
@@ -67,6 +84,7 @@ def save_model(model: Any, filepath: str | os.PathLike[str], overwrite: bool = T
     >>> sorted(__import__("zipfile").ZipFile(path).namelist())
     ['config.json', 'metadata.json', 'model.weights.h5']
     """
+    check_module(model)
     path = check_path(filepath)
     if not path.endswith(".keras"):
         raise ValueError(
@@ -91,22 +109,81 @@ def save_model(model: Any, filepath: str | os.PathLike[str], overwrite: bool = T
 def _open_archive(source: Any, label: str) -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(source, "r")
-    except FileNotFoundError:
-        raise
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as error:
         raise ValueError(
             f"{label!r} is not a valid .keras file (a zip archive with config.json and model.weights.h5); it is "
             f"truncated, corrupted or of another format: {error}"
         ) from error
 
 
-def _read_source(filepath: Any) -> tuple[Any, str]:
+@contextmanager
+def _opened(filepath: Any) -> Iterator[tuple[Any, str]]:
+    """A binary stream of ``filepath`` (a path, opened only if it is a regular file, or a stream) and its label."""
     if hasattr(filepath, "read"):
-        return filepath, getattr(filepath, "name", "<stream>")
-    path = check_path(filepath)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"No such file: {path!r}")
-    return path, path
+        yield filepath, str(getattr(filepath, "name", "<stream>"))
+        return
+    with open_regular(filepath) as stream:
+        yield stream, os.fspath(filepath)
+
+
+def _read_archive(stream: Any, label: str, members: tuple[str, ...]) -> list[bytes]:
+    size = stream_size(stream)
+    with _open_archive(stream, label) as archive:
+        return [read_member(archive, name, label, size) for name in members]
+
+
+def _check_model_config(config: Any, label: str, custom_objects: Mapping[str, Any] | None) -> None:
+    """Refuse a config that is not a model's, before building anything from it."""
+    if not isinstance(config, dict):
+        raise ValueError(  # noqa: TRY004 - the file's content is at fault, not an argument's type
+            f"{label!r}: {CONFIG} must hold a model config (a JSON object). Received: {type(config).__name__}"
+        )
+    described = _described_class(config, custom_objects)
+    model_class = _model_class()
+    if described is not None and not (isinstance(described, type) and issubclass(described, model_class)):
+        raise ValueError(
+            f"{label!r} describes a {_config_name(config)}, not a model: `load_model` needs a file written by "
+            "`model.save()`."
+        )
+
+
+def _config_name(config: Mapping[str, Any]) -> str:
+    module = config.get("module")
+    return f"{config.get('class_name')!r}" + (f" (module {module!r})" if isinstance(module, str) else "")
+
+
+def _model_class() -> type:
+    # models/ imports saving/ for Model.save, so Model is looked up when a file is loaded.
+    from weightwise.models.model import Model
+
+    return Model
+
+
+def _described_class(config: Mapping[str, Any], custom_objects: Mapping[str, Any] | None) -> Any:
+    """The class ``config`` names when it can be told without building it: a registered or custom
+    class, or a built-in of Keras's layer or other non-model modules. ``None`` if unsure."""
+    names = [n for n in (config.get("registered_name"), config.get("class_name")) if isinstance(n, str)]
+    for name in names:
+        found = get_registered_object(name, custom_objects)
+        if found is not None:
+            return found
+    module = config.get("module")
+    class_name = config.get("class_name")
+    if not isinstance(module, str) or not isinstance(class_name, str):
+        return None
+    if module in ("keras.layers", "weightwise.layers"):
+        from weightwise import layers
+
+        return getattr(layers, class_name, None)
+    package, _, family = module.partition(".")
+    if package in ("keras", "weightwise") and family in _NON_MODEL_MODULES:
+        return object  # a regularizer, constraint, optimizer, ...: not a model whatever its class
+    return None
+
+
+_NON_MODEL_MODULES = frozenset({
+    "activations", "constraints", "initializers", "losses", "metrics", "optimizers", "regularizers",
+})
 
 
 def load_model(
@@ -124,6 +201,12 @@ def load_model(
     resumes where it stopped. Loading never executes code from the file, whatever
     ``safe_mode`` says: there is no unpickling and no lambda deserialization.
 
+    Loading reads only what the file holds: ``filepath`` must be a regular file (a
+    FIFO or device is refused, unopened), members are read up to the sizes the
+    archive can really hold, ``config.json`` must describe a model and be nested no
+    deeper than a config can be, and the weights are checked as
+    :func:`load_weights` checks them; each problem raises a ``ValueError`` naming it.
+
     >>> import os, tempfile, torch
     >>> from weightwise import layers, Sequential
     >>> model = Sequential([layers.Input(shape=(3,)), layers.Dense(2, kernel_constraint="non_neg")])
@@ -135,32 +218,32 @@ def load_model(
     """
     for name, value in (("compile", compile), ("safe_mode", safe_mode)):
         if not isinstance(value, bool):
-            raise TypeError(f"`{name}` must be a bool. Received: {name}={value!r}")
+            raise TypeError(f"Invalid type for argument `{name}`: expected a bool. Received: {name}={value!r}")
     if custom_objects is not None and not isinstance(custom_objects, Mapping):
-        raise TypeError(f"`custom_objects` must be a dict. Received: custom_objects={custom_objects!r}")
-    source, label = _read_source(filepath)
-    if isinstance(source, str):
-        if source.endswith(".weights.h5"):
+        raise TypeError(
+            f"Invalid type for argument `custom_objects`: expected a dict. Received: custom_objects={custom_objects!r}"
+        )
+    if not hasattr(filepath, "read"):
+        path = check_path(filepath)
+        if path.endswith(".weights.h5"):
             raise ValueError(
-                f"{source!r} holds weights only. Build the model, then call `model.load_weights({source!r})`."
+                f"{path!r} holds weights only. Build the model, then call `model.load_weights({path!r})`."
             )
-        if source.endswith((".h5", ".hdf5")):
+        if path.endswith((".h5", ".hdf5")):
             raise ValueError(
-                f"{source!r} is a legacy tf.keras HDF5 model file, which is not supported. Re-save it with Keras 3 "
+                f"{path!r} is a legacy tf.keras HDF5 model file, which is not supported. Re-save it with Keras 3 "
                 "as a `.keras` file (`model.save('model.keras')`)."
             )
-    with _open_archive(source, label) as archive:
-        try:
-            config = json.loads(read_member(archive, CONFIG, label))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(f"{label!r} is damaged: its {CONFIG} is not valid JSON ({error}).") from error
-        weights = read_member(archive, WEIGHTS, label)
-    if not isinstance(config, dict):
-        raise ValueError(f"{label!r}: {CONFIG} must hold a model config dict. Received: {type(config).__name__}")
+    with _opened(filepath) as (stream, label):
+        config_bytes, weights = _read_archive(stream, label, (CONFIG, WEIGHTS))
+    config = parse_json(config_bytes, f"{label!r}: its {CONFIG}")
+    _check_model_config(config, label, custom_objects)
     compile_config = config.pop("compile_config", None)
     model = deserialize_keras_object(config, custom_objects)
-    if not hasattr(model, "weights") or not hasattr(model, "compile"):
-        raise ValueError(f"{label!r} describes a {type(model).__name__}, not a model.")
+    if not isinstance(model, _model_class()):
+        raise ValueError(  # noqa: TRY004 - the file's content is at fault, not an argument's type
+            f"{label!r} describes a {type(model).__name__} ({_config_name(config)}), not a model."
+        )
     if compile and compile_config:
         _compile_from(model, compile_config, label)
     for message in read_weights(model, weights, label, optimizer=_compiled_optimizer(model)):
@@ -188,6 +271,8 @@ def _compile_from(model: Any, compile_config: Any, label: str) -> None:
 def save_weights(model: Any, filepath: str | os.PathLike[str], overwrite: bool = True) -> None:
     """Write ``model``'s weights (and optimizer state) to a Keras 3 ``.weights.h5`` file, atomically.
 
+    The file behaves as :func:`save_model`'s does.
+
     >>> import os, tempfile
     >>> from weightwise import layers, Sequential
     >>> model = Sequential([layers.Input(shape=(3,)), layers.Dense(2)])
@@ -196,6 +281,7 @@ def save_weights(model: Any, filepath: str | os.PathLike[str], overwrite: bool =
     >>> os.path.getsize(path) > 0
     True
     """
+    check_module(model)
     path = check_path(filepath)
     if not path.endswith(".weights.h5"):
         raise ValueError(
@@ -211,8 +297,11 @@ def save_weights(model: Any, filepath: str | os.PathLike[str], overwrite: bool =
 def load_weights(model: Any, filepath: Any) -> None:
     """Load weights from a ``.weights.h5`` or ``.keras`` file (ours or Keras's) into a built ``model``.
 
-    All or nothing: every layer's weights are checked against the file before any
-    changes. The optimizer state is restored too when the model is compiled.
+    All or nothing: every dataset is checked (storage inside the file, numeric
+    dtype, shape) before any data is read, and every layer's weights against the
+    file before anything changes; see :func:`~weightwise.saving.weights_h5.read_weights`.
+    The optimizer state is restored too when the model is compiled, together with
+    the weights. ``filepath`` must be a regular file (or a binary stream).
 
     >>> import os, tempfile, torch
     >>> from weightwise import layers, Sequential
@@ -224,9 +313,12 @@ def load_weights(model: Any, filepath: Any) -> None:
     >>> torch.equal(twin.layers[0].kernel, model.layers[0].kernel)
     True
     """
-    source, label = _read_source(filepath)
-    if isinstance(source, str) and source.endswith(".keras"):
-        with _open_archive(source, label) as archive:
-            source = read_member(archive, WEIGHTS, label)
-    for message in read_weights(model, source, label, optimizer=_compiled_optimizer(model)):
+    check_module(model)
+    with _opened(filepath) as (stream, label):
+        if label.endswith(".keras"):
+            (source,) = _read_archive(stream, label, (WEIGHTS,))
+        else:
+            source = stream
+        messages = read_weights(model, source, label, optimizer=_compiled_optimizer(model))
+    for message in messages:
         warnings.warn(message, stacklevel=2)

@@ -27,6 +27,8 @@ tensors numbered in order (a layout only weightwise reads back).
 from __future__ import annotations
 
 import io
+import math
+import os
 from typing import Any
 
 import h5py
@@ -38,9 +40,10 @@ from weightwise.ops import (
     convert_to_numpy,  # bfloat16 becomes float32; loading casts back to the weight's dtype
 )
 from weightwise.optimizers import TorchOptimizer
+from weightwise.saving.files import open_regular
 from weightwise.serialization import to_snake_case
 
-__all__ = ["read_weights", "weight_entries", "write_weights"]
+__all__ = ["cast_to", "check_module", "read_weights", "weight_entries", "write_weights"]
 
 Entry = tuple[str, str, list[torch.Tensor]]
 
@@ -64,6 +67,15 @@ def _join(path: str, name: str) -> str:
 
 def _module_tensors(module: torch.nn.Module) -> list[torch.Tensor]:
     return [t for t in module.state_dict(keep_vars=True).values() if isinstance(t, torch.Tensor)]
+
+
+def check_module(model: Any) -> torch.nn.Module:
+    """``model``, or a ``TypeError`` naming the argument if it is not a ``torch.nn.Module``."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(
+            f"Invalid type for argument `model`: expected a model (a torch.nn.Module). Received: model={model!r:.200}"
+        )
+    return model
 
 
 def weight_entries(model: torch.nn.Module) -> list[Entry]:
@@ -147,102 +159,371 @@ def _write_torch_state(handle: h5py.File, optimizer: Any) -> None:
             group.create_dataset(f"{index}.{key}", data=data)
 
 
-def _read_torch_state(handle: h5py.File, optimizer: Any, label: str) -> list[str]:
+def _undo_record(optimizer: Any) -> Any:
+    """A function that puts ``optimizer`` (and its torch optimizer) back exactly as it is now.
+
+    Loading replaces attributes, per-parameter state dicts and the tensors in them; it
+    never changes a tensor in place, so keeping the objects and their contents is enough.
+    """
+    saved = dict(vars(optimizer))
     torch_optimizer = getattr(optimizer, "torch_optimizer", None)
-    if _TORCH_STATE not in handle or torch_optimizer is None:
+    torch_saved = None
+    if isinstance(torch_optimizer, torch.optim.Optimizer):
+        torch_saved = (
+            dict(vars(torch_optimizer)),
+            [(param, entries, dict(entries)) for param, entries in torch_optimizer.state.items()],
+            [(group, dict(group)) for group in torch_optimizer.param_groups],
+        )
+
+    def undo() -> None:
+        vars(optimizer).clear()
+        vars(optimizer).update(saved)
+        if torch_saved is not None:
+            attributes, states, groups = torch_saved
+            vars(torch_optimizer).clear()
+            vars(torch_optimizer).update(attributes)
+            torch_optimizer.state.clear()
+            for param, entries, contents in states:
+                entries.clear()
+                entries.update(contents)
+                torch_optimizer.state[param] = entries
+            for group, contents in groups:
+                group.clear()
+                group.update(contents)
+
+    return undo
+
+
+def _torch_state_skipped(label: str, why: str) -> str:
+    return (f"{label!r}: the stored torch optimizer state does not fit this optimizer ({why}); the state converted "
+            "from Keras's layout is used instead.")
+
+
+def _apply_torch_state(arrays: dict[str, np.ndarray], optimizer: Any, label: str) -> list[str]:
+    """Set the torch optimizer's state from ``optimizer/torch_state``; a layout that does not fit
+    leaves the state converted from Keras's layout in place, with a warning."""
+    torch_optimizer = getattr(optimizer, "torch_optimizer", None)
+    if not arrays or torch_optimizer is None:
         return []
-    stored = handle[_TORCH_STATE]
     current = torch_optimizer.state_dict()
     state = current["state"]
-    updates: list[tuple[int, str, np.ndarray]] = []
-    for name in stored:
+    updates: list[tuple[int, str, Any]] = []
+    for name, value in arrays.items():
         index_text, _, key = name.partition(".")
-        value = np.asarray(stored[name][()])
-        if not index_text.isdigit() or int(index_text) not in state or key not in state[int(index_text)]:
-            return [f"{label!r}: the stored torch optimizer state does not fit this optimizer ({name!r}); "
-                    "the state converted from Keras's layout is used instead."]
-        present = state[int(index_text)][key]
-        if isinstance(present, torch.Tensor) and tuple(present.shape) != value.shape:
-            return [f"{label!r}: the stored torch optimizer state {name!r} has shape {value.shape}, expected "
-                    f"{tuple(present.shape)}; the state converted from Keras's layout is used instead."]
-        updates.append((int(index_text), key, value))
-    for index, key, value in updates:
+        index = int(index_text) if index_text.isdigit() else -1
+        if index not in state or key not in state[index]:
+            return [_torch_state_skipped(label, f"{name!r} names no state of this optimizer")]
         present = state[index][key]
-        if isinstance(present, torch.Tensor):
-            state[index][key] = torch.as_tensor(np.array(value)).to(dtype=present.dtype)
-        else:
-            state[index][key] = type(present)(value.item()) if isinstance(present, (int, float)) else value.item()
-    torch_optimizer.load_state_dict(current)
+        expected = tuple(present.shape) if isinstance(present, torch.Tensor) else ()
+        converted: Any = None
+        if value.shape == expected:
+            if isinstance(present, torch.Tensor):
+                converted = cast_to(value, present)
+            elif isinstance(present, (bool, int, float)) and _kind_name(value)[0] in _ACCEPTS[_kind_of(present)]:
+                converted = type(present)(value.item())
+        if converted is None or isinstance(converted, str):
+            return [_torch_state_skipped(label, f"{name!r} has shape {value.shape} and dtype {value.dtype}, where the "
+                                                f"optimizer's has shape {expected} ({type(present).__name__})")]
+        updates.append((index, key, converted))
+    # New dicts: the live state is replaced by load_state_dict, never edited in place.
+    new_state = {index: dict(entries) for index, entries in state.items()}
+    for index, key, value in updates:
+        new_state[index][key] = value
+    torch_optimizer.load_state_dict({"state": new_state, "param_groups": current["param_groups"]})
     return []
+
+
+# -- reading: every object is checked from its metadata before any data is read -------------------
+_MAX_SOFT_LINKS = 40
+# HDF5's built-in filters and h5py's LZF; any other filter would make HDF5 load a plugin library.
+_SAFE_FILTERS = frozenset({
+    h5py.h5z.FILTER_DEFLATE, h5py.h5z.FILTER_SHUFFLE, h5py.h5z.FILTER_FLETCHER32, h5py.h5z.FILTER_SZIP,
+    h5py.h5z.FILTER_NBIT, h5py.h5z.FILTER_SCALEOFFSET, h5py.h5z.FILTER_LZF,
+})
+# The stored kinds each kind of weight accepts: whatever casts without losing its kind (numpy kinds:
+# b bool, i int, u unsigned, f float, c complex). Strings, bytes, objects and compounds never.
+_ACCEPTS = {"b": "b", "i": "biu", "u": "biu", "f": "biuf", "c": "biufc"}
+
+
+def _kind_of(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        dtype = value.dtype
+        if dtype == torch.bool:
+            return "b"
+        if dtype.is_complex:
+            return "c"
+        if dtype.is_floating_point:
+            return "f"
+        return "u" if dtype in (torch.uint8, torch.uint16, torch.uint32, torch.uint64) else "i"
+    return "b" if isinstance(value, bool) else "i" if isinstance(value, int) else "f"
+
+
+def _hostile(label: str, path: str, why: str) -> ValueError:
+    return ValueError(f"{label!r}: dataset {path!r} {why}; refusing to read it. Nothing was changed.")
+
+
+def _lookup(handle: h5py.File, path: str, label: str) -> Any:
+    """The object at ``path``, reached through hard links and soft links inside the file only;
+    ``None`` if there is none. External links and dangling or looping soft links are refused."""
+    parts = [part for part in path.split("/") if part]
+    node: Any = handle["/"]
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if not isinstance(node, h5py.Group):
+            raise ValueError(f"{label!r}: {path!r} passes through {node.name!r}, which is not a group.")  # noqa: TRY004
+        link = node.get(part, getlink=True)
+        if link is None:
+            if hops:
+                raise _hostile(label, path, "is reached through a soft link that points to nothing in the file")
+            return None
+        if isinstance(link, h5py.HardLink):
+            node = node[part]
+        elif isinstance(link, h5py.SoftLink):
+            hops += 1
+            if hops > _MAX_SOFT_LINKS:
+                raise _hostile(label, path, f"is reached through more than {_MAX_SOFT_LINKS} soft links (a loop)")
+            base = [] if link.path.startswith("/") else [p for p in node.name.split("/") if p]
+            parts = base + [p for p in link.path.split("/") if p] + parts
+            node = handle["/"]
+        elif isinstance(link, h5py.ExternalLink):
+            raise _hostile(label, path, f"is an external link to {link.path!r} in the file {link.filename!r}")
+        else:
+            raise _hostile(label, path, f"is reached through a link of an unknown kind ({type(link).__name__})")
+    return node
+
+
+def _checked_dataset(handle: h5py.File, path: str, label: str, kinds: str, limit: int | None = None) -> h5py.Dataset:
+    """The dataset at ``path`` once its storage is known to be inside the file, its dtype one of
+    ``kinds`` and, given a ``limit``, its size within it; nothing is read."""
+    dataset = _lookup(handle, path, label)
+    if not isinstance(dataset, h5py.Dataset):
+        raise ValueError(  # noqa: TRY004 - the file's content is at fault, not an argument's typef"{label!r}: {path!r} must be a dataset of numbers, but is a "
+                         f"{type(dataset).__name__.lower() if dataset is not None else 'missing entry'}.")
+    if dataset.is_virtual:
+        raise _hostile(label, path, "is a virtual dataset, whose data lives in other datasets or files")
+    external = dataset.external
+    if external:
+        raise _hostile(label, path, f"keeps its data outside the file (external storage in {[e[0] for e in external]})")
+    plist = dataset.id.get_create_plist()
+    filters = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
+    if any(code not in _SAFE_FILTERS for code in filters):
+        raise _hostile(label, path, f"uses HDF5 filters {filters}, some of which would load a plugin")
+    if dataset.shape is None:
+        raise _hostile(label, path, "has no dataspace (an empty, shapeless dataset)")
+    dtype = dataset.dtype
+    if dtype.kind not in kinds or dtype.fields is not None or dtype.subdtype is not None:
+        raise _hostile(label, path, f"holds values of dtype {dtype}, not numbers")
+    if limit is not None and math.prod(dataset.shape) > limit:
+        raise _hostile(label, path, f"declares shape {dataset.shape}, more than any state of this model holds "
+                                    f"({limit} values)")
+    return dataset
+
+
+def _numbered(handle: h5py.File, group_path: str, label: str) -> list[str] | None:
+    """The paths ``group_path/0``, ``/1``, ... in order; ``None`` if there is no such group."""
+    group = _lookup(handle, group_path, label)
+    if group is None:
+        return None
+    if not isinstance(group, h5py.Group):
+        raise ValueError(f"{label!r}: {group_path!r} is not a group of weights.")  # noqa: TRY004
+    keys = sorted(group.keys(), key=lambda k: (len(k), k))
+    if keys != [str(i) for i in range(len(keys))]:
+        raise ValueError(f"{label!r}: the weights under {group_path!r} are not numbered 0..n-1: {keys[:20]}.")
+    return [f"{group_path}/{key}" for key in keys]
+
+
+def _read(dataset: h5py.Dataset, path: str, label: str) -> np.ndarray:
+    try:
+        return np.asarray(dataset[()])
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError) as error:
+        raise ValueError(f"{label!r} is damaged: reading {path!r} failed ({error}).") from error
+
+
+def _kind_name(value: np.ndarray | torch.Tensor) -> tuple[str, str]:
+    """The numpy kind of ``value``'s dtype and the dtype's name."""
+    if isinstance(value, torch.Tensor):
+        return _kind_of(value), str(value.dtype).replace("torch.", "")
+    dtype = value.dtype
+    plain = dtype.fields is None and dtype.subdtype is None and dtype.kind in "biufc"
+    # Wider floats than float64 (long double) have no torch dtype.
+    supported = plain and not (dtype.kind in "fc" and dtype.itemsize > (8 if dtype.kind == "f" else 16))
+    return (dtype.kind if supported else "?"), str(dtype)
+
+
+def cast_to(value: np.ndarray | torch.Tensor, like: torch.Tensor) -> torch.Tensor | str:
+    """``value`` as a tensor of ``like``'s dtype and device, or why it does not fit.
+
+    A value casts when it keeps its kind (bool into anything, an int into an int or
+    a float, a float into a float, anything numeric into a complex) and every value
+    stays in range: an int within the integer dtype, a finite float finite.
+
+    >>> cast_to(np.array([1.5], dtype=np.float64), torch.zeros(1))
+    tensor([1.5000])
+    >>> cast_to(np.array([1 + 2j]), torch.zeros(1))
+    'complex128 does not cast to float32 without losing values'
+    """
+    kind, name = _kind_name(value)
+    target = _kind_of(like)
+    dtype = like.dtype
+    if kind not in _ACCEPTS[target]:
+        return f"{name} does not cast to {str(dtype).replace('torch.', '')} without losing values"
+    source = value if isinstance(value, torch.Tensor) else torch.from_numpy(np.array(value))
+    source = source.detach()
+    if target in "iu":
+        info = torch.iinfo(dtype)
+        if source.numel() and kind != "b" and (int(source.min()) < info.min or int(source.max()) > info.max):
+            return f"values in [{int(source.min())}, {int(source.max())}] are beyond the range of {dtype}"
+        return source.to(dtype=dtype, device=like.device, copy=True)
+    if target == "b":
+        return source.to(device=like.device, copy=True)
+    result = source.to(dtype=dtype, copy=True)
+    if bool((torch.isfinite(source) & ~torch.isfinite(result)).any()):
+        return f"finite values up to {float(source.abs().max())!r} overflow {dtype}"
+    return result.to(device=like.device)
 
 
 def _open(source: Any, label: str) -> h5py.File:
     try:
         return h5py.File(source, "r")
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, RuntimeError, KeyError) as error:
         raise ValueError(f"{label!r} is not a readable HDF5 weights file (truncated, corrupted or another format): "
                          f"{error}") from error
 
 
-def _group_arrays(handle: h5py.File, path: str, label: str) -> list[np.ndarray] | None:
-    group_path = _join(path, "vars")
-    if group_path not in handle:
-        return None
-    group = handle[group_path]
-    if not isinstance(group, h5py.Group):
-        raise ValueError(f"{label!r}: {group_path!r} is not a group of weights.")
-    keys = sorted(group.keys(), key=lambda k: int(k) if k.isdigit() else -1)
-    if any(not k.isdigit() for k in keys) or keys != [str(i) for i in range(len(keys))]:
-        raise ValueError(f"{label!r}: the weights under {group_path!r} are not numbered 0..n-1: {keys}.")
-    try:
-        return [np.asarray(group[k][()]) for k in keys]
-    except (OSError, ValueError, KeyError) as error:
-        raise ValueError(f"{label!r} is damaged: reading {group_path!r} failed ({error}).") from error
+class _Plan:
+    """What a load will write, gathered from the file and checked before anything changes."""
+
+    def __init__(self) -> None:
+        self.weights: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.optimizer: list[np.ndarray] | None = None
+        self.torch_state: dict[str, np.ndarray] = {}
+
+
+def _plan_weights(model: torch.nn.Module, handle: h5py.File, label: str, plan: _Plan) -> None:
+    problems: list[str] = []
+    reads: list[tuple[torch.Tensor, h5py.Dataset, str]] = []
+    for path, name, tensors in weight_entries(model):
+        paths = _numbered(handle, _join(path, "vars"), label)
+        where = f"layer {name!r} (path {path or '/'!r})"
+        if paths is None:
+            if tensors:
+                problems.append(f"layer {name!r} ({path or 'the model itself'}): {len(tensors)} weights expected, "
+                                "none in the file")
+            continue
+        # Metadata only: the shape is compared before a single value is read.
+        datasets = [_checked_dataset(handle, p, label, "biufc") for p in paths]
+        expected = [tuple(t.shape) for t in tensors]
+        found = [tuple(d.shape) for d in datasets]
+        if expected != found:
+            problems.append(f"{where}: expected shapes {expected}, file has {found}")
+            continue
+        for tensor, dataset, dataset_path in zip(tensors, datasets, paths):
+            if _kind_name(np.empty(0, dataset.dtype))[0] not in _ACCEPTS[_kind_of(tensor)]:
+                problems.append(f"{where}: {dataset_path!r} holds {dataset.dtype}, which does not cast to the "
+                                f"weight's {tensor.dtype}")
+            else:
+                reads.append((tensor, dataset, dataset_path))
+    if not problems:
+        for tensor, dataset, dataset_path in reads:
+            value = cast_to(_read(dataset, dataset_path, label), tensor)
+            if isinstance(value, str):
+                problems.append(f"{dataset_path!r}: {value}")
+            else:
+                plan.weights.append((tensor, value))
+    if problems:
+        raise ValueError(
+            f"The weights in {label!r} do not fit model {getattr(model, 'name', type(model).__name__)!r}; "
+            "no weight was changed. " + "; ".join(problems)
+        )
+
+
+def _plan_optimizer(handle: h5py.File, label: str, limit: int, plan: _Plan) -> None:
+    paths = _numbered(handle, "optimizer/vars", label)
+    if paths is None:
+        return
+    plan.optimizer = [_read(_checked_dataset(handle, p, label, "biuf", limit), p, label) for p in paths]
+    group = _lookup(handle, _TORCH_STATE, label)
+    if isinstance(group, h5py.Group):
+        for name in sorted(group.keys()):
+            path = f"{_TORCH_STATE}/{name}"
+            plan.torch_state[name] = _read(_checked_dataset(handle, path, label, "biufc", limit), path, label)
+
+
+def _opened(source: Any, label: str) -> Any:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return io.BytesIO(bytes(source))
+    if isinstance(source, (str, os.PathLike)):
+        return open_regular(source)
+    return source
 
 
 def read_weights(model: torch.nn.Module, source: Any, label: str, optimizer: Any = None) -> list[str]:
-    """Load weights written in Keras's layout into ``model``; all or nothing.
+    """Load weights written in Keras's layout into ``model``, and ``optimizer``'s state; all or nothing.
 
-    Every layer's weight count and shapes are checked before any weight changes; a
-    mismatch raises a ``ValueError`` naming the layer, its path in the file, and
-    both sides. Returns warnings (optimizer state that could not be restored).
+    ``source`` is a path, the file's bytes or a binary stream. Everything is checked
+    before anything changes, and every dataset from its metadata before its data is
+    read: it must keep its data inside the file (no external storage, virtual
+    dataset, external link or dangling soft link), hold numbers, and have the shape
+    of its weight (optimizer state: no more values than the model's largest weight).
+    A stored dtype casts to the weight's when it does not lose its kind (float64
+    into float32, int or bool into float; never complex into float or float into
+    int) and every value stays in range. A problem raises a ``ValueError`` naming
+    the layer or dataset and both sides.
+
+    Then the optimizer state and the weights are set together: if the optimizer
+    state does not fit the optimizer (another class or configuration), the
+    optimizer is left exactly as it was and a warning is returned, as Keras
+    warns. Returns the warnings.
+
+    >>> import io
+    >>> from weightwise import layers, Sequential
+    >>> model = Sequential([layers.Input(shape=(3,)), layers.Dense(2)])
+    >>> stream = io.BytesIO()
+    >>> write_weights(model, stream)
+    >>> twin = Sequential([layers.Input(shape=(3,)), layers.Dense(2)])
+    >>> read_weights(twin, stream.getvalue(), "in memory")
+    []
+    >>> bool((twin.layers[0].kernel == model.layers[0].kernel).all())
+    True
     """
-    if isinstance(source, (bytes, bytearray)):
-        source = io.BytesIO(source)
-    warnings: list[str] = []
-    with _open(source, label) as handle:
-        assignments: list[tuple[torch.Tensor, np.ndarray]] = []
-        problems: list[str] = []
-        for path, name, tensors in weight_entries(model):
-            arrays = _group_arrays(handle, path, label)
-            if arrays is None:
-                if tensors:
-                    problems.append(f"layer {name!r} ({path or 'the model itself'}): {len(tensors)} weights expected, "
-                                    "none in the file")
-                continue
-            expected = [tuple(t.shape) for t in tensors]
-            found = [tuple(a.shape) for a in arrays]
-            if expected != found:
-                problems.append(f"layer {name!r} (path {path or '/'!r}): expected shapes {expected}, file has {found}")
-                continue
-            assignments.extend(zip(tensors, arrays))
-        if problems:
-            raise ValueError(
-                f"The weights in {label!r} do not fit model {getattr(model, 'name', type(model).__name__)!r}; "
-                "no weight was changed. " + "; ".join(problems)
-            )
-        if optimizer is not None and "optimizer/vars" in handle:
-            state = _group_arrays(handle, "optimizer", label) or []
+    check_module(model)
+    opened = _opened(source, label)
+    plan = _Plan()
+    try:
+        with _open(opened, label) as handle:
             try:
-                if not optimizer.built:
-                    optimizer.build(model.trainable_weights)
-                optimizer.load_own_variables({str(i): value for i, value in enumerate(state)})
-            except (ValueError, TypeError) as error:
-                warnings.append(f"The optimizer state in {label!r} was not restored: {error}")
-            else:
-                warnings.extend(_read_torch_state(handle, optimizer, label))
-    with torch.no_grad():
-        for tensor, array in assignments:
-            tensor.copy_(torch.as_tensor(np.array(array)).to(device=tensor.device, dtype=tensor.dtype))
+                _plan_weights(model, handle, label, plan)
+                if optimizer is not None:
+                    limit = max((t.numel() for _, _, ts in weight_entries(model) for t in ts), default=1)
+                    _plan_optimizer(handle, label, max(limit, 1), plan)
+            except (OSError, RuntimeError, KeyError) as error:
+                raise ValueError(f"{label!r} is damaged: {error}") from error
+    finally:
+        if opened is not source:
+            opened.close()
+    warnings: list[str] = []
+    undo = _undo_record(optimizer) if plan.optimizer is not None else None
+    try:
+        if plan.optimizer is not None:
+            warnings.extend(_restore_optimizer(model, optimizer, plan, label, undo))
+        with torch.no_grad():
+            for tensor, value in plan.weights:
+                tensor.copy_(value)
+    except BaseException:
+        if undo is not None:
+            undo()
+        raise
     return warnings
 
+
+def _restore_optimizer(model: torch.nn.Module, optimizer: Any, plan: _Plan, label: str, undo: Any) -> list[str]:
+    try:
+        if not optimizer.built:
+            optimizer.build(model.trainable_weights)
+        optimizer.load_own_variables({str(i): value for i, value in enumerate(plan.optimizer or [])})
+    except (ValueError, TypeError) as error:
+        # As Keras does: the weights load, the optimizer stays as it was, and the user is told.
+        undo()
+        return [f"The optimizer state in {label!r} was not restored: {error}"]
+    return _apply_torch_state(plan.torch_state, optimizer, label)
