@@ -129,8 +129,8 @@ def _target(path: str) -> tuple[str, os.stat_result | None]:
         info: os.stat_result | None = os.stat(target)
     except FileNotFoundError:
         info = None
-    except PermissionError:
-        _check_folder(path, directory)
+    except (PermissionError, NotADirectoryError):
+        _check_folder(path, directory)  # names the folder at fault
         raise
     except OSError as error:  # a loop of symbolic links, a name too long, ...
         raise type(error)(error.errno, f"Cannot save to {path!r}: {error.strerror}.") from None
@@ -156,7 +156,8 @@ def check_target(filepath: Any, overwrite: bool) -> str:
     path = check_path(filepath)
     if not isinstance(overwrite, bool):
         raise TypeError(f"Invalid type for argument `overwrite`: expected a bool. Received: overwrite={overwrite!r}")
-    if not overwrite and os.path.lexists(path):
+    # As Keras: a dangling symbolic link is no file yet, and the save creates its target.
+    if not overwrite and os.path.exists(path):
         raise FileExistsError(errno.EEXIST, f"{path!r} exists and overwrite=False; nothing was written.")
     _target(path)
     return path

@@ -50,6 +50,8 @@ METADATA = "metadata.json"
 WEIGHTS = "model.weights.h5"
 # The Keras release whose .keras layout these files follow.
 FORMAT_VERSION = "3.15.1"
+# What a config value of the wrong shape can raise from deep inside the code that builds from it.
+_INTERNAL_ERRORS = (AttributeError, KeyError, IndexError, RuntimeError, OverflowError, RecursionError)
 
 
 def _version() -> str:
@@ -169,9 +171,9 @@ def _described_class(config: Mapping[str, Any], custom_objects: Mapping[str, Any
             return found
     module = config.get("module")
     class_name = config.get("class_name")
-    if not isinstance(module, str) or not isinstance(class_name, str):
+    if not isinstance(class_name, str) or not (module is None or isinstance(module, str)):
         return None
-    if module in ("keras.layers", "weightwise.layers"):
+    if module in (None, "keras.layers", "weightwise.layers"):  # tf.keras 2 configs name no module
         from weightwise import layers
 
         return getattr(layers, class_name, None)
@@ -239,7 +241,17 @@ def load_model(
     config = parse_json(config_bytes, f"{label!r}: its {CONFIG}")
     _check_model_config(config, label, custom_objects)
     compile_config = config.pop("compile_config", None)
-    model = deserialize_keras_object(config, custom_objects)
+    try:
+        model = deserialize_keras_object(config, custom_objects)
+    except (ValueError, TypeError) as error:
+        # The message names what in the config is wrong; this names the file it came from.
+        raise (TypeError if isinstance(error, TypeError) else ValueError)(f"{label!r}: {error}") from error
+    except _INTERNAL_ERRORS as error:
+        # The config is data from the file: a value of the wrong shape deep inside it is the file's fault.
+        raise ValueError(
+            f"{label!r}: its {CONFIG} does not describe a model that can be built "
+            f"({type(error).__name__}: {str(error)[:300]})."
+        ) from error
     if not isinstance(model, _model_class()):
         raise ValueError(  # noqa: TRY004 - the file's content is at fault, not an argument's type
             f"{label!r} describes a {type(model).__name__} ({_config_name(config)}), not a model."
@@ -259,7 +271,7 @@ def _compiled_optimizer(model: Any) -> Any:
 def _compile_from(model: Any, compile_config: Any, label: str) -> None:
     try:
         model.compile_from_config(compile_config)
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, *_INTERNAL_ERRORS) as error:
         # As Keras does: the model itself is intact, and the user can compile it by hand.
         warnings.warn(
             f"The training configuration saved in {label!r} could not be restored ({error}). The model is "

@@ -298,8 +298,10 @@ def _checked_dataset(handle: h5py.File, path: str, label: str, kinds: str, limit
     ``kinds`` and, given a ``limit``, its size within it; nothing is read."""
     dataset = _lookup(handle, path, label)
     if not isinstance(dataset, h5py.Dataset):
-        raise ValueError(  # noqa: TRY004 - the file's content is at fault, not an argument's typef"{label!r}: {path!r} must be a dataset of numbers, but is a "
-                         f"{type(dataset).__name__.lower() if dataset is not None else 'missing entry'}.")
+        found = "missing (a damaged file)" if dataset is None else f"a {type(dataset).__name__.lower()}"
+        raise ValueError(  # noqa: TRY004 - the file's content is at fault, not an argument's type
+            f"{label!r}: {path!r} must be a dataset of numbers, but is {found}."
+        )
     if dataset.is_virtual:
         raise _hostile(label, path, "is a virtual dataset, whose data lives in other datasets or files")
     external = dataset.external
@@ -327,7 +329,8 @@ def _numbered(handle: h5py.File, group_path: str, label: str) -> list[str] | Non
         return None
     if not isinstance(group, h5py.Group):
         raise ValueError(f"{label!r}: {group_path!r} is not a group of weights.")  # noqa: TRY004
-    keys = sorted(group.keys(), key=lambda k: (len(k), k))
+    # A damaged name may come back as bytes; it then matches no number.
+    keys = sorted((str(k) for k in group), key=lambda k: (len(k), k))
     if keys != [str(i) for i in range(len(keys))]:
         raise ValueError(f"{label!r}: the weights under {group_path!r} are not numbered 0..n-1: {keys[:20]}.")
     return [f"{group_path}/{key}" for key in keys]
@@ -336,7 +339,7 @@ def _numbered(handle: h5py.File, group_path: str, label: str) -> list[str] | Non
 def _read(dataset: h5py.Dataset, path: str, label: str) -> np.ndarray:
     try:
         return np.asarray(dataset[()])
-    except (OSError, ValueError, TypeError, KeyError, RuntimeError) as error:
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError, OverflowError) as error:
         raise ValueError(f"{label!r} is damaged: reading {path!r} failed ({error}).") from error
 
 
@@ -372,8 +375,10 @@ def cast_to(value: np.ndarray | torch.Tensor, like: torch.Tensor) -> torch.Tenso
     source = source.detach()
     if target in "iu":
         info = torch.iinfo(dtype)
-        if source.numel() and kind != "b" and (int(source.min()) < info.min or int(source.max()) > info.max):
-            return f"values in [{int(source.min())}, {int(source.max())}] are beyond the range of {dtype}"
+        # numpy has min and max for every integer dtype, torch not for uint16..uint64.
+        ints = value if isinstance(value, np.ndarray) else source.cpu().numpy()
+        if ints.size and kind != "b" and (int(ints.min()) < info.min or int(ints.max()) > info.max):
+            return f"values in [{ints.min()}, {ints.max()}] are beyond the range of {dtype}"
         return source.to(dtype=dtype, device=like.device, copy=True)
     if target == "b":
         return source.to(device=like.device, copy=True)
@@ -386,7 +391,7 @@ def cast_to(value: np.ndarray | torch.Tensor, like: torch.Tensor) -> torch.Tenso
 def _open(source: Any, label: str) -> h5py.File:
     try:
         return h5py.File(source, "r")
-    except (OSError, ValueError, RuntimeError, KeyError) as error:
+    except (OSError, ValueError, RuntimeError, KeyError, OverflowError) as error:
         raise ValueError(f"{label!r} is not a readable HDF5 weights file (truncated, corrupted or another format): "
                          f"{error}") from error
 
@@ -416,7 +421,9 @@ def _plan_weights(model: torch.nn.Module, handle: h5py.File, label: str, plan: _
         expected = [tuple(t.shape) for t in tensors]
         found = [tuple(d.shape) for d in datasets]
         if expected != found:
-            problems.append(f"{where}: expected shapes {expected}, file has {found}")
+            differ = [repr(p) for p, e, f in zip(paths, expected, found) if e != f] if len(expected) == len(found) else []
+            problems.append(f"{where}: expected shapes {expected}, file has {found}"
+                            + (f" (in {', '.join(differ)})" if differ else ""))
             continue
         for tensor, dataset, dataset_path in zip(tensors, datasets, paths):
             if _kind_name(np.empty(0, dataset.dtype))[0] not in _ACCEPTS[_kind_of(tensor)]:
@@ -445,16 +452,21 @@ def _plan_optimizer(handle: h5py.File, label: str, limit: int, plan: _Plan) -> N
     plan.optimizer = [_read(_checked_dataset(handle, p, label, "biuf", limit), p, label) for p in paths]
     group = _lookup(handle, _TORCH_STATE, label)
     if isinstance(group, h5py.Group):
-        for name in sorted(group.keys()):
+        for name in sorted(map(str, group)):
             path = f"{_TORCH_STATE}/{name}"
             plan.torch_state[name] = _read(_checked_dataset(handle, path, label, "biufc", limit), path, label)
 
 
-def _opened(source: Any, label: str) -> Any:
+def _opened(source: Any) -> Any:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return io.BytesIO(bytes(source))
     if isinstance(source, (str, os.PathLike)):
-        return open_regular(source)
+        return open_regular(source, "source")
+    if not (hasattr(source, "read") and hasattr(source, "seek")):
+        raise TypeError(
+            "Invalid type for argument `source`: expected a path, the file's bytes or a seekable binary stream. "
+            f"Received: source={source!r:.200}"
+        )
     return source
 
 
@@ -488,7 +500,7 @@ def read_weights(model: torch.nn.Module, source: Any, label: str, optimizer: Any
     True
     """
     check_module(model)
-    opened = _opened(source, label)
+    opened = _opened(source)
     plan = _Plan()
     try:
         with _open(opened, label) as handle:
@@ -497,7 +509,7 @@ def read_weights(model: torch.nn.Module, source: Any, label: str, optimizer: Any
                 if optimizer is not None:
                     limit = max((t.numel() for _, _, ts in weight_entries(model) for t in ts), default=1)
                     _plan_optimizer(handle, label, max(limit, 1), plan)
-            except (OSError, RuntimeError, KeyError) as error:
+            except (OSError, RuntimeError, KeyError, OverflowError) as error:
                 raise ValueError(f"{label!r} is damaged: {error}") from error
     finally:
         if opened is not source:
