@@ -538,6 +538,15 @@ def test_values_beyond_the_weight_dtype_are_refused(tmp_path, source, value, tar
     clear_error(lambda: saving.load_weights(module, path), "vars/0", str(target), state=[module, path])
 
 
+@pytest.mark.parametrize("stored", [">f4", ">f8", ">i8", "<f2", ">u2"])
+def test_big_endian_and_narrow_datasets_load(tmp_path, stored) -> None:
+    """Files written on another machine may hold big-endian data; the values are what counts."""
+    values = np.array([3.0, -1.0] if "u" not in stored else [3, 1], dtype=stored)
+    path = rewrite(trained_file(tmp_path), lambda h: replace(h, BIAS, data=values))
+    model = tiny()
+    correct(lambda: model.load_weights(path), lambda _: model.layers[0].bias.tolist() == values.tolist())
+
+
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf, 3.4e38, 1e-45, -0.0])
 def test_stored_special_floats_load_as_stored(tmp_path, value) -> None:
     """The file holds the value: NaN and infinities are stored weights like any other (as Keras loads them)."""

@@ -195,14 +195,9 @@ def atomic_write(path: str) -> Iterator[IO[bytes]]:
     target, existing = _target(check_path(path))
     handle, temporary = _temporary_beside(target)
     try:
-        if existing is not None:
-            try:  # keep the owner, as a write in place does; only privileged users may give files away
-                if (existing.st_uid, existing.st_gid) != (os.geteuid(), os.getegid()):
-                    os.fchown(handle, existing.st_uid, existing.st_gid)
-            except OSError:
-                pass
-            os.fchmod(handle, stat.S_IMODE(existing.st_mode))
         with os.fdopen(handle, "wb") as stream:
+            if existing is not None:
+                _take_over(stream.fileno(), existing)
             yield stream
             stream.flush()
             os.fsync(stream.fileno())
@@ -212,6 +207,17 @@ def atomic_write(path: str) -> Iterator[IO[bytes]]:
             os.remove(temporary)
         raise
     _sync_folder(os.path.dirname(target))
+
+
+def _take_over(handle: int, existing: os.stat_result) -> None:
+    """Give the new file the mode (and, where allowed, the owner) of the one it replaces, as a write in place keeps them."""
+    if hasattr(os, "fchown") and (existing.st_uid, existing.st_gid) != (os.geteuid(), os.getegid()):
+        try:  # only privileged users may give a file away; anyone else keeps the file as their own
+            os.fchown(handle, existing.st_uid, existing.st_gid)
+        except OSError:
+            pass
+    if hasattr(os, "fchmod"):
+        os.fchmod(handle, stat.S_IMODE(existing.st_mode))
 
 
 def _sync_folder(directory: str) -> None:
@@ -261,7 +267,14 @@ def open_regular(filepath: Any, argument: str = "filepath") -> IO[bytes]:
 
 
 def stream_size(stream: Any) -> int | None:
-    """The size of a seekable binary stream (its position kept), or ``None`` if it has none."""
+    """The size of a seekable binary stream (its position kept), or ``None`` if it has none.
+
+    >>> import io
+    >>> stream = io.BytesIO(b"12345")
+    >>> _ = stream.seek(2)
+    >>> stream_size(stream), stream.tell()
+    (5, 2)
+    """
     try:
         return os.fstat(stream.fileno()).st_size
     except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both of the last two
@@ -277,7 +290,19 @@ def stream_size(stream: Any) -> int | None:
 
 def read_member(archive: zipfile.ZipFile, name: str, source: str, size: int | None = None) -> bytes:
     """The bytes of member ``name``, with a clear error if it is missing, damaged or implausibly
-    large: larger, stored, than the archive's ``size``, or expanding beyond what deflate can."""
+    large: larger, stored, than the archive's ``size``, or expanding beyond what deflate can.
+
+    >>> import io
+    >>> stream = io.BytesIO()
+    >>> with zipfile.ZipFile(stream, "w") as archive:
+    ...     archive.writestr("config.json", "{}")
+    >>> read_member(zipfile.ZipFile(stream), "config.json", "model.keras", size=len(stream.getvalue()))
+    b'{}'
+    >>> read_member(zipfile.ZipFile(stream), "model.weights.h5", "model.keras")
+    Traceback (most recent call last):
+    ...
+    ValueError: 'model.keras' is not a complete .keras file: it has no 'model.weights.h5'. It holds ['config.json'].
+    """
     try:
         info = archive.getinfo(name)
     except KeyError:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import io
 import math
 import os
+from dataclasses import dataclass, field
 from typing import Any
 
 import h5py
@@ -70,7 +71,13 @@ def _module_tensors(module: torch.nn.Module) -> list[torch.Tensor]:
 
 
 def check_module(model: Any) -> torch.nn.Module:
-    """``model``, or a ``TypeError`` naming the argument if it is not a ``torch.nn.Module``."""
+    """``model``, or a ``TypeError`` naming the argument if it is not a ``torch.nn.Module``.
+
+    >>> check_module("model.keras")
+    Traceback (most recent call last):
+    ...
+    TypeError: Invalid type for argument `model`: expected a model (a torch.nn.Module). Received: model='model.keras'
+    """
     if not isinstance(model, torch.nn.Module):
         raise TypeError(
             f"Invalid type for argument `model`: expected a model (a torch.nn.Module). Received: model={model!r:.200}"
@@ -210,7 +217,7 @@ def _apply_torch_state(arrays: dict[str, np.ndarray], optimizer: Any, label: str
     updates: list[tuple[int, str, Any]] = []
     for name, value in arrays.items():
         index_text, _, key = name.partition(".")
-        index = int(index_text) if index_text.isdigit() else -1
+        index = int(index_text) if index_text.isdecimal() and len(index_text) < 10 else -1
         if index not in state or key not in state[index]:
             return [_torch_state_skipped(label, f"{name!r} names no state of this optimizer")]
         present = state[index][key]
@@ -304,10 +311,10 @@ def _checked_dataset(handle: h5py.File, path: str, label: str, kinds: str, limit
         )
     if dataset.is_virtual:
         raise _hostile(label, path, "is a virtual dataset, whose data lives in other datasets or files")
-    external = dataset.external
-    if external:
-        raise _hostile(label, path, f"keeps its data outside the file (external storage in {[e[0] for e in external]})")
     plist = dataset.id.get_create_plist()
+    if plist.get_external_count():
+        files = [plist.get_external(i)[0].decode(errors="replace") for i in range(plist.get_external_count())]
+        raise _hostile(label, path, f"keeps its data outside the file (external storage in {files})")
     filters = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
     if any(code not in _SAFE_FILTERS for code in filters):
         raise _hostile(label, path, f"uses HDF5 filters {filters}, some of which would load a plugin")
@@ -343,15 +350,20 @@ def _read(dataset: h5py.Dataset, path: str, label: str) -> np.ndarray:
         raise ValueError(f"{label!r} is damaged: reading {path!r} failed ({error}).") from error
 
 
+def _numpy_kind(dtype: np.dtype) -> str:
+    """The numpy kind of a plain numeric ``dtype`` that torch can hold, else ``"?"``."""
+    plain = dtype.fields is None and dtype.subdtype is None and dtype.kind in "biufc"
+    # Wider floats than float64 (long double) have no torch dtype.
+    if not plain or (dtype.kind in "fc" and dtype.itemsize > (8 if dtype.kind == "f" else 16)):
+        return "?"
+    return dtype.kind
+
+
 def _kind_name(value: np.ndarray | torch.Tensor) -> tuple[str, str]:
     """The numpy kind of ``value``'s dtype and the dtype's name."""
     if isinstance(value, torch.Tensor):
         return _kind_of(value), str(value.dtype).replace("torch.", "")
-    dtype = value.dtype
-    plain = dtype.fields is None and dtype.subdtype is None and dtype.kind in "biufc"
-    # Wider floats than float64 (long double) have no torch dtype.
-    supported = plain and not (dtype.kind in "fc" and dtype.itemsize > (8 if dtype.kind == "f" else 16))
-    return (dtype.kind if supported else "?"), str(dtype)
+    return _numpy_kind(value.dtype), str(value.dtype)
 
 
 def cast_to(value: np.ndarray | torch.Tensor, like: torch.Tensor) -> torch.Tensor | str:
@@ -371,21 +383,33 @@ def cast_to(value: np.ndarray | torch.Tensor, like: torch.Tensor) -> torch.Tenso
     dtype = like.dtype
     if kind not in _ACCEPTS[target]:
         return f"{name} does not cast to {str(dtype).replace('torch.', '')} without losing values"
-    source = value if isinstance(value, torch.Tensor) else torch.from_numpy(np.array(value))
-    source = source.detach()
+    if isinstance(value, torch.Tensor):
+        source = value.detach().clone()
+    else:  # torch reads native byte order only; HDF5 files may hold big-endian data
+        source = torch.from_numpy(np.asarray(value).astype(value.dtype.newbyteorder("="), copy=False))
     if target in "iu":
         info = torch.iinfo(dtype)
         # numpy has min and max for every integer dtype, torch not for uint16..uint64.
         ints = value if isinstance(value, np.ndarray) else source.cpu().numpy()
         if ints.size and kind != "b" and (int(ints.min()) < info.min or int(ints.max()) > info.max):
             return f"values in [{ints.min()}, {ints.max()}] are beyond the range of {dtype}"
-        return source.to(dtype=dtype, device=like.device, copy=True)
+        return source.to(dtype=dtype, device=like.device)
     if target == "b":
-        return source.to(device=like.device, copy=True)
-    result = source.to(dtype=dtype, copy=True)
-    if bool((torch.isfinite(source) & ~torch.isfinite(result)).any()):
-        return f"finite values up to {float(source.abs().max())!r} overflow {dtype}"
+        return source.to(device=like.device)
+    result = source.to(dtype=dtype)
+    if _may_overflow(source.dtype, dtype) and not bool(torch.isfinite(result).all()):
+        overflow = torch.isfinite(source) & ~torch.isfinite(result)
+        if bool(overflow.any()):
+            return f"finite values up to {float(source[overflow].abs().max())!r} overflow {dtype}"
     return result.to(device=like.device)
+
+
+def _may_overflow(source: torch.dtype, target: torch.dtype) -> bool:
+    """Whether some finite value of ``source`` is beyond the range of the float (or complex) ``target``."""
+    if source == torch.bool:
+        return False
+    largest = (torch.finfo if source.is_floating_point or source.is_complex else torch.iinfo)(source).max
+    return largest > torch.finfo(target).max
 
 
 def _open(source: Any, label: str) -> h5py.File:
@@ -396,18 +420,22 @@ def _open(source: Any, label: str) -> h5py.File:
                          f"{error}") from error
 
 
+@dataclass
 class _Plan:
     """What a load will write, gathered from the file and checked before anything changes."""
 
-    def __init__(self) -> None:
-        self.weights: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self.optimizer: list[np.ndarray] | None = None
-        self.torch_state: dict[str, np.ndarray] = {}
+    weights: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)  # (weight, its new value)
+    optimizer: list[np.ndarray] | None = None  # Keras's layout; None: the optimizer is left alone
+    torch_state: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def _plan_weights(model: torch.nn.Module, handle: h5py.File, label: str, plan: _Plan) -> None:
+Read = tuple[h5py.Dataset, str]  # a checked dataset and its path
+
+
+def _check_weights(model: torch.nn.Module, handle: h5py.File, label: str) -> list[tuple[torch.Tensor, Read]]:
+    """Each weight of ``model`` and the dataset it loads from, checked from metadata alone."""
     problems: list[str] = []
-    reads: list[tuple[torch.Tensor, h5py.Dataset, str]] = []
+    reads: list[tuple[torch.Tensor, Read]] = []
     for path, name, tensors in weight_entries(model):
         paths = _numbered(handle, _join(path, "vars"), label)
         where = f"layer {name!r} (path {path or '/'!r})"
@@ -416,7 +444,6 @@ def _plan_weights(model: torch.nn.Module, handle: h5py.File, label: str, plan: _
                 problems.append(f"layer {name!r} ({path or 'the model itself'}): {len(tensors)} weights expected, "
                                 "none in the file")
             continue
-        # Metadata only: the shape is compared before a single value is read.
         datasets = [_checked_dataset(handle, p, label, "biufc") for p in paths]
         expected = [tuple(t.shape) for t in tensors]
         found = [tuple(d.shape) for d in datasets]
@@ -426,18 +453,16 @@ def _plan_weights(model: torch.nn.Module, handle: h5py.File, label: str, plan: _
                             + (f" (in {', '.join(differ)})" if differ else ""))
             continue
         for tensor, dataset, dataset_path in zip(tensors, datasets, paths):
-            if _kind_name(np.empty(0, dataset.dtype))[0] not in _ACCEPTS[_kind_of(tensor)]:
+            if _numpy_kind(dataset.dtype) not in _ACCEPTS[_kind_of(tensor)]:
                 problems.append(f"{where}: {dataset_path!r} holds {dataset.dtype}, which does not cast to the "
                                 f"weight's {tensor.dtype}")
             else:
-                reads.append((tensor, dataset, dataset_path))
-    if not problems:
-        for tensor, dataset, dataset_path in reads:
-            value = cast_to(_read(dataset, dataset_path, label), tensor)
-            if isinstance(value, str):
-                problems.append(f"{dataset_path!r}: {value}")
-            else:
-                plan.weights.append((tensor, value))
+                reads.append((tensor, (dataset, dataset_path)))
+    _refuse(model, label, problems)
+    return reads
+
+
+def _refuse(model: torch.nn.Module, label: str, problems: list[str]) -> None:
     if problems:
         raise ValueError(
             f"The weights in {label!r} do not fit model {getattr(model, 'name', type(model).__name__)!r}; "
@@ -445,16 +470,42 @@ def _plan_weights(model: torch.nn.Module, handle: h5py.File, label: str, plan: _
         )
 
 
-def _plan_optimizer(handle: h5py.File, label: str, limit: int, plan: _Plan) -> None:
+def _check_optimizer(handle: h5py.File, label: str, limit: int) -> tuple[list[Read], dict[str, Read]] | None:
+    """The datasets of the optimizer state (Keras's layout, and the torch state), checked from metadata alone."""
     paths = _numbered(handle, "optimizer/vars", label)
     if paths is None:
-        return
-    plan.optimizer = [_read(_checked_dataset(handle, p, label, "biuf", limit), p, label) for p in paths]
+        return None
+    variables = [(_checked_dataset(handle, p, label, "biuf", limit), p) for p in paths]
+    torch_state: dict[str, Read] = {}
     group = _lookup(handle, _TORCH_STATE, label)
     if isinstance(group, h5py.Group):
         for name in sorted(map(str, group)):
             path = f"{_TORCH_STATE}/{name}"
-            plan.torch_state[name] = _read(_checked_dataset(handle, path, label, "biufc", limit), path, label)
+            torch_state[name] = (_checked_dataset(handle, path, label, "biufc", limit), path)
+    return variables, torch_state
+
+
+def _plan(model: torch.nn.Module, handle: h5py.File, label: str, optimizer: Any) -> _Plan:
+    """Everything the load will write: every dataset checked first, then read and converted."""
+    weights = _check_weights(model, handle, label)
+    state = None
+    if optimizer is not None:
+        limit = max((t.numel() for _, _, ts in weight_entries(model) for t in ts), default=1)
+        state = _check_optimizer(handle, label, max(limit, 1))
+    plan = _Plan()
+    problems = []
+    for tensor, (dataset, path) in weights:
+        value = cast_to(_read(dataset, path, label), tensor)
+        if isinstance(value, str):
+            problems.append(f"{path!r}: {value}")
+        else:
+            plan.weights.append((tensor, value))
+    _refuse(model, label, problems)
+    if state is not None:
+        variables, torch_state = state
+        plan.optimizer = [_read(dataset, path, label) for dataset, path in variables]
+        plan.torch_state = {name: _read(dataset, path, label) for name, (dataset, path) in torch_state.items()}
+    return plan
 
 
 def _opened(source: Any) -> Any:
@@ -501,14 +552,10 @@ def read_weights(model: torch.nn.Module, source: Any, label: str, optimizer: Any
     """
     check_module(model)
     opened = _opened(source)
-    plan = _Plan()
     try:
         with _open(opened, label) as handle:
             try:
-                _plan_weights(model, handle, label, plan)
-                if optimizer is not None:
-                    limit = max((t.numel() for _, _, ts in weight_entries(model) for t in ts), default=1)
-                    _plan_optimizer(handle, label, max(limit, 1), plan)
+                plan = _plan(model, handle, label, optimizer)
             except (OSError, RuntimeError, KeyError, OverflowError) as error:
                 raise ValueError(f"{label!r} is damaged: {error}") from error
     finally:
