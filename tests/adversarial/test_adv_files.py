@@ -1145,3 +1145,29 @@ def test_written_files_load_back(tmp_path, suffix) -> None:
         twin = tiny()
         correct(lambda: twin.load_weights(path), lambda _: all(
             torch.equal(a, b) for a, b in zip(twin.weights, model.weights)))
+
+
+@pytest.mark.parametrize(("argument", "value"), [
+    ("compile", "yes"), ("compile", 1), ("compile", None), ("safe_mode", "no"), ("safe_mode", 0),
+    ("custom_objects", 5), ("custom_objects", ["Dense"]), ("custom_objects", "Dense"),
+])
+def test_load_model_arguments_are_checked(tmp_path, good_keras, argument, value) -> None:
+    path = tmp_path / "m.keras"
+    path.write_bytes(good_keras)
+    clear_error(lambda: load_model(path, **{argument: value}), argument, repr(value), state=[path])
+
+
+def test_streams_are_read_like_files(tmp_path, good_keras) -> None:
+    path = tmp_path / "m.keras"
+    path.write_bytes(good_keras)
+    with path.open("rb") as stream:
+        correct(lambda: load_model(stream), lambda model: isinstance(model, weightwise.Model))
+    clear_error(lambda: load_model(io.BytesIO(b"not a zip")), "<stream>", "not a valid .keras file")
+    weights = io.BytesIO()
+    torch.manual_seed(0)
+    source = tiny()
+    weights_h5.write_weights(source, weights)
+    weights.seek(0)
+    model = tiny()
+    correct(lambda: saving.load_weights(model, weights), lambda _: all(
+        torch.equal(a, b) for a, b in zip(model.weights, source.weights)))
