@@ -46,25 +46,25 @@ _KINDS = {
 
 
 def check_path(filepath: Any, argument: str = "filepath") -> str:
-    """``filepath`` as a str: a ``TypeError`` naming the argument for anything but a str or
-    ``os.PathLike`` of str, a ``ValueError`` for an empty one.
+    """``filepath`` as a str: a ``TypeError`` naming the argument for anything but a non-empty str
+    or ``os.PathLike`` of str, a ``ValueError`` for one with a NUL character.
 
     >>> check_path("model.keras")
     'model.keras'
     >>> check_path(b"model.keras")
     Traceback (most recent call last):
     ...
-    TypeError: Invalid type for argument `filepath`: expected a path (str or os.PathLike of str). Received: filepath=b'model.keras'
+    TypeError: Invalid type for argument `filepath`: expected a non-empty path (str or os.PathLike of str). Received: filepath=b'model.keras'
     """
     path = os.fspath(filepath) if isinstance(filepath, (str, os.PathLike)) else None
-    if not isinstance(path, str):
+    if not isinstance(path, str) or not path:
         raise TypeError(
-            f"Invalid type for argument `{argument}`: expected a path (str or os.PathLike of str). "
+            f"Invalid type for argument `{argument}`: expected a non-empty path (str or os.PathLike of str). "
             f"Received: {argument}={filepath!r}"
         )
-    if not path or "\0" in path:
+    if "\0" in path:  # as open() refuses it
         raise ValueError(
-            f"Invalid value for argument `{argument}`: expected a non-empty path without NUL characters. "
+            f"Invalid value for argument `{argument}`: expected a path without NUL characters. "
             f"Received: {argument}={filepath!r}"
         )
     return path
