@@ -804,9 +804,12 @@ def test_load_weights_torch_format_refusals(tmp_path: Any) -> None:
     torch.save(torch.ones(3), tensor_file)
     complex_file = tmp_path / "complex.pt"
     torch.save({k: v.to(torch.complex64) for k, v in model.state_dict().items()}, complex_file)
-    for path, fragment in [(garbage, "not a weights file"), (tensor_file, "state dict"), (complex_file, "dtype"),
-                           (tmp_path, "not a regular file")]:
-        clear_error(lambda: model.load_weights(str(path)), "filepath", fragment, state=[model])  # noqa: B023
+    # The torch format is read by weightwise.saving.torch_weights: errors about a file's contents name the file.
+    for path, fragment in [(garbage, "not a torch weights file"), (tensor_file, "state dict"),
+                           (complex_file, "complex64 does not cast to float32")]:
+        clear_error(lambda: model.load_weights(str(path)), repr(str(path)), fragment, state=[model])  # noqa: B023
+    clear_error(lambda: model.load_weights(str(tmp_path)), "filepath", "is a directory", state=[model],
+                errors=(IsADirectoryError,))
 
 
 def _graph_config() -> dict[str, Any]:

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 from typing import Any
 
-import torch
 
 from weightwise import saving
 from weightwise.layers import Input, InputLayer, Layer
 from weightwise.layers.base import _shape_from_list
 from weightwise.models.training import Trainer
-from weightwise.saving.files import atomic_write, check_path, check_target
+from weightwise.saving.files import check_path
+from weightwise.saving.torch_weights import load_torch_weights, save_torch_weights
 from weightwise.serialization import serialize_keras_object
 
 __all__ = ["Model"]
@@ -159,46 +158,20 @@ class Model(Trainer, Layer):
                 "otherwise (such as `.pt`); use `save()` for a `.keras` file. "
                 f"Received: filepath={path!r}"
             )
-        with atomic_write(check_target(path, overwrite)) as stream:
-            torch.save(self.state_dict(), stream)
+        save_torch_weights(self, path, overwrite=overwrite)
 
     def load_weights(self, filepath: str | os.PathLike[str]) -> None:
         """Load weights from a ``.weights.h5`` or ``.keras`` file (ours or Keras's), or from
         :meth:`save_weights`'s torch format (``weights_only=True``: no code is executed).
 
         Every tensor is checked against the model first (its name, shape, and a dtype that
-        casts without loss of kind: no complex into a real weight); on a mismatch nothing changes.
+        casts without loss of kind, as :func:`weightwise.saving.weights_h5.cast_to` says); on a mismatch nothing changes.
         """
         path = check_path(filepath)
         if path.endswith((".h5", ".hdf5", ".keras")):
             saving.load_weights(self, path)
             return
-        if os.path.exists(path) and not os.path.isfile(path):
-            # A FIFO would block forever, a device file read without end.
-            raise ValueError(f"{path!r} is not a regular file, so it holds no weights. Received: filepath={path!r}")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except (RuntimeError, EOFError, pickle.UnpicklingError) as error:
-            raise ValueError(
-                f"{path!r} is not a weights file torch can read ({error}). Received: filepath={path!r}"
-            ) from error
-        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-            raise ValueError(
-                f"The file {path!r} does not hold a state dict of tensors, so it cannot load into model "
-                f"{self.name!r}. Received: filepath={path!r}"
-            )
-        current = self.state_dict()
-        missing, unexpected = sorted(set(current) - set(state)), sorted(set(state) - set(current))
-        mismatched = [k for k in current if k in state and (
-            tuple(state[k].shape) != tuple(current[k].shape)
-            or (state[k].is_complex() and not current[k].is_complex()) or state[k].is_meta)]
-        if missing or unexpected or mismatched:
-            raise ValueError(
-                f"The weights in {path!r} do not fit model {self.name!r}: missing {missing}, "
-                f"unexpected {unexpected}, shape or dtype mismatches {mismatched}. No weight was changed. "
-                f"Received: filepath={path!r}"
-            )
-        self.load_state_dict(state)
+        load_torch_weights(self, path)
 
     def summary(self, line_length: int = 110, print_fn: Any = None) -> None:
         """Print each layer's name, type, output shape, parameter count, and the regularizers and
