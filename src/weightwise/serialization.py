@@ -46,7 +46,13 @@ _REGISTERED_NAMES: dict[Any, str] = {}
 _BUILTIN_MODULE: dict[type, str] = {}
 _BUILTIN_REGISTERED_NAME: dict[type, str] = {}
 _FAMILIES: dict[str, ObjectFamily] = {}
+# The root class of each family that has one (Regularizer, Constraint, Layer, ...), so that an
+# object of one family is never taken for another's.
+_ROOTS: dict[type, ObjectFamily] = {}
 _SCOPES = threading.local()
+# How deeply a config may nest dicts and lists. Real models stay far below it; a deeper (or
+# self-referencing) config would otherwise end in a RecursionError somewhere inside deserialization.
+MAX_CONFIG_DEPTH = 100
 
 _HOW_TO_REGISTER = (
     "If it is a custom object, decorate its class or function with "
@@ -149,7 +155,9 @@ def custom_object_scope(*custom_objects: Mapping[str, Any] | None) -> Iterator[N
         if objects is None:
             continue
         if not isinstance(objects, Mapping):
-            raise TypeError(f"Invalid value for argument `custom_objects`: expected a dict. Received: {objects!r}")
+            raise TypeError(
+                f"Invalid value for argument `custom_objects`: expected a dict. Received: custom_objects={_describe(objects)}"
+            )
         merged.update(objects)
     stack = _scopes()
     stack.append(merged)
@@ -171,6 +179,9 @@ def get_registered_object(
     >>> get_registered_object("nothing_here") is None
     True
     """
+    if not isinstance(name, str):
+        raise TypeError(f"Invalid value for argument `name`: expected a str. Received: name={_describe(name)}")
+    _check_custom_objects(custom_objects)
     if custom_objects and name in custom_objects:
         return custom_objects[name]
     for scope in reversed(_scopes()):
@@ -188,12 +199,57 @@ def _describe(value: Any) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
+def _article(noun: str) -> str:
+    return "an" if noun[:1] in "aeiou" else "a"
+
+
+def _check_custom_objects(custom_objects: Any) -> None:
+    if custom_objects is not None and not isinstance(custom_objects, Mapping):
+        raise TypeError(
+            "Invalid value for argument `custom_objects`: expected a dict mapping names to objects, or None. "
+            f"Received: custom_objects={_describe(custom_objects)}"
+        )
+
+
+def config_depth_exceeds(config: Any, limit: int = MAX_CONFIG_DEPTH) -> bool:
+    """Whether ``config`` nests dicts, lists and tuples more than ``limit`` levels deep.
+
+    Walked without recursion, so a config of any depth (or one that contains itself)
+    gets an answer rather than a ``RecursionError``.
+
+    >>> config_depth_exceeds({"a": [{"b": 1}]}, limit=3)
+    False
+    >>> nested = {}
+    >>> nested["self"] = nested
+    >>> config_depth_exceeds(nested)
+    True
+    """
+    stack = [(config, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, Mapping):
+            children: Any = value.values()
+        elif isinstance(value, (list, tuple)):
+            children = value
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 class ObjectFamily:
     """The catalogue of one object family and its ``get``/``serialize``/``deserialize``.
 
     ``kind`` names the family in error messages; ``module`` is the Keras module its
     built-ins serialize under. Built-ins are found by class name and by snake_case;
     ``aliases`` add string ids that build a particular instance (``'l1_l2'``).
+
+    When the first built-in is a class that every built-in class derives from (``Regularizer``,
+    ``Constraint``, ``Layer``, ...), it is the family's *root*, and the family accepts only its
+    own kind: a class, given or found by name, must derive from the root, and an object of
+    another family's root is refused. Functions are accepted as they are.
 
     >>> class Half:
     ...     def __call__(self, x):
@@ -227,6 +283,11 @@ class ObjectFamily:
         self.builtins.update(extra_names or {})
         self.aliases: dict[str, Callable[[], Any]] = dict(aliases or {})
         self.members: list[ObjectFamily] = []
+        first = builtins[0] if builtins else None
+        self.root: type | None = None
+        if inspect.isclass(first) and all(issubclass(obj, first) for obj in builtins if inspect.isclass(obj)):
+            self.root = first
+            _ROOTS.setdefault(first, self)
         # Configs name the Keras module; our own module name is accepted as a synonym.
         self.modules = {module, "weightwise." + module.split(".")[-1]} if module else set()
         # Classes Keras writes under another module (and registered name): ``Functional``
@@ -253,9 +314,41 @@ class ObjectFamily:
         """Return the Keras 3 config dict of ``obj`` (``None`` stays ``None``)."""
         return serialize_keras_object(obj)
 
+    # -- kind --------------------------------------------------------------------------
+    def _foreign_kind(self, obj: Any, named: bool) -> str | None:
+        """What ``obj`` (a class or an object) is instead of this family's kind, or ``None`` if it fits.
+
+        Only a family with a root checks: one without (activations, plain custom objects)
+        accepts any callable, as Keras does. An object of another family's root never fits. A
+        class given directly must derive from the root; one the user ``named`` (registered, or in
+        ``custom_objects``) may also be a class of its own that derives from no family's root.
+        """
+        if self.root is None:
+            return None
+        cls = obj if inspect.isclass(obj) else type(obj)
+        if issubclass(cls, self.root):
+            return None
+        for root, family in _ROOTS.items():
+            if family is not self and issubclass(cls, root):
+                return family.kind
+        if inspect.isclass(obj) and not named:
+            return f"a class; a class must derive from {self.root.__name__}"
+        return None
+
+    def _check_kind(self, obj: Any, identifier: Any, named: bool = True) -> Any:
+        foreign = self._foreign_kind(obj, named)
+        if foreign is not None:
+            if foreign.startswith("a class"):
+                reason = foreign[len("a class; "):]
+            else:
+                reason = f"it is {_article(foreign)} {foreign}, not {_article(self.kind)} {self.kind}"
+            raise ValueError(f"Could not interpret {self.kind} identifier: {_describe(identifier)}: {reason}.")
+        return obj
+
     # -- deserialize -------------------------------------------------------------------
     def deserialize(self, config: Any, custom_objects: Mapping[str, Any] | None = None) -> Any:
         """Build an object of this family from a config dict or a string id."""
+        _check_custom_objects(custom_objects)
         if config is None:
             return None
         if isinstance(config, str):
@@ -265,7 +358,19 @@ class ObjectFamily:
                 f"Could not deserialize {self.kind}: expected a config dict or a string id. "
                 f"Received: config={_describe(config)}"
             )
-        return self._from_config(config, custom_objects)
+        # The depth is checked once, by the outermost call: nested objects deserialize through here too.
+        if getattr(_SCOPES, "walking", False):
+            return self._from_config(config, custom_objects)
+        if config_depth_exceeds(config):
+            raise ValueError(
+                f"Could not deserialize {self.kind}: the config nests more than {MAX_CONFIG_DEPTH} levels of "
+                f"dicts and lists (or contains itself). Received: config={_describe(config)}"
+            )
+        _SCOPES.walking = True
+        try:
+            return self._from_config(config, custom_objects)
+        finally:
+            _SCOPES.walking = False
 
     def _from_name(self, name: str, custom_objects: Mapping[str, Any] | None) -> Any:
         if name in self.aliases:
@@ -273,6 +378,7 @@ class ObjectFamily:
         found = get_registered_object(name, custom_objects, self.builtins)
         if found is None:
             raise ValueError(self._unknown(name))
+        self._check_kind(found, name)
         return found() if inspect.isclass(found) else found
 
     def _from_config(self, config: Mapping[str, Any], custom_objects: Mapping[str, Any] | None) -> Any:
@@ -282,6 +388,19 @@ class ObjectFamily:
                 f"Received: config={_describe(dict(config))}"
             )
         class_name = config["class_name"]
+        if not isinstance(class_name, str):
+            raise TypeError(
+                f"Could not deserialize {self.kind}: its 'class_name' must be a str. "
+                f"Received: class_name={_describe(class_name)}"
+            )
+        if not class_name:
+            raise ValueError(f"Could not deserialize {self.kind}: its 'class_name' is empty. Received: class_name=''")
+        for key in ("module", "registered_name"):
+            if not isinstance(config.get(key), (str, type(None))):
+                raise TypeError(
+                    f"Could not deserialize {self.kind} {class_name!r}: its {key!r} must be a str or None. "
+                    f"Received: {key}={_describe(config[key])}"
+                )
         if class_name == "__lambda__":
             raise ValueError(
                 f"Could not deserialize {self.kind}: the config holds a Python lambda (stored as bytecode). "
@@ -298,8 +417,8 @@ class ObjectFamily:
             if found is None and (self._is_builtin_module(module) or module == "builtins") and names:
                 found = self.builtins.get(names[0])
             if found is None:
-                raise ValueError(self._unknown(names[0] if names else str(inner)))
-            return found
+                raise ValueError(self._unknown(names[0] if names else _describe(inner)))
+            return self._check_kind(found, names[0])
         names = [n for n in (registered_name, class_name) if isinstance(n, str)]
         found = next((o for n in names if (o := get_registered_object(n, custom_objects)) is not None), None)
         if found is None and self._is_builtin_module(module):
@@ -311,6 +430,7 @@ class ObjectFamily:
             return _FAMILIES[module].deserialize(config, custom_objects)
         if found is None:
             raise ValueError(self._unknown(class_name, module))
+        self._check_kind(found, registered_name if isinstance(registered_name, str) else class_name)
         if not inspect.isclass(found):
             return found
         if inner is None:
@@ -360,14 +480,14 @@ class ObjectFamily:
         if isinstance(identifier, (str, Mapping)):
             obj = self.deserialize(identifier)
         else:
-            obj = identifier
+            obj = self._check_kind(identifier, identifier, named=False)
         if inspect.isclass(obj):
             return obj()
         if callable(obj):
             return obj
         raise ValueError(
             f"Could not interpret {self.kind} identifier: {_describe(identifier)}. Expected None, a string id, "
-            f"a config dict, or a callable such as {'an' if self.kind[0] in 'aeiou' else 'a'} {self.kind} instance."
+            f"a config dict, or a callable such as {_article(self.kind)} {self.kind} instance."
         )
 
 
@@ -432,7 +552,8 @@ def deserialize_keras_object(config: Any, custom_objects: Mapping[str, Any] | No
     NonNeg()
     """
     if not isinstance(config, Mapping):
-        raise ValueError(f"Expected a config dict. Received: config={_describe(config)}")
+        raise ValueError(f"Invalid value for argument `config`: expected a config dict. Received: config={_describe(config)}")
+    _check_custom_objects(custom_objects)
     module = config.get("module")
     family = _FAMILIES.get(module, _CUSTOM_ONLY) if isinstance(module, str) else _CUSTOM_ONLY
     return family.deserialize(config, custom_objects)
