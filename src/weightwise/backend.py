@@ -6,6 +6,7 @@ Everything else in weightwise is stateless; these two mirror ``keras.config``.
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -42,14 +43,30 @@ def set_epsilon(value: float) -> None:
     1e-05
     >>> set_epsilon(old)
     """
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"Invalid value for argument `value`: expected a float. Received: value={value!r}")
-    if not math.isfinite(value) or value <= 0:
+    number = finite_float(value)
+    if number is None or number <= 0:
         raise ValueError(
             f"Invalid value for argument `value`: expected a positive finite float. Received: value={value!r}"
         )
     global _EPSILON
-    _EPSILON = float(value)
+    _EPSILON = number
+
+
+def finite_float(value: numbers.Real) -> float | None:
+    """``value`` as a Python float, or ``None`` when it is NaN, infinite or beyond the float range.
+
+    An int such as ``10**400`` has no float; converting it would raise ``OverflowError``.
+
+    >>> finite_float(10**400) is None, finite_float(2)
+    (True, 2.0)
+    """
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def floatx() -> str:
@@ -69,7 +86,7 @@ def set_floatx(value: str) -> None:
     'float64'
     >>> set_floatx("float32")
     """
-    if value not in _FLOAT_DTYPES:
+    if not isinstance(value, str) or value not in _FLOAT_DTYPES:
         raise ValueError(
             f"Invalid value for argument `value`. Expected one of {sorted(_FLOAT_DTYPES)}. Received: value={value!r}"
         )
@@ -115,6 +132,22 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     >>> compute_dtype(torch.float64)
     torch.float64
     """
+    dtype = standardize_dtype(dtype)
     if dtype in (torch.float16, torch.bfloat16):
         return torch.float32
     return dtype if dtype.is_floating_point else standardize_dtype(None)
+
+
+def rule_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype regularizers and constraints compute in for a ``dtype`` tensor.
+
+    As :func:`compute_dtype`, except that complex stays complex (``complex32`` widened to
+    ``complex64``): penalties and norms of complex weights use the magnitude ``|z|``.
+
+    >>> rule_dtype(torch.bfloat16), rule_dtype(torch.complex64), rule_dtype(torch.int8)
+    (torch.float32, torch.complex64, torch.float32)
+    """
+    dtype = standardize_dtype(dtype)
+    if dtype.is_complex:
+        return torch.complex64 if dtype == torch.complex32 else dtype
+    return compute_dtype(dtype)

@@ -4,6 +4,10 @@ Every function takes tensors, numpy arrays, Python scalars or (nested) sequences
 and returns ``torch.Tensor``. Argument names follow Keras (``axis``, ``keepdims``,
 ``dtype``), so a custom regularizer written against ``keras.ops`` runs unchanged.
 
+Arguments a function cannot take (strings where numbers are due, an axis out of range,
+shapes that do not broadcast, an op a dtype lacks) raise a ``ValueError`` or ``TypeError``
+that names the argument and echoes what was received, never an error from inside torch.
+
 >>> x = convert_to_tensor([[1.0, -2.0], [3.0, -4.0]])
 >>> sum(absolute(x))
 tensor(10.)
@@ -12,8 +16,11 @@ tensor(10.)
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
-from typing import Any, Union
+import functools
+import inspect
+import numbers
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, Union
 
 import numpy as np
 import torch
@@ -74,6 +81,64 @@ __all__ = [
 TensorLike = Union[torch.Tensor, np.ndarray, float, int, bool, Sequence[Any]]
 Axis = Union[int, Sequence[int], None]
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+_BOOLS = (bool, np.bool_)
+
+
+def _show(value: Any) -> str:
+    """A short echo of an argument: a tensor by shape, dtype and device, anything else by repr."""
+    if isinstance(value, torch.Tensor):
+        device = "" if value.device.type == "cpu" else f", device={value.device.type}"
+        return f"tensor(shape={tuple(value.shape)}, dtype={str(value.dtype).replace('torch.', '')}{device})"
+    if isinstance(value, np.ndarray):
+        return f"array(shape={value.shape}, dtype={value.dtype})"
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _clear_errors(fn: F) -> F:
+    """Turn what torch raises on arguments it cannot take into a ValueError or TypeError naming them.
+
+    Shapes that do not broadcast, mixed devices or a size too large surface from deep inside torch
+    as RuntimeError or IndexError, and a dtype an op lacks as NotImplementedError; the user sees
+    which call got which arguments instead. Running out of memory is no argument error and passes.
+    """
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except torch.OutOfMemoryError:
+            raise
+        except (RuntimeError, IndexError, NotImplementedError) as error:
+            try:
+                arguments = signature.bind(*args, **kwargs).arguments
+                received = ", ".join(f"{name}={_show(value)}" for name, value in arguments.items())
+            except TypeError:
+                received = ", ".join(_show(value) for value in args)
+            kind = TypeError if isinstance(error, NotImplementedError) else ValueError
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise kind(f"Invalid arguments to `ops.{fn.__name__}`: {reason} Received: {received}") from error
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _int_arg(value: Any, name: str, minimum: int | None = 0) -> int:
+    """``value`` as a Python int (numpy ints too); bools, floats and values below ``minimum`` are refused."""
+    if isinstance(value, _BOOLS) or not isinstance(value, numbers.Integral) or (
+            minimum is not None and value < minimum) or builtins.abs(int(value)) >= 2**63:
+        expected = "an int" if minimum is None else f"an int >= {minimum}"
+        raise ValueError(f"Invalid value for argument `{name}`: expected {expected}. Received: {name}={_show(value)}")
+    return int(value)
+
+
+def _flag(value: Any, name: str) -> bool:
+    if not isinstance(value, _BOOLS):
+        raise TypeError(f"Invalid value for argument `{name}`: expected a bool. Received: {name}={_show(value)}")
+    return bool(value)
+
 
 def _contains_tensor(x: Any) -> bool:
     if isinstance(x, torch.Tensor):
@@ -83,12 +148,14 @@ def _contains_tensor(x: Any) -> bool:
     return False
 
 
+@_clear_errors
 def convert_to_tensor(x: TensorLike, dtype: Any = None) -> torch.Tensor:
     """Convert ``x`` to a ``torch.Tensor``, optionally casting to ``dtype``.
 
     Python floats become :func:`weightwise.backend.floatx`, Python ints ``int32``
     (as in Keras); numpy arrays keep their dtype. A sequence of tensors, such as
-    ``layer.losses``, is stacked.
+    ``layer.losses``, is stacked. Anything that is not numbers (strings, ``None``,
+    objects, ragged lists, ints beyond 64 bits) raises a ``TypeError`` or ``ValueError``.
 
     >>> convert_to_tensor([1.0, 2.0])
     tensor([1., 2.])
@@ -96,25 +163,62 @@ def convert_to_tensor(x: TensorLike, dtype: Any = None) -> torch.Tensor:
     torch.int32
     >>> convert_to_tensor([convert_to_tensor(1.0), convert_to_tensor(2.0)])
     tensor([1., 2.])
+    >>> convert_to_tensor("abc")
+    Traceback (most recent call last):
+    ...
+    TypeError: Invalid value for argument `x`: cannot convert to a tensor; expected numbers, got str. Received: x='abc'
+    """
+    return argument_tensor(x, "x", dtype)
+
+
+def argument_tensor(x: Any, name: str, dtype: Any = None) -> torch.Tensor:
+    """:func:`convert_to_tensor` of the argument ``name``, which an error names.
+
+    >>> argument_tensor([1, 2], "inputs").dtype
+    torch.int32
     """
     target = None if dtype is None else backend.standardize_dtype(dtype)
     if isinstance(x, torch.Tensor):
         return x if target is None or x.dtype == target else x.to(target)
-    if isinstance(x, np.ndarray) or isinstance(x, np.generic):
-        tensor = torch.from_numpy(np.array(x, copy=True))
+    if isinstance(x, (np.ndarray, np.generic)):
+        tensor = _from_numpy(np.array(x, copy=True), x, name)
     elif isinstance(x, (list, tuple)) and _contains_tensor(x):
-        tensor = torch.stack([convert_to_tensor(item) for item in x])
+        items = [argument_tensor(item, name) for item in x]
+        if len({(tuple(item.shape), item.device) for item in items}) > 1:
+            raise ValueError(
+                f"Invalid value for argument `{name}`: the tensors of a sequence must share one shape and device "
+                f"to be stacked. Received: {name}=[{', '.join(_show(item) for item in items[:8])}]"
+            )
+        tensor = torch.stack(items)
     else:
-        probe = np.asarray(x)
-        if probe.dtype == object:
-            raise TypeError(f"Invalid value for argument `x`: cannot convert to a tensor. Received: x={x!r}")
+        try:
+            probe = np.asarray(x)
+        except (ValueError, OverflowError) as error:  # ragged nesting, ints beyond every dtype
+            raise ValueError(
+                f"Invalid value for argument `{name}`: cannot convert to a tensor ({error}). Received: {name}={_show(x)}"
+            ) from error
         if probe.dtype.kind in "iu" and probe.dtype.itemsize > 4 and _fits_int32(probe):
             probe = probe.astype(np.int32)
-        tensor = torch.from_numpy(np.array(probe, order="C"))
+        tensor = _from_numpy(np.array(probe, order="C"), x, name)
         if tensor.is_floating_point():
             # A Python float is a double; one rounding to floatx, as Keras does.
             tensor = tensor.to(backend.standardize_dtype(None))
     return tensor if target is None else tensor.to(target)
+
+
+def _from_numpy(array: np.ndarray, original: Any, name: str) -> torch.Tensor:
+    # Strings, bytes, objects (None, dicts, 10**400) and dates have no tensor form; nor has float128.
+    try:
+        if array.dtype.kind not in "biufc":
+            raise TypeError
+        return torch.from_numpy(array)
+    except TypeError:
+        got = type(original).__name__ if array.dtype.kind == "O" or not isinstance(original, np.ndarray) \
+            else f"dtype {array.dtype}"
+        raise TypeError(
+            f"Invalid value for argument `{name}`: cannot convert to a tensor; expected numbers, got {got}. "
+            f"Received: {name}={_show(original)}"
+        ) from None
 
 
 def _fits_int32(array: np.ndarray) -> bool:
@@ -122,11 +226,13 @@ def _fits_int32(array: np.ndarray) -> bool:
     return array.size == 0 or (int(array.min()) >= info.min and int(array.max()) <= info.max)
 
 
+@_clear_errors
 def convert_to_numpy(x: TensorLike) -> np.ndarray:
     """Return ``x`` as a numpy array: a copy, detached and moved to the CPU.
 
     As in Keras, the array never shares memory with a tensor, so a snapshot such as
-    ``w = layer.get_weights()`` does not change when the weights train on.
+    ``w = layer.get_weights()`` does not change when the weights train on. A meta
+    tensor has no values, and raises a ``ValueError``.
 
     >>> weight = ones((2,))
     >>> array = convert_to_numpy(weight)
@@ -135,6 +241,10 @@ def convert_to_numpy(x: TensorLike) -> np.ndarray:
     array([1., 1.], dtype=float32)
     """
     tensor = convert_to_tensor(x)
+    if tensor.is_meta:
+        raise ValueError(
+            f"Invalid value for argument `x`: a meta tensor holds no values to convert. Received: x={_show(tensor)}"
+        )
     if tensor.dtype == torch.bfloat16:
         tensor = tensor.float()
     array = tensor.detach().cpu().numpy()
@@ -153,6 +263,7 @@ def is_tensor(x: Any) -> bool:
     return isinstance(x, torch.Tensor)
 
 
+@_clear_errors
 def cast(x: TensorLike, dtype: Any) -> torch.Tensor:
     """Cast ``x`` to ``dtype`` (a string, numpy or torch dtype).
 
@@ -162,6 +273,7 @@ def cast(x: TensorLike, dtype: Any) -> torch.Tensor:
     return convert_to_tensor(x).to(backend.standardize_dtype(dtype))
 
 
+@_clear_errors
 def shape(x: TensorLike) -> tuple[int, ...]:
     """Return the shape of ``x`` as a tuple of ints.
 
@@ -171,10 +283,20 @@ def shape(x: TensorLike) -> tuple[int, ...]:
     return tuple(convert_to_tensor(x).shape)
 
 
-def _shape_arg(shape: int | Sequence[int]) -> tuple[int, ...]:
-    return (shape,) if isinstance(shape, int) else tuple(int(d) for d in shape)
+def _shape_arg(shape: Any, name: str = "shape", infer: bool = False) -> tuple[int, ...]:
+    """A shape from an int or a sequence of ints, each ``>= 0`` (with ``infer``, one may be -1)."""
+    single = isinstance(shape, numbers.Integral) and not isinstance(shape, _BOOLS)
+    dims = (shape,) if single else shape
+    if not isinstance(dims, (list, tuple, torch.Size)) or not builtins.all(
+            isinstance(d, numbers.Integral) and not isinstance(d, _BOOLS) and -1 <= d < 2**63 for d in dims) \
+            or builtins.sum(1 for d in dims if d == -1) > (1 if infer else 0):
+        rule = "non-negative ints (one may be -1)" if infer else "non-negative ints"
+        raise ValueError(f"Invalid value for argument `{name}`: expected an int or a sequence of {rule}. "
+                         f"Received: {name}={_show(shape)}")
+    return tuple(int(d) for d in dims)
 
 
+@_clear_errors
 def ones(shape: int | Sequence[int], dtype: Any = None) -> torch.Tensor:
     """Return a tensor of ones, of ``dtype`` (default :func:`~weightwise.backend.floatx`).
 
@@ -185,6 +307,7 @@ def ones(shape: int | Sequence[int], dtype: Any = None) -> torch.Tensor:
     return torch.ones(_shape_arg(shape), dtype=backend.standardize_dtype(dtype))
 
 
+@_clear_errors
 def zeros(shape: int | Sequence[int], dtype: Any = None) -> torch.Tensor:
     """Return a tensor of zeros, of ``dtype`` (default :func:`~weightwise.backend.floatx`).
 
@@ -194,6 +317,7 @@ def zeros(shape: int | Sequence[int], dtype: Any = None) -> torch.Tensor:
     return torch.zeros(_shape_arg(shape), dtype=backend.standardize_dtype(dtype))
 
 
+@_clear_errors
 def ones_like(x: TensorLike, dtype: Any = None) -> torch.Tensor:
     """Return ones with the shape (and, unless given, the dtype) of ``x``.
 
@@ -204,6 +328,7 @@ def ones_like(x: TensorLike, dtype: Any = None) -> torch.Tensor:
     return torch.ones_like(x, dtype=None if dtype is None else backend.standardize_dtype(dtype))
 
 
+@_clear_errors
 def zeros_like(x: TensorLike, dtype: Any = None) -> torch.Tensor:
     """Return zeros with the shape (and, unless given, the dtype) of ``x``.
 
@@ -214,6 +339,7 @@ def zeros_like(x: TensorLike, dtype: Any = None) -> torch.Tensor:
     return torch.zeros_like(x, dtype=None if dtype is None else backend.standardize_dtype(dtype))
 
 
+@_clear_errors
 def eye(N: int, M: int | None = None, k: int = 0, dtype: Any = None) -> torch.Tensor:
     """Return an ``N x M`` matrix with ones on the ``k``-th diagonal.
 
@@ -224,19 +350,37 @@ def eye(N: int, M: int | None = None, k: int = 0, dtype: Any = None) -> torch.Te
     tensor([[0., 1., 0.],
             [0., 0., 1.]])
     """
-    M = N if M is None else M
+    N = _int_arg(N, "N")
+    M = N if M is None else _int_arg(M, "M")
+    k = _int_arg(k, "k", minimum=None)
     out = torch.ones((N, M), dtype=backend.standardize_dtype(dtype))
     return torch.triu(torch.tril(out, diagonal=k), diagonal=k)
 
 
-def _dims(axis: Axis) -> int | tuple[int, ...] | None:
-    if axis is None or isinstance(axis, int):
-        return axis
-    return tuple(int(a) for a in axis)
+def _dims(axis: Any, rank: int, name: str = "axis") -> int | tuple[int, ...] | None:
+    """``axis`` checked against a tensor of ``rank``: ``None``, an int, or a tuple of distinct ints.
+
+    Negative axes count from the end; a 0-d tensor takes 0 and -1, as in torch.
+    """
+    if axis is None:
+        return None
+    single = isinstance(axis, numbers.Integral) and not isinstance(axis, _BOOLS)
+    items = [axis] if single else axis
+    bound = builtins.max(rank, 1)
+    if not isinstance(items, (list, tuple)) or not builtins.all(
+            isinstance(a, numbers.Integral) and not isinstance(a, _BOOLS) and -bound <= a < bound for a in items):
+        raise ValueError(
+            f"Invalid value for argument `{name}`: expected an int or a list of ints in [{-bound}, {bound}) "
+            f"for a tensor of rank {rank}. Received: {name}={_show(axis)}"
+        )
+    if len({int(a) % bound for a in items}) != len(items):
+        raise ValueError(f"Invalid value for argument `{name}`: it names one axis twice. Received: {name}={_show(axis)}")
+    return int(axis) if single else tuple(int(a) for a in items)
 
 
+@_clear_errors
 def sum(x: TensorLike, axis: Axis = None, keepdims: bool = False) -> torch.Tensor:
-    """Sum of ``x`` over ``axis`` (all axes when ``None``).
+    """Sum of ``x`` over ``axis`` (all axes when ``None``, none when ``[]``, as in NumPy).
 
     A list of scalar tensors, such as ``layer.losses``, is summed too; an empty
     list sums to ``0.0``.
@@ -249,63 +393,85 @@ def sum(x: TensorLike, axis: Axis = None, keepdims: bool = False) -> torch.Tenso
     if isinstance(x, (list, tuple)) and len(x) == 0:
         return torch.zeros((), dtype=backend.standardize_dtype(None))
     x = convert_to_tensor(x)
-    dims = _dims(axis)
+    keepdims = _flag(keepdims, "keepdims")
+    dims = _dims(axis, x.dim())
+    if dims == ():
+        return x.clone()
     if dims is None:
         out = torch.sum(x)
         return out.reshape((1,) * x.dim()) if keepdims else out
     return torch.sum(x, dim=dims, keepdim=keepdims)
 
 
+@_clear_errors
 def mean(x: TensorLike, axis: Axis = None, keepdims: bool = False) -> torch.Tensor:
     """Mean of ``x`` over ``axis`` (all axes when ``None``); integers average as floats.
 
     >>> mean([1.0, 2.0, 6.0])
     tensor(3.)
     """
-    x = convert_to_tensor(x)
-    if not x.is_floating_point():
-        x = x.to(backend.standardize_dtype(None))
-    dims = _dims(axis)
+    x = _float(x)
+    keepdims = _flag(keepdims, "keepdims")
+    dims = _dims(axis, x.dim())
+    if dims == ():
+        return x.clone()
     if dims is None:
         out = torch.mean(x)
         return out.reshape((1,) * x.dim()) if keepdims else out
     return torch.mean(x, dim=dims, keepdim=keepdims)
 
 
+def _extreme(fn: Any, what: str, x: TensorLike, axis: Axis, keepdims: bool) -> torch.Tensor:
+    x = convert_to_tensor(x)
+    keepdims = _flag(keepdims, "keepdims")
+    dims = _dims(axis, x.dim())
+    if dims == ():
+        return x.clone()
+    reduced = range(x.dim()) if dims is None else [dims] if isinstance(dims, int) else dims
+    if x.numel() == 0 and builtins.any(x.shape[d] == 0 for d in reduced):
+        # NumPy and Keras refuse too: an empty max has no value.
+        raise ValueError(
+            f"Invalid value for argument `x`: cannot compute the {what} over an empty axis. "
+            f"Received: x={_show(x)}, axis={_show(axis)}"
+        )
+    return fn(x, dim=() if dims is None else dims, keepdim=keepdims)
+
+
+@_clear_errors
 def max(x: TensorLike, axis: Axis = None, keepdims: bool = False) -> torch.Tensor:
-    """Maximum of ``x`` over ``axis`` (all axes when ``None``).
+    """Maximum of ``x`` over ``axis`` (all axes when ``None``); an empty axis has none and raises.
 
     >>> max([[1.0, 5.0], [3.0, 2.0]], axis=1)
     tensor([5., 3.])
     """
-    x = convert_to_tensor(x)
-    dims = _dims(axis)
-    return torch.amax(x, dim=() if dims is None else dims, keepdim=keepdims)
+    return _extreme(torch.amax, "max", x, axis, keepdims)
 
 
+@_clear_errors
 def min(x: TensorLike, axis: Axis = None, keepdims: bool = False) -> torch.Tensor:
-    """Minimum of ``x`` over ``axis`` (all axes when ``None``).
+    """Minimum of ``x`` over ``axis`` (all axes when ``None``); an empty axis has none and raises.
 
     >>> min([[1.0, 5.0], [3.0, 2.0]])
     tensor(1.)
     """
-    x = convert_to_tensor(x)
-    dims = _dims(axis)
-    return torch.amin(x, dim=() if dims is None else dims, keepdim=keepdims)
+    return _extreme(torch.amin, "min", x, axis, keepdims)
 
 
+@_clear_errors
 def absolute(x: TensorLike) -> torch.Tensor:
-    """Elementwise ``|x|``.
+    """Elementwise ``|x|`` (the magnitude, for complex ``x``; bools are their own).
 
     >>> absolute([-1.5, 2.0])
     tensor([1.5000, 2.0000])
     """
-    return torch.abs(convert_to_tensor(x))
+    x = convert_to_tensor(x)
+    return x.clone() if x.dtype == torch.bool else torch.abs(x)
 
 
 abs = absolute
 
 
+@_clear_errors
 def square(x: TensorLike) -> torch.Tensor:
     """Elementwise ``x ** 2``.
 
@@ -316,11 +482,12 @@ def square(x: TensorLike) -> torch.Tensor:
     return x * x
 
 
-def _float(x: TensorLike) -> torch.Tensor:
-    x = convert_to_tensor(x)
+def _float(x: TensorLike, name: str = "x") -> torch.Tensor:
+    x = argument_tensor(x, name)
     return x if x.is_floating_point() or x.is_complex() else x.to(backend.standardize_dtype(None))
 
 
+@_clear_errors
 def sqrt(x: TensorLike) -> torch.Tensor:
     """Elementwise square root; integers are promoted to floats.
 
@@ -330,6 +497,7 @@ def sqrt(x: TensorLike) -> torch.Tensor:
     return torch.sqrt(_float(x))
 
 
+@_clear_errors
 def rsqrt(x: TensorLike) -> torch.Tensor:
     """Elementwise ``1 / sqrt(x)``.
 
@@ -339,6 +507,7 @@ def rsqrt(x: TensorLike) -> torch.Tensor:
     return torch.rsqrt(_float(x))
 
 
+@_clear_errors
 def exp(x: TensorLike) -> torch.Tensor:
     """Elementwise ``e ** x``.
 
@@ -348,6 +517,7 @@ def exp(x: TensorLike) -> torch.Tensor:
     return torch.exp(_float(x))
 
 
+@_clear_errors
 def log(x: TensorLike) -> torch.Tensor:
     """Elementwise natural logarithm.
 
@@ -357,31 +527,47 @@ def log(x: TensorLike) -> torch.Tensor:
     return torch.log(_float(x))
 
 
+@_clear_errors
 def sign(x: TensorLike) -> torch.Tensor:
-    """Elementwise sign: -1, 0 or 1.
+    """Elementwise sign: -1, 0 or 1 (``z / |z|`` for complex ``z``, as NumPy 2 does).
 
     >>> sign([-2.0, 0.0, 3.0])
     tensor([-1.,  0.,  1.])
     """
-    return torch.sign(convert_to_tensor(x))
+    x = convert_to_tensor(x)
+    return torch.sgn(x) if x.is_complex() else torch.sign(x)
 
 
+def _no_bool(x: torch.Tensor, name: str, what: str) -> None:
+    if x.dtype == torch.bool:
+        raise TypeError(f"Invalid value for argument `{name}`: {what} is not defined for bool tensors "
+                        f"(use logical_not or logical_xor). Received: {name}={_show(x)}")
+
+
+@_clear_errors
 def negative(x: TensorLike) -> torch.Tensor:
     """Elementwise ``-x``.
 
     >>> negative([1.0, -2.0])
     tensor([-1.,  2.])
     """
-    return torch.neg(convert_to_tensor(x))
+    x = convert_to_tensor(x)
+    _no_bool(x, "x", "negation")
+    return torch.neg(x)
 
 
-def _operand(x: Any) -> torch.Tensor | float | int | bool:
+def _operand(x: Any, name: str) -> torch.Tensor | float | int | bool:
     # Python scalars stay scalars so that torch treats them as weakly typed, as Keras does.
-    return x if isinstance(x, (bool, int, float)) else convert_to_tensor(x)
+    return x if isinstance(x, (bool, int, float)) and not _huge(x) else argument_tensor(x, name)
+
+
+def _huge(x: Any) -> bool:
+    # An int torch cannot hold as a scalar goes through conversion, which names it.
+    return isinstance(x, int) and not -(2**63) <= x < 2**64
 
 
 def _binary(fn: Any, x1: Any, x2: Any) -> torch.Tensor:
-    a, b = _operand(x1), _operand(x2)
+    a, b = _operand(x1, "x1"), _operand(x2, "x2")
     if not isinstance(a, torch.Tensor):
         # A 0-d tensor from a Python scalar promotes like a weak scalar: an int tensor
         # meeting 0.5 becomes float, a float64 tensor stays float64.
@@ -389,6 +575,7 @@ def _binary(fn: Any, x1: Any, x2: Any) -> torch.Tensor:
     return fn(a, b)
 
 
+@_clear_errors
 def clip(x: TensorLike, x_min: Any, x_max: Any) -> torch.Tensor:
     """Clip ``x`` elementwise to ``[x_min, x_max]``.
 
@@ -396,11 +583,12 @@ def clip(x: TensorLike, x_min: Any, x_max: Any) -> torch.Tensor:
     tensor([0.0000, 0.5000, 1.0000])
     """
     x = convert_to_tensor(x)
-    lo = x_min if isinstance(x_min, (int, float)) else convert_to_tensor(x_min)
-    hi = x_max if isinstance(x_max, (int, float)) else convert_to_tensor(x_max)
+    lo = x_min if isinstance(x_min, (int, float)) and not _huge(x_min) else argument_tensor(x_min, "x_min")
+    hi = x_max if isinstance(x_max, (int, float)) and not _huge(x_max) else argument_tensor(x_max, "x_max")
     return torch.clamp(x, lo, hi)
 
 
+@_clear_errors
 def maximum(x1: TensorLike, x2: TensorLike) -> torch.Tensor:
     """Elementwise maximum, with broadcasting.
 
@@ -410,6 +598,7 @@ def maximum(x1: TensorLike, x2: TensorLike) -> torch.Tensor:
     return _binary(lambda a, b: torch.maximum(a, _as_tensor_like(b, a)), x1, x2)
 
 
+@_clear_errors
 def minimum(x1: TensorLike, x2: TensorLike) -> torch.Tensor:
     """Elementwise minimum, with broadcasting.
 
@@ -424,6 +613,7 @@ def _as_tensor_like(value: Any, other: torch.Tensor) -> torch.Tensor:
     return value if isinstance(value, torch.Tensor) else torch.as_tensor(value, device=other.device)
 
 
+@_clear_errors
 def greater(x1: TensorLike, x2: TensorLike) -> torch.Tensor:
     """Elementwise ``x1 > x2``.
 
@@ -433,6 +623,7 @@ def greater(x1: TensorLike, x2: TensorLike) -> torch.Tensor:
     return _binary(torch.gt, x1, x2)
 
 
+@_clear_errors
 def greater_equal(x1: TensorLike, x2: TensorLike) -> torch.Tensor:
     """Elementwise ``x1 >= x2``.
 
@@ -442,6 +633,7 @@ def greater_equal(x1: TensorLike, x2: TensorLike) -> torch.Tensor:
     return _binary(torch.ge, x1, x2)
 
 
+@_clear_errors
 def less(x1: TensorLike, x2: TensorLike) -> torch.Tensor:
     """Elementwise ``x1 < x2``.
 
@@ -451,6 +643,7 @@ def less(x1: TensorLike, x2: TensorLike) -> torch.Tensor:
     return _binary(torch.lt, x1, x2)
 
 
+@_clear_errors
 def less_equal(x1: TensorLike, x2: TensorLike) -> torch.Tensor:
     """Elementwise ``x1 <= x2``.
 
@@ -460,6 +653,7 @@ def less_equal(x1: TensorLike, x2: TensorLike) -> torch.Tensor:
     return _binary(torch.le, x1, x2)
 
 
+@_clear_errors
 def equal(x1: TensorLike, x2: TensorLike) -> torch.Tensor:
     """Elementwise ``x1 == x2``.
 
@@ -469,6 +663,7 @@ def equal(x1: TensorLike, x2: TensorLike) -> torch.Tensor:
     return _binary(torch.eq, x1, x2)
 
 
+@_clear_errors
 def not_equal(x1: TensorLike, x2: TensorLike) -> torch.Tensor:
     """Elementwise ``x1 != x2``.
 
@@ -478,6 +673,7 @@ def not_equal(x1: TensorLike, x2: TensorLike) -> torch.Tensor:
     return _binary(torch.ne, x1, x2)
 
 
+@_clear_errors
 def where(condition: TensorLike, x1: Any = None, x2: Any = None) -> Any:
     """Pick ``x1`` where ``condition`` holds, else ``x2``.
 
@@ -489,15 +685,16 @@ def where(condition: TensorLike, x1: Any = None, x2: Any = None) -> Any:
     >>> where([0, 3, 5])
     (tensor([1, 2]),)
     """
-    cond = convert_to_tensor(condition)
+    cond = argument_tensor(condition, "condition")
     if x1 is None and x2 is None:
         return torch.nonzero(cond, as_tuple=True)
     if x1 is None or x2 is None:
         raise ValueError(f"`x1` and `x2` must be given together, or neither. Received: x1={x1!r}, x2={x2!r}")
-    a, b = _operand(x1), _operand(x2)
+    a, b = _operand(x1, "x1"), _operand(x2, "x2")
     return torch.where(cond.to(torch.bool), a, b)
 
 
+@_clear_errors
 def add(x1: TensorLike, x2: TensorLike) -> torch.Tensor:
     """Elementwise ``x1 + x2``, with broadcasting.
 
@@ -507,15 +704,22 @@ def add(x1: TensorLike, x2: TensorLike) -> torch.Tensor:
     return _binary(torch.add, x1, x2)
 
 
+@_clear_errors
 def subtract(x1: TensorLike, x2: TensorLike) -> torch.Tensor:
     """Elementwise ``x1 - x2``, with broadcasting.
 
     >>> subtract([1.0, 2.0], 1.0)
     tensor([0., 1.])
     """
-    return _binary(torch.sub, x1, x2)
+    def sub(a: torch.Tensor, b: Any) -> torch.Tensor:
+        if a.dtype == torch.bool and getattr(b, "dtype", None) in (torch.bool, None) and isinstance(b, (bool, torch.Tensor)):
+            _no_bool(a, "x1", "subtraction of bools")
+        return torch.sub(a, b)
+
+    return _binary(sub, x1, x2)
 
 
+@_clear_errors
 def multiply(x1: TensorLike, x2: TensorLike) -> torch.Tensor:
     """Elementwise ``x1 * x2``, with broadcasting.
 
@@ -525,6 +729,7 @@ def multiply(x1: TensorLike, x2: TensorLike) -> torch.Tensor:
     return _binary(torch.mul, x1, x2)
 
 
+@_clear_errors
 def divide(x1: TensorLike, x2: TensorLike) -> torch.Tensor:
     """Elementwise true division ``x1 / x2``.
 
@@ -534,21 +739,23 @@ def divide(x1: TensorLike, x2: TensorLike) -> torch.Tensor:
     return _binary(torch.true_divide, x1, x2)
 
 
+@_clear_errors
 def divide_no_nan(x1: TensorLike, x2: TensorLike) -> torch.Tensor:
     """Elementwise ``x1 / x2``, giving 0 wherever ``x2`` is 0.
 
     >>> divide_no_nan([1.0, 1.0], [2.0, 0.0])
     tensor([0.5000, 0.0000])
     """
-    a, b = convert_to_tensor(x1), convert_to_tensor(x2)
+    a, b = argument_tensor(x1, "x1"), argument_tensor(x2, "x2")
     dtype = torch.result_type(a, b)
-    dtype = dtype if dtype.is_floating_point else backend.standardize_dtype(None)
+    dtype = dtype if dtype.is_floating_point or dtype.is_complex else backend.standardize_dtype(None)
     a, b = a.to(dtype), b.to(dtype)
     safe = torch.where(b == 0, torch.ones_like(b), b)
     quotient = torch.true_divide(a, safe)
     return torch.where(b == 0, torch.zeros_like(quotient), quotient)
 
 
+@_clear_errors
 def power(x1: TensorLike, x2: TensorLike) -> torch.Tensor:
     """Elementwise ``x1 ** x2``.
 
@@ -558,15 +765,17 @@ def power(x1: TensorLike, x2: TensorLike) -> torch.Tensor:
     return _binary(torch.pow, x1, x2)
 
 
+@_clear_errors
 def matmul(x1: TensorLike, x2: TensorLike) -> torch.Tensor:
     """Matrix product with numpy's ``matmul`` semantics (batched over leading axes).
 
     >>> matmul([[1.0, 2.0]], [[3.0], [4.0]])
     tensor([[11.]])
     """
-    return torch.matmul(convert_to_tensor(x1), convert_to_tensor(x2))
+    return torch.matmul(argument_tensor(x1, "x1"), argument_tensor(x2, "x2"))
 
 
+@_clear_errors
 def dot(x1: TensorLike, x2: TensorLike) -> torch.Tensor:
     """Dot product with numpy's ``dot`` semantics.
 
@@ -578,7 +787,7 @@ def dot(x1: TensorLike, x2: TensorLike) -> torch.Tensor:
     >>> dot([[1.0, 0.0], [0.0, 2.0]], [1.0, 1.0])
     tensor([1., 2.])
     """
-    a, b = convert_to_tensor(x1), convert_to_tensor(x2)
+    a, b = argument_tensor(x1, "x1"), argument_tensor(x2, "x2")
     if a.dim() == 0 or b.dim() == 0:
         return a * b
     if b.dim() == 1:
@@ -586,18 +795,27 @@ def dot(x1: TensorLike, x2: TensorLike) -> torch.Tensor:
     return torch.tensordot(a, b, dims=([-1], [-2]))
 
 
+@_clear_errors
 def transpose(x: TensorLike, axes: Sequence[int] | None = None) -> torch.Tensor:
     """Permute the axes of ``x``; by default reverse them, as numpy does.
+
+    ``axes`` must name every axis once.
 
     >>> transpose([[1.0, 2.0]])
     tensor([[1.],
             [2.]])
     """
     x = convert_to_tensor(x)
-    order = tuple(reversed(range(x.dim()))) if axes is None else tuple(axes)
-    return x.permute(order)
+    if axes is None:
+        return x.permute(tuple(reversed(range(x.dim()))))
+    dims = _dims(list(axes) if isinstance(axes, tuple) else axes, x.dim(), "axes")
+    if isinstance(dims, int) or dims is None or len(dims) != x.dim():
+        raise ValueError(f"Invalid value for argument `axes`: expected a permutation of the {x.dim()} axes of `x`. "
+                         f"Received: axes={_show(axes)}")
+    return x.permute(dims)
 
 
+@_clear_errors
 def reshape(x: TensorLike, newshape: int | Sequence[int]) -> torch.Tensor:
     """Reshape ``x``; one dimension may be ``-1``.
 
@@ -605,28 +823,48 @@ def reshape(x: TensorLike, newshape: int | Sequence[int]) -> torch.Tensor:
     tensor([[1., 2.],
             [3., 4.]])
     """
-    return torch.reshape(convert_to_tensor(x), _shape_arg(newshape))
+    return torch.reshape(convert_to_tensor(x), _shape_arg(newshape, "newshape", infer=True))
 
 
-def expand_dims(x: TensorLike, axis: int) -> torch.Tensor:
-    """Insert an axis of length 1 at ``axis``.
+@_clear_errors
+def expand_dims(x: TensorLike, axis: int | Sequence[int]) -> torch.Tensor:
+    """Insert an axis of length 1 at ``axis`` (at each of several, given a list).
 
     >>> shape(expand_dims(zeros((2, 3)), 0))
     (1, 2, 3)
+    >>> shape(expand_dims(zeros((2, 3)), [0, -1]))
+    (1, 2, 3, 1)
     """
-    return torch.unsqueeze(convert_to_tensor(x), axis)
+    x = convert_to_tensor(x)
+    count = 1 if isinstance(axis, numbers.Integral) else len(axis) if isinstance(axis, (list, tuple)) else 1
+    dims = _dims(axis, x.dim() + count)
+    rank = x.dim() + count
+    for d in sorted(a % rank for a in ((dims,) if isinstance(dims, int) else dims or ())):
+        x = torch.unsqueeze(x, d)
+    return x
 
 
+@_clear_errors
 def squeeze(x: TensorLike, axis: Axis = None) -> torch.Tensor:
     """Remove axes of length 1 (all of them when ``axis`` is ``None``).
+
+    An axis named explicitly must have length 1, as in NumPy.
 
     >>> shape(squeeze(zeros((1, 2, 1))))
     (2,)
     """
     x = convert_to_tensor(x)
-    return torch.squeeze(x) if axis is None else torch.squeeze(x, _dims(axis))
+    dims = _dims(axis, x.dim())
+    if dims is None:
+        return torch.squeeze(x)
+    dims = (dims,) if isinstance(dims, int) else dims
+    if x.dim() and builtins.any(x.shape[d] != 1 for d in dims):
+        raise ValueError(f"Invalid value for argument `axis`: an axis to squeeze must have length 1. "
+                         f"Received: axis={_show(axis)} for x={_show(x)}")
+    return torch.squeeze(x, dims) if dims else x
 
 
+@_clear_errors
 def stop_gradient(x: TensorLike) -> torch.Tensor:
     """Return ``x`` cut out of the autograd graph.
 
@@ -638,10 +876,12 @@ def stop_gradient(x: TensorLike) -> torch.Tensor:
 
 
 def _sum_of_squares(x: torch.Tensor, dims: Any, keepdims: bool) -> torch.Tensor:
+    """``sum(|x| ** 2)`` over ``dims``; for complex ``x`` the squared magnitude, a real tensor."""
+    squares = x.real * x.real + x.imag * x.imag if x.is_complex() else x * x
     if dims is None:
-        out = torch.sum(x * x)
+        out = torch.sum(squares)
         return out.reshape((1,) * x.dim()) if keepdims else out
-    return torch.sum(x * x, dim=dims, keepdim=keepdims)
+    return torch.sum(squares, dim=dims, keepdim=keepdims)
 
 
 def _squares_out_of_range(squares: torch.Tensor) -> torch.Tensor:
@@ -654,36 +894,55 @@ def _squares_out_of_range(squares: torch.Tensor) -> torch.Tensor:
     return torch.isinf(squares) | (squares < info.tiny / info.eps)
 
 
+def _needs_rescue(x: torch.Tensor, out_of_range: torch.Tensor) -> bool:
+    # A meta tensor has no values to look at: it takes the full (shape-correct) path.
+    return x.is_meta or bool(out_of_range.any())
+
+
 def _euclidean_norm(x: torch.Tensor, dims: Any, keepdims: bool) -> torch.Tensor:
-    """``sqrt(sum(x ** 2))`` as Keras computes it, rescued where ``x ** 2`` leaves the float range.
+    """``sqrt(sum(|x| ** 2))`` as Keras computes it, rescued where ``x ** 2`` leaves the float range.
 
     In range the result is bit-for-bit Keras's. Where the sum of squares overflows
     to inf, or is so small that its terms were subnormal, the norm is recomputed as
-    ``m * sqrt(sum((x / m) ** 2))`` with ``m = max|x|``, so huge or tiny weight vectors
-    keep a correct, finite norm instead of inf or 0.
+    ``m * ||x / m||`` with ``m = max|x|``, so huge or tiny weight vectors keep a correct,
+    finite norm instead of inf or 0. A zero vector has norm 0 and gradient 0 (as
+    :func:`torch.linalg.vector_norm` defines it), not Keras's NaN; an empty one has norm 0.
     """
     squares = _sum_of_squares(x, dims, keepdims)
-    norms = torch.sqrt(squares)
+    if x.numel() == 0:
+        return torch.sqrt(squares)
     # The rescue costs a few extra ops, paid only by callers whose inputs need it; an
     # in-range tensor (the common case) is returned straight from the Keras formula.
     out_of_range = _squares_out_of_range(squares)
-    if not bool(out_of_range.any()):
-        return norms
+    if not _needs_rescue(x, out_of_range):
+        return torch.sqrt(squares)
+    # sqrt only where the sum is trusted: sqrt's gradient at 0 is inf, and inf * 0 is NaN even in
+    # the branch torch.where discards.
+    norms = torch.sqrt(torch.where(out_of_range, torch.ones_like(squares), squares))
     scale = torch.amax(torch.abs(x), dim=() if dims is None else dims, keepdim=True)
     safe_scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    rescued = torch.sqrt(_sum_of_squares(x / safe_scale, dims, True)) * safe_scale
+    rescued = torch.linalg.vector_norm(x / safe_scale, dim=dims, keepdim=True) * safe_scale
     if not keepdims:
         rescued = rescued.reshape(norms.shape)
     return torch.where(out_of_range, rescued, norms)
 
 
+def _norm_axis(axis: Any, x: torch.Tensor) -> Any:
+    dims = _dims(axis, x.dim())
+    if dims == ():
+        raise ValueError("Invalid value for argument `axis`: an empty list names no axis to take a norm over "
+                         "(as in NumPy). Received: axis=[]")
+    return dims
+
+
+@_clear_errors
 def norm(x: TensorLike, ord: Any = None, axis: Axis = None, keepdims: bool = False) -> torch.Tensor:
     """Vector or matrix norm of ``x`` (Keras ``ops.norm``).
 
     With ``ord=None`` (or 2 over a single axis) this is the Euclidean norm over
-    ``axis`` (over every element when ``axis`` is ``None``), ``sqrt(sum(x ** 2))``,
-    kept finite and correct for weights whose squares over- or underflow. Other
-    orders defer to :func:`torch.linalg.norm`.
+    ``axis`` (over every element when ``axis`` is ``None``), ``sqrt(sum(|x| ** 2))``,
+    kept finite and correct for weights whose squares over- or underflow. Complex
+    entries count by magnitude, as in NumPy. Other orders defer to :func:`torch.linalg.norm`.
 
     >>> norm([3.0, 4.0])
     tensor(5.)
@@ -693,36 +952,55 @@ def norm(x: TensorLike, ord: Any = None, axis: Axis = None, keepdims: bool = Fal
     tensor(5.0000e+30)
     """
     x = _float(x)
-    dims = _dims(axis)
+    keepdims = _flag(keepdims, "keepdims")
+    dims = _norm_axis(axis, x)
+    if ord is not None and (isinstance(ord, _BOOLS) or not isinstance(ord, (numbers.Real, str))):
+        raise ValueError(f"Invalid value for argument `ord`: expected None, a number, 'fro' or 'nuc'. "
+                         f"Received: ord={_show(ord)}")
     single_axis = isinstance(dims, int) or (isinstance(dims, tuple) and len(dims) == 1)
     if ord is None or (ord == 2 and single_axis):
         return _euclidean_norm(x, dims, keepdims)
     return torch.linalg.norm(x, ord=ord, dim=dims, keepdim=keepdims)
 
 
+@_clear_errors
 def normalize(x: TensorLike, axis: int = -1, order: int = 2, epsilon: float | None = None) -> torch.Tensor:
     """Scale ``x`` to unit norm along ``axis`` (Keras ``ops.normalize``).
 
     For ``order=2`` this is ``x * min(1 / ||x||, 1 / epsilon)``, so a zero vector
-    stays zero; other orders divide by ``max(||x||_order, epsilon)``.
+    stays zero, and its gradient is finite (``1 / epsilon``, the slope of that formula
+    near 0) where Keras's is NaN. Other orders divide by ``max(||x||_order, epsilon)``.
+    Half precision is computed in ``float32`` and returned in its own dtype.
 
     >>> normalize([[3.0, 4.0], [0.0, 0.0]], axis=1)
     tensor([[0.6000, 0.8000],
             [0.0000, 0.0000]])
     """
-    if isinstance(order, bool) or not isinstance(order, int) or order < 1:
+    if isinstance(order, _BOOLS) or not isinstance(order, int) or order < 1:
         raise ValueError(f"Argument `order` must be an int >= 1. Received: order={order!r}")
+    if epsilon is not None and (isinstance(epsilon, _BOOLS) or not isinstance(epsilon, numbers.Real)
+                                or backend.finite_float(epsilon) is None or epsilon <= 0):
+        raise ValueError(f"Invalid value for argument `epsilon`: expected a positive finite float or None. "
+                         f"Received: epsilon={_show(epsilon)}")
     x = _float(x)
+    dtype = x.dtype
+    x = x.to(backend.rule_dtype(dtype))
     if x.dim() == 0:
         x = x.unsqueeze(0)
-    eps = backend.epsilon() if epsilon is None else epsilon
+    dims = _norm_axis(axis, x)
+    eps = backend.epsilon() if epsilon is None else float(epsilon)
     if order == 2:
-        squares = _sum_of_squares(x, axis, True)
-        inv_norm = torch.rsqrt(squares)
-        # Rescue only where Keras's x * rsqrt(sum(x**2)) would go wrong from over/underflow.
+        squares = _sum_of_squares(x, dims, True)
         rescue = _squares_out_of_range(squares)
-        if bool(rescue.any()):
-            inv_norm = torch.where(rescue, 1.0 / _euclidean_norm(x, axis, True), inv_norm)
-        return x * torch.clamp(inv_norm, max=1.0 / eps)
-    denom = torch.clamp(torch.linalg.vector_norm(x, ord=order, dim=axis, keepdim=True), min=eps)
-    return x / denom
+        inv_norm = torch.rsqrt(torch.where(rescue, torch.ones_like(squares), squares))
+        # Rescue only where Keras's x * rsqrt(sum(x**2)) would go wrong from over/underflow; a zero
+        # vector takes the cap 1 / eps directly, never through 1 / 0.
+        if x.numel() and _needs_rescue(x, rescue):
+            norms = _euclidean_norm(x, dims, True)
+            positive = norms > 0
+            rescued = torch.where(positive, 1.0 / torch.where(positive, norms, torch.ones_like(norms)),
+                                  torch.full_like(norms, 1.0 / eps))
+            inv_norm = torch.where(rescue, rescued, inv_norm)
+        return (x * torch.clamp(inv_norm, max=1.0 / eps)).to(dtype)
+    denom = torch.clamp(torch.linalg.vector_norm(x, ord=order, dim=dims, keepdim=True), min=eps)
+    return (x / denom).to(dtype)
