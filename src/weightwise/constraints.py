@@ -9,7 +9,12 @@ kernel ``(input_dim, units)``, ``axis=0`` constrains each unit's incoming weight
 vector; in a ``Conv2D`` kernel ``(rows, cols, in, out)``, ``axis=[0, 1, 2]``
 constrains each filter.
 
-Half-precision weights are projected in ``float32`` and cast back.
+Half-precision weights are projected in ``float32`` and cast back. The norm
+constraints need floating-point (or complex) weights and refuse integers and bools
+with a ``TypeError``; complex weights are measured by magnitude, ``|z|``, and keep
+their phase. ``NonNeg`` keeps the dtype of integer weights, leaves bools as they
+are, and refuses complex weights (they have no sign). ``axis=[]`` takes the norm of
+each single entry, its magnitude, as Keras's formula does.
 
 >>> class NonNegative(Constraint):
 ...
@@ -27,6 +32,7 @@ import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any, Union
 
+import numpy as np
 import torch
 
 from weightwise import backend, ops
@@ -76,26 +82,39 @@ def axis_was_given(constraint: Any) -> bool:
     return type(getattr(constraint, "axis", None)) is not _DefaultAxis
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)) and abs(value) < 2**63
+
+
 def _validate_axis(axis: Any) -> int | list[int] | None:
     """Check ``axis`` (an int, a sequence of distinct ints, or None) and return it JSON-ready."""
     if axis is None or type(axis) is _DefaultAxis:
         return axis
-    if isinstance(axis, int) and not isinstance(axis, bool):
+    if _is_int(axis):
         return int(axis)
-    if isinstance(axis, (list, tuple)) and all(isinstance(a, int) and not isinstance(a, bool) for a in axis):
+    if isinstance(axis, (list, tuple)) and all(_is_int(a) for a in axis):
         if len(set(axis)) != len(axis):
             raise ValueError(f"Invalid value for argument `axis`: repeated axes. Received: axis={axis!r}")
-        return list(axis)
+        return [int(a) for a in axis]
     raise ValueError(
         f"Invalid value for argument `axis`: expected an int, a list of ints, or None. Received: axis={axis!r}"
     )
 
 
 def _validate_bound(value: Any, name: str) -> float | int:
-    """Check a norm bound: a non-negative number (``inf`` allowed) that is not a bool or NaN."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value) or value < 0:
+    """Check a norm bound: a non-negative number (``inf`` allowed) that is not a bool or NaN.
+
+    Ints too large for a float (``10**400``) are refused: a projection computes in floats.
+    """
+    number = None
+    if not isinstance(value, (bool, np.bool_)) and isinstance(value, numbers.Real):
+        try:
+            number = float(value)
+        except OverflowError:
+            number = None
+    if number is None or math.isnan(number) or number < 0:
         raise ValueError(f"Invalid value for argument `{name}`: expected a non-negative float. Received: {name}={value!r}")
-    return value if isinstance(value, (int, float)) else float(value)
+    return int(value) if isinstance(value, numbers.Integral) else number
 
 
 def _check_axis_fits(axis: int | list[int] | None, w: torch.Tensor, owner: str) -> None:
@@ -110,14 +129,30 @@ def _check_axis_fits(axis: int | list[int] | None, w: torch.Tensor, owner: str) 
         raise ValueError(f"{owner}: `axis`={axis!r} names the same dimension twice for rank {w.dim()}.")
 
 
-def _projection_input(w: Any) -> tuple[torch.Tensor, torch.dtype]:
-    """The tensor to project, in :func:`weightwise.backend.compute_dtype`, and the dtype to return.
+def _check_float(w: torch.Tensor, owner: str) -> None:
+    # A projection of an integer weight would be truncated when copied back: MaxNorm would
+    # turn [[30, -40]] into zeros.
+    if not (w.is_floating_point() or w.is_complex()):
+        raise TypeError(
+            f"{owner} projects floating-point weights only; it cannot keep the dtype {str(w.dtype).replace('torch.', '')}. "
+            f"Received: w of dtype {str(w.dtype).replace('torch.', '')} and shape {tuple(w.shape)}"
+        )
 
-    Floating weights come back in their own dtype; integer ones as :func:`weightwise.backend.floatx`.
+
+def check_weight(constraint: Any, weight: torch.Tensor) -> None:
+    """Raise if a built-in ``constraint`` cannot project ``weight`` (checked when it is bound).
+
+    Norm constraints need a floating-point (or complex) weight with every ``axis`` in
+    range (``TypeError``, ``ValueError``); ``NonNeg`` refuses complex weights. Custom
+    constraints pass.
+
+    >>> check_weight(MaxNorm(axis=4), ops.ones((2, 2)))
+    Traceback (most recent call last):
+    ...
+    ValueError: MaxNorm: `axis`=4 is out of range for a weight of shape (2, 2) (rank 2).
     """
-    w = ops.convert_to_tensor(w)
-    dtype = backend.compute_dtype(w.dtype)
-    return w.to(dtype), w.dtype if w.is_floating_point() else dtype
+    if isinstance(constraint, Constraint):
+        constraint._check_weight(weight)
 
 
 class Constraint:
@@ -147,7 +182,10 @@ class Constraint:
 
     def __call__(self, w: Any) -> torch.Tensor:
         """Return the projection of ``w``; the base class returns ``w`` unchanged."""
-        return ops.convert_to_tensor(w)
+        return ops.argument_tensor(w, "w")
+
+    def _check_weight(self, weight: torch.Tensor) -> None:
+        """Raise if this constraint cannot project ``weight``; see :func:`check_weight`."""
 
     def get_config(self) -> dict[str, Any]:
         """Return the constructor arguments as a JSON-friendly dict."""
@@ -169,15 +207,27 @@ class _NormConstraint(Constraint):
     def __init__(self, axis: Axis) -> None:
         self.axis = _validate_axis(axis)
 
+    def _check_weight(self, weight: torch.Tensor) -> None:
+        _check_float(weight, type(self).__name__)
+        _check_axis_fits(self.axis, weight, type(self).__name__)
+
+    def _input(self, w: Any) -> tuple[torch.Tensor, torch.dtype]:
+        """The weight to project, in :func:`weightwise.backend.rule_dtype`, and the dtype to return."""
+        w = ops.argument_tensor(w, "w")
+        self._check_weight(w)
+        return w.to(backend.rule_dtype(w.dtype)), w.dtype
+
     def _norms(self, w: torch.Tensor) -> torch.Tensor:
-        _check_axis_fits(self.axis, w, type(self).__name__)
+        if self.axis == []:
+            # The norm over no axes: each entry's own magnitude (Keras's sqrt(sum(w**2, axis=[]))).
+            return torch.abs(w)
         return ops.norm(w, axis=self.axis, keepdims=True)
 
     def _desired(self, norms: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} must define _desired(norms)")
 
     def __call__(self, w: Any) -> torch.Tensor:
-        x, dtype = _projection_input(w)
+        x, dtype = self._input(w)
         norms = self._norms(x)
         return (x * (self._desired(norms) / (backend.epsilon() + norms))).to(dtype)
 
@@ -214,14 +264,28 @@ class MaxNorm(_NormConstraint):
 class NonNeg(Constraint):
     """Zero out negative weights: ``max(w, 0)``, giving ``+0.0`` (never ``-0.0``).
 
-    NaN stays NaN, so a diverged weight is not hidden.
+    NaN stays NaN, so a diverged weight is not hidden. Integer weights keep their
+    dtype; bool weights are never negative and come back unchanged. Complex weights
+    have no sign and raise a ``TypeError``.
 
     >>> NonNeg()(ops.convert_to_tensor([-1.0, -0.0, 2.0]))
     tensor([0., 0., 2.])
+    >>> NonNeg()(ops.convert_to_tensor([-3, 4]))
+    tensor([0, 4], dtype=torch.int32)
     """
 
+    def _check_weight(self, weight: torch.Tensor) -> None:
+        if weight.is_complex():
+            raise TypeError(
+                f"NonNeg cannot constrain complex weights: they have no sign. "
+                f"Received: w of dtype {str(weight.dtype).replace('torch.', '')} and shape {tuple(weight.shape)}"
+            )
+
     def __call__(self, w: Any) -> torch.Tensor:
-        w = ops.convert_to_tensor(w)
+        w = ops.argument_tensor(w, "w")
+        self._check_weight(w)
+        if w.dtype == torch.bool:
+            return w.clone()
         # Adding +0.0 turns the -0.0 that clamp keeps into +0.0 (IEEE: -0 + +0 = +0).
         return torch.clamp(w, min=0) + 0
 
@@ -243,7 +307,7 @@ class UnitNorm(_NormConstraint):
         super().__init__(axis)
 
     def __call__(self, w: Any) -> torch.Tensor:
-        x, dtype = _projection_input(w)
+        x, dtype = self._input(w)
         return (x / (backend.epsilon() + self._norms(x))).to(dtype)
 
     def get_config(self) -> dict[str, Any]:
@@ -276,7 +340,7 @@ class MinMaxNorm(_NormConstraint):
                 "Invalid values for arguments `min_value` and `max_value`: min_value must not exceed "
                 f"max_value. Received: min_value={min_value!r}, max_value={max_value!r}"
             )
-        if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate <= 1:
+        if isinstance(rate, (bool, np.bool_)) or not isinstance(rate, numbers.Real) or not 0 <= rate <= 1:
             raise ValueError(f"Invalid value for argument `rate`: expected a float in [0, 1]. Received: rate={rate!r}")
         self.rate = rate if isinstance(rate, (int, float)) else float(rate)
         super().__init__(axis)

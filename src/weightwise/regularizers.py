@@ -5,7 +5,9 @@ a scalar tensor. The built-ins compute exactly what Keras 3 computes. The penalt
 has the input's dtype, except for half-precision inputs (``float16``,
 ``bfloat16``), which are reduced in ``float32`` and give a ``float32`` penalty:
 a sum of squares overflows ``float16`` past 65504, and the loss it joins is
-``float32`` anyway.
+``float32`` anyway. Integer and bool inputs are penalized as :func:`~weightwise.backend.floatx`.
+Complex inputs are penalized by magnitude (``|z|``, ``|z| ** 2``, as
+:func:`torch.linalg.vector_norm` measures them) and give a real penalty.
 
 Factors are kept as the Python floats given, so ``L1(0.01).get_config()`` is
 ``{"l1": 0.01}``, not Keras's ``0.009999999776482582``.
@@ -18,7 +20,6 @@ Factors are kept as the Python floats given, so ``L1(0.01).get_config()`` is
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Mapping
 from typing import Any
@@ -43,10 +44,38 @@ __all__ = [
     "serialize",
 ]
 
-def _penalty_input(x: Any) -> torch.Tensor:
-    """The tensor a penalty is computed on, in :func:`weightwise.backend.compute_dtype`."""
-    x = ops.convert_to_tensor(x)
-    return x.to(backend.compute_dtype(x.dtype))
+def _penalty_input(x: Any, name: str = "x") -> torch.Tensor:
+    """The tensor a penalty is computed on, in :func:`weightwise.backend.rule_dtype`."""
+    x = ops.argument_tensor(x, name)
+    return x.to(backend.rule_dtype(x.dtype))
+
+
+def _abs_sum(x: torch.Tensor) -> torch.Tensor:
+    return torch.sum(torch.abs(x))
+
+
+def _square_sum(x: torch.Tensor) -> torch.Tensor:
+    # |z| ** 2 for complex z; x * x (Keras's own formula, bit for bit) for real x.
+    return torch.sum(x.real * x.real + x.imag * x.imag) if x.is_complex() else torch.sum(x * x)
+
+
+def _real_dtype(x: torch.Tensor) -> torch.dtype:
+    return x.real.dtype if x.is_complex() else x.dtype
+
+
+def check_weight(regularizer: Any, weight: torch.Tensor) -> None:
+    """Raise if a built-in ``regularizer`` cannot penalize ``weight`` (checked when it is bound).
+
+    Only :class:`OrthogonalRegularizer` has a condition: a rank-2 weight. Other
+    regularizers, custom ones included, take any tensor.
+
+    >>> check_weight(OrthogonalRegularizer(), ops.ones((3,)))
+    Traceback (most recent call last):
+    ...
+    ValueError: Inputs to OrthogonalRegularizer must have rank 2. Received: inputs.shape=(3,)
+    """
+    if isinstance(regularizer, Regularizer):
+        regularizer._check_weight(weight)
 
 
 def validate_factor(value: Any, name: str, default: float) -> float:
@@ -64,11 +93,12 @@ def validate_factor(value: Any, name: str, default: float) -> float:
     """
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+    number = None if isinstance(value, bool) or not isinstance(value, numbers.Real) else backend.finite_float(value)
+    if number is None or number < 0:
         raise ValueError(
             f"Invalid value for argument `{name}`: expected a non-negative finite float. Received: {name}={value!r}"
         )
-    return float(value)
+    return number
 
 
 class Regularizer:
@@ -97,7 +127,11 @@ class Regularizer:
 
     def __call__(self, x: Any) -> torch.Tensor:
         """Return the penalty of ``x``; the base class penalizes nothing."""
-        return torch.zeros((), dtype=_penalty_input(x).dtype)
+        x = _penalty_input(x)
+        return torch.zeros((), dtype=_real_dtype(x), device=x.device)
+
+    def _check_weight(self, weight: torch.Tensor) -> None:
+        """Raise a ``ValueError`` if this regularizer cannot penalize ``weight``; see :func:`check_weight`."""
 
     def get_config(self) -> dict[str, Any]:
         """Return the constructor arguments as a JSON-friendly dict."""
@@ -138,8 +172,7 @@ class L1(Regularizer):
         self.l1 = validate_factor(l1, "l1", 0.01)
 
     def __call__(self, x: Any) -> torch.Tensor:
-        x = _penalty_input(x)
-        return self.l1 * torch.sum(torch.abs(x))
+        return self.l1 * _abs_sum(_penalty_input(x))
 
     def get_config(self) -> dict[str, Any]:
         return {"l1": self.l1}
@@ -163,8 +196,7 @@ class L2(Regularizer):
         self.l2 = validate_factor(l2, "l2", 0.01)
 
     def __call__(self, x: Any) -> torch.Tensor:
-        x = _penalty_input(x)
-        return self.l2 * torch.sum(x * x)
+        return self.l2 * _square_sum(_penalty_input(x))
 
     def get_config(self) -> dict[str, Any]:
         return {"l2": self.l2}
@@ -193,11 +225,11 @@ class L1L2(Regularizer):
 
     def __call__(self, x: Any) -> torch.Tensor:
         x = _penalty_input(x)
-        penalty = torch.zeros((), dtype=x.dtype, device=x.device)
+        penalty = torch.zeros((), dtype=_real_dtype(x), device=x.device)
         if self.l1 != 0.0:
-            penalty = penalty + self.l1 * torch.sum(torch.abs(x))
+            penalty = penalty + self.l1 * _abs_sum(x)
         if self.l2 != 0.0:
-            penalty = penalty + self.l2 * torch.sum(x * x)
+            penalty = penalty + self.l2 * _square_sum(x)
         return penalty
 
     def get_config(self) -> dict[str, Any]:
@@ -214,7 +246,9 @@ class OrthogonalRegularizer(Regularizer):
 
     Each unordered pair appears twice in ``P``, so this is ``factor`` times the
     mean absolute cosine between distinct vectors, and lies in ``[0, factor]``.
-    A single vector has no pairs and gives 0 (Keras gives NaN).
+    A single vector (or none) has no pairs and gives 0 (Keras gives NaN). A zero
+    vector has no direction: it contributes no cosine, and its gradient is 0, not
+    Keras's NaN. For complex inputs ``P = N Nᴴ`` and cosines count by magnitude.
 
     Args:
         factor: non-negative float factor; default 0.01.
@@ -236,24 +270,24 @@ class OrthogonalRegularizer(Regularizer):
             )
         self.mode = mode
 
-    def __call__(self, inputs: Any) -> torch.Tensor:
-        x = _penalty_input(inputs)
-        if x.dim() != 2:
+    def _check_weight(self, weight: torch.Tensor) -> None:
+        if weight.dim() != 2:
             raise ValueError(
-                f"Inputs to OrthogonalRegularizer must have rank 2. Received: inputs.shape={tuple(x.shape)}"
+                f"Inputs to OrthogonalRegularizer must have rank 2. Received: inputs.shape={tuple(weight.shape)}"
             )
-        if self.mode == "rows":
-            unit = ops.normalize(x, axis=1)
-            product = unit @ unit.T
-        else:
-            unit = ops.normalize(x, axis=0)
-            product = unit.T @ unit
-        size = product.shape[0]
+
+    def __call__(self, inputs: Any) -> torch.Tensor:
+        x = _penalty_input(inputs, "inputs")
+        self._check_weight(x)
+        vectors = x if self.mode == "rows" else x.T
+        size = vectors.shape[0]
         if size < 2:
-            return torch.zeros((), dtype=x.dtype, device=x.device)
-        off_diagonal = product * (1.0 - torch.eye(size, dtype=x.dtype, device=x.device))
+            return torch.zeros((), dtype=_real_dtype(x), device=x.device)
+        unit = ops.normalize(vectors, axis=1)
+        product = torch.abs(unit @ unit.conj().T if unit.is_complex() else unit @ unit.T)
+        off_diagonal = product * (1.0 - torch.eye(size, dtype=product.dtype, device=x.device))
         num_pairs = size * (size - 1.0) / 2.0
-        return self.factor * 0.5 * torch.sum(torch.abs(off_diagonal)) / num_pairs
+        return self.factor * 0.5 * torch.sum(off_diagonal) / num_pairs
 
     def get_config(self) -> dict[str, Any]:
         return {"factor": self.factor, "mode": self.mode}
@@ -310,13 +344,20 @@ def get(identifier: Any) -> Any:
     """Resolve a regularizer identifier: ``None``, a string id, a config dict or a callable.
 
     Strings are class names, their snake_case, registered names, or ``'l1_l2'``.
-    Callables (regularizer instances, plain functions) pass through; a class is
-    instantiated with its defaults. Anything else raises a ``ValueError``.
+    Callables (regularizer instances, plain functions) pass through; a class
+    deriving from :class:`Regularizer` is instantiated with its defaults. Anything
+    else raises a ``ValueError``: another family's object (a constraint, a layer),
+    any other class, or a name registered for another family's class.
 
     >>> get('l1')
     L1(l1=0.01)
     >>> get(None) is None
     True
+    >>> from weightwise.constraints import NonNeg
+    >>> get(NonNeg())
+    Traceback (most recent call last):
+    ...
+    ValueError: Could not interpret regularizer identifier: NonNeg(): it is a constraint, not a regularizer.
     >>> get(42)
     Traceback (most recent call last):
     ...
