@@ -27,10 +27,12 @@ tensor([[3., 0.]], requires_grad=True)
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from weightwise import constraints, regularizers
@@ -118,6 +120,71 @@ def _rules(module: torch.nn.Module) -> dict[str, Rule]:
     return module.__dict__.get(RULES_ATTR) or {}
 
 
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def check_module(module: Any, argument: str = "module") -> torch.nn.Module:
+    """Return ``module`` if it is a ``torch.nn.Module``; otherwise raise a ``TypeError`` naming ``argument``.
+
+    >>> check_module(5)
+    Traceback (most recent call last):
+    ...
+    TypeError: Invalid value for argument `module`: expected a torch.nn.Module. Received: module=5
+    """
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"Invalid value for argument `{argument}`: expected a torch.nn.Module. "
+                        f"Received: {argument}={_show(module)}")
+    return module
+
+
+def _check_name(name: Any) -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"Invalid value for argument `name`: expected a parameter name (str). Received: name={_show(name)}")
+    return name
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def validate(param: torch.Tensor, *, regularizer: Any = None, constraint: Any = None, where: str = "the parameter") -> tuple[Any, Any]:
+    """Resolve a regularizer and a constraint (through their families' ``get``) and check that each
+    can act on ``param``: its rank for a norm constraint's ``axis`` and ``OrthogonalRegularizer``,
+    its dtype for constraints that need floats. Returns the resolved pair; changes nothing.
+
+    :func:`bind` runs this before it binds anything; a caller that binds several rules
+    can run it on each first, so that a bad one binds none.
+
+    >>> import torch
+    >>> from weightwise.constraints import MaxNorm
+    >>> validate(torch.ones(2, 2), constraint=MaxNorm(axis=4), where="parameter 'weight'")
+    Traceback (most recent call last):
+    ...
+    ValueError: Invalid value for argument `constraint`: MaxNorm(max_value=2, axis=4) cannot be bound to parameter 'weight' of shape (2, 2) and dtype float32: MaxNorm: `axis`=4 is out of range for a weight of shape (2, 2) (rank 2). Received: constraint=MaxNorm(max_value=2, axis=4)
+    """
+    resolved = []
+    for kind, value, get, check in (
+        ("regularizer", regularizer, regularizers.get, regularizers.check_weight),
+        ("constraint", constraint, constraints.get, constraints.check_weight),
+    ):
+        if value is _UNSET:
+            resolved.append(value)
+            continue
+        rule = get(value)
+        if rule is not None:
+            try:
+                check(rule, param)
+            except (TypeError, ValueError) as error:
+                raise type(error)(
+                    f"Invalid value for argument `{kind}`: {_show(rule)} cannot be bound to {where} of shape "
+                    f"{tuple(param.shape)} and dtype {_dtype_name(param.dtype)}: {error} Received: {kind}={_show(rule)}"
+                ) from error
+        resolved.append(rule)
+    return resolved[0], resolved[1]
+
+
 def bind(
     module: torch.nn.Module,
     name: str,
@@ -130,7 +197,9 @@ def bind(
     Values go through :func:`weightwise.regularizers.get` and
     :func:`weightwise.constraints.get`, so string ids and configs work; ``None``
     clears that half of the rule, and an argument left out keeps what is bound.
-    Both are resolved before anything is changed, so a bad value binds nothing.
+    Both are resolved and checked against the parameter (see :func:`validate`) before
+    anything is changed, so a bad value, such as a norm ``axis`` the weight does not
+    have, binds nothing and fails here rather than at the next optimizer step.
 
     >>> import torch
     >>> linear = torch.nn.Linear(3, 2)
@@ -138,16 +207,17 @@ def bind(
     >>> rule_of(linear, "weight")
     Rule(regularizer=L2(l2=0.01), constraint=None)
     """
-    if not isinstance(module, torch.nn.Module):
-        raise TypeError(f"Invalid value for argument `module`: expected a torch.nn.Module. Received: {module!r}")
-    if name not in module._parameters:
+    check_module(module)
+    _check_name(name)
+    param = module._parameters.get(name)
+    if param is None:
         known = sorted(n for n, p in module._parameters.items() if p is not None)
         raise ValueError(
             f"Invalid value for argument `name`: {type(module).__name__} has no parameter {name!r}. "
-            f"Its parameters are {known}."
+            f"Its parameters are {known}. Received: name={name!r}"
         )
-    new_regularizer = regularizers.get(regularizer) if regularizer is not _UNSET else _UNSET
-    new_constraint = constraints.get(constraint) if constraint is not _UNSET else _UNSET
+    new_regularizer, new_constraint = validate(
+        param, regularizer=regularizer, constraint=constraint, where=f"parameter {name!r} of {type(module).__name__}")
     rules = module.__dict__.get(RULES_ATTR)
     if rules is None:
         rules = {}
@@ -173,7 +243,7 @@ def unbind(module: torch.nn.Module, name: str) -> None:
     >>> rule_of(linear, "bias") is None
     True
     """
-    _rules(module).pop(name, None)
+    _rules(check_module(module)).pop(_check_name(name), None)
     _changed()
 
 
@@ -184,7 +254,7 @@ def rule_of(module: torch.nn.Module, name: str) -> Rule | None:
     >>> rule_of(torch.nn.Linear(1, 1), "weight") is None
     True
     """
-    return _rules(module).get(name)
+    return _rules(check_module(module)).get(_check_name(name))
 
 
 def bound(module: torch.nn.Module) -> Iterator[Bound]:
@@ -200,7 +270,7 @@ def bound(module: torch.nn.Module) -> Iterator[Bound]:
     ['1.weight']
     """
     seen: set[int] = set()
-    for prefix, owner in module.named_modules():
+    for prefix, owner in check_module(module).named_modules():
         for name, rule in _rules(owner).items():
             param = owner._parameters.get(name)
             if param is None or id(param) in seen:
@@ -223,7 +293,33 @@ def penalties(module: torch.nn.Module) -> list[torch.Tensor]:
     >>> penalties(linear)
     []
     """
-    return [b.rule.regularizer(b.param) for b in bound(module) if b.rule.regularizer is not None and b.param.requires_grad]
+    return [checked_penalty(b.rule.regularizer(b.param), b.rule.regularizer, f"parameter {b.name!r}")
+            for b in bound(module) if b.rule.regularizer is not None and b.param.requires_grad]
+
+
+def checked_penalty(penalty: Any, regularizer: Any, where: str) -> torch.Tensor:
+    """``penalty`` as a 0-d tensor, or a ``ValueError`` naming ``where`` and ``regularizer``.
+
+    A penalty joins a sum of losses, so it must be one real number: a tensor with a single
+    element, or a Python or numpy number. A regularizer that returns a matrix (a constraint
+    passed where a regularizer belongs) would otherwise make the loss a matrix.
+
+    >>> import torch
+    >>> checked_penalty(torch.ones(2, 2), "custom", "parameter 'weight'")
+    Traceback (most recent call last):
+    ...
+    ValueError: The regularizer 'custom' of parameter 'weight' returned a tensor of shape (2, 2); a penalty must be a scalar (a real tensor with one element).
+    """
+    if isinstance(penalty, numbers.Real) and not isinstance(penalty, bool):
+        return torch.tensor(float(penalty))
+    if isinstance(penalty, torch.Tensor) and penalty.numel() == 1 and not penalty.is_complex() \
+            and penalty.dtype != torch.bool:
+        return penalty.reshape(())
+    got = (f"a tensor of shape {tuple(penalty.shape)}" + (f" and dtype {_dtype_name(penalty.dtype)}"
+           if penalty.is_complex() or penalty.dtype == torch.bool else "")
+           if isinstance(penalty, torch.Tensor) else f"{_show(penalty)} of type {type(penalty).__name__}")
+    raise ValueError(f"The regularizer {_show(regularizer)} of {where} returned {got}; "
+                     "a penalty must be a scalar (a real tensor with one element).")
 
 
 class _CallLosses(dict):
@@ -276,7 +372,9 @@ def record_call_loss(module: torch.nn.Module, loss: Any, slot: Any = None) -> No
     >>> call_losses(linear)
     [tensor(0.5000)]
     """
-    _call_loss_store(module).setdefault(slot, []).append(loss)
+    if not isinstance(loss, (torch.Tensor, Activity)):
+        raise TypeError(f"Invalid value for argument `loss`: expected a tensor. Received: loss={_show(loss)}")
+    _call_loss_store(check_module(module)).setdefault(slot, []).append(loss)
 
 
 def replace_call_losses(module: torch.nn.Module, slot: Any, losses: list[torch.Tensor]) -> None:
@@ -289,7 +387,7 @@ def replace_call_losses(module: torch.nn.Module, slot: Any, losses: list[torch.T
     >>> call_losses(linear)
     [tensor(2.)]
     """
-    store = _call_loss_store(module)
+    store = _call_loss_store(check_module(module))
     if losses:
         store[slot] = list(losses)
     else:
@@ -306,7 +404,7 @@ def clear_call_losses(module: torch.nn.Module) -> None:
     >>> call_losses(model)
     []
     """
-    for owner in module.modules():
+    for owner in check_module(module).modules():
         store = owner.__dict__.get(CALL_LOSSES_ATTR)
         if store:
             store.clear()
@@ -333,7 +431,7 @@ def call_loss_entries(module: torch.nn.Module) -> list[Any]:
     """
     return [
         entry
-        for owner in module.modules()
+        for owner in check_module(module).modules()
         for entries in (owner.__dict__.get(CALL_LOSSES_ATTR) or {}).values()
         for entry in entries
     ]
@@ -356,6 +454,7 @@ def regularization_loss(module: torch.nn.Module) -> torch.Tensor:
     """
     from weightwise import engine  # the fast engine sits behind this seam
 
+    check_module(module)
     return _sum(call_losses(module) + [engine.plan_for(module).differentiable_penalty()])
 
 
@@ -368,7 +467,7 @@ def total_penalty(module: torch.nn.Module) -> torch.Tensor:
     """
     from weightwise import engine
 
-    return engine.plan_for(module).differentiable_penalty()
+    return engine.plan_for(check_module(module)).differentiable_penalty()
 
 
 def _sum(terms: list[torch.Tensor]) -> torch.Tensor:
@@ -391,7 +490,9 @@ def activity_penalty(regularizer: Callable[[torch.Tensor], torch.Tensor], output
     >>> activity_penalty(L1(1.0), torch.ones(4, 3))
     tensor(3.)
     """
-    penalty = regularizer(output)
+    if not isinstance(output, torch.Tensor):
+        raise TypeError(f"Invalid value for argument `output`: expected a tensor. Received: output={_show(output)}")
+    penalty = checked_penalty(regularizer(output), regularizer, f"an output of shape {tuple(output.shape)}")
     if output.dim() == 0:
         return penalty
     return penalty / max(output.shape[0], 1)
@@ -418,4 +519,11 @@ def apply_constraints(module: torch.nn.Module, *, only_with_grad: bool = False,
     """
     from weightwise import engine
 
-    engine.plan_for(module).project(only_with_grad=only_with_grad, among=among)
+    check_module(module)
+    if not isinstance(only_with_grad, (bool, np.bool_)):
+        raise TypeError(f"Invalid value for argument `only_with_grad`: expected a bool. "
+                        f"Received: only_with_grad={_show(only_with_grad)}")
+    if among is not None and not isinstance(among, Container):
+        raise TypeError(f"Invalid value for argument `among`: expected a set of parameter ids or None. "
+                        f"Received: among={_show(among)}")
+    engine.plan_for(module).project(only_with_grad=bool(only_with_grad), among=among)

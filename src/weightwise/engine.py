@@ -15,7 +15,9 @@ groups instead:
 
 The plan (which weights go in which group) is cached and rebuilt only when a binding
 changes. Results equal the one-weight-at-a-time path up to float rounding, which
-the tests check.
+the tests check, for every dtype the rules take: half precision is reduced in
+``float32`` and gives a ``float32`` penalty, as the direct call does (its gradients
+land in the parameter's own dtype), and complex weights count by magnitude ``|z|``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 
 import torch
 
-from weightwise import binding, constraints, regularizers
+from weightwise import backend, binding, constraints, regularizers
 
 __all__ = ["Plan", "call_loss", "plan_for"]
 
@@ -36,6 +38,7 @@ class _Slot:
     owner: torch.nn.Module
     attr: str
     param: torch.nn.Parameter
+    name: str = ""
 
     def alive(self) -> bool:
         return self.owner._parameters.get(self.attr) is self.param
@@ -85,17 +88,21 @@ class Plan:
             for factor, slots in self.l1.items():
                 params = _trainable(slots)
                 if params:
-                    terms.append(factor * torch.stack(torch._foreach_norm(params, 1)).sum())
+                    terms.append(factor * _norm_sum(params, 1))
             for factor, slots in self.l2.items():
                 params = _trainable(slots)
                 if params:
                     # No graph here, so the squared 2-norm (no copy of the weights) is safe at w = 0.
-                    terms.append(factor * torch.stack(torch._foreach_norm(params, 2)).square().sum())
+                    terms.append(factor * _norm_sum(params, 2, squared=True))
         return binding._sum(terms)
+
+    def _other_penalties(self) -> list[torch.Tensor]:
+        return [binding.checked_penalty(reg(s.param), reg, f"parameter {s.name!r}")
+                for s, reg in self.other_penalties if s.param.requires_grad]
 
     def autograd_penalty(self) -> torch.Tensor:
         """The penalties that need autograd (custom regularizers); a zero scalar when there are none."""
-        return binding._sum([reg(s.param) for s, reg in self.other_penalties if s.param.requires_grad])
+        return binding._sum(self._other_penalties())
 
     def add_penalty_gradients(self, scale: float = 1.0) -> None:
         """Add the exact gradients of the grouped L1/L2 penalties to ``.grad`` (times ``scale``)."""
@@ -110,7 +117,10 @@ class Plan:
                             p.grad = torch.zeros_like(p)
                     grads = [p.grad for p in params]
                     if sign:
-                        torch._foreach_add_(grads, torch._foreach_sign(params), alpha=factor * scale)
+                        # The gradient of |z| is z / |z| (torch.sgn); for real weights that is sign(w).
+                        signs = [torch.sgn(p) for p in params] if any(p.is_complex() for p in params) \
+                            else torch._foreach_sign(params)
+                        torch._foreach_add_(grads, signs, alpha=factor * scale)
                     else:
                         torch._foreach_add_(grads, params, alpha=2.0 * factor * scale)
 
@@ -121,11 +131,17 @@ class Plan:
             for factor, slots in factors.items():
                 params = _trainable(slots)
                 if params:
-                    # sum(w**2) as the L1 norm of w*w: its gradient 2w is exact, also at w = 0.
-                    values = torch._foreach_mul(params, params) if square else params
+                    # Half precision in float32, as the direct call computes: a float16 square or
+                    # sum overflows past 65504. The cast is differentiable; the gradient comes back
+                    # in the parameter's dtype.
+                    values = [p.to(backend.rule_dtype(p.dtype)) for p in params]
+                    if square:
+                        # sum(|w|**2) as the L1 norm of w*w (of the real view, for complex w): its
+                        # gradient 2w is exact, also at w = 0.
+                        values = [torch.view_as_real(v) if v.is_complex() else v for v in values]
+                        values = torch._foreach_mul(values, values)
                     terms.append(factor * torch.stack(torch._foreach_norm(values, 1)).sum())
-        terms += [reg(s.param) for s, reg in self.other_penalties if s.param.requires_grad]
-        return binding._sum(terms)
+        return binding._sum(terms + self._other_penalties())
 
     # -- projections ---------------------------------------------------------------------------
     def project(self, only_with_grad: bool = False, among: Container[int] | None = None) -> None:
@@ -169,6 +185,23 @@ def _trainable(slots: list[_Slot]) -> list[torch.nn.Parameter]:
     return [s.param for s in slots if s.param.requires_grad]
 
 
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def _norm_sum(params: list[torch.Tensor], order: int, squared: bool = False) -> torch.Tensor:
+    """Sum of the ``order``-norms (squared, if asked) of ``params``, half precision reduced in float32.
+
+    ``torch._foreach_norm`` reduces in float32 when told to, so half-precision weights are
+    not copied; other dtypes keep their own (complex norms are real).
+    """
+    half = [p for p in params if p.dtype in _HALF]
+    rest = [p for p in params if p.dtype not in _HALF]
+    norms = list(torch._foreach_norm(half, order, dtype=torch.float32)) if half else []
+    norms += list(torch._foreach_norm(rest, order)) if rest else []
+    stacked = torch.stack(norms)  # promotes mixed float32 / float64 norms, as the sum of the terms would
+    return (stacked.square() if squared else stacked).sum()
+
+
 def _batched(constraint: Any, rank: int) -> Any:
     """The same norm constraint for a stack of weights: every axis moved one place to the right."""
     axis = constraint.axis
@@ -184,7 +217,7 @@ def _batched(constraint: Any, rank: int) -> Any:
 def _build(module: torch.nn.Module) -> Plan:
     plan = Plan(version=binding.version())
     for entry in binding.bound(module):
-        slot = _Slot(entry.owner, entry.attr, entry.param)
+        slot = _Slot(entry.owner, entry.attr, entry.param, entry.name)
         reg, con = entry.rule.regularizer, entry.rule.constraint
         if reg is not None:
             kind = type(reg)
@@ -201,7 +234,7 @@ def _build(module: torch.nn.Module) -> Plan:
                 plan.other_penalties.append((slot, reg))
         if con is not None:
             p = entry.param
-            if type(con) is constraints.NonNeg:
+            if type(con) is constraints.NonNeg and p.is_floating_point():
                 key: Any = ("nonneg", p.dtype, p.device)
                 plan.projections.setdefault(key, (None, []))[1].append(slot)
             elif type(con) in (constraints.MaxNorm, constraints.UnitNorm, constraints.MinMaxNorm) and p.is_floating_point() \
@@ -242,7 +275,7 @@ def call_loss(module: torch.nn.Module) -> torch.Tensor:
         kind = type(reg)
         if out.dim() == 0 or out.dtype not in (torch.float32, torch.float64) or kind not in (
                 regularizers.L1, regularizers.L2, regularizers.L1L2):
-            terms.append(entry.value())
+            terms.append(entry.value())  # half precision in float32, through the direct call
             continue
         batch = max(out.shape[0], 1)
         for name, factor in (("l1", getattr(reg, "l1", 0.0)), ("l2", getattr(reg, "l2", 0.0))):

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import inspect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +61,9 @@ def per_unit_axis(module: torch.nn.Module, name: str) -> int | list[int] | None:
     >>> per_unit_axis(torch.nn.Linear(3, 2), "weight"), per_unit_axis(torch.nn.Conv2d(3, 8, 3), "weight")
     (1, [1, 2, 3])
     """
+    binding.check_module(module)
+    if not isinstance(name, str):
+        raise TypeError(f"Invalid value for argument `name`: expected a parameter name (str). Received: name={name!r}")
     if name != "weight":
         return None
     if isinstance(module, (torch.nn.Linear, torch.nn.Embedding, torch.nn.Bilinear)):
@@ -117,7 +121,20 @@ def _matches(selector: Selector, target: _Target, root: torch.nn.Module) -> bool
         return selector in names
     if isinstance(selector, tuple):
         return isinstance(target.owner, selector[0]) and target.attr == selector[1]
-    return bool(selector(target.name, target.param, target.owner))
+    verdict = selector(target.name, target.param, target.owner)
+    try:
+        return bool(verdict)
+    except (RuntimeError, TypeError, ValueError) as error:  # a tensor of many values has no truth value
+        raise TypeError(
+            f"Invalid selector {_describe_selector(selector)}: a predicate must return a bool; for "
+            f"{target.name!r} it returned {verdict!r:.200}. Received: selector={selector!r}"
+        ) from error
+
+
+_SELECTOR_KINDS = (
+    "expected a parameter name, a glob such as '*.weight', a (module type, attribute) pair such as "
+    "(torch.nn.Linear, 'weight'), or a predicate that takes (name, param, module) and returns a bool"
+)
 
 
 def _check_selector(selector: Selector) -> None:
@@ -127,22 +144,36 @@ def _check_selector(selector: Selector) -> None:
             and issubclass(selector[0], torch.nn.Module) and isinstance(selector[1], str):
         return
     if callable(selector) and not isinstance(selector, type):
+        if not _takes_three(selector):
+            raise TypeError(
+                f"Invalid selector: a predicate takes (name, param, module); {_describe_selector(selector)} "
+                f"cannot be called with those three arguments. Received: selector={selector!r}"
+            )
         return
-    raise TypeError(
-        "Invalid selector: expected a parameter name, a glob such as '*.weight', a (module type, attribute) "
-        f"pair such as (torch.nn.Linear, 'weight'), or a predicate (name, param, module) -> bool. Received: {selector!r}"
-    )
+    raise TypeError(f"Invalid selector: {_SELECTOR_KINDS}. Received: selector={selector!r}")
+
+
+def _takes_three(predicate: Callable[..., Any]) -> bool:
+    try:
+        inspect.signature(predicate).bind("name", None, None)
+    except TypeError:
+        return False
+    except ValueError:  # no signature to read (some builtins): let the call decide
+        return True
+    return True
 
 
 def _rule_items(rules: Any) -> list[tuple[Selector, Any]]:
     if isinstance(rules, Mapping):
         items = list(rules.items())
-    elif isinstance(rules, Iterable) and not isinstance(rules, (str, bytes)):
+    elif isinstance(rules, Iterable) and not isinstance(rules, (str, bytes, torch.Tensor)):
         items = list(rules)
         if not all(isinstance(item, tuple) and len(item) == 2 for item in items):
-            raise TypeError(f"`rules` must be a dict or a list of (selector, value) pairs. Received: {rules!r}")
+            raise TypeError(f"Invalid value for argument `rules`: expected a dict or a list of (selector, value) "
+                            f"pairs. Received: rules={rules!r:.300}")
     else:
-        raise TypeError(f"`rules` must be a dict or a list of (selector, value) pairs. Received: {rules!r}")
+        raise TypeError(f"Invalid value for argument `rules`: expected a dict or a list of (selector, value) pairs. "
+                        f"Received: rules={rules!r:.300}")
     for selector, _ in items:
         _check_selector(selector)
     return items
@@ -180,10 +211,16 @@ class Handle:
         self.remove()
 
 
+def _check_strict(strict: Any) -> bool:
+    if not isinstance(strict, bool):
+        raise TypeError(f"Invalid value for argument `strict`: expected a bool. Received: strict={strict!r}")
+    return strict
+
+
 def _attach(module: torch.nn.Module, rules: Any, kind: str, strict: bool,
             prepare: Callable[[Any, _Target], Any]) -> Handle:
-    if not isinstance(module, torch.nn.Module):
-        raise TypeError(f"Invalid value for argument `module`: expected a torch.nn.Module. Received: {module!r}")
+    binding.check_module(module)
+    _check_strict(strict)
     get = regularizers.get if kind == "regularizer" else constraints.get
     items = []
     for selector, value in _rule_items(rules):
@@ -204,10 +241,15 @@ def _attach(module: torch.nn.Module, rules: Any, kind: str, strict: bool,
                 f"Close matches: {close or names[:8]}. Pass strict=False to allow rules that match nothing."
             )
         plan.extend((t, resolved) for t in hits)
-    handle = Handle()
-    # Everything was resolved and matched above: binding cannot fail half-way.
+    # Every rule is checked against every parameter it matched (a norm axis the weight lacks, a
+    # dtype a constraint cannot keep) before the first is bound, so a bad one binds none.
+    prepared = []
     for target, resolved in plan:
         value = prepare(resolved, target)
+        binding.validate(target.param, **{kind: value}, where=f"parameter {target.name!r}")
+        prepared.append((target, value))
+    handle = Handle()
+    for target, value in prepared:
         token = object()
         _push(target, kind, token, value)
         handle.matched.append(target.name)
@@ -305,7 +347,9 @@ def constrain(module: torch.nn.Module, rules: Any, *, strict: bool = True,
     True
     """
     if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"Invalid value for argument `optimizer`: expected a torch.optim.Optimizer. Received: {optimizer!r}")
+        raise TypeError(
+            f"Invalid value for argument `optimizer`: expected a torch.optim.Optimizer. Received: optimizer={optimizer!r}"
+        )
     handle = _attach(module, rules, "constraint", strict, _layout_aware)
     if optimizer is not None:
         hook = optimizer.register_step_post_hook(_project_after_step(module))
@@ -345,11 +389,10 @@ def regularize_activity(module: torch.nn.Module, regularizer: Any) -> Handle:
     >>> len(binding.call_losses(layer))
     1
     """
-    if not isinstance(module, torch.nn.Module):
-        raise TypeError(f"Invalid value for argument `module`: expected a torch.nn.Module. Received: {module!r}")
+    binding.check_module(module)
     resolved = regularizers.get(regularizer)
     if resolved is None:
-        raise ValueError("Invalid value for argument `regularizer`: None penalizes nothing.")
+        raise ValueError("Invalid value for argument `regularizer`: None penalizes nothing. Received: regularizer=None")
     slot = object()  # this call's slot among the module's call losses
 
     def hook(mod: torch.nn.Module, inputs: Any, output: Any) -> None:
@@ -382,7 +425,7 @@ def describe(module: torch.nn.Module) -> str:
     0.bias     (2,)    yes        -             -
     """
     rows = [("parameter", "shape", "trainable", "regularizer", "constraint")]
-    for target in _targets(module):
+    for target in _targets(binding.check_module(module)):
         rule = binding.rule_of(target.owner, target.attr)
         rows.append((
             target.name,
