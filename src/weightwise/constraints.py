@@ -202,7 +202,15 @@ class Constraint:
 
 
 class _NormConstraint(Constraint):
-    """Shared machinery of the norm constraints: ``w * desired(norms) / (epsilon + norms)``."""
+    """Shared machinery of the norm constraints: ``w * desired(norms) / (epsilon + norms)``.
+
+    A vector of finite entries whose norm overflows the dtype (float32 entries near 3e38)
+    is projected in float64, with norms in units of its largest entry ``s``:
+    ``w * (desired / s) / (epsilon / s + norm / s)``, the same quantity, so it is capped or
+    scaled as it should be instead of becoming 0 (Keras).
+    A vector holding NaN or an infinite entry has no norm and comes out NaN, so a diverged
+    weight stays visible.
+    """
 
     def __init__(self, axis: Axis) -> None:
         self.axis = _validate_axis(axis)
@@ -223,13 +231,29 @@ class _NormConstraint(Constraint):
             return torch.abs(w)
         return ops.norm(w, axis=self.axis, keepdims=True)
 
-    def _desired(self, norms: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError(f"{type(self).__name__} must define _desired(norms)")
+    def _desired(self, norms: torch.Tensor, scale: Any = 1.0) -> torch.Tensor:
+        """The norm each vector should get, in units of ``scale`` (``norms`` are in those units too)."""
+        raise NotImplementedError(f"{type(self).__name__} must define _desired(norms, scale)")
+
+    def _project(self, x: torch.Tensor, norms: torch.Tensor, scale: Any = 1.0) -> torch.Tensor:
+        """``x`` projected, given its ``norms`` in units of ``scale``.
+
+        With scale 1.0 this is Keras's formula to the bit: eps / 1.0 and the bounds / 1.0 are exact.
+        """
+        return x * (self._desired(norms, scale) / (backend.epsilon() / scale + norms))
 
     def __call__(self, w: Any) -> torch.Tensor:
         x, dtype = self._input(w)
         norms = self._norms(x)
-        return (x * (self._desired(norms) / (backend.epsilon() + norms))).to(dtype)
+        out = self._project(x, norms)
+        if x.is_meta or x.numel() == 0 or not bool(torch.isinf(norms).any()):
+            return out.to(dtype)
+        wide = x.to(torch.complex128 if x.is_complex() else torch.float64)
+        scale = torch.amax(torch.abs(wide), dim=() if self.axis is None else self.axis, keepdim=True)
+        overflow = torch.isinf(norms) & torch.isfinite(scale)
+        scale = torch.where(overflow, scale, torch.ones_like(scale))
+        rescued = self._project(wide, ops.norm(wide / scale, axis=self.axis, keepdims=True), scale)
+        return torch.where(overflow, rescued.to(x.dtype), out).to(dtype)
 
 
 class MaxNorm(_NormConstraint):
@@ -254,8 +278,9 @@ class MaxNorm(_NormConstraint):
         self.max_value = _validate_bound(max_value, "max_value")
         super().__init__(axis)
 
-    def _desired(self, norms: torch.Tensor) -> torch.Tensor:
-        return torch.clamp(norms, 0, self.max_value)
+    def _desired(self, norms: torch.Tensor, scale: Any = 1.0) -> torch.Tensor:
+        return torch.clamp(norms, max=self.max_value / scale) if isinstance(scale, torch.Tensor) \
+            else torch.clamp(norms, 0, self.max_value)
 
     def get_config(self) -> dict[str, Any]:
         return {"max_value": self.max_value, "axis": self.axis}
@@ -306,9 +331,8 @@ class UnitNorm(_NormConstraint):
     def __init__(self, axis: Axis = DEFAULT_AXIS) -> None:
         super().__init__(axis)
 
-    def __call__(self, w: Any) -> torch.Tensor:
-        x, dtype = self._input(w)
-        return (x / (backend.epsilon() + self._norms(x))).to(dtype)
+    def _project(self, x: torch.Tensor, norms: torch.Tensor, scale: Any = 1.0) -> torch.Tensor:
+        return x / scale / (backend.epsilon() / scale + norms)
 
     def get_config(self) -> dict[str, Any]:
         return {"axis": self.axis}
@@ -345,8 +369,12 @@ class MinMaxNorm(_NormConstraint):
         self.rate = rate if isinstance(rate, (int, float)) else float(rate)
         super().__init__(axis)
 
-    def _desired(self, norms: torch.Tensor) -> torch.Tensor:
-        return self.rate * torch.clamp(norms, self.min_value, self.max_value) + (1 - self.rate) * norms
+    def _desired(self, norms: torch.Tensor, scale: Any = 1.0) -> torch.Tensor:
+        if isinstance(scale, torch.Tensor):
+            clipped = torch.minimum(torch.maximum(norms, self.min_value / scale), self.max_value / scale)
+        else:
+            clipped = torch.clamp(norms, self.min_value, self.max_value)
+        return self.rate * clipped + (1 - self.rate) * norms
 
     def get_config(self) -> dict[str, Any]:
         return {"min_value": self.min_value, "max_value": self.max_value, "rate": self.rate, "axis": self.axis}
