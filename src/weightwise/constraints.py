@@ -201,6 +201,15 @@ class Constraint:
         return f"{type(self).__name__}({args})"
 
 
+def _bound(value: float, dtype: torch.dtype) -> float:
+    """A norm bound as a float the dtype holds: one beyond its range is no bound at all (inf).
+
+    A Python int past 2**63, or a float past float32's range, is no torch scalar of that dtype.
+    """
+    value = float(value)
+    return value if value <= torch.finfo(dtype).max else math.inf
+
+
 class _NormConstraint(Constraint):
     """Shared machinery of the norm constraints: ``w * desired(norms) / (epsilon + norms)``.
 
@@ -208,8 +217,8 @@ class _NormConstraint(Constraint):
     is projected in float64, with norms in units of its largest entry ``s``:
     ``w * (desired / s) / (epsilon / s + norm / s)``, the same quantity, so it is capped or
     scaled as it should be instead of becoming 0 (Keras).
-    A vector holding NaN or an infinite entry has no norm and comes out NaN, so a diverged
-    weight stays visible.
+    A vector holding NaN or an infinite entry has no direction to keep: it comes out all NaN,
+    so a diverged weight stays visible (Keras gives a mix of NaN and 0).
     """
 
     def __init__(self, axis: Axis) -> None:
@@ -246,14 +255,16 @@ class _NormConstraint(Constraint):
         x, dtype = self._input(w)
         norms = self._norms(x)
         out = self._project(x, norms)
-        if x.is_meta or x.numel() == 0 or not bool(torch.isinf(norms).any()):
+        if x.is_meta or x.numel() == 0 or bool(torch.isfinite(norms).all()):
             return out.to(dtype)
         wide = x.to(torch.complex128 if x.is_complex() else torch.float64)
-        scale = torch.amax(torch.abs(wide), dim=() if self.axis is None else self.axis, keepdim=True)
+        scale = torch.abs(wide) if self.axis == [] else torch.amax(
+            torch.abs(wide), dim=() if self.axis is None else self.axis, keepdim=True)
         overflow = torch.isinf(norms) & torch.isfinite(scale)
-        scale = torch.where(overflow, scale, torch.ones_like(scale))
-        rescued = self._project(wide, ops.norm(wide / scale, axis=self.axis, keepdims=True), scale)
-        return torch.where(overflow, rescued.to(x.dtype), out).to(dtype)
+        safe_scale = torch.where(overflow, scale, torch.ones_like(scale))
+        rescued = self._project(wide, self._norms(wide / safe_scale), safe_scale)
+        out = torch.where(overflow, rescued.to(x.dtype), out)
+        return torch.where(torch.isfinite(scale), out, torch.full_like(out, math.nan)).to(dtype)
 
 
 class MaxNorm(_NormConstraint):
@@ -279,8 +290,8 @@ class MaxNorm(_NormConstraint):
         super().__init__(axis)
 
     def _desired(self, norms: torch.Tensor, scale: Any = 1.0) -> torch.Tensor:
-        return torch.clamp(norms, max=self.max_value / scale) if isinstance(scale, torch.Tensor) \
-            else torch.clamp(norms, 0, self.max_value)
+        bound = _bound(self.max_value, norms.dtype)
+        return torch.clamp(norms, max=bound / scale) if isinstance(scale, torch.Tensor) else torch.clamp(norms, 0, bound)
 
     def get_config(self) -> dict[str, Any]:
         return {"max_value": self.max_value, "axis": self.axis}
@@ -370,10 +381,11 @@ class MinMaxNorm(_NormConstraint):
         super().__init__(axis)
 
     def _desired(self, norms: torch.Tensor, scale: Any = 1.0) -> torch.Tensor:
+        low, high = _bound(self.min_value, norms.dtype), _bound(self.max_value, norms.dtype)
         if isinstance(scale, torch.Tensor):
-            clipped = torch.minimum(torch.maximum(norms, self.min_value / scale), self.max_value / scale)
+            clipped = torch.minimum(torch.maximum(norms, low / scale), high / scale)
         else:
-            clipped = torch.clamp(norms, self.min_value, self.max_value)
+            clipped = torch.clamp(norms, low, high)
         return self.rate * clipped + (1 - self.rate) * norms
 
     def get_config(self) -> dict[str, Any]:

@@ -808,7 +808,7 @@ def transpose(x: TensorLike, axes: Sequence[int] | None = None) -> torch.Tensor:
     x = convert_to_tensor(x)
     if axes is None:
         return x.permute(tuple(reversed(range(x.dim()))))
-    dims = _dims(list(axes) if isinstance(axes, tuple) else axes, x.dim(), "axes")
+    dims = _dims(axes, x.dim(), "axes")
     if isinstance(dims, int) or dims is None or len(dims) != x.dim():
         raise ValueError(f"Invalid value for argument `axes`: expected a permutation of the {x.dim()} axes of `x`. "
                          f"Received: axes={_show(axes)}")
@@ -922,6 +922,8 @@ def _euclidean_norm(x: torch.Tensor, dims: Any, keepdims: bool) -> torch.Tensor:
     scale = torch.amax(torch.abs(x), dim=() if dims is None else dims, keepdim=True)
     safe_scale = torch.where(scale > 0, scale, torch.ones_like(scale))
     rescued = torch.linalg.vector_norm(x / safe_scale, dim=dims, keepdim=True) * safe_scale
+    # An infinite entry makes the norm infinite (x / inf would make it NaN); NaN stays NaN.
+    rescued = torch.where(torch.isinf(scale), scale, rescued)
     if not keepdims:
         rescued = rescued.reshape(norms.shape)
     return torch.where(out_of_range, rescued, norms)

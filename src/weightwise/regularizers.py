@@ -282,7 +282,8 @@ class OrthogonalRegularizer(Regularizer):
         vectors = x if self.mode == "rows" else x.T
         size = vectors.shape[0]
         if size < 2:
-            return torch.zeros((), dtype=_real_dtype(x), device=x.device)
+            # No pairs: 0, as a sum over no entries, so it stays in the autograd graph of ``inputs``.
+            return torch.abs(x.reshape(-1)[:0]).sum()
         unit = ops.normalize(vectors, axis=1)
         product = torch.abs(unit @ unit.conj().T if unit.is_complex() else unit @ unit.T)
         off_diagonal = product * (1.0 - torch.eye(size, dtype=product.dtype, device=x.device))
