@@ -397,7 +397,9 @@ def regularize_activity(module: torch.nn.Module, regularizer: Any) -> Handle:
 
     def hook(mod: torch.nn.Module, inputs: Any, output: Any) -> None:
         # Each forward replaces this hook's penalties; a deepcopy's hook writes to the copy.
-        penalties = [binding.activity_penalty(resolved, t) for t in _tensors(output) if t.is_floating_point()]
+        # Integer outputs (indices, masks) carry no activity to penalize; complex ones count by |z|.
+        penalties = [binding.activity_penalty(resolved, t) for t in _tensors(output)
+                     if t.is_floating_point() or t.is_complex()]
         binding.replace_call_losses(mod, slot, penalties)
 
     removable = module.register_forward_hook(hook)

@@ -1220,3 +1220,14 @@ def test_projections_never_change_their_input(constraint) -> None:
     before = snapshot(w)
     correct(lambda: constraint(w), lambda r: r is not w)
     assert before[0][1].equal(w)
+
+
+def test_regularize_activity_penalizes_complex_outputs_by_magnitude() -> None:
+    class Rotate(torch.nn.Module):
+        def forward(self, x):
+            return x * (1 + 1j), x.long()  # a complex output, and an integer one that is left alone
+
+    module = Rotate()
+    interop.regularize_activity(module, L2(1.0))
+    module(torch.tensor([[3.0, 4.0], [0.0, 1.0]]))
+    correct(lambda: binding.regularization_loss(module), close((2 * (9 + 16 + 0 + 1)) / 2))
