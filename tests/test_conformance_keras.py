@@ -706,3 +706,15 @@ def test_orthogonal_regularizer_gradient_is_float64_exact(name, kwargs, shape):
     # rounding; this pins weightwise's own float64 gradient against finite differences.
     x = torch.tensor(nonzero_random_array(shape, "gradcheck", kwargs), requires_grad=True)
     assert torch.autograd.gradcheck(ww_regularizers.OrthogonalRegularizer(**kwargs), (x,))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize(("name", "kwargs"), NORM_CONSTRAINTS, ids=str)
+def test_empty_axis_list_is_per_entry_like_keras(keras, name, kwargs, dtype):
+    """``axis=[]``: each entry is its own vector, whose norm is its absolute value (Keras's formula)."""
+    ours, theirs = build_pair(keras, "constraints", name, {**kwargs, "axis": []})
+    x = random_array((4, 5), dtype, name, kwargs, "empty")
+    ours_np, keras_np = to_numpy(run_ours(ours, x)), to_numpy(run_keras(keras, theirs, x))
+    np.testing.assert_allclose(ours_np, keras_np, **CONSTRAINT_TOL)
+    single = to_numpy(run_ours(ours, x[:1, :1]))
+    np.testing.assert_allclose(ours_np[:1, :1], single, **CONSTRAINT_TOL)

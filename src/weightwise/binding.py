@@ -55,6 +55,7 @@ __all__ = [
     "rule_of",
     "total_penalty",
     "unbind",
+    "validate",
     "version",
 ]
 

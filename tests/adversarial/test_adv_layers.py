@@ -1090,3 +1090,10 @@ def test_dense_on_numpy_arrays_of_any_dtype_matches_numpy(dtype: Any, rows: int,
     kernel, bias = ops_np(layer, torch.ones(1, 3))
     expected = x.astype(np.float32) @ kernel + bias
     correct(lambda: layer(x), lambda out: np.allclose(out.detach().numpy(), expected, rtol=1e-5, atol=1e-4))
+
+
+def test_regression_model_from_json_refuses_json_nested_too_deep() -> None:
+    from weightwise.models import model_from_json
+
+    clear_error(lambda: model_from_json("[" * 5000 + "]" * 5000), "json_string", "nested more than")
+    clear_error(lambda: model_from_json("{nope"), "json_string", "not valid JSON")

@@ -196,14 +196,17 @@ def test_add_weight_refuses_an_axis_the_weight_lacks() -> None:
         def call(self, inputs):
             return inputs * self.scale
 
-    clear_error(lambda: Scale()(torch.ones(2, 3)), "MaxNorm", "axis=1", "(3,)")
+    layer = Scale()
+    clear_error(lambda: layer(torch.ones(2, 3)), "MaxNorm", "axis=1", "(3,)", state=[layer])
+    assert not layer.built and "scale" not in layer._parameters
 
 
 def test_dense_kernel_constraint_with_an_axis_the_kernel_lacks_fails_at_build() -> None:
     clear_error(lambda: layers.Dense(3, kernel_constraint=MaxNorm(axis=4), input_shape=(4,)),
                 "MaxNorm", "axis=4", "(4, 3)")
     dense = layers.Dense(3, kernel_constraint=MaxNorm(axis=[0, 2]))
-    clear_error(lambda: dense(torch.ones(2, 4)), "MaxNorm", "axis=[0, 2]", "(4, 3)")
+    clear_error(lambda: dense(torch.ones(2, 4)), "MaxNorm", "axis=[0, 2]", "(4, 3)", state=[dense])
+    assert not dense.built and dense._parameters.get("kernel") is None
 
 
 def test_rebinding_a_built_layer_refuses_an_axis_the_kernel_lacks() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -14,6 +13,7 @@ from weightwise.models.functional import Functional
 from weightwise.models.graph_config import functional_from_config
 from weightwise.models.model import Model
 from weightwise.models.sequential import Sequential
+from weightwise.saving.files import parse_json
 from weightwise.serialization import deserialize_keras_object, serialize_keras_object
 
 __all__ = ["clone_model", "model_from_json"]
@@ -33,10 +33,7 @@ def model_from_json(json_string: str, custom_objects: Mapping[str, Any] | None =
     """
     if not isinstance(json_string, (str, bytes)):
         raise TypeError(f"`json_string` must be a str. Received: json_string={json_string!r}")
-    try:
-        config = json.loads(json_string)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"`json_string` is not valid JSON: {error}") from error
+    config = parse_json(json_string, "`json_string`")
     model = deserialize_keras_object(config, custom_objects)
     if not isinstance(model, Model):
         raise ValueError(f"The JSON describes a {type(model).__name__}, not a model.")
