@@ -302,7 +302,7 @@ def plan_for(module: torch.nn.Module) -> Plan:
     >>> {factor: len(slots) for factor, slots in plan.l2.items()}
     {0.01: 2}
     """
-    plan = module.__dict__.get(_PLANS_ATTR)
+    plan = binding.check_module(module).__dict__.get(_PLANS_ATTR)
     if plan is None or plan.version != binding.version() or not plan.alive():
         plan = _build(module)
         module.__dict__[_PLANS_ATTR] = plan

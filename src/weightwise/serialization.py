@@ -115,9 +115,25 @@ def get_registered_name(obj: Any) -> str:
     ...     pass
     >>> get_registered_name(Unregistered)
     'Unregistered'
+    >>> get_registered_name(5)
+    Traceback (most recent call last):
+    ...
+    TypeError: Invalid value for argument `obj`: expected a class or a function (an object with a `__name__`). Received: obj=5
     """
-    registered = _REGISTERED_NAMES.get(obj)
-    return registered if registered is not None else obj.__name__
+    try:
+        registered = _REGISTERED_NAMES.get(obj)
+    except TypeError:  # unhashable, so never registered
+        registered = None
+    if registered is not None:
+        return registered
+    name = getattr(obj, "__name__", None)
+    if not isinstance(name, str):
+        shown = repr(obj)
+        raise TypeError(
+            "Invalid value for argument `obj`: expected a class or a function (an object with a `__name__`). "
+            f"Received: obj={shown if len(shown) <= 120 else shown[:117] + '...'}"
+        )
+    return name
 
 
 def get_custom_objects() -> dict[str, Any]:

@@ -1235,3 +1235,12 @@ def test_regularize_activity_penalizes_complex_outputs_by_magnitude() -> None:
     interop.regularize_activity(module, L2(1.0))
     module(torch.tensor([[3.0, 4.0], [0.0, 1.0]]))
     correct(lambda: binding.regularization_loss(module), close((2 * (9 + 16 + 0 + 1)) / 2))
+
+
+@pytest.mark.parametrize("value", [None, "abc", 5, 10**400, float("nan"), [1], {}, object(), torch.ones(2), b"x"],
+                         ids=repr)
+def test_get_registered_name_and_plan_for_name_their_argument(value: Any) -> None:
+    from weightwise import engine, saving
+
+    clear_error(lambda: saving.get_registered_name(value), "`obj`", "Received: obj=")
+    clear_error(lambda: engine.plan_for(value), "`module`", "Received: module=")
