@@ -13,6 +13,7 @@ import json
 import math
 import os
 import zipfile
+from typing import Any
 
 import numpy as np
 import pytest
