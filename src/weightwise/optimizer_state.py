@@ -271,7 +271,8 @@ class KerasStateMixin:
                 f"The {self._describe()} is not built, so it has no state to save: call `build(params)` "
                 "before `save_own_variables(store)`."
             )
-        if not hasattr(store, "__setitem__"):
+        # Any object with string-keyed item assignment will do; an array or a list has __setitem__ but no such keys.
+        if not hasattr(store, "__setitem__") or isinstance(store, (np.ndarray, torch.Tensor, list, tuple, str, bytes)):
             raise TypeError(
                 "Invalid value for argument `store`: expected a mutable mapping (a dict, or the store Keras's "
                 f"saving passes). Received: store={_short_repr(store)}"

@@ -768,7 +768,8 @@ def test_get_layer_refusals(kwargs: dict[str, Any], fragments: tuple[str, ...]) 
 
 
 @pytest.mark.parametrize("kwargs, argument", [({"line_length": 0}, "line_length"), ({"line_length": "80"}, "line_length"),
-                                              ({"line_length": True}, "line_length"), ({"print_fn": 3}, "print_fn")],
+                                              ({"line_length": True}, "line_length"), ({"line_length": 10**400}, "line_length"),
+                                              ({"print_fn": 3}, "print_fn")],
                          ids=ids)
 def test_summary_refusals(kwargs: dict[str, Any], argument: str) -> None:
     model = Sequential([Input(shape=(3,)), Dense(2)])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from typing import Any
 
 import numpy as np
 import pytest
@@ -1091,3 +1092,11 @@ def test_loader_batches_are_checked_as_they_come() -> None:
     no_targets = [X]
     clear_error(lambda: model.fit(no_targets.__iter__(), verbose=0), "y", state=[model, model.optimizer])
     clear_error(lambda: model.evaluate(iter(no_targets), verbose=0), "y", state=[model, model.optimizer])
+
+
+@pytest.mark.parametrize("store", [np.zeros(3), [0, 0, 0], (), "abc", torch.zeros(3), 5, None], ids=repr)
+def test_save_own_variables_needs_a_keyed_store(store: Any) -> None:
+    w = torch.nn.Parameter(torch.ones(3))
+    optimizer = optimizers.Adam()
+    optimizer.build([w])
+    clear_error(lambda: optimizer.save_own_variables(store), "`store`", state=[optimizer])

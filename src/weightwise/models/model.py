@@ -178,9 +178,10 @@ class Model(Trainer, Layer):
         constraints bound to its weights (a column Keras does not have)."""
         from weightwise.models.summary import summary_lines
 
-        if isinstance(line_length, bool) or not isinstance(line_length, int) or line_length <= 0:
+        # A line longer than any terminal only wastes memory; 10**400 would not even fit an index.
+        if isinstance(line_length, bool) or not isinstance(line_length, int) or not 0 < line_length <= 10_000:
             raise ValueError(
-                f"Invalid value for argument `line_length`: expected a positive int. Received: line_length={line_length!r}"
+                f"Invalid value for argument `line_length`: expected an int in [1, 10000]. Received: line_length={line_length!r}"
             )
         if print_fn is not None and not callable(print_fn):
             raise TypeError(f"Invalid value for argument `print_fn`: expected a callable. Received: print_fn={print_fn!r}")
