@@ -7,7 +7,6 @@ import json
 import os
 from typing import Any
 
-
 from weightwise import saving
 from weightwise.layers import Input, InputLayer, Layer
 from weightwise.layers.base import _shape_from_list
