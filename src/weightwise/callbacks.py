@@ -44,7 +44,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from weightwise import backend, ops
-from weightwise.losses import _count, _echo, _flag, _invalid, _real
+from weightwise.arguments import count, echo, flag, invalid, is_int, real
 
 __all__ = [
     "CSVLogger",
@@ -199,7 +199,7 @@ def _verbose(value: Any, allowed: tuple[Any, ...] = (0, 1, 2)) -> int:
     if isinstance(value, str) and value in allowed:
         return 1
     expected = ", ".join(repr(v) for v in allowed)
-    raise _invalid("verbose", f"a bool or one of {expected}", value)
+    raise invalid("verbose", f"a bool or one of {expected}", value)
 
 
 def _format_logs(logs: Mapping[str, Any]) -> str:
@@ -523,7 +523,7 @@ def _check_callbacks(callbacks: Any) -> list[Callback]:
         if not is_instance:
             raise ValueError(
                 "Invalid value for argument `callbacks`: expected Callback instances. "
-                f"Received: callback={_echo(callback)}"
+                f"Received: callback={echo(callback)}"
             )
     return found
 
@@ -723,8 +723,8 @@ class MonitorCallback(Callback):
             raise ValueError(f"Invalid value for argument `monitor`: expected a log name. Received: monitor={monitor!r}")
         self.monitor = monitor
         self.mode = _check_mode(mode)
-        self.best = _real(baseline, "baseline", allow_none=True)
-        self.min_delta = abs(_real(min_delta, "min_delta"))
+        self.best = real(baseline, "baseline", allow_none=True)
+        self.min_delta = abs(real(min_delta, "min_delta"))
         self.monitor_op: Callable[[Any, Any], Any] | None = None
 
     def _set_monitor_op(self) -> None:
@@ -829,15 +829,15 @@ class EarlyStopping(MonitorCallback):
         start_from_epoch: int = 0,
     ) -> None:
         super().__init__(monitor, mode, min_delta=min_delta)
-        self.patience = _count(patience, "patience")
+        self.patience = count(patience, "patience")
         self.verbose = _verbose(verbose)
-        self.baseline = _real(baseline, "baseline", allow_none=True)
+        self.baseline = real(baseline, "baseline", allow_none=True)
         self.wait = 0
         self.stopped_epoch = 0
-        self.restore_best_weights = _flag(restore_best_weights, "restore_best_weights")
+        self.restore_best_weights = flag(restore_best_weights, "restore_best_weights")
         self.best_weights: Any = None
         self.best_epoch = 0
-        self.start_from_epoch = _count(start_from_epoch, "start_from_epoch")
+        self.start_from_epoch = count(start_from_epoch, "start_from_epoch")
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         # Allow instances to be re-used across `fit` calls.
@@ -949,7 +949,7 @@ class ModelCheckpoint(MonitorCallback):
         save_freq: str | int = "epoch",
         initial_value_threshold: float | None = None,
     ) -> None:
-        super().__init__(monitor, mode, _real(initial_value_threshold, "initial_value_threshold", allow_none=True))
+        super().__init__(monitor, mode, real(initial_value_threshold, "initial_value_threshold", allow_none=True))
         try:
             self.filepath = os.fspath(filepath)
         except TypeError:
@@ -960,20 +960,18 @@ class ModelCheckpoint(MonitorCallback):
             self.filepath = os.fsdecode(self.filepath)
         self._fields = _template_fields(self.filepath)
         self.verbose = _verbose(verbose)
-        self.save_best_only = _flag(save_best_only, "save_best_only")
-        self.save_weights_only = _flag(save_weights_only, "save_weights_only")
+        self.save_best_only = flag(save_best_only, "save_best_only")
+        self.save_weights_only = flag(save_weights_only, "save_weights_only")
         if not self.save_weights_only and not self.filepath.endswith(".keras"):
             raise ValueError(
                 "Invalid value for argument `filepath`: it must end in `.keras` (Keras model format), since "
                 "save_weights_only=False saves the whole model. To save the weights alone, pass "
                 f"save_weights_only=True (with a `.weights.h5` or `.pt` name). Received: filepath={self.filepath}"
             )
-        if save_freq != "epoch" and (
-            isinstance(save_freq, bool) or not isinstance(save_freq, numbers.Integral) or save_freq <= 0
-        ):
+        if save_freq != "epoch" and (not is_int(save_freq) or save_freq <= 0):
             raise ValueError(
                 "Invalid value for argument `save_freq`: expected 'epoch' or a positive integer number of "
-                f"batches. Received: save_freq={save_freq!r}"
+                f"batches. Received: save_freq={echo(save_freq)}"
             )
         self.save_freq = save_freq
         self._batches_seen_since_last_saving = 0
@@ -1242,7 +1240,7 @@ class CSVLogger(Callback):
                 f"Invalid value for argument `filename`: expected a str or os.PathLike. Received: filename={filename!r}"
             ) from None
         self.sep = separator
-        self.append = _flag(append, "append")
+        self.append = flag(append, "append")
         self.writer: csv.DictWriter[str] | None = None
         self.keys: list[str] | None = None
         self.append_header = True
@@ -1326,7 +1324,7 @@ class TerminateOnNaN(Callback):
 
     def __init__(self, raise_error: bool = False) -> None:
         super().__init__()
-        self.raise_error = _flag(raise_error, "raise_error")
+        self.raise_error = flag(raise_error, "raise_error")
 
     def on_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs or {}
@@ -1385,7 +1383,7 @@ class LearningRateScheduler(Callback):
             # Checked here, before the optimizer is touched, so a bad value changes nothing.
             raise ValueError(
                 "Invalid value returned by argument `schedule`: the output of the `schedule` function should be a float "
-                f"(non-negative and finite). Got: {_echo(learning_rate)} at epoch {epoch}"
+                f"(non-negative and finite). Got: {echo(learning_rate)} at epoch {epoch}"
             )
         optimizer.learning_rate = float(learning_rate)
         return float(learning_rate)
@@ -1453,17 +1451,17 @@ class ReduceLROnPlateau(MonitorCallback):
         min_lr: float = 0.0,
     ) -> None:
         super().__init__(monitor, mode, min_delta=min_delta)
-        factor = _real(factor, "factor")
+        factor = real(factor, "factor")
         if not 0.0 <= factor < 1.0:
             raise ValueError(
                 "Invalid value for argument `factor`: ReduceLROnPlateau does not support a factor >= 1.0 "
                 f"(or below 0). Received: factor={factor!r}"
             )
         self.factor = factor
-        self.min_lr = _real(min_lr, "min_lr", low=0)
-        self.patience = _count(patience, "patience")
+        self.min_lr = real(min_lr, "min_lr", low=0)
+        self.patience = count(patience, "patience")
         self.verbose = _verbose(verbose)
-        self.cooldown = _count(cooldown, "cooldown")
+        self.cooldown = count(cooldown, "cooldown")
         self.cooldown_counter = 0
         self.wait = 0
 

@@ -28,8 +28,6 @@ so the one difference is that ``float64`` predictions stay ``float64`` here.
 from __future__ import annotations
 
 import inspect
-import math
-import numbers
 import re
 import warnings
 from collections.abc import Callable, Mapping
@@ -40,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from weightwise import backend, ops
+from weightwise.arguments import INT64_MAX, count, echo, flag, invalid, is_int, real
 from weightwise.serialization import ObjectFamily, serialize_keras_object, to_snake_case
 
 __all__ = [
@@ -193,96 +192,25 @@ def _float_dtype(dtype: torch.dtype) -> torch.dtype:
     return backend.compute_dtype(dtype)
 
 
-# -- argument checks, shared by the losses, metrics, optimizers, callbacks and training loop --
-def _echo(value: Any, limit: int = 120) -> str:
-    """``repr(value)``, shortened for a message (a ``10**400`` has 401 digits)."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[: limit - 3]}..."
-
-
-def _invalid(name: str, expected: str, value: Any) -> ValueError:
-    return ValueError(f"Invalid value for argument `{name}`: expected {expected}. Received: {name}={_echo(value)}")
-
-
-def _finite_float(value: Any) -> float | None:
-    """``value`` as a finite Python float if it is a real number (not a bool), else ``None``."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        return None
-    try:
-        number = float(value)
-    except (OverflowError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _real(
-    value: Any,
-    name: str,
-    low: float | None = None,
-    high: float | None = None,
-    low_open: bool = False,
-    high_open: bool = False,
-    allow_none: bool = False,
-) -> Any:
-    """``value`` as a finite Python float within the bounds, else a ``ValueError`` naming ``name``.
-
-    Bools, strings, NaN, infinities and numbers too large for a float (``10**400``) are refused;
-    numpy scalars are accepted.
-    """
-    if value is None and allow_none:
-        return None
-    number = _finite_float(value)
-    ok = number is not None
-    if ok and low is not None:
-        ok = number > low if low_open else number >= low
-    if ok and high is not None:
-        ok = number < high if high_open else number <= high
-    if not ok:
-        if low is not None and high is not None:
-            what = f"a float in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        elif low is not None:
-            what = f"a finite float {'>' if low_open else '>='} {low:g}"
-        else:
-            what = "a finite float"
-        raise _invalid(name, what + (" or None" if allow_none else ""), value)
-    return number
-
-
-def _flag(value: Any, name: str) -> bool:
-    """``value`` if it is a bool (a numpy bool too), else a ``ValueError`` naming ``name``."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise _invalid(name, "a bool (True or False)", value)
-    return bool(value)
-
-
-def _count(value: Any, name: str, low: int = 0, allow_none: bool = False) -> Any:
-    """``value`` as a Python int ``>= low`` (bools refused), else a ``ValueError`` naming ``name``."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < low:
-        what = "a positive int" if low == 1 else f"an int >= {low}"
-        raise _invalid(name, what + (" or None" if allow_none else ""), value)
-    return int(value)
-
-
+# -- argument checks ------------------------------------------------------------------
 def _as_tensor(value: Any, name: str) -> torch.Tensor:
     """``value`` as a tensor of real numbers (bool, int or float), else a ``TypeError`` naming ``name``."""
     expected = "a tensor, an array or (nested lists of) real numbers"
     if isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind not in "biuf":
         raise TypeError(
             f"Invalid value for argument `{name}`: expected {expected}. Received an array of dtype "
-            f"{value.dtype}: {name}={_echo(value)}"
+            f"{value.dtype}: {name}={echo(value)}"
         )
     try:
         tensor = ops.convert_to_tensor(value)
     except (TypeError, ValueError, RuntimeError, OverflowError) as error:
         raise TypeError(
-            f"Invalid value for argument `{name}`: expected {expected}. Received: {name}={_echo(value)}"
+            f"Invalid value for argument `{name}`: expected {expected}. Received: {name}={echo(value)}"
         ) from error
     if tensor.is_complex():
         raise TypeError(
             f"Invalid value for argument `{name}`: expected real numbers; complex values have no order or "
-            f"loss here. Received a tensor of dtype {tensor.dtype}: {name}={_echo(value)}"
+            f"loss here. Received a tensor of dtype {tensor.dtype}: {name}={echo(value)}"
         )
     return tensor
 
@@ -301,8 +229,8 @@ def _target(y_true: Any, like: torch.Tensor, dtype: torch.dtype | None = None) -
 
 def _validate_axis(axis: Any, rank: int | None = None) -> int:
     """An int axis; with ``rank``, one that exists in a tensor of that rank."""
-    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
-        raise _invalid("axis", "an int", axis)
+    if not is_int(axis):
+        raise invalid("axis", "an int", axis)
     if rank is not None and not -max(rank, 1) <= axis < max(rank, 1):
         raise ValueError(
             f"Invalid value for argument `axis`: out of range for predictions of rank {rank}. Received: axis={axis}"
@@ -311,12 +239,12 @@ def _validate_axis(axis: Any, rank: int | None = None) -> int:
 
 
 def _validate_label_smoothing(value: Any) -> float:
-    return _real(value, "label_smoothing", low=0, high=1)
+    return real(value, "label_smoothing", low=0, high=1)
 
 
 def _validate_delta(value: Any) -> float:
     # delta = 0 makes every Huber loss 0 (and its gradient 0): nothing would train.
-    return _real(value, "delta", low=0, low_open=True)
+    return real(value, "delta", low=0, low_open=True)
 
 
 def _same_shape_or_broadcast(
@@ -337,11 +265,7 @@ def _same_shape_or_broadcast(
 
 def _validate_ignore_class(value: Any) -> int | None:
     # A label tensor is compared with it, so it must fit in int64.
-    if value is not None and (
-        isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or abs(value) >= 2**63
-    ):
-        raise _invalid("ignore_class", "an int (within int64) or None", value)
-    return None if value is None else int(value)
+    return count(value, "ignore_class", low=-INT64_MAX, high=INT64_MAX, allow_none=True)
 
 
 def _check_class_labels(labels: torch.Tensor, num_classes: int) -> None:
@@ -460,7 +384,7 @@ def binary_crossentropy(
     ...
     ValueError: Invalid value for argument `y_true`: binary cross-entropy targets must be in [0, 1]. ...
     """
-    from_logits = _flag(from_logits, "from_logits")
+    from_logits = flag(from_logits, "from_logits")
     label_smoothing = _validate_label_smoothing(label_smoothing)
     y_pred = _prediction(y_pred)
     axis = _validate_axis(axis, y_pred.dim())
@@ -497,7 +421,7 @@ def categorical_crossentropy(
     >>> categorical_crossentropy([[0, 1, 0], [0, 0, 1]], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]])
     tensor([0.0513, 2.3026])
     """
-    from_logits = _flag(from_logits, "from_logits")
+    from_logits = flag(from_logits, "from_logits")
     label_smoothing = _validate_label_smoothing(label_smoothing)
     y_pred = _prediction(y_pred)
     axis = _validate_axis(axis, y_pred.dim())
@@ -555,7 +479,7 @@ def sparse_categorical_crossentropy(
     ...
     ValueError: Invalid value for argument `y_true`: class labels must be whole numbers in [0, 2) ...
     """
-    from_logits = _flag(from_logits, "from_logits")
+    from_logits = flag(from_logits, "from_logits")
     ignore_class = _validate_ignore_class(ignore_class)
     y_pred = _prediction(y_pred)
     if y_pred.dim() < 1:
@@ -641,7 +565,7 @@ class Loss:
         self._dtype = None if dtype is None else backend.standardize_dtype(dtype)
         if self._dtype is not None and not self._dtype.is_floating_point:
             # An integer loss would truncate every value (an int32 MSE of 0.5 is 0).
-            raise _invalid("dtype", "a float dtype or None", dtype)
+            raise invalid("dtype", "a float dtype or None", dtype)
 
     @property
     def dtype(self) -> str | None:
@@ -800,7 +724,7 @@ class _Crossentropy(LossFunctionWrapper):
 
     def __init__(self, fn: Callable[..., Any], from_logits: bool, label_smoothing: float, axis: int,
                  reduction: str | None, name: str, dtype: Any) -> None:
-        self.from_logits = _flag(from_logits, "from_logits")
+        self.from_logits = flag(from_logits, "from_logits")
         self.label_smoothing = _validate_label_smoothing(label_smoothing)
         self.axis = _validate_axis(axis)
         super().__init__(fn, name=name, reduction=reduction, dtype=dtype, from_logits=self.from_logits,
@@ -878,7 +802,7 @@ class SparseCategoricalCrossentropy(LossFunctionWrapper):
         name: str = "sparse_categorical_crossentropy",
         dtype: Any = None,
     ) -> None:
-        self.from_logits = _flag(from_logits, "from_logits")
+        self.from_logits = flag(from_logits, "from_logits")
         self.ignore_class = _validate_ignore_class(ignore_class)
         self.axis = _validate_axis(axis)
         super().__init__(

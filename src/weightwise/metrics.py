@@ -28,10 +28,9 @@ from typing import Any
 import torch
 
 from weightwise import backend, losses, ops
+from weightwise.arguments import invalid, real
 from weightwise.losses import (
     _as_tensor,
-    _invalid,
-    _real,
     _same_shape_or_broadcast,
     squeeze_or_expand_to_same_rank,
 )
@@ -81,7 +80,7 @@ def accuracy(y_true: Any, y_pred: Any) -> torch.Tensor:
 
 def _validate_threshold(value: Any) -> float:
     # Predictions are compared with it as probabilities; outside [0, 1] every sample is one class.
-    return _real(value, "threshold", low=0, high=1)
+    return real(value, "threshold", low=0, high=1)
 
 
 def binary_accuracy(y_true: Any, y_pred: Any, threshold: float = 0.5) -> torch.Tensor:
@@ -192,11 +191,11 @@ class Metric:
         if name is None:
             name = to_snake_case(type(self).__name__)
         if not isinstance(name, str):
-            raise _invalid("name", "a str", name)
+            raise invalid("name", "a str", name)
         self.name = name
         self._dtype = backend.standardize_dtype(dtype)
         if not self._dtype.is_floating_point:
-            raise _invalid("dtype", "a float dtype", dtype)
+            raise invalid("dtype", "a float dtype", dtype)
         self._variable_names: list[str] = []
 
     @property

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from weightwise.losses import _echo, _finite_float, _flag, _invalid, _real
+from weightwise.arguments import echo, finite_float, flag, invalid, real
 from weightwise.optimizer_state import KerasStateMixin, _Slot
 from weightwise.serialization import (
     ObjectFamily,
@@ -76,9 +76,9 @@ __all__ = [
 # -- validation ------------------------------------------------------------------------
 def _epsilon(value: Any) -> float:
     # With epsilon 0 (or one float32 rounds to 0), a parameter whose gradient is 0 divides 0 by 0: NaN.
-    epsilon = _real(value, "epsilon", low=0, low_open=True)
+    epsilon = real(value, "epsilon", low=0, low_open=True)
     if np.float32(epsilon) == 0:
-        raise _invalid("epsilon", "a positive float that float32 does not round to 0", value)
+        raise invalid("epsilon", "a positive float that float32 does not round to 0", value)
     return epsilon
 
 
@@ -153,16 +153,13 @@ class ExponentialDecay(LearningRateSchedule):
         staircase: bool = False,
         name: str = "ExponentialDecay",
     ) -> None:
-        self.initial_learning_rate = _real(initial_learning_rate, "initial_learning_rate", low=0)
-        steps = _finite_float(decay_steps)
-        if steps is None or steps <= 0:
-            raise _invalid("decay_steps", "a positive finite number of steps", decay_steps)
+        self.initial_learning_rate = real(initial_learning_rate, "initial_learning_rate", low=0)
         # Kept as given (an int stays an int in the config), but as a Python number.
-        self.decay_steps = int(decay_steps) if isinstance(decay_steps, numbers.Integral) else steps
-        self.decay_rate = _real(decay_rate, "decay_rate", low=0)
-        self.staircase = _flag(staircase, "staircase")
+        self.decay_steps = real(decay_steps, "decay_steps", low=0, low_open=True, keep_int=True)
+        self.decay_rate = real(decay_rate, "decay_rate", low=0)
+        self.staircase = flag(staircase, "staircase")
         if not isinstance(name, str):
-            raise _invalid("name", "a str", name)
+            raise invalid("name", "a str", name)
         self.name = name
 
     def __call__(self, step: Any) -> float:
@@ -216,7 +213,7 @@ def _validate_learning_rate(value: Any) -> Any:
         return value
     number = _rate(value)
     if number is None:
-        raise _invalid(
+        raise invalid(
             "learning_rate", "a non-negative finite float, a LearningRateSchedule or a callable of the step count", value
         )
     return number
@@ -229,7 +226,7 @@ def _rate(value: Any) -> float | None:
         if value.numel() != 1 or not value.is_floating_point() or value.is_meta:
             return None
         value = value.item()
-    number = _finite_float(value)
+    number = finite_float(value)
     return number if number is not None and number >= 0 else None
 
 
@@ -254,7 +251,7 @@ def _evaluate_schedule(schedule: Callable[..., Any], step: int) -> float:
     number = _rate(value)
     if number is None:
         raise ValueError(
-            f"Invalid value for argument `learning_rate`: the schedule {_echo(schedule)} gave {_echo(value)} at "
+            f"Invalid value for argument `learning_rate`: the schedule {echo(schedule)} gave {echo(value)} at "
             f"step {step}; expected a non-negative finite float (a number, a numpy scalar or a one-element float "
             "tensor)."
         )
@@ -344,10 +341,10 @@ class Optimizer(KerasStateMixin):
         name: str | None = None,
     ) -> None:
         self._learning_rate = _validate_learning_rate(learning_rate)
-        self.weight_decay = _real(weight_decay, "weight_decay", low=0, allow_none=True)
-        self.clipnorm = _real(clipnorm, "clipnorm", low=0, allow_none=True)
-        self.clipvalue = _real(clipvalue, "clipvalue", low=0, allow_none=True)
-        self.global_clipnorm = _real(global_clipnorm, "global_clipnorm", low=0, allow_none=True)
+        self.weight_decay = real(weight_decay, "weight_decay", low=0, allow_none=True)
+        self.clipnorm = real(clipnorm, "clipnorm", low=0, allow_none=True)
+        self.clipvalue = real(clipvalue, "clipvalue", low=0, allow_none=True)
+        self.global_clipnorm = real(global_clipnorm, "global_clipnorm", low=0, allow_none=True)
         if sum(arg is not None for arg in (clipnorm, clipvalue, global_clipnorm)) > 1:
             raise ValueError(
                 "Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be set. "
@@ -359,14 +356,14 @@ class Optimizer(KerasStateMixin):
                 f"the weights; only use_ema=False is supported. Received: use_ema={use_ema!r}"
             )
         self.use_ema = False
-        self.ema_momentum = _real(ema_momentum, "ema_momentum", low=0, high=1)
+        self.ema_momentum = real(ema_momentum, "ema_momentum", low=0, high=1)
         if ema_overwrite_frequency is not None:
             raise ValueError(
                 "Invalid value for argument `ema_overwrite_frequency`: it only applies with use_ema=True, "
                 f"which is not supported. Received: ema_overwrite_frequency={ema_overwrite_frequency!r}"
             )
         self.ema_overwrite_frequency = None
-        self.loss_scale_factor = _real(loss_scale_factor, "loss_scale_factor", low=0, low_open=True, allow_none=True)
+        self.loss_scale_factor = real(loss_scale_factor, "loss_scale_factor", low=0, low_open=True, allow_none=True)
         if gradient_accumulation_steps is not None:
             raise ValueError(
                 "Invalid value for argument `gradient_accumulation_steps`: gradient accumulation is not "
@@ -657,8 +654,8 @@ class SGD(Optimizer):
             gradient_accumulation_steps=gradient_accumulation_steps,
             name=name,
         )
-        self.momentum = _real(momentum, "momentum", low=0, high=1)
-        self.nesterov = _flag(nesterov, "nesterov")
+        self.momentum = real(momentum, "momentum", low=0, high=1)
+        self.nesterov = flag(nesterov, "nesterov")
         self._lr_free_momentum_state = "momentum_buffer" if self.momentum > 0 else None
 
     def create_torch_optimizer(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
@@ -759,10 +756,10 @@ class Adam(Optimizer):
             gradient_accumulation_steps=gradient_accumulation_steps,
             name=name,
         )
-        self.beta_1 = _real(beta_1, "beta_1", low=0, high=1, high_open=True)
-        self.beta_2 = _real(beta_2, "beta_2", low=0, high=1, high_open=True)
+        self.beta_1 = real(beta_1, "beta_1", low=0, high=1, high_open=True)
+        self.beta_2 = real(beta_2, "beta_2", low=0, high=1, high_open=True)
         self.epsilon = _epsilon(epsilon)
-        self.amsgrad = _flag(amsgrad, "amsgrad")
+        self.amsgrad = flag(amsgrad, "amsgrad")
 
     def create_torch_optimizer(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
         return torch.optim.Adam(
@@ -943,10 +940,10 @@ class RMSprop(Optimizer):
             gradient_accumulation_steps=gradient_accumulation_steps,
             name=name,
         )
-        self.rho = _real(rho, "rho", low=0, high=1)
-        self.momentum = _real(momentum, "momentum", low=0, high=1)
+        self.rho = real(rho, "rho", low=0, high=1)
+        self.momentum = real(momentum, "momentum", low=0, high=1)
         self.epsilon = _epsilon(epsilon)
-        self.centered = _flag(centered, "centered")
+        self.centered = flag(centered, "centered")
         self._lr_free_momentum_state = "momentum_buffer" if self.momentum > 0 else None
 
     def create_torch_optimizer(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
@@ -1039,7 +1036,7 @@ class Adagrad(Optimizer):
             gradient_accumulation_steps=gradient_accumulation_steps,
             name=name,
         )
-        self.initial_accumulator_value = _real(initial_accumulator_value, "initial_accumulator_value", low=0)
+        self.initial_accumulator_value = real(initial_accumulator_value, "initial_accumulator_value", low=0)
         self.epsilon = _epsilon(epsilon)
 
     def create_torch_optimizer(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:

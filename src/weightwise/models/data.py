@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from weightwise.arguments import count, echo, invalid, is_int, real
 from weightwise.layers.symbolic import flatten, map_structure
-from weightwise.losses import _as_tensor, _count, _echo, _invalid, _real
+from weightwise.losses import _as_tensor
 
 __all__ = ["Batches", "make_batches", "single_batch", "split_for_validation", "to_device"]
 
@@ -37,7 +38,7 @@ def _tensor(value: Any, name: str) -> torch.Tensor:
     if tensor.is_meta:
         raise ValueError(
             f"Invalid value for argument `{name}`: a meta tensor holds no values to train on. "
-            f"Received: {name}={_echo(value)}"
+            f"Received: {name}={echo(value)}"
         )
     return tensor
 
@@ -70,7 +71,7 @@ def _num_samples(x: Any, y: Any, sample_weight: Any, roles: tuple[str, str, str]
             if leaf.dim() == 0:
                 raise ValueError(
                     f"Invalid value for argument `{role}`: every array needs a batch axis (one entry per sample). "
-                    f"Received a 0-d value: {role}={_echo(leaf)}"
+                    f"Received a 0-d value: {role}={echo(leaf)}"
                 )
             sizes.setdefault(role, set()).add(int(leaf.shape[0]))
     every = set().union(*sizes.values()) if sizes else set()
@@ -80,7 +81,7 @@ def _num_samples(x: Any, y: Any, sample_weight: Any, roles: tuple[str, str, str]
             f"Data cardinality is ambiguous: make sure all arrays contain the same number of samples. {detail}"
         )
     if not every:
-        raise ValueError(f"Invalid value for argument `{roles[0]}`: it holds no arrays. Received: {roles[0]}={_echo(x)}")
+        raise ValueError(f"Invalid value for argument `{roles[0]}`: it holds no arrays. Received: {roles[0]}={echo(x)}")
     return every.pop()
 
 
@@ -101,16 +102,16 @@ def _check_sample_weight(sample_weight: Any, name: str = "sample_weight") -> Non
 def _check_class_weight(class_weight: Any) -> dict[int, float]:
     """``class_weight`` as ``{class index: weight}``: int keys >= 0, finite non-negative weights."""
     if not isinstance(class_weight, Mapping):
-        raise _invalid("class_weight", "a dict of class index to weight", class_weight)
+        raise invalid("class_weight", "a dict of class index to weight", class_weight)
     table: dict[int, float] = {}
     for key, weight in class_weight.items():
-        if isinstance(key, (bool, np.bool_)) or not isinstance(key, numbers.Integral) or key < 0:
+        if not is_int(key) or key < 0:
             # A negative key would index the table from its end: another class's weight.
             raise ValueError(
                 "Invalid value for argument `class_weight`: keys must be class indices (ints >= 0). "
-                f"Received the key {_echo(key)} in class_weight={_echo(class_weight)}"
+                f"Received the key {echo(key)} in class_weight={echo(class_weight)}"
             )
-        table[int(key)] = _real(weight, f"class_weight[{int(key)}]", low=0)
+        table[int(key)] = real(weight, f"class_weight[{int(key)}]", low=0)
     return table
 
 
@@ -132,7 +133,7 @@ def class_weights_to_sample_weights(y: Any, class_weight: Mapping[int, float]) -
     if len(leaves) != 1:
         raise ValueError(
             f"Invalid value for argument `class_weight`: it is only supported for models with a single output; "
-            f"`y` has {len(leaves)} arrays. Received: class_weight={_echo(class_weight)}"
+            f"`y` has {len(leaves)} arrays. Received: class_weight={echo(class_weight)}"
         )
     labels = leaves[0]
     num_classes = None
@@ -149,13 +150,13 @@ def class_weights_to_sample_weights(y: Any, class_weight: Mapping[int, float]) -
     if beyond:
         raise ValueError(
             f"Invalid value for argument `class_weight`: keys {beyond} are not classes of the one-hot targets, "
-            f"which have {num_classes}. Received: class_weight={_echo(class_weight)}"
+            f"which have {num_classes}. Received: class_weight={echo(class_weight)}"
         )
     missing = sorted(set(labels.unique().tolist()) - set(table))
     if missing:
         raise ValueError(
             f"Invalid value for argument `class_weight`: it has no entry for classes {missing} present in `y`. "
-            f"Received: class_weight={_echo(class_weight)}"
+            f"Received: class_weight={echo(class_weight)}"
         )
     weights = torch.zeros(max(table) + 1 if table else 1, dtype=torch.float32)
     for key, weight in table.items():
@@ -220,7 +221,7 @@ def _unpack(item: Any) -> Batch:
         return item, None, None
     raise ValueError(
         "Each batch of a DataLoader or dataset must be `x`, `(x,)`, `(x, y)` or `(x, y, sample_weight)`, with "
-        f"tensors, arrays, or lists/dicts of them. Received an element of type {type(item).__name__}: {_echo(item)}"
+        f"tensors, arrays, or lists/dicts of them. Received an element of type {type(item).__name__}: {echo(item)}"
     )
 
 
@@ -293,8 +294,8 @@ def make_batches(
     ...
     TypeError: Invalid value for argument `y`: expected a tensor, an array or (nested lists of) real numbers. ...
     """
-    _count(batch_size, batch_size_name, low=1, allow_none=True)
-    _count(steps, steps_name, low=1, allow_none=True)
+    count(batch_size, batch_size_name, low=1, allow_none=True)
+    count(steps, steps_name, low=1, allow_none=True)
     roles = ROLES if name == "x" else (name,) * 3
     if x is None:
         raise ValueError(
@@ -304,7 +305,7 @@ def make_batches(
         if y is not None or sample_weight is not None:
             raise ValueError("When `x` is a Dataset or DataLoader, `y` and `sample_weight` come from it; do not pass them.")
         if class_weight is not None:
-            raise _invalid("class_weight", "None with a Dataset or DataLoader (it needs array or tensor data)",
+            raise invalid("class_weight", "None with a Dataset or DataLoader (it needs array or tensor data)",
                            class_weight)
         if isinstance(x, torch.utils.data.Dataset) and not isinstance(x, torch.utils.data.IterableDataset):
             # torch's random sampler refuses an empty dataset; an unshuffled loader reports it as empty.
@@ -315,7 +316,7 @@ def make_batches(
     _check_sample_weight(sample_weight, roles[2])
     if class_weight is not None:
         if y is None:
-            raise _invalid("class_weight", "None when there are no targets `y`", class_weight)
+            raise invalid("class_weight", "None when there are no targets `y`", class_weight)
         weights = class_weights_to_sample_weights(y, class_weight)
         sample_weight = weights if sample_weight is None else sample_weight * weights
     arrays = _ArrayBatches(x, y, sample_weight, batch_size or 32, shuffle, n, keep_empty)
@@ -325,13 +326,13 @@ def make_batches(
 def single_batch(x: Any, y: Any, sample_weight: Any, class_weight: Mapping[int, float] | None) -> Batch:
     """``(x, y, sample_weight)`` as tensors for one batch, checked like a full dataset."""
     if x is None or _is_loader(x):
-        raise _invalid("x", "arrays or tensors for a single batch (not None, a Dataset or a DataLoader)", x)
+        raise invalid("x", "arrays or tensors for a single batch (not None, a Dataset or a DataLoader)", x)
     x, y, sample_weight = _batch(x, y, sample_weight)
     _num_samples(x, y, sample_weight)
     _check_sample_weight(sample_weight)
     if class_weight is not None:
         if y is None:
-            raise _invalid("class_weight", "None when there are no targets `y`", class_weight)
+            raise invalid("class_weight", "None when there are no targets `y`", class_weight)
         weights = class_weights_to_sample_weights(y, class_weight)
         sample_weight = weights if sample_weight is None else sample_weight * weights
     return x, y, sample_weight
@@ -339,9 +340,9 @@ def single_batch(x: Any, y: Any, sample_weight: Any, class_weight: Mapping[int, 
 
 def split_for_validation(x: Any, y: Any, sample_weight: Any, validation_split: float) -> tuple[Any, Any]:
     """Keras's ``validation_split``: the last fraction of the samples, taken before any shuffling."""
-    _real(validation_split, "validation_split", low=0, high=1, high_open=True)
+    real(validation_split, "validation_split", low=0, high=1, high_open=True)
     if _is_loader(x):
-        raise _invalid("validation_split", "0 with a Dataset or DataLoader (pass `validation_data` instead)",
+        raise invalid("validation_split", "0 with a Dataset or DataLoader (pass `validation_data` instead)",
                        validation_split)
     x, y, sample_weight = _batch(x, y, sample_weight)
     n = _num_samples(x, y, sample_weight)

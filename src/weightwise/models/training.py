@@ -28,8 +28,8 @@ from weightwise import callbacks as callbacks_module
 from weightwise import losses as losses_module
 from weightwise import metrics as metrics_module
 from weightwise import optimizers as optimizers_module
+from weightwise.arguments import count, echo, flag, invalid, real
 from weightwise.layers.symbolic import flatten
-from weightwise.losses import _count, _echo, _flag, _invalid, _real
 from weightwise.models.data import (
     Batch,
     Batches,
@@ -50,14 +50,14 @@ def _per_output(value: Any, names: list[str], what: str) -> list[Any]:
         if unknown:
             raise ValueError(
                 f"Invalid value for argument `{what}`: unknown output names {unknown}. The model's outputs are "
-                f"{names}. Received: {what}={_echo(value)}"
+                f"{names}. Received: {what}={echo(value)}"
             )
         return [value.get(name) for name in names]
     if isinstance(value, (list, tuple)):
         if len(value) != len(names):
             raise ValueError(
                 f"Invalid value for argument `{what}`: it has {len(value)} entries but the model has {len(names)} "
-                f"outputs ({names}). Received: {what}={_echo(value)}"
+                f"outputs ({names}). Received: {what}={echo(value)}"
             )
         return list(value)
     return [value] * len(names)
@@ -76,10 +76,10 @@ class _CompiledLosses:
             except (ValueError, TypeError) as error:
                 raise type(error)(f"Invalid value for argument `loss` (output {name!r}): {error}") from error
         if all(loss_fn is None for loss_fn in self.losses):
-            raise _invalid("loss", "a loss for at least one output", loss)
+            raise invalid("loss", "a loss for at least one output", loss)
         weights = _per_output(loss_weights, names, "loss_weights") if loss_weights is not None else [None] * len(names)
         # A weight scales an output's loss: NaN, infinite or negative would train on nonsense.
-        self.weights = [1.0 if w is None else _real(w, "loss_weights", low=0) for w in weights]
+        self.weights = [1.0 if w is None else real(w, "loss_weights", low=0) for w in weights]
 
     def __call__(self, y_true: list[Any], y_pred: list[Any], sample_weight: Any) -> tuple[torch.Tensor, list[torch.Tensor]]:
         per_output = []
@@ -131,7 +131,7 @@ def _jit_flag(value: Any) -> bool:
         return bool(value)
     if isinstance(value, str) and value == "auto":
         return False
-    raise _invalid("jit_compile", "True, False or 'auto'", value)
+    raise invalid("jit_compile", "True, False or 'auto'", value)
 
 
 class Trainer:
@@ -176,13 +176,13 @@ class Trainer:
         'SGD'
         """
         if optimizer is None:
-            raise _invalid("optimizer", "a name such as 'sgd', an Optimizer or a torch.optim.Optimizer", None)
-        run_eagerly = _flag(run_eagerly, "run_eagerly")
-        _flag(auto_scale_loss, "auto_scale_loss")
-        if _count(steps_per_execution, "steps_per_execution", low=1) != 1:
+            raise invalid("optimizer", "a name such as 'sgd', an Optimizer or a torch.optim.Optimizer", None)
+        run_eagerly = flag(run_eagerly, "run_eagerly")
+        flag(auto_scale_loss, "auto_scale_loss")
+        if count(steps_per_execution, "steps_per_execution", low=1) != 1:
             raise ValueError(
                 "Invalid value for argument `steps_per_execution`: it must be 1 with the PyTorch backend, as in "
-                f"Keras. Received: steps_per_execution={_echo(steps_per_execution)}"
+                f"Keras. Received: steps_per_execution={echo(steps_per_execution)}"
             )
         jit = _jit_flag(jit_compile)
         if jit and run_eagerly:
@@ -190,7 +190,7 @@ class Trainer:
                           stacklevel=2)
             jit = False
         if loss is None:
-            raise _invalid("loss", "a name such as 'mse', a Loss, or a function", None)
+            raise invalid("loss", "a name such as 'mse', a Loss, or a function", None)
         try:
             new_optimizer = optimizers_module.get(optimizer)
         except (ValueError, TypeError) as error:
@@ -247,13 +247,13 @@ class Trainer:
         ('Adam', True)
         """
         if not isinstance(config, Mapping):
-            raise TypeError(f"A compile config must be a dict. Received: config={_echo(config)}")
+            raise TypeError(f"A compile config must be a dict. Received: config={echo(config)}")
         known = {"optimizer", "loss", "loss_weights", "metrics", "weighted_metrics", "run_eagerly",
                  "steps_per_execution", "jit_compile"}
         unknown = sorted(set(config) - known, key=repr)
         if unknown:
             raise ValueError(f"Unknown keys in a compile config: {unknown}. Known keys: {sorted(known)}")
-        steps_per_execution = _count(config.get("steps_per_execution", 1), "steps_per_execution", low=1)
+        steps_per_execution = count(config.get("steps_per_execution", 1), "steps_per_execution", low=1)
         if steps_per_execution != 1:
             # Saved by Keras on another backend: the PyTorch backend runs one step per execution.
             warnings.warn(
@@ -349,7 +349,7 @@ class Trainer:
             names = [f"output_{i + 1}" for i in range(len(preds))] if len(preds) > 1 else ["output"]
             self._compile_for(names)
         if y_true is None:
-            raise _invalid("y", "targets for the model's outputs (the data holds none)", None)
+            raise invalid("y", "targets for the model's outputs (the data holds none)", None)
         if isinstance(y_true, Mapping):
             missing = sorted(set(names) - set(y_true))
             if missing:
@@ -445,7 +445,7 @@ class Trainer:
             )
         if batches.from_arrays and batches.targets_missing():
             name = "y" if batches.name == "x" else batches.name
-            raise _invalid(name, f"targets `y` to {what} against", None)
+            raise invalid(name, f"targets `y` to {what} against", None)
 
     # -- fit ----------------------------------------------------------------------------------
     def fit(
@@ -492,14 +492,14 @@ class Trainer:
         ValueError: Invalid value for argument `x`: it holds no samples, so there is nothing to train on. ...
         """
         self._assert_compiled("fit")
-        epochs = _count(epochs, "epochs")
-        initial_epoch = _count(initial_epoch, "initial_epoch")
-        validation_freq = _count(validation_freq, "validation_freq", low=1)
+        epochs = count(epochs, "epochs")
+        initial_epoch = count(initial_epoch, "initial_epoch")
+        validation_freq = count(validation_freq, "validation_freq", low=1)
         verbose = callbacks_module._verbose(verbose, (0, 1, 2, "auto"))
-        shuffle = _flag(shuffle, "shuffle")
-        _count(validation_steps, "validation_steps", low=1, allow_none=True)
-        _count(validation_batch_size, "validation_batch_size", low=1, allow_none=True)
-        validation_split = _real(validation_split, "validation_split", low=0, high=1, high_open=True)
+        shuffle = flag(shuffle, "shuffle")
+        count(validation_steps, "validation_steps", low=1, allow_none=True)
+        count(validation_batch_size, "validation_batch_size", low=1, allow_none=True)
+        validation_split = real(validation_split, "validation_split", low=0, high=1, high_open=True)
         callbacks_module._check_callbacks(callbacks)
         self._check_learning_rate()
         if validation_split and validation_data is None:
@@ -601,7 +601,7 @@ class Trainer:
         with torch.no_grad():
             for step, (bx, by, bsw) in enumerate(batches):
                 if by is None:
-                    raise _invalid("y" if batches.name == "x" else batches.name,
+                    raise invalid("y" if batches.name == "x" else batches.name,
                                    "batches with targets `y` to evaluate against", None)
                 if callback_list is not None:
                     callback_list.on_test_batch_begin(step)
@@ -643,7 +643,7 @@ class Trainer:
         """
         self._assert_compiled("evaluate")
         verbose = callbacks_module._verbose(verbose, (0, 1, 2, "auto"))
-        return_dict = _flag(return_dict, "return_dict")
+        return_dict = flag(return_dict, "return_dict")
         callbacks_module._check_callbacks(callbacks)
         batches = make_batches(x, y, sample_weight, batch_size, False, None, steps)
         self._check_training_data(batches, "evaluate")
@@ -711,14 +711,14 @@ class Trainer:
         if _batch_size(bx) == 0:
             raise ValueError(f"Invalid value for argument `x`: it holds no samples, so there is nothing to {what}.")
         if by is None:
-            raise _invalid("y", f"targets to {what} against", None)
+            raise invalid("y", f"targets to {what} against", None)
         return bx, by, bsw
 
     def train_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None,
                        class_weight: Mapping[int, float] | None = None, return_dict: bool = False) -> Any:
         """One training step on one batch; metrics accumulate until :meth:`reset_metrics`."""
         self._assert_compiled("train_on_batch")
-        return_dict = _flag(return_dict, "return_dict")
+        return_dict = flag(return_dict, "return_dict")
         bx, by, bsw = self._single(x, y, sample_weight, class_weight, "train on")
         self._check_learning_rate()
         self._prepare(make_batches(bx, by, bsw))
@@ -733,7 +733,7 @@ class Trainer:
     def test_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None, return_dict: bool = False) -> Any:
         """The loss and metrics of one batch, in inference mode; metrics accumulate."""
         self._assert_compiled("test_on_batch")
-        return_dict = _flag(return_dict, "return_dict")
+        return_dict = flag(return_dict, "return_dict")
         bx, by, bsw = self._single(x, y, sample_weight, None, "evaluate")
         if not self.built:
             self._prepare(make_batches(bx, by, bsw))
