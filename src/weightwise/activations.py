@@ -23,8 +23,6 @@ True
 
 from __future__ import annotations
 
-import math
-import numbers
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Union
@@ -33,6 +31,7 @@ import torch
 import torch.nn.functional as tnn
 
 from weightwise import backend, ops
+from weightwise.arguments import count, flag, invalid, real
 from weightwise.ops import TensorLike
 from weightwise.serialization import ObjectFamily, serialize_keras_object
 
@@ -77,50 +76,13 @@ __all__ = [
 Axis = Union[int, Sequence[int], None]
 
 
-def _tensor(x: TensorLike) -> torch.Tensor:
-    """``x`` as a tensor, or a ``TypeError`` naming ``x`` when it holds anything but numbers."""
-    if isinstance(x, torch.Tensor):
-        return x
-    try:
-        return ops.convert_to_tensor(x)
-    except (TypeError, ValueError) as error:
-        raise TypeError(
-            f"Invalid value for argument `x`: expected a tensor, an array or numbers. Received: x={x!r:.200}"
-        ) from error
-
-
 def _input(x: TensorLike, real: bool = True) -> torch.Tensor:
     """``x`` as a float tensor: integers and bools become floatx, floats keep their dtype.
 
     Complex tensors pass only where ``real`` is False (the functions defined for them).
     """
-    x = _tensor(x)
-    if x.is_floating_point():
-        return x
-    if x.is_complex():
-        if real:
-            raise TypeError(f"Invalid value for argument `x`: expected real numbers. Received: x with dtype={x.dtype}")
-        return x
-    return x.to(backend.standardize_dtype(None))
-
-
-def _number(value: Any, name: str, minimum: float | None = None) -> float:
-    """``value`` if it is a real number (not a bool) with a finite float value, at least ``minimum``."""
-    valid = not isinstance(value, bool) and isinstance(value, numbers.Real)
-    try:
-        valid = valid and math.isfinite(float(value)) and (minimum is None or value >= minimum)
-    except OverflowError:
-        valid = False
-    if not valid:
-        expected = "a finite float" if minimum is None else f"a finite float >= {minimum}"
-        raise ValueError(f"Invalid value for argument `{name}`: expected {expected}. Received: {name}={value!r}")
-    return float(value)
-
-
-def _flag(value: Any, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"Invalid value for argument `{name}`: expected a bool. Received: {name}={value!r}")
-    return value
+    x = ops.argument_tensor(x, "x", real=real)
+    return x if x.is_floating_point() or x.is_complex() else x.to(backend.standardize_dtype(None))
 
 
 # -- rectifiers ------------------------------------------------------------------------
@@ -153,10 +115,10 @@ def relu(
     if type(x) is torch.Tensor and x.is_floating_point() and negative_slope == 0.0 and max_value is None \
             and threshold == 0.0:
         return tnn.relu(x)  # the default call, on every hidden layer: skip the argument checks
-    negative_slope = _number(negative_slope, "negative_slope")
-    threshold = _number(threshold, "threshold")
+    negative_slope = real(negative_slope, "negative_slope")
+    threshold = real(threshold, "threshold")
     if max_value is not None:
-        max_value = _number(max_value, "max_value")
+        max_value = real(max_value, "max_value")
     x = _input(x)
     if negative_slope != 0.0:
         if max_value is None and threshold == 0:
@@ -183,7 +145,7 @@ def leaky_relu(x: TensorLike, negative_slope: float = 0.2) -> torch.Tensor:
     >>> leaky_relu([-1.0, 0.0, 2.0])
     tensor([-0.2000,  0.0000,  2.0000])
     """
-    return tnn.leaky_relu(_input(x), negative_slope=_number(negative_slope, "negative_slope"))
+    return tnn.leaky_relu(_input(x), negative_slope=real(negative_slope, "negative_slope"))
 
 
 def relu6(x: TensorLike) -> torch.Tensor:
@@ -201,7 +163,7 @@ def elu(x: TensorLike, alpha: float = 1.0) -> torch.Tensor:
     >>> elu([-1.0, 0.0, 1.0])
     tensor([-0.6321,  0.0000,  1.0000])
     """
-    return tnn.elu(_input(x), _number(alpha, "alpha"))
+    return tnn.elu(_input(x), real(alpha, "alpha"))
 
 
 def selu(x: TensorLike) -> torch.Tensor:
@@ -221,9 +183,9 @@ def celu(x: TensorLike, alpha: float = 1.0) -> torch.Tensor:
     >>> celu([-1.0, 0.0, 1.0], alpha=2.0)
     tensor([-0.7869,  0.0000,  1.0000])
     """
-    alpha = _number(alpha, "alpha")
+    alpha = real(alpha, "alpha")
     if alpha == 0:
-        raise ValueError(f"Invalid value for argument `alpha`: expected a nonzero float. Received: alpha={alpha!r}")
+        raise invalid("alpha", "a nonzero float", alpha)
     return tnn.celu(_input(x), alpha=alpha)
 
 
@@ -238,7 +200,7 @@ def gelu(x: TensorLike, approximate: bool = False) -> torch.Tensor:
     >>> gelu([-1.0, 0.0, 1.0], approximate=True)
     tensor([-0.1588,  0.0000,  0.8412])
     """
-    approximate = _flag(approximate, "approximate")
+    approximate = flag(approximate, "approximate")
     return tnn.gelu(_input(x), approximate="tanh" if approximate else "none")
 
 
@@ -375,7 +337,7 @@ def squareplus(x: TensorLike, b: float = 4) -> torch.Tensor:
     >>> squareplus([-1.0, 0.0, 1.0])
     tensor([0.6180, 1.0000, 1.6180])
     """
-    b = _number(b, "b", minimum=0.0)
+    b = real(b, "b", low=0)
     x = _input(x, real=False)
     return (x + torch.sqrt(x**2 + b)) / 2
 
@@ -395,7 +357,7 @@ def linear(x: TensorLike) -> torch.Tensor:
     >>> linear([-1.0, 2.0])
     tensor([-1.,  2.])
     """
-    return _tensor(x)
+    return ops.argument_tensor(x, "x")
 
 
 def tanh_shrink(x: TensorLike) -> torch.Tensor:
@@ -413,7 +375,7 @@ def hard_shrink(x: TensorLike, threshold: float = 0.5) -> torch.Tensor:
     >>> hard_shrink([-1.0, 0.3, 1.0])
     tensor([-1.,  0.,  1.])
     """
-    return tnn.hardshrink(_input(x), lambd=_number(threshold, "threshold"))
+    return tnn.hardshrink(_input(x), lambd=real(threshold, "threshold"))
 
 
 def soft_shrink(x: TensorLike, threshold: float = 0.5) -> torch.Tensor:
@@ -422,7 +384,7 @@ def soft_shrink(x: TensorLike, threshold: float = 0.5) -> torch.Tensor:
     >>> soft_shrink([-1.0, 0.3, 1.0])
     tensor([-0.5000,  0.0000,  0.5000])
     """
-    return tnn.softshrink(_input(x), lambd=_number(threshold, "threshold", minimum=0.0))
+    return tnn.softshrink(_input(x), lambd=real(threshold, "threshold", low=0))
 
 
 def threshold(x: TensorLike, threshold: float, default_value: float) -> torch.Tensor:
@@ -432,7 +394,7 @@ def threshold(x: TensorLike, threshold: float, default_value: float) -> torch.Te
     tensor([0., 0., 2.])
     """
     return tnn.threshold(
-        _input(x), threshold=_number(threshold, "threshold"), value=_number(default_value, "default_value")
+        _input(x), threshold=real(threshold, "threshold"), value=real(default_value, "default_value")
     )
 
 
@@ -463,11 +425,7 @@ def _over_axis(fn: Callable[..., torch.Tensor], x: torch.Tensor, axis: Axis) -> 
 
 
 def _canonical_axis(axis: Any, rank: int) -> int:
-    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral) or not -rank <= axis < rank:
-        raise ValueError(
-            f"Invalid value for argument `axis`: expected an int in [{-rank}, {rank}). Received: axis={axis!r}"
-        )
-    return int(axis) % rank
+    return count(axis, "axis", low=-rank, high=rank - 1) % rank
 
 
 def _warn_if_size_one(x: torch.Tensor, axis: Axis) -> None:

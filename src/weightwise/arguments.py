@@ -1,13 +1,18 @@
 """Argument checks: one message form for every bad value.
 
-Every check here refuses a bad value with a ``ValueError`` in Keras's form, naming the
-argument and echoing what was received::
+Every check here refuses a bad value with an error in Keras's form, naming the argument
+and echoing what was received::
 
     Invalid value for argument `name`: expected <what>. Received: name=<value>
 
-A value of the wrong type (a str where a number is due, a float where an int is due,
-a non-bool flag) is a bad value too, and gets the same ``ValueError``: Keras raises
-``ValueError`` for regularizer factors that are no numbers, and these checks follow it.
+Which error: a bad value of a scalar option (a number, a count, a flag) is a
+``ValueError``, whether its type or its range is wrong (a str where a number is due, a
+float where an int is due, a non-bool flag): Keras raises ``ValueError`` for regularizer
+factors that are no numbers, and these checks follow it. A ``TypeError`` is for data no
+tensor can be made of (:func:`weightwise.ops.argument_tensor`) and for the arguments whose
+contract already says ``TypeError`` (a non-number given to ``backend.set_epsilon``);
+:func:`invalid` builds one with ``error=TypeError``.
+
 Bools are never numbers here, and numpy scalars are accepted as the Python numbers they
 hold. This module is at the bottom of the package: it imports only the standard library,
 numpy and torch, so any module may use it.
@@ -40,33 +45,33 @@ _BOOLS = (bool, np.bool_)
 def echo(value: Any, limit: int = 120) -> str:
     """``value`` as a message shows it: its ``repr`` on one line, cut to ``limit`` characters.
 
-    An int of 401 digits is cut. A tensor or array that is cut is followed by its shape
-    and dtype (and device, off the CPU), which the cut took away.
+    An int of 401 digits is cut. A tensor or array is followed by its shape and dtype (and
+    device, off the CPU): its ``repr`` may be cut, and does not show them all.
 
     >>> echo("abc"), echo(10**400)[-6:]
     ("'abc'", '000...')
     >>> echo(torch.tensor([[1.5], [2.0]]))
-    'tensor([[1.5000], [2.0000]])'
+    'tensor([[1.5000], [2.0000]]) of shape (2, 1) and dtype float32'
     >>> echo(torch.zeros(100, 3), limit=20)
-    'tensor([[0., 0., ... (shape=(100, 3), dtype=float32)'
+    'tensor([[0., 0., ... of shape (100, 3) and dtype float32'
     """
-    if not isinstance(value, (torch.Tensor, np.ndarray)):
-        text = repr(value)
-        return text if len(text) <= limit else f"{text[: limit - 3]}..."
-    text = " ".join(repr(value).split())
-    if len(text) <= limit:
-        return text
+    text = " ".join(repr(value).split()) if isinstance(value, (torch.Tensor, np.ndarray)) else repr(value)
+    if len(text) > limit:
+        text = f"{text[: limit - 3]}..."
     if isinstance(value, np.ndarray):
-        return f"{text[: limit - 3]}... (shape={value.shape}, dtype={value.dtype})"
-    device = "" if value.device.type == "cpu" else f", device={value.device.type}"
-    return f"{text[: limit - 3]}... (shape={tuple(value.shape)}, dtype={str(value.dtype).replace('torch.', '')}{device})"
+        return f"{text} of shape {value.shape} and dtype {value.dtype}"
+    if isinstance(value, torch.Tensor):
+        device = "" if value.device.type == "cpu" else f" on {value.device}"
+        return f"{text} of shape {tuple(value.shape)} and dtype {str(value.dtype).replace('torch.', '')}{device}"
+    return text
 
 
-def invalid(name: str, expected: str, value: Any, owner: str = "") -> ValueError:
-    """The ``ValueError`` for a bad ``value`` of the argument ``name``: what was ``expected``, what came.
+def invalid(name: str, expected: str, value: Any, owner: str = "", error: type[Exception] = ValueError) -> Exception:
+    """The error for a bad ``value`` of the argument ``name``: what was ``expected``, what came.
 
     ``owner`` (such as ``"Dense layer 'dense'"``) goes first where the argument is one of
-    an object's. The error is returned, for the caller to raise.
+    an object's. The error is a ``ValueError`` unless ``error`` says otherwise; it is
+    returned, for the caller to raise.
 
     >>> invalid("units", "a positive int", -2)
     ValueError('Invalid value for argument `units`: expected a positive int. Received: units=-2')
@@ -74,7 +79,7 @@ def invalid(name: str, expected: str, value: Any, owner: str = "") -> ValueError
     "Dense layer 'dense': invalid value for argument `units`: expected a positive int. Received: units=0"
     """
     start = f"{owner}: invalid" if owner else "Invalid"
-    return ValueError(f"{start} value for argument `{name}`: expected {expected}. Received: {name}={echo(value)}")
+    return error(f"{start} value for argument `{name}`: expected {expected}. Received: {name}={echo(value)}")
 
 
 def is_int(value: Any) -> bool:

@@ -5,10 +5,11 @@ Everything else in weightwise is stateless; these two mirror ``keras.config``.
 
 from __future__ import annotations
 
-import math
 import numbers
 
 import torch
+
+from weightwise.arguments import invalid, real
 
 __all__ = ["compute_dtype", "epsilon", "set_epsilon", "floatx", "set_floatx", "standardize_dtype"]
 
@@ -44,29 +45,10 @@ def set_epsilon(value: float) -> None:
     >>> set_epsilon(old)
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"Invalid value for argument `value`: expected a float. Received: value={value!r}")
-    number = finite_float(value)
-    if number is None or number <= 0:
-        raise ValueError(
-            f"Invalid value for argument `value`: expected a positive finite float. Received: value={value!r}"
-        )
+        # A str or None is no number at all: a TypeError, where a number out of range is a ValueError.
+        raise invalid("value", "a float", value, error=TypeError)
     global _EPSILON
-    _EPSILON = number
-
-
-def finite_float(value: numbers.Real) -> float | None:
-    """``value`` as a Python float, or ``None`` when it is NaN, infinite or beyond the float range.
-
-    An int such as ``10**400`` has no float; converting it would raise ``OverflowError``.
-
-    >>> finite_float(10**400) is None, finite_float(2)
-    (True, 2.0)
-    """
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
+    _EPSILON = real(value, "value", low=0, low_open=True)
 
 
 def floatx() -> str:

@@ -720,7 +720,7 @@ class MonitorCallback(Callback):
     ) -> None:
         super().__init__()
         if not isinstance(monitor, str):
-            raise ValueError(f"Invalid value for argument `monitor`: expected a log name. Received: monitor={monitor!r}")
+            raise invalid("monitor", "a log name", monitor)
         self.monitor = monitor
         self.mode = _check_mode(mode)
         self.best = real(baseline, "baseline", allow_none=True)
@@ -1367,7 +1367,7 @@ class LearningRateScheduler(Callback):
     def __init__(self, schedule: Callable[..., Any], verbose: int = 0) -> None:
         super().__init__()
         if not callable(schedule):
-            raise ValueError(f"Invalid value for argument `schedule`: expected a callable. Received: schedule={schedule!r}")
+            raise invalid("schedule", "a callable", schedule)
         self.schedule = schedule
         self.verbose = _verbose(verbose)
 

@@ -33,12 +33,11 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from weightwise import backend, ops
-from weightwise.arguments import INT64_MAX, count, echo, flag, invalid, is_int, real
+from weightwise.arguments import INT64_MAX, count, flag, invalid, is_int, real
 from weightwise.serialization import ObjectFamily, serialize_keras_object, to_snake_case
 
 __all__ = [
@@ -153,7 +152,8 @@ def reduce_weighted_values(
     target = backend.standardize_dtype(dtype) if dtype is not None else _float_dtype(values.dtype)
     values = values.to(target)
     if sample_weight is not None:
-        sample_weight = _as_tensor(sample_weight, "sample_weight").to(dtype=target, device=values.device)
+        sample_weight = ops.argument_tensor(sample_weight, "sample_weight", real=True)
+        sample_weight = sample_weight.to(dtype=target, device=values.device)
     if mask is not None:
         mask = ops.convert_to_tensor(mask).to(device=values.device)
     sample_weight = _apply_mask(sample_weight, mask, target, reduction)
@@ -192,38 +192,15 @@ def _float_dtype(dtype: torch.dtype) -> torch.dtype:
     return backend.compute_dtype(dtype)
 
 
-# -- argument checks ------------------------------------------------------------------
-def _as_tensor(value: Any, name: str) -> torch.Tensor:
-    """``value`` as a tensor of real numbers (bool, int or float), else a ``TypeError`` naming ``name``."""
-    expected = "a tensor, an array or (nested lists of) real numbers"
-    if isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind not in "biuf":
-        raise TypeError(
-            f"Invalid value for argument `{name}`: expected {expected}. Received an array of dtype "
-            f"{value.dtype}: {name}={echo(value)}"
-        )
-    try:
-        tensor = ops.convert_to_tensor(value)
-    except (TypeError, ValueError, RuntimeError, OverflowError) as error:
-        raise TypeError(
-            f"Invalid value for argument `{name}`: expected {expected}. Received: {name}={echo(value)}"
-        ) from error
-    if tensor.is_complex():
-        raise TypeError(
-            f"Invalid value for argument `{name}`: expected real numbers; complex values have no order or "
-            f"loss here. Received a tensor of dtype {tensor.dtype}: {name}={echo(value)}"
-        )
-    return tensor
-
-
 def _prediction(y_pred: Any) -> torch.Tensor:
-    y_pred = _as_tensor(y_pred, "y_pred")
+    y_pred = ops.argument_tensor(y_pred, "y_pred", real=True)
     if not y_pred.is_floating_point():
         y_pred = y_pred.to(backend.standardize_dtype(None))
     return y_pred
 
 
 def _target(y_true: Any, like: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
-    y_true = _as_tensor(y_true, "y_true")
+    y_true = ops.argument_tensor(y_true, "y_true", real=True)
     return y_true.to(dtype=like.dtype if dtype is None else dtype, device=like.device)
 
 
@@ -485,7 +462,7 @@ def sparse_categorical_crossentropy(
     if y_pred.dim() < 1:
         raise ValueError(f"Argument `output` must be at least rank 1. Received: output.shape={tuple(y_pred.shape)}")
     axis = _validate_axis(axis, y_pred.dim())
-    y_true = _as_tensor(y_true, "y_true").to(device=y_pred.device)
+    y_true = ops.argument_tensor(y_true, "y_true", real=True).to(device=y_pred.device)
     if y_true.dim() == y_pred.dim() and y_true.dim() > 0 and y_true.shape[axis] == 1:
         y_true = y_true.squeeze(axis)
     expected = list(y_pred.shape)
@@ -559,7 +536,7 @@ class Loss:
         if name is None:
             name = to_snake_case(type(self).__name__)
         if not isinstance(name, str):
-            raise ValueError(f"Invalid value for argument `name`: expected a str. Received: name={name!r}")
+            raise invalid("name", "a str", name)
         self.name = name
         self.reduction = _standardize_reduction(reduction)
         self._dtype = None if dtype is None else backend.standardize_dtype(dtype)
@@ -574,10 +551,10 @@ class Loss:
 
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> torch.Tensor:
         in_mask = getattr(y_pred, "_keras_mask", None)
-        y_pred = _as_tensor(y_pred, "y_pred")
+        y_pred = ops.argument_tensor(y_pred, "y_pred", real=True)
         dtype = self._dtype or _float_dtype(y_pred.dtype)
         y_pred = y_pred.to(dtype)
-        y_true = _as_tensor(y_true, "y_true").to(device=y_pred.device)
+        y_true = ops.argument_tensor(y_true, "y_true", real=True).to(device=y_pred.device)
         if y_true.is_floating_point() or y_true.dtype == torch.bool:
             y_true = y_true.to(dtype)
         losses = self.call(y_true, y_pred)
@@ -637,7 +614,7 @@ class LossFunctionWrapper(Loss):
         **kwargs: Any,
     ) -> None:
         if not callable(fn):
-            raise ValueError(f"Invalid value for argument `fn`: expected a callable. Received: fn={fn!r}")
+            raise invalid("fn", "a callable", fn)
         super().__init__(name=name or "loss_function_wrapper", reduction=reduction, dtype=dtype)
         self.fn = fn
         self._fn_kwargs = kwargs

@@ -30,7 +30,6 @@ import torch
 from weightwise import backend, losses, ops
 from weightwise.arguments import invalid, real
 from weightwise.losses import (
-    _as_tensor,
     _same_shape_or_broadcast,
     squeeze_or_expand_to_same_rank,
 )
@@ -71,8 +70,8 @@ def accuracy(y_true: Any, y_pred: Any) -> torch.Tensor:
             [1.],
             [1.]])
     """
-    y_pred = _as_tensor(y_pred, "y_pred")
-    y_true = _as_tensor(y_true, "y_true").to(dtype=y_pred.dtype, device=y_pred.device)
+    y_pred = ops.argument_tensor(y_pred, "y_pred", real=True)
+    y_true = ops.argument_tensor(y_true, "y_true", real=True).to(dtype=y_pred.dtype, device=y_pred.device)
     y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
     _same_shape_or_broadcast(y_true, y_pred)
     return torch.eq(y_true, y_pred).to(_floatx())
@@ -95,8 +94,8 @@ def binary_accuracy(y_true: Any, y_pred: Any, threshold: float = 0.5) -> torch.T
             [0.]])
     """
     threshold = _validate_threshold(threshold)
-    y_pred = _as_tensor(y_pred, "y_pred")
-    y_true = _as_tensor(y_true, "y_true").to(device=y_pred.device)
+    y_pred = ops.argument_tensor(y_pred, "y_pred", real=True)
+    y_true = ops.argument_tensor(y_true, "y_true", real=True).to(device=y_pred.device)
     y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
     _same_shape_or_broadcast(y_true, y_pred)
     y_pred = torch.gt(y_pred, threshold).to(y_true.dtype)
@@ -105,7 +104,7 @@ def binary_accuracy(y_true: Any, y_pred: Any, threshold: float = 0.5) -> torch.T
 
 def _class_scores(y_pred: Any) -> torch.Tensor:
     """Predictions with a class axis (rank >= 1) to take the arg-max over."""
-    y_pred = _as_tensor(y_pred, "y_pred")
+    y_pred = ops.argument_tensor(y_pred, "y_pred", real=True)
     if y_pred.dim() == 0:
         raise ValueError(
             f"Argument `y_pred` must be at least rank 1 (scores per class). Received: y_pred.shape={tuple(y_pred.shape)}"
@@ -120,7 +119,7 @@ def categorical_accuracy(y_true: Any, y_pred: Any) -> torch.Tensor:
     tensor([0., 1.])
     """
     y_pred = _class_scores(y_pred)
-    y_true = _as_tensor(y_true, "y_true").to(device=y_pred.device)
+    y_true = ops.argument_tensor(y_true, "y_true", real=True).to(device=y_pred.device)
     _same_shape_or_broadcast(y_true, y_pred)
     y_true = torch.argmax(y_true, dim=-1).to(y_pred.dtype)
     original_shape = y_true.shape
@@ -142,7 +141,7 @@ def sparse_categorical_accuracy(y_true: Any, y_pred: Any) -> torch.Tensor:
     tensor([0., 1.])
     """
     y_pred = _class_scores(y_pred)
-    y_true = _as_tensor(y_true, "y_true").to(dtype=y_pred.dtype, device=y_pred.device)
+    y_true = ops.argument_tensor(y_true, "y_true", real=True).to(dtype=y_pred.dtype, device=y_pred.device)
     original_shape = y_true.shape
     reshape_matches = False
     if y_true.dim() == y_pred.dim() and y_true.shape[-1] == 1:
@@ -213,7 +212,7 @@ class Metric:
                 f"Received: initializer={initializer!r}"
             )
         if not isinstance(name, str) or not name.isidentifier():
-            raise ValueError(f"Invalid value for argument `name`: expected an identifier. Received: name={name!r}")
+            raise invalid("name", "an identifier", name)
         value = torch.zeros(tuple(shape), dtype=self._dtype if dtype is None else backend.standardize_dtype(dtype))
         setattr(self, name, value)
         self._variable_names.append(name)
@@ -262,7 +261,8 @@ def _reduce_to_samplewise_values(
     mask = getattr(values, "_keras_mask", None)
     values = values.detach().to(dtype)
     if sample_weight is not None:
-        sample_weight = _as_tensor(sample_weight, "sample_weight").detach().to(dtype=dtype, device=values.device)
+        sample_weight = ops.argument_tensor(sample_weight, "sample_weight", real=True)
+        sample_weight = sample_weight.detach().to(dtype=dtype, device=values.device)
         if mask is not None:
             sample_weight = losses._apply_mask(sample_weight, mask.to(values.device), dtype, reduction="sum")
         values, sample_weight = squeeze_or_expand_to_same_rank(values, sample_weight)
@@ -310,7 +310,8 @@ class Mean(Metric):
     def update_state(self, values: Any, sample_weight: Any = None) -> None:
         """Add ``values`` (weighted by ``sample_weight``) to the mean."""
         with torch.no_grad():
-            values, sample_weight = _reduce_to_samplewise_values(_as_tensor(values, "values"), sample_weight, self._dtype)
+            values = ops.argument_tensor(values, "values", real=True)
+            values, sample_weight = _reduce_to_samplewise_values(values, sample_weight, self._dtype)
             if sample_weight is not None:
                 count = torch.sum(sample_weight)
             else:
@@ -336,7 +337,7 @@ class MeanMetricWrapper(Mean):
 
     def __init__(self, fn: Callable[..., Any], name: str | None = None, dtype: Any = None, **kwargs: Any) -> None:
         if not callable(fn):
-            raise ValueError(f"Invalid value for argument `fn`: expected a callable. Received: fn={fn!r}")
+            raise invalid("fn", "a callable", fn)
         # name=None: Keras's default, the snake_case class name (mean_metric_wrapper for this class).
         super().__init__(name=name, dtype=dtype)
         self._fn = fn
@@ -493,7 +494,8 @@ class AutoAccuracy(MeanMetricWrapper):
 
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         if self.resolved is None:
-            self.resolved = _accuracy_class(_shape(_as_tensor(y_true, "y_true")), _shape(_as_tensor(y_pred, "y_pred")))
+            self.resolved = _accuracy_class(_shape(ops.argument_tensor(y_true, "y_true", real=True)),
+                                            _shape(ops.argument_tensor(y_pred, "y_pred", real=True)))
             self._fn = self.resolved(dtype=self.dtype)._fn
         super().update_state(y_true, y_pred, sample_weight=sample_weight)
 

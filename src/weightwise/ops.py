@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from weightwise import backend
+from weightwise.arguments import INT64_MAX, count, echo, flag, invalid, is_int, real
 
 __all__ = [
     "abs",
@@ -86,17 +87,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 _BOOLS = (bool, np.bool_)
 
 
-def _show(value: Any) -> str:
-    """A short echo of an argument: a tensor by shape, dtype and device, anything else by repr."""
-    if isinstance(value, torch.Tensor):
-        device = "" if value.device.type == "cpu" else f", device={value.device.type}"
-        return f"tensor(shape={tuple(value.shape)}, dtype={str(value.dtype).replace('torch.', '')}{device})"
-    if isinstance(value, np.ndarray):
-        return f"array(shape={value.shape}, dtype={value.dtype})"
-    text = repr(value)
-    return text if len(text) <= 120 else text[:117] + "..."
-
-
 def _clear_errors(fn: F) -> F:
     """Turn what torch raises on arguments it cannot take into a ValueError or TypeError naming them.
 
@@ -115,29 +105,14 @@ def _clear_errors(fn: F) -> F:
         except (RuntimeError, IndexError, NotImplementedError) as error:
             try:
                 arguments = signature.bind(*args, **kwargs).arguments
-                received = ", ".join(f"{name}={_show(value)}" for name, value in arguments.items())
+                received = ", ".join(f"{name}={echo(value)}" for name, value in arguments.items())
             except TypeError:
-                received = ", ".join(_show(value) for value in args)
+                received = ", ".join(echo(value) for value in args)
             kind = TypeError if isinstance(error, NotImplementedError) else ValueError
             reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
             raise kind(f"Invalid arguments to `ops.{fn.__name__}`: {reason} Received: {received}") from error
 
     return wrapper  # type: ignore[return-value]
-
-
-def _int_arg(value: Any, name: str, minimum: int | None = 0) -> int:
-    """``value`` as a Python int (numpy ints too); bools, floats and values below ``minimum`` are refused."""
-    if isinstance(value, _BOOLS) or not isinstance(value, numbers.Integral) or (
-            minimum is not None and value < minimum) or builtins.abs(int(value)) >= 2**63:
-        expected = "an int" if minimum is None else f"an int >= {minimum}"
-        raise ValueError(f"Invalid value for argument `{name}`: expected {expected}. Received: {name}={_show(value)}")
-    return int(value)
-
-
-def _flag(value: Any, name: str) -> bool:
-    if not isinstance(value, _BOOLS):
-        raise TypeError(f"Invalid value for argument `{name}`: expected a bool. Received: {name}={_show(value)}")
-    return bool(value)
 
 
 def _contains_tensor(x: Any) -> bool:
@@ -171,39 +146,58 @@ def convert_to_tensor(x: TensorLike, dtype: Any = None) -> torch.Tensor:
     return argument_tensor(x, "x", dtype)
 
 
-def argument_tensor(x: Any, name: str, dtype: Any = None) -> torch.Tensor:
+def argument_tensor(x: Any, name: str, dtype: Any = None, real: bool = False) -> torch.Tensor:
     """:func:`convert_to_tensor` of the argument ``name``, which an error names.
+
+    What cannot be a tensor (strings, ``None``, objects, ragged nesting, ints beyond 64
+    bits) is a ``TypeError``. With ``real``, so are complex values: losses, metrics and
+    most activations have no meaning for them.
 
     >>> argument_tensor([1, 2], "inputs").dtype
     torch.int32
+    >>> argument_tensor([[1.0], [2.0, 3.0]], "y_pred")
+    Traceback (most recent call last):
+    ...
+    TypeError: Invalid value for argument `y_pred`: cannot convert to a tensor (...). Received: y_pred=[[1.0], [2.0, 3.0]]
+    >>> argument_tensor(torch.tensor([1j]), "y_pred", real=True)
+    Traceback (most recent call last):
+    ...
+    TypeError: Invalid value for argument `y_pred`: expected real numbers, not complex ones. Received: y_pred=tensor([0.+1.j]) of shape (1,) and dtype complex64
     """
     target = None if dtype is None else backend.standardize_dtype(dtype)
-    if isinstance(x, torch.Tensor):
-        return x if target is None or x.dtype == target else x.to(target)
+    tensor = x if isinstance(x, torch.Tensor) else _convert(x, name)
+    if real and tensor.is_complex():
+        raise TypeError(
+            f"Invalid value for argument `{name}`: expected real numbers, not complex ones. Received: {name}={echo(x)}"
+        )
+    return tensor if target is None or tensor.dtype == target else tensor.to(target)
+
+
+def _convert(x: Any, name: str) -> torch.Tensor:
+    """A tensor of what is not one yet: a numpy value, a sequence of tensors, or (nested) Python numbers."""
     if isinstance(x, (np.ndarray, np.generic)):
-        tensor = _from_numpy(np.array(x, copy=True), x, name)
-    elif isinstance(x, (list, tuple)) and _contains_tensor(x):
+        return _from_numpy(np.array(x, copy=True), x, name)
+    if isinstance(x, (list, tuple)) and _contains_tensor(x):
         items = [argument_tensor(item, name) for item in x]
         if len({(tuple(item.shape), item.device) for item in items}) > 1:
-            raise ValueError(
+            raise TypeError(
                 f"Invalid value for argument `{name}`: the tensors of a sequence must share one shape and device "
-                f"to be stacked. Received: {name}=[{', '.join(_show(item) for item in items[:8])}]"
+                f"to be stacked. Received: {name}=[{', '.join(echo(item) for item in items[:8])}]"
             )
-        tensor = torch.stack(items)
-    else:
-        try:
-            probe = np.asarray(x)
-        except (ValueError, OverflowError) as error:  # ragged nesting, ints beyond every dtype
-            raise ValueError(
-                f"Invalid value for argument `{name}`: cannot convert to a tensor ({error}). Received: {name}={_show(x)}"
-            ) from error
-        if probe.dtype.kind in "iu" and probe.dtype.itemsize > 4 and _fits_int32(probe):
-            probe = probe.astype(np.int32)
-        tensor = _from_numpy(np.array(probe, order="C"), x, name)
-        if tensor.is_floating_point():
-            # A Python float is a double; one rounding to floatx, as Keras does.
-            tensor = tensor.to(backend.standardize_dtype(None))
-    return tensor if target is None else tensor.to(target)
+        return torch.stack(items)
+    try:
+        probe = np.asarray(x)
+    except (ValueError, OverflowError, TypeError) as error:  # ragged nesting, ints beyond every dtype
+        raise TypeError(
+            f"Invalid value for argument `{name}`: cannot convert to a tensor ({error}). Received: {name}={echo(x)}"
+        ) from error
+    if probe.dtype.kind in "iu" and probe.dtype.itemsize > 4 and _fits_int32(probe):
+        probe = probe.astype(np.int32)
+    tensor = _from_numpy(np.array(probe, order="C"), x, name)
+    if tensor.is_floating_point():
+        # A Python float is a double; one rounding to floatx, as Keras does.
+        tensor = tensor.to(backend.standardize_dtype(None))
+    return tensor
 
 
 def _from_numpy(array: np.ndarray, original: Any, name: str) -> torch.Tensor:
@@ -217,7 +211,7 @@ def _from_numpy(array: np.ndarray, original: Any, name: str) -> torch.Tensor:
             else f"dtype {array.dtype}"
         raise TypeError(
             f"Invalid value for argument `{name}`: cannot convert to a tensor; expected numbers, got {got}. "
-            f"Received: {name}={_show(original)}"
+            f"Received: {name}={echo(original)}"
         ) from None
 
 
@@ -243,7 +237,7 @@ def convert_to_numpy(x: TensorLike) -> np.ndarray:
     tensor = convert_to_tensor(x)
     if tensor.is_meta:
         raise ValueError(
-            f"Invalid value for argument `x`: a meta tensor holds no values to convert. Received: x={_show(tensor)}"
+            f"Invalid value for argument `x`: a meta tensor holds no values to convert. Received: x={echo(tensor)}"
         )
     if tensor.dtype == torch.bfloat16:
         tensor = tensor.float()
@@ -285,14 +279,13 @@ def shape(x: TensorLike) -> tuple[int, ...]:
 
 def _shape_arg(shape: Any, name: str = "shape", infer: bool = False) -> tuple[int, ...]:
     """A shape from an int or a sequence of ints, each ``>= 0`` (with ``infer``, one may be -1)."""
-    single = isinstance(shape, numbers.Integral) and not isinstance(shape, _BOOLS)
+    single = is_int(shape)
     dims = (shape,) if single else shape
     if not isinstance(dims, (list, tuple, torch.Size)) or not builtins.all(
-            isinstance(d, numbers.Integral) and not isinstance(d, _BOOLS) and -1 <= d < 2**63 for d in dims) \
+            is_int(d) and -1 <= d <= INT64_MAX for d in dims) \
             or builtins.sum(1 for d in dims if d == -1) > (1 if infer else 0):
         rule = "non-negative ints (one may be -1)" if infer else "non-negative ints"
-        raise ValueError(f"Invalid value for argument `{name}`: expected an int or a sequence of {rule}. "
-                         f"Received: {name}={_show(shape)}")
+        raise invalid(name, f"an int or a sequence of {rule}", shape)
     return tuple(int(d) for d in dims)
 
 
@@ -350,9 +343,9 @@ def eye(N: int, M: int | None = None, k: int = 0, dtype: Any = None) -> torch.Te
     tensor([[0., 1., 0.],
             [0., 0., 1.]])
     """
-    N = _int_arg(N, "N")
-    M = N if M is None else _int_arg(M, "M")
-    k = _int_arg(k, "k", minimum=None)
+    N = count(N, "N", high=INT64_MAX)
+    M = N if M is None else count(M, "M", high=INT64_MAX)
+    k = count(k, "k", low=-INT64_MAX, high=INT64_MAX)
     out = torch.ones((N, M), dtype=backend.standardize_dtype(dtype))
     return torch.triu(torch.tril(out, diagonal=k), diagonal=k)
 
@@ -364,17 +357,14 @@ def _dims(axis: Any, rank: int, name: str = "axis") -> int | tuple[int, ...] | N
     """
     if axis is None:
         return None
-    single = isinstance(axis, numbers.Integral) and not isinstance(axis, _BOOLS)
+    single = is_int(axis)
     items = [axis] if single else axis
     bound = builtins.max(rank, 1)
     if not isinstance(items, (list, tuple)) or not builtins.all(
-            isinstance(a, numbers.Integral) and not isinstance(a, _BOOLS) and -bound <= a < bound for a in items):
-        raise ValueError(
-            f"Invalid value for argument `{name}`: expected an int or a list of ints in [{-bound}, {bound}) "
-            f"for a tensor of rank {rank}. Received: {name}={_show(axis)}"
-        )
+            is_int(a) and -bound <= a < bound for a in items):
+        raise invalid(name, f"an int or a list of ints in [{-bound}, {bound}) for a tensor of rank {rank}", axis)
     if len({int(a) % bound for a in items}) != len(items):
-        raise ValueError(f"Invalid value for argument `{name}`: it names one axis twice. Received: {name}={_show(axis)}")
+        raise ValueError(f"Invalid value for argument `{name}`: it names one axis twice. Received: {name}={echo(axis)}")
     return int(axis) if single else tuple(int(a) for a in items)
 
 
@@ -393,7 +383,7 @@ def sum(x: TensorLike, axis: Axis = None, keepdims: bool = False) -> torch.Tenso
     if isinstance(x, (list, tuple)) and len(x) == 0:
         return torch.zeros((), dtype=backend.standardize_dtype(None))
     x = convert_to_tensor(x)
-    keepdims = _flag(keepdims, "keepdims")
+    keepdims = flag(keepdims, "keepdims")
     dims = _dims(axis, x.dim())
     if dims == ():
         return x.clone()
@@ -411,7 +401,7 @@ def mean(x: TensorLike, axis: Axis = None, keepdims: bool = False) -> torch.Tens
     tensor(3.)
     """
     x = _float(x)
-    keepdims = _flag(keepdims, "keepdims")
+    keepdims = flag(keepdims, "keepdims")
     dims = _dims(axis, x.dim())
     if dims == ():
         return x.clone()
@@ -423,7 +413,7 @@ def mean(x: TensorLike, axis: Axis = None, keepdims: bool = False) -> torch.Tens
 
 def _extreme(fn: Any, what: str, x: TensorLike, axis: Axis, keepdims: bool) -> torch.Tensor:
     x = convert_to_tensor(x)
-    keepdims = _flag(keepdims, "keepdims")
+    keepdims = flag(keepdims, "keepdims")
     dims = _dims(axis, x.dim())
     if dims == ():
         return x.clone()
@@ -432,7 +422,7 @@ def _extreme(fn: Any, what: str, x: TensorLike, axis: Axis, keepdims: bool) -> t
         # NumPy and Keras refuse too: an empty max has no value.
         raise ValueError(
             f"Invalid value for argument `x`: cannot compute the {what} over an empty axis. "
-            f"Received: x={_show(x)}, axis={_show(axis)}"
+            f"Received: x={echo(x)}, axis={echo(axis)}"
         )
     return fn(x, dim=() if dims is None else dims, keepdim=keepdims)
 
@@ -541,7 +531,7 @@ def sign(x: TensorLike) -> torch.Tensor:
 def _no_bool(x: torch.Tensor, name: str, what: str) -> None:
     if x.dtype == torch.bool:
         raise TypeError(f"Invalid value for argument `{name}`: {what} is not defined for bool tensors "
-                        f"(use logical_not or logical_xor). Received: {name}={_show(x)}")
+                        f"(use logical_not or logical_xor). Received: {name}={echo(x)}")
 
 
 @_clear_errors
@@ -810,8 +800,7 @@ def transpose(x: TensorLike, axes: Sequence[int] | None = None) -> torch.Tensor:
         return x.permute(tuple(reversed(range(x.dim()))))
     dims = _dims(axes, x.dim(), "axes")
     if isinstance(dims, int) or dims is None or len(dims) != x.dim():
-        raise ValueError(f"Invalid value for argument `axes`: expected a permutation of the {x.dim()} axes of `x`. "
-                         f"Received: axes={_show(axes)}")
+        raise invalid("axes", f"a permutation of the {x.dim()} axes of `x`", axes)
     return x.permute(dims)
 
 
@@ -836,9 +825,9 @@ def expand_dims(x: TensorLike, axis: int | Sequence[int]) -> torch.Tensor:
     (1, 2, 3, 1)
     """
     x = convert_to_tensor(x)
-    count = 1 if isinstance(axis, numbers.Integral) else len(axis) if isinstance(axis, (list, tuple)) else 1
-    dims = _dims(axis, x.dim() + count)
-    rank = x.dim() + count
+    added = 1 if isinstance(axis, numbers.Integral) else len(axis) if isinstance(axis, (list, tuple)) else 1
+    dims = _dims(axis, x.dim() + added)
+    rank = x.dim() + added
     for d in sorted(a % rank for a in ((dims,) if isinstance(dims, int) else dims or ())):
         x = torch.unsqueeze(x, d)
     return x
@@ -860,7 +849,7 @@ def squeeze(x: TensorLike, axis: Axis = None) -> torch.Tensor:
     dims = (dims,) if isinstance(dims, int) else dims
     if x.dim() and builtins.any(x.shape[d] != 1 for d in dims):
         raise ValueError(f"Invalid value for argument `axis`: an axis to squeeze must have length 1. "
-                         f"Received: axis={_show(axis)} for x={_show(x)}")
+                         f"Received: axis={echo(axis)} for x={echo(x)}")
     return torch.squeeze(x, dims) if dims else x
 
 
@@ -954,11 +943,10 @@ def norm(x: TensorLike, ord: Any = None, axis: Axis = None, keepdims: bool = Fal
     tensor(5.0000e+30)
     """
     x = _float(x)
-    keepdims = _flag(keepdims, "keepdims")
+    keepdims = flag(keepdims, "keepdims")
     dims = _norm_axis(axis, x)
     if ord is not None and (isinstance(ord, _BOOLS) or not isinstance(ord, (numbers.Real, str))):
-        raise ValueError(f"Invalid value for argument `ord`: expected None, a number, 'fro' or 'nuc'. "
-                         f"Received: ord={_show(ord)}")
+        raise invalid("ord", "None, a number, 'fro' or 'nuc'", ord)
     single_axis = isinstance(dims, int) or (isinstance(dims, tuple) and len(dims) == 1)
     if ord is None or (ord == 2 and single_axis):
         return _euclidean_norm(x, dims, keepdims)
@@ -980,17 +968,14 @@ def normalize(x: TensorLike, axis: int = -1, order: int = 2, epsilon: float | No
     """
     if isinstance(order, _BOOLS) or not isinstance(order, int) or order < 1:
         raise ValueError(f"Argument `order` must be an int >= 1. Received: order={order!r}")
-    if epsilon is not None and (isinstance(epsilon, _BOOLS) or not isinstance(epsilon, numbers.Real)
-                                or backend.finite_float(epsilon) is None or epsilon <= 0):
-        raise ValueError(f"Invalid value for argument `epsilon`: expected a positive finite float or None. "
-                         f"Received: epsilon={_show(epsilon)}")
+    epsilon = real(epsilon, "epsilon", low=0, low_open=True, allow_none=True)
     x = _float(x)
     dtype = x.dtype
     x = x.to(backend.rule_dtype(dtype))
     if x.dim() == 0:
         x = x.unsqueeze(0)
     dims = _norm_axis(axis, x)
-    eps = backend.epsilon() if epsilon is None else float(epsilon)
+    eps = backend.epsilon() if epsilon is None else epsilon
     if order == 2:
         squares = _sum_of_squares(x, dims, True)
         rescue = _squares_out_of_range(squares)

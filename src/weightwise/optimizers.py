@@ -373,7 +373,7 @@ class Optimizer(KerasStateMixin):
         if name is None:
             name = to_snake_case(type(self).__name__)
         if not isinstance(name, str):
-            raise ValueError(f"Invalid value for argument `name`: expected a str. Received: name={name!r}")
+            raise invalid("name", "a str", name)
         self.name = name
         self.iterations = 0
         self.built = False

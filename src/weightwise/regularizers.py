@@ -10,23 +10,29 @@ Complex inputs are penalized by magnitude (``|z|``, ``|z| ** 2``, as
 :func:`torch.linalg.vector_norm` measures them) and give a real penalty.
 
 Factors are kept as the Python floats given, so ``L1(0.01).get_config()`` is
-``{"l1": 0.01}``, not Keras's ``0.009999999776482582``.
+``{"l1": 0.01}``, not Keras's ``0.009999999776482582``. A factor must be a finite
+number ``>= 0`` (not a bool); ``None`` means the default. Anything else is a
+``ValueError`` naming the argument (:func:`weightwise.arguments.real`).
 
 >>> regularizer = L2(2.)
 >>> tensor = ops.ones(shape=(5, 5))
 >>> regularizer(tensor)
 50.0
+>>> L1(-1)
+Traceback (most recent call last):
+...
+ValueError: Invalid value for argument `l1`: expected a finite float >= 0. Received: l1=-1
 """
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 
 from weightwise import backend, ops
+from weightwise.arguments import real
 from weightwise.serialization import ObjectFamily
 
 __all__ = [
@@ -76,29 +82,6 @@ def check_weight(regularizer: Any, weight: torch.Tensor) -> None:
     """
     if isinstance(regularizer, Regularizer):
         regularizer._check_weight(weight)
-
-
-def validate_factor(value: Any, name: str, default: float) -> float:
-    """Check a penalty factor and return it as a Python float; ``None`` gives ``default``.
-
-    Negative, NaN and infinite numbers, bools and non-numbers raise a ``ValueError``
-    that names the argument and echoes the value.
-
-    >>> validate_factor(None, "l1", 0.01)
-    0.01
-    >>> validate_factor(-1, "l1", 0.01)
-    Traceback (most recent call last):
-    ...
-    ValueError: Invalid value for argument `l1`: expected a non-negative finite float. Received: l1=-1
-    """
-    if value is None:
-        return default
-    number = None if isinstance(value, bool) or not isinstance(value, numbers.Real) else backend.finite_float(value)
-    if number is None or number < 0:
-        raise ValueError(
-            f"Invalid value for argument `{name}`: expected a non-negative finite float. Received: {name}={value!r}"
-        )
-    return number
 
 
 class Regularizer:
@@ -169,7 +152,7 @@ class L1(Regularizer):
     """
 
     def __init__(self, l1: float | None = 0.01) -> None:
-        self.l1 = validate_factor(l1, "l1", 0.01)
+        self.l1 = 0.01 if l1 is None else real(l1, "l1", low=0)
 
     def __call__(self, x: Any) -> torch.Tensor:
         return self.l1 * _abs_sum(_penalty_input(x))
@@ -193,7 +176,7 @@ class L2(Regularizer):
     """
 
     def __init__(self, l2: float | None = 0.01) -> None:
-        self.l2 = validate_factor(l2, "l2", 0.01)
+        self.l2 = 0.01 if l2 is None else real(l2, "l2", low=0)
 
     def __call__(self, x: Any) -> torch.Tensor:
         return self.l2 * _square_sum(_penalty_input(x))
@@ -220,8 +203,8 @@ class L1L2(Regularizer):
     """
 
     def __init__(self, l1: float | None = 0.0, l2: float | None = 0.0) -> None:
-        self.l1 = validate_factor(l1, "l1", 0.0)
-        self.l2 = validate_factor(l2, "l2", 0.0)
+        self.l1 = 0.0 if l1 is None else real(l1, "l1", low=0)
+        self.l2 = 0.0 if l2 is None else real(l2, "l2", low=0)
 
     def __call__(self, x: Any) -> torch.Tensor:
         x = _penalty_input(x)
@@ -262,7 +245,7 @@ class OrthogonalRegularizer(Regularizer):
     """
 
     def __init__(self, factor: float = 0.01, mode: str = "rows") -> None:
-        self.factor = validate_factor(factor, "factor", 0.01)
+        self.factor = 0.01 if factor is None else real(factor, "factor", low=0)
         if mode not in ("rows", "columns"):
             raise ValueError(
                 'Invalid value for argument `mode`. Expected one of {"rows", "columns"}. '

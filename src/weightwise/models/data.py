@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from weightwise import ops
 from weightwise.arguments import count, echo, invalid, is_int, real
 from weightwise.layers.symbolic import flatten, map_structure
-from weightwise.losses import _as_tensor
 
 __all__ = ["Batches", "make_batches", "single_batch", "split_for_validation", "to_device"]
 
@@ -34,7 +34,7 @@ ROLES = ("x", "y", "sample_weight")
 
 
 def _tensor(value: Any, name: str) -> torch.Tensor:
-    tensor = _as_tensor(value, name)
+    tensor = ops.argument_tensor(value, name, real=True)
     if tensor.is_meta:
         raise ValueError(
             f"Invalid value for argument `{name}`: a meta tensor holds no values to train on. "
@@ -292,7 +292,7 @@ def make_batches(
     >>> make_batches(np.ones((5, 2)), np.array(["a"] * 5))
     Traceback (most recent call last):
     ...
-    TypeError: Invalid value for argument `y`: expected a tensor, an array or (nested lists of) real numbers. ...
+    TypeError: Invalid value for argument `y`: cannot convert to a tensor; expected numbers, got dtype <U1. ...
     """
     count(batch_size, batch_size_name, low=1, allow_none=True)
     count(steps, steps_name, low=1, allow_none=True)
