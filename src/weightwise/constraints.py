@@ -28,14 +28,13 @@ each single entry, its magnitude, as Keras's formula does.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any, Union
 
-import numpy as np
 import torch
 
 from weightwise import backend, ops
+from weightwise.arguments import INT64_MAX, invalid, is_int, real
 from weightwise.serialization import ObjectFamily
 
 __all__ = [
@@ -83,7 +82,7 @@ def axis_was_given(constraint: Any) -> bool:
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)) and abs(value) < 2**63
+    return is_int(value) and abs(value) <= INT64_MAX
 
 
 def _validate_axis(axis: Any) -> int | list[int] | None:
@@ -96,25 +95,7 @@ def _validate_axis(axis: Any) -> int | list[int] | None:
         if len(set(axis)) != len(axis):
             raise ValueError(f"Invalid value for argument `axis`: repeated axes. Received: axis={axis!r}")
         return [int(a) for a in axis]
-    raise ValueError(
-        f"Invalid value for argument `axis`: expected an int, a list of ints, or None. Received: axis={axis!r}"
-    )
-
-
-def _validate_bound(value: Any, name: str) -> float | int:
-    """Check a norm bound: a non-negative number (``inf`` allowed) that is not a bool or NaN.
-
-    Ints too large for a float (``10**400``) are refused: a projection computes in floats.
-    """
-    number = None
-    if not isinstance(value, (bool, np.bool_)) and isinstance(value, numbers.Real):
-        try:
-            number = float(value)
-        except OverflowError:
-            number = None
-    if number is None or math.isnan(number) or number < 0:
-        raise ValueError(f"Invalid value for argument `{name}`: expected a non-negative float. Received: {name}={value!r}")
-    return int(value) if isinstance(value, numbers.Integral) else number
+    raise invalid("axis", "an int, a list of ints, or None", axis)
 
 
 def _check_axis_fits(axis: int | list[int] | None, w: torch.Tensor, owner: str) -> None:
@@ -286,7 +267,8 @@ class MaxNorm(_NormConstraint):
     """
 
     def __init__(self, max_value: float = 2, axis: Axis = DEFAULT_AXIS) -> None:
-        self.max_value = _validate_bound(max_value, "max_value")
+        # inf is no bound; an int bound stays an int in the config. 10**400 has no float to project with.
+        self.max_value = real(max_value, "max_value", low=0, allow_inf=True, keep_int=True)
         super().__init__(axis)
 
     def _desired(self, norms: torch.Tensor, scale: Any = 1.0) -> torch.Tensor:
@@ -368,16 +350,14 @@ class MinMaxNorm(_NormConstraint):
     """
 
     def __init__(self, min_value: float = 0.0, max_value: float = 1.0, rate: float = 1.0, axis: Axis = DEFAULT_AXIS) -> None:
-        self.min_value = _validate_bound(min_value, "min_value")
-        self.max_value = _validate_bound(max_value, "max_value")
+        self.min_value = real(min_value, "min_value", low=0, allow_inf=True, keep_int=True)
+        self.max_value = real(max_value, "max_value", low=0, allow_inf=True, keep_int=True)
         if self.min_value > self.max_value:
             raise ValueError(
                 "Invalid values for arguments `min_value` and `max_value`: min_value must not exceed "
                 f"max_value. Received: min_value={min_value!r}, max_value={max_value!r}"
             )
-        if isinstance(rate, (bool, np.bool_)) or not isinstance(rate, numbers.Real) or not 0 <= rate <= 1:
-            raise ValueError(f"Invalid value for argument `rate`: expected a float in [0, 1]. Received: rate={rate!r}")
-        self.rate = rate if isinstance(rate, (int, float)) else float(rate)
+        self.rate = real(rate, "rate", low=0, high=1, keep_int=True)
         super().__init__(axis)
 
     def _desired(self, norms: torch.Tensor, scale: Any = 1.0) -> torch.Tensor:

@@ -25,7 +25,6 @@ True
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -33,6 +32,7 @@ import numpy as np
 import torch
 
 from weightwise import backend
+from weightwise.arguments import INT64_MAX, count, finite_float, invalid, is_int, real
 from weightwise.serialization import ObjectFamily
 
 __all__ = [
@@ -80,7 +80,7 @@ TRUNCATED_NORMAL_STDDEV = 0.87962566103423978
 Shape = Sequence[int]
 
 # torch sizes and element counts are int64.
-_MAX_SIZE = 2**63 - 1
+_MAX_SIZE = INT64_MAX
 
 
 # -- validation ------------------------------------------------------------------------
@@ -89,7 +89,7 @@ def _standardize_shape(shape: Any) -> tuple[int, ...]:
     if isinstance(shape, (torch.Size, tuple, list)):
         dims = []
         for dim in shape:
-            if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or not 0 <= dim <= _MAX_SIZE:
+            if not is_int(dim) or not 0 <= dim <= _MAX_SIZE:
                 break
             dims.append(int(dim))
         else:
@@ -111,25 +111,6 @@ def _float_dtype(dtype: Any) -> torch.dtype:
     return resolved
 
 
-def _is_finite_real(value: Any) -> bool:
-    """Whether ``value`` is a real number (not a bool) of finite float value; ``10**400`` is not."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        return False
-    try:
-        return math.isfinite(float(value))
-    except OverflowError:
-        return False
-
-
-def _real(value: Any, name: str, positive: bool = False) -> int | float:
-    """A finite real number, returned as a Python number (``positive``: also > 0)."""
-    ok = _is_finite_real(value) and (value > 0 if positive else True)
-    if not ok:
-        what = "a positive finite float" if positive else "a finite float"
-        raise ValueError(f"Invalid value for argument `{name}`: expected {what}. Received: {name}={value!r}")
-    return value if isinstance(value, (int, float)) else value.item() if hasattr(value, "item") else float(value)
-
-
 def _finite(values: torch.Tensor, initializer: Initializer) -> torch.Tensor:
     """``values``, unless the initializer's scale overflowed their dtype (the values would be inf or NaN)."""
     if values.is_floating_point() and not values.is_meta and not bool(torch.isfinite(values).all()):
@@ -140,23 +121,12 @@ def _finite(values: torch.Tensor, initializer: Initializer) -> torch.Tensor:
     return values
 
 
-def _validate_seed(seed: Any) -> int | None:
-    """``None`` or a non-negative int seed, as a Python int."""
-    if seed is None:
-        return None
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"Invalid value for argument `seed`: expected None or an int >= 0. Received: seed={seed!r}")
-    return int(seed)
-
-
 def _validate_axes(axes: Any, name: str) -> list[int] | None:
     if axes is None:
         return None
-    if isinstance(axes, (list, tuple)) and all(
-        isinstance(a, numbers.Integral) and not isinstance(a, bool) for a in axes
-    ):
+    if isinstance(axes, (list, tuple)) and all(is_int(a) for a in axes):
         return [int(a) for a in axes]
-    raise ValueError(f"Invalid value for argument `{name}`: expected None or a list of ints. Received: {name}={axes!r}")
+    raise invalid(name, "None or a list of ints", axes)
 
 
 # -- fans ------------------------------------------------------------------------------
@@ -308,7 +278,7 @@ class _RandomInitializer(Initializer):
     """Holds the seed: ``seed`` is the int the values are drawn with, fixed at construction."""
 
     def __init__(self, seed: int | None = None) -> None:
-        self._init_seed = _validate_seed(seed)
+        self._init_seed = count(seed, "seed", allow_none=True)
         if self._init_seed is None:
             # As Keras's make_default_seed, but from torch's global generator.
             self.seed = int(torch.randint(1, 10**9 + 1, (), device="cpu").item())
@@ -369,10 +339,9 @@ class Constant(Initializer):
     def __init__(self, value: float = 0.0) -> None:
         if isinstance(value, np.generic) and isinstance(value.item(), (bool, int, float)):
             value = value.item()
-        if not isinstance(value, (bool, int, float)) or not (isinstance(value, bool) or _is_finite_real(value)):
-            raise ValueError(
-                f"Invalid value for argument `value`: expected a finite Python scalar. Received: value={value!r}"
-            )
+        # A bool is a value too (a bool or int tensor can be filled with it).
+        if not isinstance(value, bool) and (not isinstance(value, (int, float)) or finite_float(value) is None):
+            raise invalid("value", "a finite Python scalar", value)
         self.value = value
 
     def __call__(self, shape: Shape, dtype: Any = None) -> torch.Tensor:
@@ -410,7 +379,7 @@ class Identity(Initializer):
     """
 
     def __init__(self, gain: float = 1.0) -> None:
-        self.gain = _real(gain, "gain")
+        self.gain = real(gain, "gain", keep_int=True)
 
     def __call__(self, shape: Shape, dtype: Any = None) -> torch.Tensor:
         shape = _standardize_shape(shape)
@@ -445,8 +414,8 @@ class RandomNormal(_RandomInitializer):
     """
 
     def __init__(self, mean: float = 0.0, stddev: float = 0.05, seed: int | None = None) -> None:
-        self.mean = _real(mean, "mean")
-        self.stddev = _real(stddev, "stddev", positive=True)
+        self.mean = real(mean, "mean", keep_int=True)
+        self.stddev = real(stddev, "stddev", low=0, low_open=True, keep_int=True)
         super().__init__(seed=seed)
 
     def __call__(self, shape: Shape, dtype: Any = None) -> torch.Tensor:
@@ -476,8 +445,8 @@ class TruncatedNormal(_RandomInitializer):
     """
 
     def __init__(self, mean: float = 0.0, stddev: float = 0.05, seed: int | None = None) -> None:
-        self.mean = _real(mean, "mean")
-        self.stddev = _real(stddev, "stddev", positive=True)
+        self.mean = real(mean, "mean", keep_int=True)
+        self.stddev = real(stddev, "stddev", low=0, low_open=True, keep_int=True)
         super().__init__(seed=seed)
 
     def __call__(self, shape: Shape, dtype: Any = None) -> torch.Tensor:
@@ -508,8 +477,8 @@ class RandomUniform(_RandomInitializer):
     """
 
     def __init__(self, minval: float = -0.05, maxval: float = 0.05, seed: int | None = None) -> None:
-        self.minval = _real(minval, "minval")
-        self.maxval = _real(maxval, "maxval")
+        self.minval = real(minval, "minval", keep_int=True)
+        self.maxval = real(maxval, "maxval", keep_int=True)
         if self.minval > self.maxval:
             raise ValueError(
                 "Invalid values for arguments `minval` and `maxval`: expected minval <= maxval. "
@@ -572,7 +541,7 @@ class VarianceScaling(_RandomInitializer):
         input_axes: Sequence[int] | None = None,
         output_axes: Sequence[int] | None = None,
     ) -> None:
-        if not _is_finite_real(scale) or scale <= 0:
+        if finite_float(scale) is None or scale <= 0:
             raise ValueError(f"Argument `scale` must be positive float. Received: scale={scale!r}")
         if mode not in _MODES:
             raise ValueError(
@@ -586,7 +555,7 @@ class VarianceScaling(_RandomInitializer):
             raise ValueError(
                 f"Invalid `distribution` argument: {distribution!r}. Please use one of {list(_DISTRIBUTIONS)}."
             )
-        self.scale = _real(scale, "scale")
+        self.scale = real(scale, "scale", keep_int=True)
         self.mode = mode
         self.distribution = distribution
         self.input_axes = _validate_axes(input_axes, "input_axes")
@@ -755,7 +724,7 @@ class Orthogonal(_RandomInitializer):
     """
 
     def __init__(self, gain: float = 1.0, seed: int | None = None) -> None:
-        self.gain = _real(gain, "gain")
+        self.gain = real(gain, "gain", keep_int=True)
         super().__init__(seed=seed)
 
     def __call__(self, shape: Shape, dtype: Any = None) -> torch.Tensor:

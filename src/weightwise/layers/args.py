@@ -1,17 +1,20 @@
 """Argument checks shared by the layers, and the padding arithmetic of conv and pooling layers.
 
-Every check raises a ``ValueError`` that names the layer, the argument and the value.
+Every check raises a ``ValueError`` that names the layer, the argument and the value: the
+message form of :mod:`weightwise.arguments`, after the layer's class and name.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Union
 
 import torch
 import torch.nn.functional as F
+
+from weightwise import arguments
+from weightwise.arguments import is_int
 
 if TYPE_CHECKING:
     from weightwise.layers.base import Layer
@@ -19,26 +22,21 @@ if TYPE_CHECKING:
 IntOrTuple = Union[int, Sequence[int]]
 
 # Sizes index torch tensors, whose sizes and element counts are int64.
-MAX_SIZE = 2**63 - 1
+MAX_SIZE = arguments.INT64_MAX
 
 
-def invalid(layer: Layer, argument: str, value: Any, expected: str) -> ValueError:
-    return ValueError(
-        f"{type(layer).__name__} layer {layer.name!r}: invalid value for argument `{argument}`: "
-        f"expected {expected}. Received: {argument}={value!r}"
-    )
+def _owner(layer: Layer) -> str:
+    return f"{type(layer).__name__} layer {layer.name!r}"
 
 
-def is_int(value: Any) -> bool:
-    """Whether ``value`` is an int (Python or numpy), and not a bool."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+def invalid(layer: Layer, argument: str, value: Any, expected: str) -> Exception:
+    """The ``ValueError`` for a bad ``value`` of the layer's ``argument`` (for the caller to raise)."""
+    return arguments.invalid(argument, expected, value, owner=_owner(layer))
 
 
 def positive_int(layer: Layer, value: Any, argument: str) -> int:
     """``value`` as a Python int if it is a positive int (not a bool) that fits a tensor size."""
-    if not is_int(value) or not 0 < value <= MAX_SIZE:
-        raise invalid(layer, argument, value, f"a positive int (at most {MAX_SIZE})")
-    return int(value)
+    return arguments.count(value, argument, low=1, high=MAX_SIZE, owner=_owner(layer))
 
 
 def standardize_tuple(layer: Layer, value: Any, rank: int, argument: str) -> tuple[int, ...]:
@@ -70,11 +68,10 @@ def standardize_shape(value: Any, argument: str, owner: str = "", allow_none: bo
     )
     if valid and math.prod(int(d) for d in entries if d is not None) <= MAX_SIZE:
         return tuple(None if d is None else int(d) for d in entries)
-    prefix = f"{owner}: invalid" if owner else "Invalid"
     expected = "a tuple of ints >= 0 or None" if allow_none else "a tuple of ints >= 0"
     if valid:
         expected += f" whose product is at most {MAX_SIZE}"
-    raise ValueError(f"{prefix} value for argument `{argument}`: expected {expected}. Received: {argument}={value!r}")
+    raise arguments.invalid(argument, expected, value, owner=owner)
 
 
 def standardize_data_format(layer: Layer, data_format: Any) -> str:
