@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from weightwise import constraints, regularizers
+from weightwise.arguments import echo
 
 __all__ = [
     "Activity",
@@ -121,11 +122,6 @@ def _rules(module: torch.nn.Module) -> dict[str, Rule]:
     return module.__dict__.get(RULES_ATTR) or {}
 
 
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 200 else text[:197] + "..."
-
-
 def check_module(module: Any, argument: str = "module") -> torch.nn.Module:
     """Return ``module`` if it is a ``torch.nn.Module``; otherwise raise a ``TypeError`` naming ``argument``.
 
@@ -136,13 +132,13 @@ def check_module(module: Any, argument: str = "module") -> torch.nn.Module:
     """
     if not isinstance(module, torch.nn.Module):
         raise TypeError(f"Invalid value for argument `{argument}`: expected a torch.nn.Module. "
-                        f"Received: {argument}={_show(module)}")
+                        f"Received: {argument}={echo(module)}")
     return module
 
 
 def _check_name(name: Any) -> str:
     if not isinstance(name, str):
-        raise TypeError(f"Invalid value for argument `name`: expected a parameter name (str). Received: name={_show(name)}")
+        raise TypeError(f"Invalid value for argument `name`: expected a parameter name (str). Received: name={echo(name)}")
     return name
 
 
@@ -179,8 +175,8 @@ def validate(param: torch.Tensor, *, regularizer: Any = None, constraint: Any = 
                 check(rule, param)
             except (TypeError, ValueError) as error:
                 raise type(error)(
-                    f"Invalid value for argument `{kind}`: {_show(rule)} cannot be bound to {where} of shape "
-                    f"{tuple(param.shape)} and dtype {_dtype_name(param.dtype)}: {error} Received: {kind}={_show(rule)}"
+                    f"Invalid value for argument `{kind}`: {echo(rule)} cannot be bound to {where} of shape "
+                    f"{tuple(param.shape)} and dtype {_dtype_name(param.dtype)}: {error} Received: {kind}={echo(rule)}"
                 ) from error
         resolved.append(rule)
     return resolved[0], resolved[1]
@@ -318,8 +314,8 @@ def checked_penalty(penalty: Any, regularizer: Any, where: str) -> torch.Tensor:
         return penalty.reshape(())
     got = (f"a tensor of shape {tuple(penalty.shape)}" + (f" and dtype {_dtype_name(penalty.dtype)}"
            if penalty.is_complex() or penalty.dtype == torch.bool else "")
-           if isinstance(penalty, torch.Tensor) else f"{_show(penalty)} of type {type(penalty).__name__}")
-    raise ValueError(f"The regularizer {_show(regularizer)} of {where} returned {got}; "
+           if isinstance(penalty, torch.Tensor) else f"{echo(penalty)} of type {type(penalty).__name__}")
+    raise ValueError(f"The regularizer {echo(regularizer)} of {where} returned {got}; "
                      "a penalty must be a scalar (a real tensor with one element).")
 
 
@@ -374,7 +370,7 @@ def record_call_loss(module: torch.nn.Module, loss: Any, slot: Any = None) -> No
     [tensor(0.5000)]
     """
     if not isinstance(loss, (torch.Tensor, Activity)):
-        raise TypeError(f"Invalid value for argument `loss`: expected a tensor. Received: loss={_show(loss)}")
+        raise TypeError(f"Invalid value for argument `loss`: expected a tensor. Received: loss={echo(loss)}")
     _call_loss_store(check_module(module)).setdefault(slot, []).append(loss)
 
 
@@ -492,7 +488,7 @@ def activity_penalty(regularizer: Callable[[torch.Tensor], torch.Tensor], output
     tensor(3.)
     """
     if not isinstance(output, torch.Tensor):
-        raise TypeError(f"Invalid value for argument `output`: expected a tensor. Received: output={_show(output)}")
+        raise TypeError(f"Invalid value for argument `output`: expected a tensor. Received: output={echo(output)}")
     penalty = checked_penalty(regularizer(output), regularizer, f"an output of shape {tuple(output.shape)}")
     if output.dim() == 0:
         return penalty
@@ -523,8 +519,8 @@ def apply_constraints(module: torch.nn.Module, *, only_with_grad: bool = False,
     check_module(module)
     if not isinstance(only_with_grad, (bool, np.bool_)):
         raise TypeError(f"Invalid value for argument `only_with_grad`: expected a bool. "
-                        f"Received: only_with_grad={_show(only_with_grad)}")
+                        f"Received: only_with_grad={echo(only_with_grad)}")
     if among is not None and not isinstance(among, Container):
         raise TypeError(f"Invalid value for argument `among`: expected a set of parameter ids or None. "
-                        f"Received: among={_show(among)}")
+                        f"Received: among={echo(among)}")
     engine.plan_for(module).project(only_with_grad=bool(only_with_grad), among=among)

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from weightwise import backend, binding, constraints, initializers, ops, regularizers
+from weightwise.arguments import echo
 from weightwise.layers.args import standardize_shape
 from weightwise.layers.symbolic import (
     KerasTensor,
@@ -514,7 +515,7 @@ class Layer(torch.nn.Module):
         if not isinstance(weights, (list, tuple)):
             raise TypeError(
                 f"{type(self).__name__} layer {self.name!r}: invalid value for argument `weights`: expected a list of "
-                f"arrays. Received: weights={weights!r:.200}"
+                f"arrays. Received: weights={echo(weights)}"
             )
         if len(weights) != len(params):
             raise ValueError(
@@ -543,17 +544,17 @@ class Layer(torch.nn.Module):
 
         if isinstance(value, torch.Tensor):
             if value.is_meta or (value.is_complex() and "c" not in kinds):
-                raise refuse(TypeError, f"{argument}={value!r:.200} (dtype {value.dtype}, device {value.device})")
+                raise refuse(TypeError, f"{argument}={echo(value)}")
             tensor = value.detach()
         else:
             if value is None or isinstance(value, (str, bytes)):
-                raise refuse(TypeError, f"{argument}={value!r:.200}")
+                raise refuse(TypeError, f"{argument}={echo(value)}")
             try:
                 array = np.asarray(value)
             except (TypeError, ValueError) as error:
-                raise refuse(ValueError, f"{argument}={value!r:.200} ({error})") from error
+                raise refuse(ValueError, f"{argument}={echo(value)} ({error})") from error
             if array.dtype.kind not in kinds:
-                raise refuse(TypeError, f"{argument}={value!r:.200} (dtype {array.dtype})")
+                raise refuse(TypeError, f"{argument}={echo(array)}")
             tensor = ops.convert_to_tensor(array)
         if tuple(tensor.shape) != tuple(param.shape):
             raise ValueError(
@@ -730,7 +731,7 @@ class Layer(torch.nn.Module):
     def _not_a_tensor(self, value: Any) -> TypeError:
         return TypeError(
             f"Invalid value for argument `inputs` of layer {self.name!r} ({type(self).__name__}): expected tensors "
-            f"(or arrays, numbers, or lists and dicts of them). Received: inputs={value!r:.200} "
+            f"(or arrays, numbers, or lists and dicts of them). Received: inputs={echo(value)} "
             f"(of type {type(value).__name__})"
         )
 
