@@ -569,7 +569,7 @@ class CallbackList(Callback):
         super().__init__()
         self.callbacks: list[Callback] = _check_callbacks(callbacks)
         self._in_begin_end_block_count = 0
-        self._add_default_callbacks(add_history, add_progbar)
+        self._add_default_callbacks(flag(add_history, "add_history"), flag(add_progbar, "add_progbar"))
         self.set_model(model)
         self.set_params(params)
 
@@ -887,7 +887,10 @@ class EarlyStopping(MonitorCallback):
 
     def get_monitor_value(self, logs: dict[str, Any] | None) -> Any:
         """The monitored value in ``logs``, or ``None`` with a warning naming the available keys."""
-        logs = logs or {}
+        if logs is None:
+            logs = {}
+        if not isinstance(logs, Mapping):
+            raise invalid("logs", "a dict of logged values or None", logs, error=TypeError)
         monitor_value = logs.get(self.monitor)
         if monitor_value is None:
             warnings.warn(

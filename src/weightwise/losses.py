@@ -615,7 +615,7 @@ class LossFunctionWrapper(Loss):
     ) -> None:
         if not callable(fn):
             raise invalid("fn", "a callable", fn)
-        super().__init__(name=name or "loss_function_wrapper", reduction=reduction, dtype=dtype)
+        super().__init__(name="loss_function_wrapper" if name is None else name, reduction=reduction, dtype=dtype)
         self.fn = fn
         self._fn_kwargs = kwargs
 

@@ -1100,3 +1100,18 @@ def test_save_own_variables_needs_a_keyed_store(store: Any) -> None:
     optimizer = optimizers.Adam()
     optimizer.build([w])
     clear_error(lambda: optimizer.save_own_variables(store), "`store`", state=[optimizer])
+
+
+@pytest.mark.parametrize("value", [torch.ones(2), np.ones(2), "yes", 1], ids=repr)
+def test_callback_list_flags_and_loss_names_refuse_what_has_no_single_truth(value: Any) -> None:
+    clear_error(lambda: callbacks.CallbackList(add_history=value), "add_history")
+    clear_error(lambda: callbacks.CallbackList(add_progbar=value), "add_progbar")
+    if not isinstance(value, str):
+        clear_error(lambda: losses.MeanSquaredError(name=value), "`name`")
+
+
+@pytest.mark.parametrize("logs", ["loss", 5, [("loss", 1.0)], torch.ones(2), object()], ids=repr)
+def test_get_monitor_value_needs_a_mapping(logs: Any) -> None:
+    stopper = callbacks.EarlyStopping(monitor="loss")
+    clear_error(lambda: stopper.get_monitor_value(logs), "`logs`", state=[lambda: vars(stopper)])
+    assert correct(lambda: stopper.get_monitor_value({"loss": 0.5}), lambda v: v == 0.5) == 0.5
