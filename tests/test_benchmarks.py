@@ -162,3 +162,25 @@ def test_report_doctests() -> None:
     import doctest
 
     assert doctest.testmod(report).failed == 0
+
+
+# -- the README quotes one recorded, quiet, complete run -----------------------------------------
+def test_readme_performance_table_is_the_recorded_run() -> None:
+    """README's table and memory line are rendered from benchmarks/results.json, a full run at the
+    default settings with no background load and a number for every peer the table quotes, so the
+    two cannot drift apart."""
+    from benchmarks.specs import REPEATS, STEPS, THREADS
+
+    recorded = json.loads((ROOT / "benchmarks" / "results.json").read_text())
+    settings = recorded["settings"]
+    assert recorded["complete"] and not settings["smoke"]
+    assert (settings["steps"], settings["repeats"], settings["threads"]) == (STEPS, REPEATS, THREADS)
+    assert settings["models"] == list(MODELS) and settings["peers"] == list(PEERS)
+    quoted = {"weightwise", *(peer for peer, _ in report.README_PEERS)}
+    missing = [(r["model"], r["variant"], r["peer"], r["status"]) for r in recorded["results"]
+               if r["peer"] in quoted and r["status"] != "ok"]
+    assert not missing, f"the README quotes peers that have no number: {missing}"
+    loads = [r["background_load_cores"] for r in recorded["results"] if r.get("background_load_cores") is not None]
+    assert max(loads) <= report.BUSY_CORES, f"a run shared the machine: {max(loads):.2f} busy cores"
+    readme = (ROOT / "README.md").read_text()
+    assert report.readme_table(recorded, {m: MODELS[m].label for m in MODELS}) in readme
