@@ -134,7 +134,7 @@ class Plan:
                     # Half precision in float32, as the direct call computes: a float16 square or
                     # sum overflows past 65504. The cast is differentiable; the gradient comes back
                     # in the parameter's dtype.
-                    values = [p.to(backend.rule_dtype(p.dtype)) for p in params]
+                    values = [p if p.dtype in _NATIVE else p.to(backend.rule_dtype(p.dtype)) for p in params]
                     if square:
                         # sum(|w|**2) as the L1 norm of w*w (of the real view, for complex w): its
                         # gradient 2w is exact, also at w = 0.
@@ -186,6 +186,8 @@ def _trainable(slots: list[_Slot]) -> list[torch.nn.Parameter]:
 
 
 _HALF = (torch.float16, torch.bfloat16)
+# Dtypes the rules compute in as they are: no cast (and no dtype lookup) on the per-step path.
+_NATIVE = (torch.float32, torch.float64, torch.complex64, torch.complex128)
 
 
 def _norm_sum(params: list[torch.Tensor], order: int, squared: bool = False) -> torch.Tensor:
@@ -238,7 +240,7 @@ def _build(module: torch.nn.Module) -> Plan:
                 key: Any = ("nonneg", p.dtype, p.device)
                 plan.projections.setdefault(key, (None, []))[1].append(slot)
             elif type(con) in (constraints.MaxNorm, constraints.UnitNorm, constraints.MinMaxNorm) and p.is_floating_point() \
-                    and p.dtype not in (torch.float16, torch.bfloat16):
+                    and p.dtype not in _HALF:
                 config = tuple(sorted((k, repr(v)) for k, v in con.get_config().items()))
                 key = (type(con), config, tuple(p.shape), p.dtype, p.device)
                 if key not in plan.projections:
