@@ -17,7 +17,7 @@ from helpers import keras_or_skip
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from weightwise import backend, callbacks
+from weightwise import backend, callbacks, ops
 from weightwise.callbacks import (
     Callback,
     CallbackList,
@@ -30,6 +30,7 @@ from weightwise.callbacks import (
     ProgbarLogger,
     ReduceLROnPlateau,
     TerminateOnNaN,
+    progbar_logger,
 )
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -414,8 +415,8 @@ def test_auto_mode_takes_the_direction_of_the_models_metric() -> None:
 
     model = FakeModel()
     model.metrics = [Metric("loss", None), Container([Metric("my_score", "up"), Metric("mae", "up")])]
-    for monitor, expected in [("val_my_score", callbacks.ops.greater), ("mae", callbacks.ops.greater),
-                              ("val_mse", callbacks.ops.less)]:
+    for monitor, expected in [("val_my_score", ops.greater), ("mae", ops.greater),
+                              ("val_mse", ops.less)]:
         callback = EarlyStopping(monitor=monitor)
         callback.set_model(model)
         callback._set_monitor_op()
@@ -941,14 +942,14 @@ def test_progbar_verbose_0_is_silent(capsys) -> None:
 
 def test_progbar_verbose_1_draws_a_tqdm_bar(capsys, monkeypatch) -> None:
     created = []
-    real_tqdm = callbacks.tqdm
+    real_tqdm = progbar_logger.tqdm
 
     def spy(*args, **kwargs):
         bar = real_tqdm(*args, **kwargs)
         created.append(bar)
         return bar
 
-    monkeypatch.setattr(callbacks, "tqdm", spy)
+    monkeypatch.setattr(progbar_logger, "tqdm", spy)
     cbl = CallbackList(add_progbar=True, model=FakeModel(), verbose="auto", epochs=2, steps=3)
     _drive_fit(cbl, 2, 3, EPOCH_LOGS, validation=True)
     out = capsys.readouterr().out

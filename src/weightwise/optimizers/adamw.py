@@ -1,0 +1,84 @@
+"""``AdamW``: Adam with decoupled weight decay, on ``torch.optim.AdamW``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from weightwise.optimizers.adam import Adam
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay, Keras's ``AdamW`` on ``torch.optim.AdamW``.
+
+    Each step first decays ``w -= learning_rate * weight_decay * w``, then takes
+    the :class:`Adam` step; ``torch.optim.AdamW`` decays in exactly that way and
+    order, and the epsilon is adjusted as in :class:`Adam`, so the trajectory
+    is Keras's to float32 rounding. The saved state is laid out as :class:`Adam`'s.
+
+    Args:
+        learning_rate: float, schedule or callable; default 0.001.
+        weight_decay: non-negative float (not None); default 0.004.
+        beta_1, beta_2, epsilon, amsgrad: as in :class:`Adam`.
+        the rest: see :class:`Optimizer`.
+
+    >>> w = torch.nn.Parameter(torch.tensor([1.0, -1.0]))
+    >>> opt = AdamW(learning_rate=0.1, weight_decay=0.5)
+    >>> opt.build([w])
+    >>> w.grad = torch.tensor([0.3, -2.0])
+    >>> opt.step()
+    >>> w.detach()
+    tensor([ 0.8500, -0.8500])
+    """
+
+    def __init__(
+        self,
+        learning_rate: Any = 0.001,
+        weight_decay: float = 0.004,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-7,
+        amsgrad: bool = False,
+        clipnorm: float | None = None,
+        clipvalue: float | None = None,
+        global_clipnorm: float | None = None,
+        use_ema: bool = False,
+        ema_momentum: float = 0.99,
+        ema_overwrite_frequency: int | None = None,
+        loss_scale_factor: float | None = None,
+        gradient_accumulation_steps: int | None = None,
+        name: str | None = None,
+    ) -> None:
+        if weight_decay is None:
+            raise ValueError("Argument `weight_decay` must be a float. Received: weight_decay=None")
+        super().__init__(
+            learning_rate=learning_rate,
+            beta_1=beta_1,
+            beta_2=beta_2,
+            epsilon=epsilon,
+            amsgrad=amsgrad,
+            weight_decay=weight_decay,
+            clipnorm=clipnorm,
+            clipvalue=clipvalue,
+            global_clipnorm=global_clipnorm,
+            use_ema=use_ema,
+            ema_momentum=ema_momentum,
+            ema_overwrite_frequency=ema_overwrite_frequency,
+            loss_scale_factor=loss_scale_factor,
+            gradient_accumulation_steps=gradient_accumulation_steps,
+            name=name,
+        )
+
+    def create_torch_optimizer(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(
+            params,
+            lr=self.learning_rate,
+            betas=(self.beta_1, self.beta_2),
+            eps=self.epsilon,
+            weight_decay=self.weight_decay,
+            amsgrad=self.amsgrad,
+        )
+
+    def _torch_decays_weights(self) -> bool:
+        return True

@@ -1,0 +1,352 @@
+"""The optimizer base class: Keras's steps around a ``torch.optim`` update, and argument checks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from weightwise.arguments import invalid, real
+from weightwise.optimizer_state import KerasStateMixin
+from weightwise.optimizers.learning_rate_schedule import (
+    _SCHEDULES,
+    LearningRateSchedule,
+    _evaluate_schedule,
+    _validate_learning_rate,
+)
+from weightwise.serialization import (
+    deserialize_keras_object,
+    serialize_keras_object,
+    to_snake_case,
+)
+
+
+def _epsilon(value: Any) -> float:
+    # With epsilon 0 (or one float32 rounds to 0), a parameter whose gradient is 0 divides 0 by 0: NaN.
+    epsilon = real(value, "epsilon", low=0, low_open=True)
+    if np.float32(epsilon) == 0:
+        raise invalid("epsilon", "a positive float that float32 does not round to 0", value)
+    return epsilon
+
+
+def _parameter_list(params: Any) -> list[torch.Tensor]:
+    if isinstance(params, torch.Tensor):
+        params = [params]
+    try:
+        items = list(params)
+    except TypeError:
+        raise ValueError(
+            f"Invalid value for argument `params`: expected a list of torch.nn.Parameter. Received: params={params!r}"
+        ) from None
+    unique: list[torch.Tensor] = []
+    seen: set[int] = set()
+    for item in items:
+        if not isinstance(item, torch.Tensor):
+            raise ValueError(
+                "Invalid value for argument `params`: every item must be a torch.nn.Parameter (or a leaf tensor). "
+                f"Received an item of type {type(item).__name__}: {item!r}"
+            )
+        if id(item) not in seen:
+            seen.add(id(item))
+            unique.append(item)
+    return unique
+
+
+class Optimizer(KerasStateMixin):
+    """Base class: Keras's optimizer around a ``torch.optim`` optimizer.
+
+    A subclass implements :meth:`create_torch_optimizer` (and ``get_config``
+    for its own arguments); the base class does the learning rate schedule,
+    gradient clipping, decoupled weight decay and the step count, as Keras 3's
+    ``BaseOptimizer`` does. Saving and loading the state in Keras's layout
+    (``save_own_variables``, ``load_own_variables``) comes from
+    :class:`~weightwise.optimizer_state.KerasStateMixin`.
+
+    Args:
+        learning_rate: a non-negative float, a :class:`LearningRateSchedule`,
+            or any callable ``schedule(step) -> float`` (a callable taking no
+            argument, Keras's form, is called with none).
+        weight_decay: ``None`` or a non-negative float; if set, every update
+            starts with ``w -= learning_rate * weight_decay * w``.
+        clipnorm: clip each gradient to this L2 norm: ``g * clipnorm / max(norm(g), clipnorm)``.
+        clipvalue: clip each gradient element to ``[-clipvalue, clipvalue]``.
+        global_clipnorm: scale all gradients together so their joint L2 norm
+            is at most this value. At most one of the three clipping arguments.
+        use_ema, ema_momentum, ema_overwrite_frequency, gradient_accumulation_steps:
+            accepted so that Keras configs load; only their defaults are
+            supported (a different value is a ``ValueError``).
+        loss_scale_factor: ``None`` or a positive float; gradients are divided
+            by it before clipping. Multiply the loss by it with :meth:`scale_loss`.
+        name: defaults to the snake_case class name (Keras adds ``_1``, ``_2``
+            to repeated names; weightwise does not).
+
+    >>> class Plain(Optimizer):
+    ...     def create_torch_optimizer(self, params):
+    ...         return torch.optim.SGD(params, lr=self.learning_rate)
+    >>> w = torch.nn.Parameter(torch.ones(2))
+    >>> opt = Plain(learning_rate=0.5, clipvalue=0.1)
+    >>> opt.build([w])
+    >>> w.grad = torch.tensor([1.0, -0.05])
+    >>> opt.step()
+    >>> w.detach()
+    tensor([0.9500, 1.0250])
+    """
+
+    # The torch state buffer, if any, that holds momentum in units of gradient (torch's
+    # convention) where Keras folds each step's learning rate into it (see SGD).
+    _lr_free_momentum_state: str | None = None
+
+    def __init__(
+        self,
+        learning_rate: Any,
+        weight_decay: float | None = None,
+        clipnorm: float | None = None,
+        clipvalue: float | None = None,
+        global_clipnorm: float | None = None,
+        use_ema: bool = False,
+        ema_momentum: float = 0.99,
+        ema_overwrite_frequency: int | None = None,
+        loss_scale_factor: float | None = None,
+        gradient_accumulation_steps: int | None = None,
+        name: str | None = None,
+    ) -> None:
+        self._learning_rate = _validate_learning_rate(learning_rate)
+        self.weight_decay = real(weight_decay, "weight_decay", low=0, allow_none=True)
+        self.clipnorm = real(clipnorm, "clipnorm", low=0, allow_none=True)
+        self.clipvalue = real(clipvalue, "clipvalue", low=0, allow_none=True)
+        self.global_clipnorm = real(global_clipnorm, "global_clipnorm", low=0, allow_none=True)
+        if sum(arg is not None for arg in (clipnorm, clipvalue, global_clipnorm)) > 1:
+            raise ValueError(
+                "Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be set. "
+                f"Received: clipnorm={clipnorm}, clipvalue={clipvalue}, global_clipnorm={global_clipnorm}"
+            )
+        if use_ema is not False:
+            raise ValueError(
+                "Invalid value for argument `use_ema`: weightwise optimizers do not keep a moving average of "
+                f"the weights; only use_ema=False is supported. Received: use_ema={use_ema!r}"
+            )
+        self.use_ema = False
+        self.ema_momentum = real(ema_momentum, "ema_momentum", low=0, high=1)
+        if ema_overwrite_frequency is not None:
+            raise ValueError(
+                "Invalid value for argument `ema_overwrite_frequency`: it only applies with use_ema=True, "
+                f"which is not supported. Received: ema_overwrite_frequency={ema_overwrite_frequency!r}"
+            )
+        self.ema_overwrite_frequency = None
+        self.loss_scale_factor = real(loss_scale_factor, "loss_scale_factor", low=0, low_open=True, allow_none=True)
+        if gradient_accumulation_steps is not None:
+            raise ValueError(
+                "Invalid value for argument `gradient_accumulation_steps`: gradient accumulation is not "
+                f"supported; only None is. Received: gradient_accumulation_steps={gradient_accumulation_steps!r}"
+            )
+        self.gradient_accumulation_steps = None
+        if name is None:
+            name = to_snake_case(type(self).__name__)
+        if not isinstance(name, str):
+            raise invalid("name", "a str", name)
+        self.name = name
+        self.iterations = 0
+        self.built = False
+        self.torch_optimizer: torch.optim.Optimizer | None = None
+        self._params: list[torch.Tensor] = []
+        self._last_step_lr: float | None = None
+
+    # -- the torch optimizer -----------------------------------------------------------
+    def create_torch_optimizer(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
+        """Return the ``torch.optim.Optimizer`` over ``params`` that performs the update."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement `create_torch_optimizer(params)`, returning the "
+            "torch.optim.Optimizer that updates `params`."
+        )
+
+    def build(self, params: Iterable[torch.Tensor]) -> None:
+        """Create ``torch_optimizer`` over ``params``; again with the same parameters, do nothing.
+
+        Building with a different set of parameters is a ``ValueError``: create a
+        new optimizer instead, as in Keras. An empty list is allowed (a model
+        with nothing to train); ``step()`` then does nothing.
+        """
+        params = _parameter_list(params)
+        if self.built:
+            if {id(p) for p in params} == {id(p) for p in self._params}:
+                return
+            raise ValueError(
+                f"Optimizer {self.name!r} was already built for {len(self._params)} parameters and cannot be "
+                f"rebuilt for a different set of {len(params)}. Create a new optimizer for new parameters."
+            )
+        self._params = params
+        # torch refuses an empty parameter list; with nothing to train, step() does nothing.
+        self.torch_optimizer = self.create_torch_optimizer(params) if params else None
+        self.built = True
+
+    @property
+    def variables(self) -> list[torch.Tensor]:
+        """The parameters this optimizer was built with."""
+        return list(self._params)
+
+    # -- learning rate -----------------------------------------------------------------
+    @property
+    def learning_rate(self) -> float:
+        """The learning rate of the next update, as a Python float.
+
+        Setting a float updates every parameter group of ``torch_optimizer``.
+        Setting a float on an optimizer built with a :class:`LearningRateSchedule`
+        is a ``TypeError``, as in Keras; a new schedule or callable may be set.
+        """
+        if isinstance(self._learning_rate, float):
+            return self._learning_rate
+        return _evaluate_schedule(self._learning_rate, self.iterations)
+
+    @learning_rate.setter
+    def learning_rate(self, value: Any) -> None:
+        value = _validate_learning_rate(value)
+        if isinstance(value, float) and isinstance(self._learning_rate, LearningRateSchedule):
+            raise TypeError(
+                "This optimizer was created with a `LearningRateSchedule` object as its `learning_rate` "
+                "constructor argument, hence its learning rate is not settable. If you need the learning rate "
+                "to be settable, you should instantiate the optimizer with a float `learning_rate` argument."
+            )
+        self._learning_rate = value
+        if isinstance(value, float) and self.torch_optimizer is not None:
+            self._set_torch_lr(value)
+
+    def _set_torch_lr(self, lr: float) -> None:
+        assert self.torch_optimizer is not None
+        for group in self.torch_optimizer.param_groups:
+            group["lr"] = lr
+
+    # -- one update --------------------------------------------------------------------
+    def scale_loss(self, loss: torch.Tensor) -> torch.Tensor:
+        """Multiply ``loss`` by ``loss_scale_factor`` (if set) before ``backward()``.
+
+        >>> from weightwise.optimizers import SGD
+        >>> SGD(loss_scale_factor=128.0).scale_loss(torch.tensor(0.5))
+        tensor(64.)
+        """
+        return loss if self.loss_scale_factor is None else loss * self.loss_scale_factor
+
+    def zero_grad(self) -> None:
+        """Set the gradients of the parameters to ``None``."""
+        if self.torch_optimizer is not None:
+            self.torch_optimizer.zero_grad(set_to_none=True)
+
+    def step(self) -> None:
+        """Apply one update from the parameters' ``.grad``, as Keras's ``apply`` does.
+
+        Raises a ``ValueError`` when no parameter has a gradient, as Keras does;
+        an optimizer built on no parameters does nothing.
+        """
+        if not self.built:
+            raise ValueError(f"Optimizer {self.name!r} is not built: call `build(params)` before `step()`.")
+        if self.torch_optimizer is None:
+            return
+        params = [p for p in self._params if p.grad is not None]
+        if not params:
+            raise ValueError("No gradients provided for any variable: every parameter's `.grad` is None.")
+        lr = self.learning_rate
+        with torch.no_grad():
+            self._rescale_momentum(lr)
+            self._set_torch_lr(lr)
+            grads = [p.grad for p in params]
+            if self.loss_scale_factor is not None:
+                for g in grads:
+                    g.div_(self.loss_scale_factor)
+            self._clip_gradients(params, grads)
+            self._apply_weight_decay(params, lr)
+            self._prepare_torch_step(self.iterations + 1)
+        self.torch_optimizer.step()
+        self._last_step_lr = lr
+        self.iterations += 1
+
+    def _clip_gradients(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
+        if self.clipnorm and self.clipnorm > 0:
+            for g in grads:
+                l2sum = torch.sum(torch.square(g))
+                l2norm = torch.where(l2sum > 0, torch.sqrt(torch.where(l2sum > 0, l2sum, 1.0)), l2sum)
+                g.mul_(self.clipnorm).div_(torch.clamp(l2norm, min=self.clipnorm))
+        elif self.global_clipnorm and self.global_clipnorm > 0:
+            dtype = grads[0].dtype
+            for g in grads[1:]:
+                dtype = torch.promote_types(dtype, g.dtype)
+            squared = torch.stack([torch.sum(torch.square(g)).to(dtype) for g in grads])
+            norm = torch.sqrt(torch.sum(squared))
+            clip = self.global_clipnorm
+            scale = clip * torch.minimum(1.0 / norm, torch.tensor(1.0 / clip, dtype=dtype, device=norm.device)) + (norm - norm)
+            for g in grads:
+                g.mul_(scale.to(g.dtype))
+        elif self.clipvalue and self.clipvalue > 0:
+            torch.nn.utils.clip_grad_value_(params, self.clipvalue)
+
+    def _apply_weight_decay(self, params: list[torch.Tensor], lr: float) -> None:
+        if self.weight_decay is None or self._torch_decays_weights():
+            return
+        factor = 1 - self.weight_decay * lr
+        for p in params:
+            p.mul_(factor)
+
+    def _torch_decays_weights(self) -> bool:
+        """Whether the torch optimizer applies the decoupled decay itself (AdamW)."""
+        return False
+
+    def _prepare_torch_step(self, step: int) -> None:
+        """Hook run just before the torch step number ``step`` (counting from 1)."""
+
+    def _rescale_momentum(self, lr: float) -> None:
+        # torch keeps momentum in gradient units and multiplies by the current lr;
+        # Keras keeps it in weight units, with each step's lr folded in. Rescaling
+        # torch's buffer when the lr changes makes the two recurrences identical.
+        key = self._lr_free_momentum_state
+        previous = self._last_step_lr
+        if key is None or not previous or not lr or lr == previous or self.torch_optimizer is None:
+            return
+        ratio = previous / lr
+        for p in self._params:
+            buffer = self.torch_optimizer.state.get(p, {}).get(key)
+            if isinstance(buffer, torch.Tensor):
+                buffer.mul_(ratio)
+
+    # -- state (KerasStateMixin's hook) ------------------------------------------------
+    def _rate_at(self, schedule: Any, step: int) -> float:
+        """The learning rate the schedule or callable ``schedule`` gives at ``step``."""
+        return _evaluate_schedule(schedule, step)
+
+    # -- config ------------------------------------------------------------------------
+    def _learning_rate_config(self) -> Any:
+        if isinstance(self._learning_rate, float):
+            return self._learning_rate
+        if isinstance(self._learning_rate, LearningRateSchedule):
+            return _SCHEDULES.serialize(self._learning_rate)
+        return serialize_keras_object(self._learning_rate)
+
+    def get_config(self) -> dict[str, Any]:
+        """The Keras 3 config: the same keys, in Keras's order."""
+        return {
+            "name": self.name,
+            "learning_rate": self._learning_rate_config(),
+            "weight_decay": self.weight_decay,
+            "clipnorm": self.clipnorm,
+            "global_clipnorm": self.global_clipnorm,
+            "clipvalue": self.clipvalue,
+            "use_ema": self.use_ema,
+            "ema_momentum": self.ema_momentum,
+            "ema_overwrite_frequency": self.ema_overwrite_frequency,
+            "loss_scale_factor": self.loss_scale_factor,
+            "gradient_accumulation_steps": self.gradient_accumulation_steps,
+        }
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], custom_objects: Mapping[str, Any] | None = None) -> Optimizer:
+        """Rebuild an optimizer from ``get_config()`` output (a schedule config is deserialized)."""
+        config = dict(config)
+        learning_rate = config.get("learning_rate")
+        if isinstance(learning_rate, Mapping):
+            if learning_rate.get("class_name") == "function":
+                config["learning_rate"] = deserialize_keras_object(learning_rate, custom_objects)
+            else:
+                config["learning_rate"] = _SCHEDULES.deserialize(learning_rate, custom_objects)
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self.name!r} learning_rate={self._learning_rate!r}>"

@@ -1,0 +1,191 @@
+"""Learning rate schedules, and how an optimizer reads a learning rate from a number, a schedule or a callable."""
+
+from __future__ import annotations
+
+import inspect
+import math
+import numbers
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+
+from weightwise.arguments import echo, finite_float, flag, invalid, real
+from weightwise.serialization import (
+    ObjectFamily,
+)
+
+
+class LearningRateSchedule:
+    """Base class of learning rate schedules: ``schedule(step) -> learning rate``.
+
+    ``step`` is the optimizer's ``iterations`` before the update, so the first
+    update uses ``schedule(0)``. Subclasses override ``__call__`` and
+    ``get_config``; ``from_config`` rebuilds them as ``cls(**config)``.
+
+    >>> class InverseTime(LearningRateSchedule):
+    ...     def __init__(self, initial_learning_rate):
+    ...         self.initial_learning_rate = initial_learning_rate
+    ...     def __call__(self, step):
+    ...         return self.initial_learning_rate / (step + 1)
+    ...     def get_config(self):
+    ...         return {"initial_learning_rate": self.initial_learning_rate}
+    >>> InverseTime(0.1)(4)
+    0.02
+    """
+
+    def __call__(self, step: int) -> float:
+        raise NotImplementedError(
+            f"Learning rate schedule '{type(self).__name__}' must override `__call__(self, step)`."
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        raise NotImplementedError(
+            f"Learning rate schedule '{type(self).__name__}' must override `get_config()` in order to be serializable."
+        )
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> LearningRateSchedule:
+        """Rebuild a schedule from ``get_config()`` output: ``cls(**config)``."""
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        try:
+            config = self.get_config()
+        except NotImplementedError:
+            return object.__repr__(self)
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in config.items())})"
+
+
+class ExponentialDecay(LearningRateSchedule):
+    """``initial_learning_rate * decay_rate ** (step / decay_steps)``, as Keras's schedule.
+
+    With ``staircase=True`` the exponent is ``floor(step / decay_steps)``. The
+    value is a Python float computed in double precision (Keras computes it in
+    float32, so the two agree to about 1e-7 relative).
+
+    Args:
+        initial_learning_rate: non-negative float.
+        decay_steps: positive number of steps.
+        decay_rate: non-negative float.
+        staircase: decay at discrete intervals.
+        name: kept in the config, as in Keras.
+
+    >>> schedule = ExponentialDecay(0.1, decay_steps=10, decay_rate=0.5)
+    >>> schedule(0), schedule(10), schedule(5)
+    (0.1, 0.05, 0.07071067811865477)
+    >>> ExponentialDecay(0.1, 10, 0.5, staircase=True)(15)
+    0.05
+    """
+
+    def __init__(
+        self,
+        initial_learning_rate: float,
+        decay_steps: int,
+        decay_rate: float,
+        staircase: bool = False,
+        name: str = "ExponentialDecay",
+    ) -> None:
+        self.initial_learning_rate = real(initial_learning_rate, "initial_learning_rate", low=0)
+        # Kept as given (an int stays an int in the config), but as a Python number.
+        self.decay_steps = real(decay_steps, "decay_steps", low=0, low_open=True, keep_int=True)
+        self.decay_rate = real(decay_rate, "decay_rate", low=0)
+        self.staircase = flag(staircase, "staircase")
+        if not isinstance(name, str):
+            raise invalid("name", "a str", name)
+        self.name = name
+
+    def __call__(self, step: Any) -> float:
+        progress = float(step) / self.decay_steps
+        if self.staircase:
+            progress = math.floor(progress)
+        return self.initial_learning_rate * self.decay_rate**progress
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "decay_steps": self.decay_steps,
+            "decay_rate": self.decay_rate,
+            "staircase": self.staircase,
+            "name": self.name,
+        }
+
+
+_SCHEDULES = ObjectFamily(
+    "learning rate schedule", "keras.optimizers.schedules", [LearningRateSchedule, ExponentialDecay]
+)
+
+
+class _Schedules:
+    """``weightwise.optimizers.schedules``: the schedule classes and their serialize/deserialize.
+
+    >>> schedules.serialize(schedules.ExponentialDecay(0.1, 10, 0.5))["class_name"]
+    'ExponentialDecay'
+    """
+
+    LearningRateSchedule = LearningRateSchedule
+    ExponentialDecay = ExponentialDecay
+
+    @staticmethod
+    def serialize(schedule: Any) -> Any:
+        """Return the Keras 3 config dict of a schedule."""
+        return _SCHEDULES.serialize(schedule)
+
+    @staticmethod
+    def deserialize(config: Any, custom_objects: Mapping[str, Any] | None = None) -> Any:
+        """Build a schedule from its Keras 3 config dict."""
+        return _SCHEDULES.deserialize(config, custom_objects)
+
+
+schedules = _Schedules()
+
+
+def _validate_learning_rate(value: Any) -> Any:
+    """A learning rate: a non-negative float, a schedule or a callable."""
+    if isinstance(value, LearningRateSchedule) or (callable(value) and not isinstance(value, numbers.Real)):
+        return value
+    number = _rate(value)
+    if number is None:
+        raise invalid(
+            "learning_rate", "a non-negative finite float, a LearningRateSchedule or a callable of the step count", value
+        )
+    return number
+
+
+def _rate(value: Any) -> float | None:
+    """A learning rate as a non-negative finite Python float (from a number, a numpy scalar or a
+    one-element float tensor), or ``None`` if it is not one."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1 or not value.is_floating_point() or value.is_meta:
+            return None
+        value = value.item()
+    number = finite_float(value)
+    return number if number is not None and number >= 0 else None
+
+
+def _takes_no_step(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` is a zero-argument callable (Keras's form) rather than ``fn(step)``."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return False
+    for parameter in signature.parameters.values():
+        if parameter.kind in (parameter.VAR_POSITIONAL,):
+            return False
+        if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            return False
+    return True
+
+
+def _evaluate_schedule(schedule: Callable[..., Any], step: int) -> float:
+    value = (
+        schedule() if not isinstance(schedule, LearningRateSchedule) and _takes_no_step(schedule) else schedule(step)
+    )
+    number = _rate(value)
+    if number is None:
+        raise ValueError(
+            f"Invalid value for argument `learning_rate`: the schedule {echo(schedule)} gave {echo(value)} at "
+            f"step {step}; expected a non-negative finite float (a number, a numpy scalar or a one-element float "
+            "tensor)."
+        )
+    return number

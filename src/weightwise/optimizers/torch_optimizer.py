@@ -1,0 +1,111 @@
+"""``TorchOptimizer``: a ready ``torch.optim.Optimizer`` behind the Keras-named interface."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from weightwise.optimizers.base_optimizer import Optimizer, _parameter_list
+from weightwise.optimizers.learning_rate_schedule import _validate_learning_rate
+from weightwise.serialization import (
+    to_snake_case,
+)
+
+
+class TorchOptimizer(Optimizer):
+    """A ready ``torch.optim.Optimizer`` behind the same interface as the Keras-named ones.
+
+    :func:`get` wraps any ``torch.optim.Optimizer`` in it. ``step()`` is the torch
+    step (the torch optimizer does its own weight decay; there is no clipping
+    or schedule here) followed by ``iterations += 1``; ``learning_rate`` reads
+    the first parameter group's ``lr`` and sets every group's. ``build(params)``
+    only checks that the torch optimizer covers ``params``. It cannot be
+    serialized: a config cannot hold the parameters a torch optimizer is made of.
+
+    Its saved state (:meth:`~Optimizer.save_own_variables`) is in weightwise's
+    own layout, not Keras's (Keras has no such optimizer): ``"0"`` is
+    ``iterations`` (int32), then for each parameter in the order of the
+    parameter groups, the values of its torch state in sorted key order
+    (tensors as arrays, numbers such as a float ``step`` as 0-d arrays; a
+    parameter with no state yet adds nothing). The learning rate is not stored:
+    it lives in the torch optimizer's groups. Loading into an optimizer that has
+    taken no step yet finds the keys of its state by a step with zero gradients
+    on a throwaway copy of it.
+
+    >>> from weightwise.optimizers import get
+    >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+    >>> opt = get(torch.optim.SGD([w], lr=0.5))
+    >>> type(opt).__name__, opt.learning_rate
+    ('TorchOptimizer', 0.5)
+    >>> opt.build([w])
+    >>> w.grad = torch.tensor([1.0])
+    >>> opt.step()
+    >>> w.detach()
+    tensor([0.5000])
+    >>> with_momentum = get(torch.optim.SGD([w], lr=0.5, momentum=0.9))
+    >>> with_momentum.step()
+    >>> state = {}
+    >>> with_momentum.save_own_variables(state)  # iterations, then w's momentum_buffer
+    >>> state
+    {'0': array(1, dtype=int32), '1': array([1.], dtype=float32)}
+    """
+
+    def __init__(self, torch_optimizer: torch.optim.Optimizer, name: str | None = None) -> None:
+        if not isinstance(torch_optimizer, torch.optim.Optimizer):
+            raise ValueError(
+                "Invalid value for argument `torch_optimizer`: expected a torch.optim.Optimizer. "
+                f"Received: torch_optimizer={torch_optimizer!r}"
+            )
+        super().__init__(learning_rate=0.0, name=name or to_snake_case(type(torch_optimizer).__name__))
+        self.torch_optimizer = torch_optimizer
+        self._params = [p for group in torch_optimizer.param_groups for p in group["params"]]
+        self.built = True
+
+    def build(self, params: Iterable[torch.Tensor]) -> None:
+        """Check that the torch optimizer updates every one of ``params``."""
+        covered = {id(p) for p in self._params}
+        missing = [p for p in _parameter_list(params) if id(p) not in covered]
+        if missing:
+            shapes = [tuple(p.shape) for p in missing]
+            raise ValueError(
+                f"The torch optimizer {type(self.torch_optimizer).__name__} does not update {len(missing)} of the "
+                f"parameters it is asked to train (shapes {shapes}). Create it over all of them, e.g. "
+                "`torch.optim.SGD(model.parameters(), lr=...)`."
+            )
+
+    @property
+    def learning_rate(self) -> float:
+        assert self.torch_optimizer is not None
+        return float(self.torch_optimizer.param_groups[0]["lr"])
+
+    @learning_rate.setter
+    def learning_rate(self, value: Any) -> None:
+        value = _validate_learning_rate(value)
+        if not isinstance(value, float):
+            raise TypeError(
+                "A wrapped torch optimizer takes a float learning rate; use a torch.optim.lr_scheduler "
+                f"for schedules. Received: learning_rate={value!r}"
+            )
+        if self.torch_optimizer is not None:
+            self._set_torch_lr(value)
+
+    def _stores_learning_rate(self) -> bool:
+        return False
+
+    def step(self) -> None:
+        """The torch optimizer's step, then ``iterations += 1``."""
+        assert self.torch_optimizer is not None
+        self.torch_optimizer.step()
+        self.iterations += 1
+
+    def get_config(self) -> dict[str, Any]:
+        raise TypeError(
+            f"A wrapped torch optimizer ({type(self.torch_optimizer).__name__}) cannot be serialized: "
+            "its config would have to hold the parameters. Use a weightwise optimizer (e.g. 'adam') to save "
+            "the optimizer config."
+        )
+
+    def __repr__(self) -> str:
+        return f"<TorchOptimizer {type(self.torch_optimizer).__name__} name={self.name!r}>"
