@@ -19,6 +19,7 @@ from weightwise import (
     callbacks,
     config,
     constraints,
+    engine,  # noqa: F401  (registers the grouped fast path behind binding's public functions)
     initializers,
     interop,
     layers,
@@ -31,9 +32,9 @@ from weightwise import (
     saving,
 )
 from weightwise.binding import apply_constraints, regularization_loss
-from weightwise.interop import constrain, describe, regularize, regularize_activity
 from weightwise.constraints import Constraint
 from weightwise.initializers import Initializer
+from weightwise.interop import constrain, describe, regularize, regularize_activity
 from weightwise.layers import Input, InputSpec, Layer
 from weightwise.models import Model, Sequential
 from weightwise.regularizers import Regularizer

@@ -118,6 +118,24 @@ def _changed() -> None:
     _VERSION += 1
 
 
+# The grouped fast path (``weightwise.engine``) sits above this seam: it registers its planner
+# here when it is imported, so this module never imports it, not even lazily. ``import
+# weightwise`` imports the engine, so the planner is in place before anything can be bound.
+_PLANNER: Callable[[torch.nn.Module], Any] | None = None
+
+
+def _install_planner(planner: Callable[[torch.nn.Module], Any]) -> None:
+    """Register the function that returns a module's cached plan (``engine.plan_for``)."""
+    global _PLANNER
+    _PLANNER = planner
+
+
+def _plan(module: torch.nn.Module) -> Any:
+    if _PLANNER is None:
+        raise RuntimeError("weightwise.engine was not imported; `import weightwise` imports it.")
+    return _PLANNER(module)
+
+
 def _rules(module: torch.nn.Module) -> dict[str, Rule]:
     return module.__dict__.get(RULES_ATTR) or {}
 
@@ -449,10 +467,8 @@ def regularization_loss(module: torch.nn.Module) -> torch.Tensor:
     >>> regularization_loss(linear)
     tensor(0.0200, grad_fn=<MulBackward0>)
     """
-    from weightwise import engine  # the fast engine sits behind this seam
-
     check_module(module)
-    return _sum(call_losses(module) + [engine.plan_for(module).differentiable_penalty()])
+    return _sum(call_losses(module) + [_plan(module).differentiable_penalty()])
 
 
 def total_penalty(module: torch.nn.Module) -> torch.Tensor:
@@ -462,9 +478,7 @@ def total_penalty(module: torch.nn.Module) -> torch.Tensor:
     >>> total_penalty(torch.nn.Linear(2, 1))
     tensor(0.)
     """
-    from weightwise import engine
-
-    return engine.plan_for(check_module(module)).differentiable_penalty()
+    return _plan(check_module(module)).differentiable_penalty()
 
 
 def _sum(terms: list[torch.Tensor]) -> torch.Tensor:
@@ -514,8 +528,6 @@ def apply_constraints(module: torch.nn.Module, *, only_with_grad: bool = False,
     >>> linear.bias.item()
     0.0
     """
-    from weightwise import engine
-
     check_module(module)
     if not isinstance(only_with_grad, (bool, np.bool_)):
         raise TypeError(f"Invalid value for argument `only_with_grad`: expected a bool. "
@@ -523,4 +535,4 @@ def apply_constraints(module: torch.nn.Module, *, only_with_grad: bool = False,
     if among is not None and not isinstance(among, Container):
         raise TypeError(f"Invalid value for argument `among`: expected a set of parameter ids or None. "
                         f"Received: among={echo(among)}")
-    engine.plan_for(module).project(only_with_grad=bool(only_with_grad), among=among)
+    _plan(module).project(only_with_grad=bool(only_with_grad), among=among)

@@ -309,3 +309,6 @@ def plan_for(module: torch.nn.Module) -> Plan:
         plan = _build(module)
         module.__dict__[_PLANS_ATTR] = plan
     return plan
+
+
+binding._install_planner(plan_for)
