@@ -1,0 +1,213 @@
+"""The import swap: ``keras`` and ``keras.src.*`` resolve to weightwise while Keras's tests load and run.
+
+Keras's test files import ``from keras.src import layers, ops, testing, ...``. Inside
+:func:`swapped` those names come from :data:`MODULES`: each entry is a weightwise module
+(or our test helpers) seen through an :class:`Alias`, a fresh module object that forwards
+attribute reads, so nothing is ever written onto weightwise's own modules. A Keras name
+with no entry becomes a :func:`missing` stand-in that imports fine and fails, naming the
+Keras object, only when a test uses it. Outside the swap ``import keras`` is the real
+Keras again, which the conformance tests compare against.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import sys
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+# Keras module name -> the modules that stand in for it, searched in order. Modules
+# weightwise does not have yet are skipped, so their names fail as stand-ins until they
+# land. Keras names with no entry import as stand-ins (``missing``): their features are
+# outside weightwise (quantizers, export).
+MODULES: dict[str, tuple[str, ...]] = {
+    "keras": ("weightwise",),
+    "keras.src.activations": ("weightwise.activations",),
+    # Keras's backend module also carries the core tensor functions and ``Variable``.
+    "keras.src.backend": ("weightwise.backend", "weightwise.ops", "weightwise"),
+    "keras.src.backend.common.keras_tensor": ("weightwise.layers.symbolic",),
+    "keras.src.callbacks": ("weightwise.callbacks",),
+    "keras.src.constraints": ("weightwise.constraints",),
+    "keras.src.initializers": ("weightwise.initializers",),
+    "keras.src.layers": ("weightwise.layers",),
+    "keras.src.losses": ("weightwise.losses",),
+    "keras.src.metrics": ("weightwise.metrics",),
+    "keras.src.models": ("weightwise.models",),
+    "keras.src.ops": ("weightwise.ops",),
+    "keras.src.ops.random": ("weightwise.random",),
+    "keras.src.optimizers": ("weightwise.optimizers",),
+    "keras.src.random": ("weightwise.random",),
+    "keras.src.regularizers": ("weightwise.regularizers",),
+    "keras.src.regularizers.regularizers": ("weightwise.regularizers",),
+    "keras.src.saving": ("weightwise.saving",),
+    "keras.src.saving.object_registration": ("weightwise.saving", "weightwise.serialization"),
+    "keras.src.saving.serialization_lib": ("weightwise.saving", "weightwise.serialization"),
+    "keras.src.testing": ("keras_suite.testing",),
+    "keras.src.testing.test_case": ("keras_suite.testing",),
+}
+
+# Names Keras's test files read while they load (``@pytest.mark.skipif(backend.backend()
+# == "torch")``): without a value the whole file would fail to import. Used only while
+# weightwise lacks the name; each one is a library gap listed in the failure inventory.
+FALLBACKS: dict[str, Any] = {
+    "keras.src.backend.backend": lambda: "torch",
+    "keras.src.backend.SUPPORTS_SPARSE_TENSORS": False,
+}
+
+KERAS_SOURCE = Path(importlib.util.find_spec("keras").origin).parent / "src"
+
+
+class _MissingMeta(type):
+    def __getattr__(cls, attr: str) -> Any:
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        raise NotImplementedError(f"weightwise has no counterpart of Keras's {cls._keras_name}.{attr}")
+
+
+def missing(keras_name: str) -> type:
+    """A stand-in for a Keras object weightwise lacks: importable and subclassable, it fails when used.
+
+    >>> Quantizer = missing("keras.src.quantizers.AbsMaxQuantizer")
+    >>> Quantizer()
+    Traceback (most recent call last):
+    ...
+    NotImplementedError: weightwise has no counterpart of Keras's keras.src.quantizers.AbsMaxQuantizer
+    """
+
+    def refuse(self: Any, *args: Any, **kwargs: Any) -> None:
+        raise NotImplementedError(f"weightwise has no counterpart of Keras's {keras_name}")
+
+    return _MissingMeta(keras_name.rsplit(".", 1)[-1], (), {"__init__": refuse, "_keras_name": keras_name})
+
+
+class Alias(types.ModuleType):
+    """A module named like Keras's that reads its attributes from weightwise modules, first match wins.
+
+    >>> import weightwise
+    >>> Alias("keras.src.layers", [weightwise.layers]).Dense is weightwise.layers.Dense
+    True
+    """
+
+    def __init__(self, name: str, targets: list[types.ModuleType]) -> None:
+        super().__init__(name)
+        self._targets = targets
+        self.__path__: list[str] = []  # a package, so ``keras.src.quantizers.awq_config`` can import
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__") or attr == "_targets":
+            raise AttributeError(attr)
+        qualified = f"{self.__name__}.{attr}"
+        if qualified in sys.modules:
+            return sys.modules[qualified]
+        for index, target in enumerate(self._targets):
+            if hasattr(target, attr):
+                value = getattr(target, attr)
+                if isinstance(value, types.ModuleType) and index > 0:
+                    continue  # ``weightwise.backend`` is not Keras's ``backend.backend``
+                if isinstance(value, types.ModuleType):
+                    # ``keras.layers.X`` must resolve as ``keras.src.layers.X`` does.
+                    value = Alias(qualified, [value])
+                    setattr(self, attr, value)
+                return value
+        if qualified in FALLBACKS:
+            return FALLBACKS[qualified]
+        if not self._targets or _ACTIVE:
+            return missing(qualified)
+        where = ", ".join(target.__name__ for target in self._targets)
+        raise AttributeError(f"weightwise has no counterpart of Keras's {qualified} (looked in {where})")
+
+
+_ACTIVE: list[bool] = []
+
+
+class _StandInFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Imports every Keras module name without a weightwise counterpart as an empty stand-in."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        if name == "keras" or name.startswith("keras."):
+            return importlib.machinery.ModuleSpec(name, self)
+        return None
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
+        return Alias(spec.name, [])
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        return None
+
+
+def _importable(name: str) -> types.ModuleType | None:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        if error.name != name:
+            raise
+        return None
+
+
+def _modules() -> dict[str, types.ModuleType]:
+    modules: dict[str, types.ModuleType] = {}
+    for keras_name, ours in MODULES.items():
+        modules[keras_name] = Alias(keras_name, [m for m in map(_importable, ours) if m is not None])
+    # Parents without a counterpart of their own (``keras.src``, ``keras.src.backend.common``)
+    # are empty aliases, so ``from keras.src import layers`` finds the entry above.
+    for keras_name in list(modules):
+        parts = keras_name.split(".")
+        for depth in range(1, len(parts)):
+            parent = ".".join(parts[:depth])
+            modules.setdefault(parent, Alias(parent, []))
+    return modules
+
+
+@contextlib.contextmanager
+def swapped() -> Iterator[None]:
+    """While active, ``import keras`` and ``keras.src.*`` give weightwise; afterwards, Keras again.
+
+    >>> import weightwise
+    >>> with swapped():
+    ...     from keras.src import layers
+    >>> layers.Dense is weightwise.layers.Dense
+    True
+    >>> import keras
+    >>> keras.layers.Dense is weightwise.layers.Dense
+    False
+    """
+    saved = {name: module for name, module in sys.modules.items() if name == "keras" or name.startswith("keras.")}
+    for name in saved:
+        del sys.modules[name]
+    sys.modules.update(_modules())
+    finder = _StandInFinder()
+    sys.meta_path.insert(0, finder)
+    _ACTIVE.append(True)
+    try:
+        yield
+    finally:
+        _ACTIVE.pop()
+        sys.meta_path.remove(finder)
+        for name in [name for name in sys.modules if name == "keras" or name.startswith("keras.")]:
+            del sys.modules[name]
+        sys.modules.update(saved)
+
+
+def load(relative_path: str) -> types.ModuleType:
+    """Load one of Keras's installed test files (path under ``keras/src``) under the swap.
+
+    >>> module = load("layers/regularization/activity_regularization_test.py")
+    >>> module.ActivityRegularizationTest.__mro__[1].__module__
+    'keras_suite.testing'
+    """
+    path = KERAS_SOURCE / relative_path
+    name = "keras_suite.own." + relative_path.removesuffix(".py").replace("/", ".")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    with swapped():
+        spec.loader.exec_module(module)
+    return module
+
+
+__all__ = ["FALLBACKS", "KERAS_SOURCE", "MODULES", "Alias", "load", "missing", "swapped"]
