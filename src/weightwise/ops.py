@@ -20,7 +20,7 @@ import functools
 import inspect
 import numbers
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar, Union
+from typing import Any, ClassVar, TypeVar, Union
 
 import numpy as np
 import torch
@@ -34,6 +34,7 @@ __all__ = [
     "add",
     "cast",
     "clip",
+    "concatenate",
     "convert_to_numpy",
     "convert_to_tensor",
     "divide",
@@ -43,6 +44,7 @@ __all__ = [
     "exp",
     "expand_dims",
     "eye",
+    "get_item",
     "greater",
     "greater_equal",
     "is_tensor",
@@ -63,9 +65,11 @@ __all__ = [
     "ones",
     "ones_like",
     "power",
+    "relu",
     "reshape",
     "rsqrt",
     "shape",
+    "sigmoid",
     "sign",
     "sqrt",
     "square",
@@ -73,7 +77,9 @@ __all__ = [
     "stop_gradient",
     "subtract",
     "sum",
+    "tanh",
     "transpose",
+    "true_divide",
     "where",
     "zeros",
     "zeros_like",
@@ -85,6 +91,31 @@ Axis = Union[int, Sequence[int], None]
 F = TypeVar("F", bound=Callable[..., Any])
 
 _BOOLS = (bool, np.bool_)
+
+
+class SymbolicTensor:
+    """Base class of the stand-ins for tensors while a functional graph is laid out
+    (:class:`weightwise.layers.KerasTensor`).
+
+    An ops function given one computes nothing: it hands its call to ``SymbolicTensor.tracer``,
+    which ``weightwise.layers`` installs and which records the call as a graph node, as Keras
+    records its operations. Tensors never meet this path: only a conversion that finds no
+    tensor checks for a symbolic value.
+    """
+
+    __slots__ = ()
+    # ``tracer(op, args, kwargs)`` records ``op(*args, **kwargs)``; set by weightwise.layers.symbolic.
+    tracer: ClassVar[Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any]], Any] | None] = None
+
+
+class SymbolicArgument(TypeError):
+    """A symbolic tensor reached a function that cannot record it in a graph."""
+
+    def __init__(self, value: Any) -> None:
+        super().__init__(
+            f"A symbolic tensor has no values, so it can only be passed to layers and to `weightwise.ops` functions "
+            f"while a functional model is laid out (wrap other code in a layer). Received: {value!r}"
+        )
 
 
 def _clear_errors(fn: F) -> F:
@@ -100,6 +131,11 @@ def _clear_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except SymbolicArgument:
+            # A KerasTensor among the arguments: record the call instead (the tensor path never gets here).
+            if SymbolicTensor.tracer is None:
+                raise
+            return SymbolicTensor.tracer(wrapper, args, kwargs)
         except torch.OutOfMemoryError:
             raise
         except (RuntimeError, IndexError, NotImplementedError) as error:
@@ -116,7 +152,7 @@ def _clear_errors(fn: F) -> F:
 
 
 def _contains_tensor(x: Any) -> bool:
-    if isinstance(x, torch.Tensor):
+    if isinstance(x, (torch.Tensor, SymbolicTensor)):
         return True
     if isinstance(x, (list, tuple)):
         return builtins.any(_contains_tensor(item) for item in x)
@@ -175,6 +211,8 @@ def argument_tensor(x: Any, name: str, dtype: Any = None, real: bool = False) ->
 
 def _convert(x: Any, name: str) -> torch.Tensor:
     """A tensor of what is not one yet: a numpy value, a sequence of tensors, or (nested) Python numbers."""
+    if isinstance(x, SymbolicTensor):
+        raise SymbolicArgument(x)
     if isinstance(x, (np.ndarray, np.generic)):
         return _from_numpy(np.array(x, copy=True), x, name)
     if isinstance(x, (list, tuple)) and _contains_tensor(x):
@@ -234,7 +272,7 @@ def convert_to_numpy(x: TensorLike) -> np.ndarray:
     >>> array
     array([1., 1.], dtype=float32)
     """
-    tensor = convert_to_tensor(x)
+    tensor = argument_tensor(x, "x")
     if tensor.is_meta:
         raise ValueError(
             f"Invalid value for argument `x`: a meta tensor holds no values to convert. Received: x={echo(tensor)}"
@@ -264,7 +302,7 @@ def cast(x: TensorLike, dtype: Any) -> torch.Tensor:
     >>> cast([1.7, -1.7], "int32")
     tensor([ 1, -1], dtype=torch.int32)
     """
-    return convert_to_tensor(x).to(backend.standardize_dtype(dtype))
+    return argument_tensor(x, "x").to(backend.standardize_dtype(dtype))
 
 
 @_clear_errors
@@ -274,7 +312,7 @@ def shape(x: TensorLike) -> tuple[int, ...]:
     >>> shape(zeros((2, 3)))
     (2, 3)
     """
-    return tuple(convert_to_tensor(x).shape)
+    return tuple(argument_tensor(x, "x").shape)
 
 
 def _shape_arg(shape: Any, name: str = "shape", infer: bool = False) -> tuple[int, ...]:
@@ -317,7 +355,7 @@ def ones_like(x: TensorLike, dtype: Any = None) -> torch.Tensor:
     >>> ones_like(zeros((2,), dtype="float64"))
     tensor([1., 1.], dtype=torch.float64)
     """
-    x = convert_to_tensor(x)
+    x = argument_tensor(x, "x")
     return torch.ones_like(x, dtype=None if dtype is None else backend.standardize_dtype(dtype))
 
 
@@ -328,7 +366,7 @@ def zeros_like(x: TensorLike, dtype: Any = None) -> torch.Tensor:
     >>> zeros_like([1.0, 2.0])
     tensor([0., 0.])
     """
-    x = convert_to_tensor(x)
+    x = argument_tensor(x, "x")
     return torch.zeros_like(x, dtype=None if dtype is None else backend.standardize_dtype(dtype))
 
 
@@ -382,7 +420,7 @@ def sum(x: TensorLike, axis: Axis = None, keepdims: bool = False) -> torch.Tenso
     """
     if isinstance(x, (list, tuple)) and len(x) == 0:
         return torch.zeros((), dtype=backend.standardize_dtype(None))
-    x = convert_to_tensor(x)
+    x = argument_tensor(x, "x")
     keepdims = flag(keepdims, "keepdims")
     dims = _dims(axis, x.dim())
     if dims == ():
@@ -412,7 +450,7 @@ def mean(x: TensorLike, axis: Axis = None, keepdims: bool = False) -> torch.Tens
 
 
 def _extreme(fn: Any, what: str, x: TensorLike, axis: Axis, keepdims: bool) -> torch.Tensor:
-    x = convert_to_tensor(x)
+    x = argument_tensor(x, "x")
     keepdims = flag(keepdims, "keepdims")
     dims = _dims(axis, x.dim())
     if dims == ():
@@ -454,7 +492,7 @@ def absolute(x: TensorLike) -> torch.Tensor:
     >>> absolute([-1.5, 2.0])
     tensor([1.5000, 2.0000])
     """
-    x = convert_to_tensor(x)
+    x = argument_tensor(x, "x")
     return x.clone() if x.dtype == torch.bool else torch.abs(x)
 
 
@@ -468,7 +506,7 @@ def square(x: TensorLike) -> torch.Tensor:
     >>> square([-3.0, 2.0])
     tensor([9., 4.])
     """
-    x = convert_to_tensor(x)
+    x = argument_tensor(x, "x")
     return x * x
 
 
@@ -524,7 +562,7 @@ def sign(x: TensorLike) -> torch.Tensor:
     >>> sign([-2.0, 0.0, 3.0])
     tensor([-1.,  0.,  1.])
     """
-    x = convert_to_tensor(x)
+    x = argument_tensor(x, "x")
     return torch.sgn(x) if x.is_complex() else torch.sign(x)
 
 
@@ -541,7 +579,7 @@ def negative(x: TensorLike) -> torch.Tensor:
     >>> negative([1.0, -2.0])
     tensor([-1.,  2.])
     """
-    x = convert_to_tensor(x)
+    x = argument_tensor(x, "x")
     _no_bool(x, "x", "negation")
     return torch.neg(x)
 
@@ -561,7 +599,7 @@ def _binary(fn: Any, x1: Any, x2: Any) -> torch.Tensor:
     if not isinstance(a, torch.Tensor):
         # A 0-d tensor from a Python scalar promotes like a weak scalar: an int tensor
         # meeting 0.5 becomes float, a float64 tensor stays float64.
-        a = torch.as_tensor(a, device=b.device) if isinstance(b, torch.Tensor) else convert_to_tensor(a)
+        a = torch.as_tensor(a, device=b.device) if isinstance(b, torch.Tensor) else argument_tensor(a, "x1")
     return fn(a, b)
 
 
@@ -572,7 +610,7 @@ def clip(x: TensorLike, x_min: Any, x_max: Any) -> torch.Tensor:
     >>> clip([-1.0, 0.5, 3.0], 0.0, 1.0)
     tensor([0.0000, 0.5000, 1.0000])
     """
-    x = convert_to_tensor(x)
+    x = argument_tensor(x, "x")
     lo = x_min if isinstance(x_min, (int, float)) and not _huge(x_min) else argument_tensor(x_min, "x_min")
     hi = x_max if isinstance(x_max, (int, float)) and not _huge(x_max) else argument_tensor(x_max, "x_max")
     return torch.clamp(x, lo, hi)
@@ -730,6 +768,16 @@ def divide(x1: TensorLike, x2: TensorLike) -> torch.Tensor:
 
 
 @_clear_errors
+def true_divide(x1: TensorLike, x2: TensorLike) -> torch.Tensor:
+    """Elementwise true division ``x1 / x2`` (what ``/`` records on symbolic tensors, as in Keras).
+
+    >>> true_divide([1.0, 3.0], 2.0)
+    tensor([0.5000, 1.5000])
+    """
+    return _binary(torch.true_divide, x1, x2)
+
+
+@_clear_errors
 def divide_no_nan(x1: TensorLike, x2: TensorLike) -> torch.Tensor:
     """Elementwise ``x1 / x2``, giving 0 wherever ``x2`` is 0.
 
@@ -795,7 +843,7 @@ def transpose(x: TensorLike, axes: Sequence[int] | None = None) -> torch.Tensor:
     tensor([[1.],
             [2.]])
     """
-    x = convert_to_tensor(x)
+    x = argument_tensor(x, "x")
     if axes is None:
         return x.permute(tuple(reversed(range(x.dim()))))
     dims = _dims(axes, x.dim(), "axes")
@@ -812,7 +860,7 @@ def reshape(x: TensorLike, newshape: int | Sequence[int]) -> torch.Tensor:
     tensor([[1., 2.],
             [3., 4.]])
     """
-    return torch.reshape(convert_to_tensor(x), _shape_arg(newshape, "newshape", infer=True))
+    return torch.reshape(argument_tensor(x, "x"), _shape_arg(newshape, "newshape", infer=True))
 
 
 @_clear_errors
@@ -824,7 +872,7 @@ def expand_dims(x: TensorLike, axis: int | Sequence[int]) -> torch.Tensor:
     >>> shape(expand_dims(zeros((2, 3)), [0, -1]))
     (1, 2, 3, 1)
     """
-    x = convert_to_tensor(x)
+    x = argument_tensor(x, "x")
     added = 1 if isinstance(axis, numbers.Integral) else len(axis) if isinstance(axis, (list, tuple)) else 1
     dims = _dims(axis, x.dim() + added)
     rank = x.dim() + added
@@ -842,7 +890,7 @@ def squeeze(x: TensorLike, axis: Axis = None) -> torch.Tensor:
     >>> shape(squeeze(zeros((1, 2, 1))))
     (2,)
     """
-    x = convert_to_tensor(x)
+    x = argument_tensor(x, "x")
     dims = _dims(axis, x.dim())
     if dims is None:
         return torch.squeeze(x)
@@ -861,7 +909,7 @@ def stop_gradient(x: TensorLike) -> torch.Tensor:
     >>> stop_gradient(w * 2).requires_grad
     False
     """
-    return convert_to_tensor(x).detach()
+    return argument_tensor(x, "x").detach()
 
 
 def _sum_of_squares(x: torch.Tensor, dims: Any, keepdims: bool) -> torch.Tensor:
@@ -991,3 +1039,69 @@ def normalize(x: TensorLike, axis: int = -1, order: int = 2, epsilon: float | No
         return (x * torch.clamp(inv_norm, max=1.0 / eps)).to(dtype)
     denom = torch.clamp(torch.linalg.vector_norm(x, ord=order, dim=dims, keepdim=True), min=eps)
     return (x / denom).to(dtype)
+
+
+@_clear_errors
+def concatenate(xs: Sequence[TensorLike], axis: int = 0) -> torch.Tensor:
+    """Join a list of tensors along ``axis``; the other axes must agree.
+
+    >>> concatenate([ones((1, 2)), zeros((1, 1))], axis=-1)
+    tensor([[1., 1., 0.]])
+    """
+    if not isinstance(xs, (list, tuple)) or not xs:
+        raise invalid("xs", "a non-empty list of tensors", xs)
+    tensors = [argument_tensor(x, f"xs[{i}]") for i, x in enumerate(xs)]
+    dim = _dims(axis, tensors[0].dim())
+    if not isinstance(dim, int):
+        raise invalid("axis", "an int", axis)
+    dtype = functools.reduce(torch.promote_types, (t.dtype for t in tensors))
+    return torch.cat([t.to(dtype) for t in tensors], dim=dim)
+
+
+def _index(key: Any) -> Any:
+    """An index of ints, slices, ``None`` and ``...``; a list of them counts as a tuple, as Keras's files store it."""
+    items = key if isinstance(key, (list, tuple)) else (key,)
+    for item in items:
+        if not (item is None or item is Ellipsis or isinstance(item, slice) or is_int(item)):
+            raise invalid("key", "ints, slices, None and Ellipsis", key)
+    return tuple(items) if isinstance(key, (list, tuple)) else key
+
+
+@_clear_errors
+def get_item(x: TensorLike, key: Any) -> torch.Tensor:
+    """``x[key]`` for a key of ints, slices, ``None`` (a new axis) and ``...``.
+
+    >>> get_item([[1.0, 2.0], [3.0, 4.0]], (slice(None), 1))
+    tensor([2., 4.])
+    """
+    return argument_tensor(x, "x")[_index(key)]
+
+
+@_clear_errors
+def relu(x: TensorLike) -> torch.Tensor:
+    """Elementwise ``max(x, 0)``.
+
+    >>> relu([-1.0, 2.0])
+    tensor([0., 2.])
+    """
+    return torch.relu(_float(x))
+
+
+@_clear_errors
+def sigmoid(x: TensorLike) -> torch.Tensor:
+    """Elementwise ``1 / (1 + exp(-x))``.
+
+    >>> sigmoid([0.0])
+    tensor([0.5000])
+    """
+    return torch.sigmoid(_float(x))
+
+
+@_clear_errors
+def tanh(x: TensorLike) -> torch.Tensor:
+    """Elementwise hyperbolic tangent.
+
+    >>> tanh([0.0])
+    tensor([0.])
+    """
+    return torch.tanh(_float(x))

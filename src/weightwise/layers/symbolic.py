@@ -2,6 +2,9 @@
 
 A :class:`KerasTensor` records where it came from (a :class:`Node`: the layer call
 that produced it), which is all a functional model needs to replay the graph.
+Operators on it (``x + y``, ``x[:, 1]``, ...) and :mod:`weightwise.ops` functions
+given one record an :class:`Operation` node, as Keras records its operations, under
+Keras's class names so that graphs travel to and from Keras's files.
 
 Shapes are inferred by running each layer on two small example batches, of batch
 sizes 1 and 2 (and, for axes of unknown size, sizes 8 and 9). An output axis whose
@@ -12,15 +15,19 @@ the graph is laid out, as in Keras.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-__all__ = ["KerasTensor", "Node", "call_symbolically", "contains_symbolic", "map_structure"]
+from weightwise import activations, ops
+from weightwise.serialization import to_snake_case
+
+__all__ = ["KerasTensor", "Node", "Operation", "call_symbolically", "contains_symbolic", "map_structure"]
 
 _EXAMPLE_SIZES = ((1, 8), (2, 9))  # (batch size, size of other unknown axes) of the two runs
 # The most values an example input may hold (4 GiB of float32): a larger declared shape is
@@ -30,8 +37,10 @@ MAX_EXAMPLE_VALUES = 2**30
 _NODE_SERIALS = itertools.count()
 
 
-class KerasTensor:
+class KerasTensor(ops.SymbolicTensor):
     """A symbolic tensor with a shape (``None`` for unknown axes) and a dtype.
+
+    Python operators and :mod:`weightwise.ops` functions on it record graph nodes.
 
     >>> from weightwise.layers import Input, Dense
     >>> x = Input(shape=(3,), name="features")
@@ -39,6 +48,8 @@ class KerasTensor:
     <KerasTensor shape=(None, 3), dtype=float32, name=features>
     >>> Dense(4)(x).shape
     (None, 4)
+    >>> (2 * x[:, 1:] - 1).shape
+    (None, 2)
     """
 
     def __init__(self, shape: tuple[int | None, ...], dtype: torch.dtype, examples: tuple[torch.Tensor, torch.Tensor],
@@ -81,6 +92,73 @@ class KerasTensor:
             "A symbolic KerasTensor has no value, so it cannot be used as a Python bool. "
             "Symbolic tensors only describe a model's graph; call the model on real data."
         )
+
+    # Keras's operators, each recorded as the op Keras records. ``==`` stays identity (as in Keras),
+    # so tensors can be looked up in lists and dicts.
+    def __add__(self, other: Any) -> Any:
+        return ops.add(self, other)
+
+    def __radd__(self, other: Any) -> Any:
+        return ops.add(other, self)
+
+    def __sub__(self, other: Any) -> Any:
+        return ops.subtract(self, other)
+
+    def __rsub__(self, other: Any) -> Any:
+        return ops.subtract(other, self)
+
+    def __mul__(self, other: Any) -> Any:
+        return ops.multiply(self, other)
+
+    def __rmul__(self, other: Any) -> Any:
+        return ops.multiply(other, self)
+
+    def __matmul__(self, other: Any) -> Any:
+        return ops.matmul(self, other)
+
+    def __rmatmul__(self, other: Any) -> Any:
+        return ops.matmul(other, self)
+
+    def __truediv__(self, other: Any) -> Any:
+        return ops.true_divide(self, other)
+
+    def __rtruediv__(self, other: Any) -> Any:
+        return ops.true_divide(other, self)
+
+    def __pow__(self, other: Any) -> Any:
+        return ops.power(self, other)
+
+    def __rpow__(self, other: Any) -> Any:
+        return ops.power(other, self)
+
+    def __neg__(self) -> Any:
+        return ops.negative(self)
+
+    def __abs__(self) -> Any:
+        return ops.absolute(self)
+
+    def __lt__(self, other: Any) -> Any:
+        return ops.less(self, other)
+
+    def __le__(self, other: Any) -> Any:
+        return ops.less_equal(self, other)
+
+    def __gt__(self, other: Any) -> Any:
+        return ops.greater(self, other)
+
+    def __ge__(self, other: Any) -> Any:
+        return ops.greater_equal(self, other)
+
+    def __ne__(self, other: object) -> Any:  # type: ignore[override]
+        return ops.not_equal(self, other)
+
+    __hash__ = object.__hash__
+
+    def __getitem__(self, key: Any) -> Any:
+        return ops.get_item(self, key)
+
+    def __iter__(self) -> Any:
+        raise TypeError(f"A symbolic tensor cannot be iterated over; index it instead (x[:, 0]). Received: {self!r}")
 
 
 @dataclass
@@ -125,14 +203,24 @@ def call_symbolically(layer: Any, inputs: Any, args: tuple[Any, ...], kwargs: di
             f"Layer {getattr(layer, 'name', type(layer).__name__)!r}: symbolic tensors may only be passed as the "
             "first argument (`inputs`)."
         )
+    outputs = _record(layer, inputs, args, kwargs)
+    # Laying out the graph is not a training call: drop what the example runs recorded.
+    clear_losses(layer)
+    return outputs
+
+
+def _record(callee: Any, inputs: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Run ``callee(inputs, *args, **kwargs)`` on the example values of its symbolic tensors; record the call."""
     runs = []
     with torch.no_grad():
         for which in range(len(_EXAMPLE_SIZES)):
-            example = map_structure(lambda t: t._examples[which] if isinstance(t, KerasTensor) else t, inputs)
-            runs.append(layer(example, *args, **kwargs))
-    # Laying out the graph is not a training call: drop what the example runs recorded.
-    clear_losses(layer)
-    node = Node(layer, inputs, args, dict(kwargs), input_tensors=[t for t in flatten(inputs) if isinstance(t, KerasTensor)])
+            def example(t: Any, which: int = which) -> Any:
+                return t._examples[which] if isinstance(t, KerasTensor) else t
+
+            runs.append(callee(map_structure(example, inputs), *map_structure(example, args),
+                               **map_structure(example, kwargs)))
+    node = Node(callee, inputs, tuple(args), dict(kwargs),
+                input_tensors=[t for t in flatten((inputs, args, kwargs)) if isinstance(t, KerasTensor)])
     counter = iter(range(1 << 30))
 
     def wrap(pair: _Pair) -> Any:
@@ -160,3 +248,153 @@ def _zip_structures(first: Any, second: Any) -> Any:
     if isinstance(first, dict):
         return {key: _zip_structures(first[key], second[key]) for key in first}
     return _Pair(first, second)
+
+
+# -- operations -------------------------------------------------------------------------------
+# Keras's operation classes and the functions that compute them here: (function, Keras module,
+# Keras class, how many leading parameters are the call's inputs). The other parameters are the
+# operation's config, as Keras's constructors take them.
+_NUMPY, _NN = "keras.src.ops.numpy", "keras.src.ops.nn"
+_KERAS_OPERATIONS: list[tuple[Callable[..., Any], str, str, int]] = [
+    *((fn, _NUMPY, cls, 2) for fn, cls in [
+        (ops.add, "Add"), (ops.subtract, "Subtract"), (ops.multiply, "Multiply"), (ops.divide, "Divide"),
+        (ops.true_divide, "TrueDivide"), (ops.divide_no_nan, "DivideNoNan"), (ops.power, "Power"),
+        (ops.matmul, "Matmul"), (ops.dot, "Dot"), (ops.maximum, "Maximum"), (ops.minimum, "Minimum"),
+        (ops.greater, "Greater"), (ops.greater_equal, "GreaterEqual"), (ops.less, "Less"),
+        (ops.less_equal, "LessEqual"), (ops.equal, "Equal"), (ops.not_equal, "NotEqual"), (ops.get_item, "GetItem"),
+    ]),
+    *((fn, _NUMPY, cls, 1) for fn, cls in [
+        (ops.negative, "Negative"), (ops.absolute, "Absolute"), (ops.square, "Square"), (ops.sqrt, "Sqrt"),
+        (ops.exp, "Exp"), (ops.log, "Log"), (ops.sign, "Sign"), (ops.tanh, "Tanh"), (ops.clip, "Clip"),
+        (ops.sum, "Sum"), (ops.mean, "Mean"), (ops.max, "Max"), (ops.min, "Min"), (ops.transpose, "Transpose"),
+        (ops.reshape, "Reshape"), (ops.expand_dims, "ExpandDims"), (ops.squeeze, "Squeeze"),
+        (ops.concatenate, "Concatenate"), (ops.ones_like, "OnesLike"), (ops.zeros_like, "ZerosLike"),
+    ]),
+    (ops.where, _NUMPY, "Where", 3),
+    (ops.rsqrt, "keras.src.ops.math", "Rsqrt", 1),
+    (ops.relu, _NN, "Relu", 1),
+    (ops.sigmoid, _NN, "Sigmoid", 1),
+    (ops.normalize, _NN, "Normalize", 1),
+    (ops.stop_gradient, "keras.src.ops.core", "StopGradient", 1),
+    (ops.cast, "keras.src.ops.core", "Cast", 1),
+    (ops.norm, "keras.src.ops.linalg", "Norm", 1),
+    # What ``keras.activations.relu(x, ...)`` and ``keras.ops.softmax`` record, read from Keras's files.
+    (activations.relu, "keras.src.activations.activations", "ReLU", 1),
+    (activations.softmax, _NN, "Softmax", 1),
+]
+_BY_FUNCTION = {fn: (module, cls, n) for fn, module, cls, n in _KERAS_OPERATIONS}
+_BY_CLASS = {(module, cls): (fn, n) for fn, module, cls, n in _KERAS_OPERATIONS}
+# Config entries Keras writes that have no counterpart here; accepted at their default.
+_DEFAULT_ONLY = {"initial": None}
+_OP_NAME_COUNTS: dict[str, int] = {}
+
+
+class Operation:
+    """One ``weightwise.ops`` call in a functional graph: the function and its non-tensor arguments.
+
+    ``x + y`` on symbolic tensors, or ``ops.mean(x, axis=1)``, makes one. It stores as
+    Keras's operation of the same name (``{"module": "keras.src.ops.numpy", "class_name":
+    "Mean", "config": {"name": "mean", "axis": 1, "keepdims": False}}``), and Keras's
+    operations load as one; only the operations in a fixed table exist, so loading runs no code.
+
+    >>> from weightwise.layers import Input
+    >>> y = ops.mean(Input(shape=(3, 4)), axis=1)
+    >>> y.shape, y.node.layer.get_config()
+    ((None, 4), {'name': 'mean', 'axis': 1, 'keepdims': False})
+    >>> y.node.layer(ops.ones((2, 3, 4))).shape
+    torch.Size([2, 4])
+    """
+
+    def __init__(self, fn: Callable[..., Any], config: Mapping[str, Any] | None = None, name: str | None = None) -> None:
+        if fn not in _BY_FUNCTION:
+            raise TypeError(f"`{getattr(fn, '__name__', fn)}` cannot be recorded in a functional graph: Keras has no "
+                            f"operation for it. Received: fn={fn!r}")
+        self.fn = fn
+        self.keras_module, self.class_name, self.tensor_arguments = _BY_FUNCTION[fn]
+        self.config = dict(config or {})
+        if name is None:
+            prefix = to_snake_case(self.class_name)
+            count = _OP_NAME_COUNTS.get(prefix, 0)
+            _OP_NAME_COUNTS[prefix] = count + 1
+            name = prefix if count == 0 else f"{prefix}_{count}"
+        self.name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if contains_symbolic((args, kwargs)):
+            if not args:
+                raise ValueError(f"Operation {self.name!r} needs its inputs as positional arguments.")
+            return _record(self, args[0], args[1:], kwargs)
+        return self.fn(*args, **kwargs, **self.config)
+
+    def __repr__(self) -> str:
+        return f"<Operation {self.class_name} name={self.name}>"
+
+    def get_config(self) -> dict[str, Any]:
+        """``{"name": ..., **non-tensor arguments}``, as Keras's operation of the same class."""
+        return {"name": self.name, **self.config}
+
+    def serialize(self) -> dict[str, Any]:
+        """The entry Keras writes for this operation in a functional config."""
+        return {"module": self.keras_module, "class_name": self.class_name, "config": _jsonable(self.get_config()),
+                "registered_name": self.class_name}
+
+    @classmethod
+    def from_keras(cls, module: Any, class_name: Any, config: Any) -> Operation:
+        """The operation Keras saved as ``module.class_name`` with ``config``; an unknown one is refused by name."""
+        found = _BY_CLASS.get((module, class_name))
+        if found is None:
+            raise ValueError(
+                f"The functional config uses the Keras operation `{module}.{class_name}`, which weightwise does not "
+                f"implement. Supported operations: {sorted(c for _, c in _BY_CLASS)}. "
+                f"Received: module={module!r}, class_name={class_name!r}"
+            )
+        fn, tensors = found
+        if not isinstance(config, Mapping) or not isinstance(config.get("name"), str):
+            raise ValueError(f"Invalid config of the Keras operation {class_name!r}: expected a dict with a 'name'. "
+                             f"Received: config={config!r:.200}")
+        settings = {key: value for key, value in config.items() if key != "name"}
+        accepted = list(inspect.signature(fn).parameters)[tensors:]
+        for key in list(settings):
+            if key in _DEFAULT_ONLY and key not in accepted and settings[key] == _DEFAULT_ONLY[key]:
+                del settings[key]
+            elif key not in accepted:
+                raise ValueError(f"The Keras operation {class_name!r} has the setting {key}={settings[key]!r}, "
+                                 f"which weightwise does not support. Received: config={dict(config)!r:.200}")
+        return cls(fn, settings, name=config["name"])
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {key: _jsonable(v) for key, v in value.items()}
+    return value
+
+
+def _trace(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Record ``fn(*args, **kwargs)`` (an ops function given a symbolic tensor) as an :class:`Operation`."""
+    if fn is ops.shape:
+        return args[0].shape if args and isinstance(args[0], KerasTensor) else kwargs["x"].shape
+    if fn is ops.convert_to_tensor and args and isinstance(args[0], KerasTensor) and len(args) + len(kwargs) == 1:
+        return args[0]
+    if fn not in _BY_FUNCTION:
+        received = next(leaf for leaf in flatten((args, kwargs)) if isinstance(leaf, KerasTensor))
+        raise TypeError(f"`ops.{fn.__name__}` cannot take a symbolic tensor: it has no operation in a functional "
+                        f"graph. Received: {received!r}")
+    _, class_name, tensors = _BY_FUNCTION[fn]
+    try:
+        bound = inspect.signature(fn).bind(*args, **kwargs)
+    except TypeError as error:
+        raise TypeError(f"Invalid arguments to `ops.{fn.__name__}`: {error}") from None
+    bound.apply_defaults()
+    values = list(bound.arguments.items())
+    inputs = [value for _, value in values[:tensors]]
+    config = dict(values[tensors:])
+    symbolic = [name for name, value in config.items() if contains_symbolic(value)]
+    if symbolic:
+        raise TypeError(f"`ops.{fn.__name__}`: argument `{symbolic[0]}` cannot be a symbolic tensor in a functional "
+                        f"graph (Keras's {class_name} takes it as a constant). Received: {symbolic[0]}={config[symbolic[0]]!r}")
+    return Operation(fn, config)(*inputs)
+
+
+ops.SymbolicTensor.tracer = _trace

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from weightwise.layers import InputLayer, KerasTensor, Layer
-from weightwise.layers.symbolic import Node, flatten, map_structure
+from weightwise.layers.symbolic import Node, Operation, flatten, map_structure
 from weightwise.models.graph_config import functional_config, functional_from_config
 from weightwise.models.model import Model
 
 __all__ = ["Functional"]
 
 
-def _map_graph(inputs: list[KerasTensor], outputs: list[KerasTensor]) -> tuple[list[Node], list[Layer]]:
-    """Nodes in execution order and layers in Keras's order (by depth from the outputs, then first visit).
+def _map_graph(inputs: list[KerasTensor], outputs: list[KerasTensor]) -> tuple[list[Node], list[Any]]:
+    """Nodes in execution order and operations (layers and ops) in Keras's order (by depth from the
+    outputs, then first visit).
 
     Follows Keras's ``map_graph`` so that ``model.weights`` (and thus ``get_weights``)
     come out in the same order as a Keras model of the same graph.
@@ -73,7 +76,7 @@ def _map_graph(inputs: list[KerasTensor], outputs: list[KerasTensor]) -> tuple[l
     return nodes, layers
 
 
-class Functional(Model):
+class Functional(Model, functional=True):
     """A model defined by ``Model(inputs, outputs)`` over symbolic tensors.
 
     Inputs and outputs may be single tensors, lists or dicts; multi-input,
@@ -103,18 +106,24 @@ class Functional(Model):
                     f"All `{role}` of a functional Model must be symbolic tensors from Input() and layer calls. "
                     f"Received: {role}={bad or tensors!r}"
                 )
-        self._nodes, layers = _map_graph(flat_inputs, flat_outputs)
-        names = [layer.name for layer in layers]
+        self._nodes, operations = _map_graph(flat_inputs, flat_outputs)
+        _rename_colliding_operations(operations)
+        names = [operation.name for operation in operations]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"All layer names should be unique. Duplicated: {duplicates}")
+        # Layers and ops in Keras's order, for configs; ops hold no state and are no submodules.
+        self.__dict__["_operations"] = operations
         # Registered by position in Keras's layer order: state_dict keys ("2.kernel") do not depend on
         # auto-generated layer names, so weights load into any model built from the same code.
-        for index, layer in enumerate(layers):
+        for index, layer in enumerate(op for op in operations if isinstance(op, torch.nn.Module)):
             self.add_module(str(index), layer)
         self._inputs_structure = inputs
         self._outputs_structure = outputs
         self.built = True
+
+    def build(self, input_shape: Any = None) -> None:
+        """Nothing to do: a functional model is built when it is made (``input_shape`` is ignored, as in Keras)."""
 
     @property
     def inputs(self) -> list[KerasTensor]:
@@ -129,7 +138,7 @@ class Functional(Model):
     @property
     def layers(self) -> list[Layer]:
         """Every layer of the graph in Keras's order, InputLayers included (as Keras does)."""
-        return [child for child in self.children() if isinstance(child, Layer)]
+        return [operation for operation in self._operations if isinstance(operation, Layer)]
 
     @property
     def output_names(self) -> list[str]:
@@ -157,13 +166,18 @@ class Functional(Model):
             raise ValueError(f"Model {self.name!r} expects {len(flat)} inputs, but received {len(values)}.")
         return {id(t): v for t, v in zip(flat, values)}
 
-    def call(self, inputs: Any) -> Any:
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
+        # ``training`` reaches every layer of the graph through the call state (see Layer.forward).
         values = self._input_values(inputs)
         for node in self._nodes:
             if isinstance(node.layer, InputLayer):
                 continue
-            layer_inputs = map_structure(lambda t: values[id(t)] if isinstance(t, KerasTensor) else t, node.inputs)
-            produced = node.layer(layer_inputs, *node.args, **node.kwargs)
+            def value(t: Any) -> Any:
+                return values[id(t)] if isinstance(t, KerasTensor) else t
+
+            # Ops take symbolic tensors in any argument; layers only in the first (so the others map to themselves).
+            produced = node.layer(map_structure(value, node.inputs), *map_structure(value, node.args),
+                                  **map_structure(value, node.kwargs))
             for symbolic, value in zip(flatten(node.outputs), flatten(produced)):
                 values[id(symbolic)] = value
         return map_structure(lambda t: values[id(t)], self._outputs_structure)
@@ -193,6 +207,22 @@ class Functional(Model):
         for leaf in flatten(inputs):
             self._check_leaf(leaf)
         return inputs
+
+
+def _rename_colliding_operations(operations: list[Any]) -> None:
+    """Give an op whose automatic name (``add``) is also a layer's (``layers.Add``) the next free one (``add_1``).
+
+    Layers and ops draw their names from separate counters; a model's config needs them distinct.
+    """
+    taken = {op.name for op in operations if not isinstance(op, Operation)}
+    for op in operations:
+        if isinstance(op, Operation):
+            if op.name in taken:
+                stem, index = op.name, 1
+                while f"{stem}_{index}" in taken:
+                    index += 1
+                op.name = f"{stem}_{index}"
+            taken.add(op.name)
 
 
 def _functional_like_constructor(cls: type) -> bool:

@@ -7,6 +7,11 @@ tensor written as ``{"class_name": "__keras_tensor__", "config": {"shape", "dtyp
 ``input_layers`` and ``output_layers`` are such histories, nested as the model's
 inputs and outputs are. Keras reads this form and writes it, so graphs travel in
 both directions.
+
+Calls of :mod:`weightwise.ops` (``x + y``, ``x[:, 1]``, ``ops.mean``) are entries of
+the same list under Keras's operation classes (``"module": "keras.src.ops.numpy",
+"class_name": "Add"``); their index keys hold ``__slice__`` and ``__ellipsis__``
+entries, as Keras writes them. Loading builds only the operations of a fixed table.
 """
 
 from __future__ import annotations
@@ -17,13 +22,17 @@ from typing import Any
 import torch
 
 from weightwise.layers import InputLayer, KerasTensor
-from weightwise.layers.symbolic import Node, flatten, map_structure
+from weightwise.layers.symbolic import Node, Operation, flatten, map_structure
 from weightwise.serialization import deserialize_keras_object, serialize_keras_object
 
 __all__ = ["functional_config", "functional_from_config"]
 
 _TENSOR = "__keras_tensor__"
 _TUPLE = "__tuple__"
+_SLICE = "__slice__"
+_ELLIPSIS = "__ellipsis__"
+# Modules of Keras's operation classes: their entries are read as ops, never as layers.
+_OPERATION_MODULES = ("keras.src.ops.", "keras.src.activations.")
 
 
 def _node_offset(layer: Any) -> int:
@@ -53,20 +62,31 @@ def functional_config(model: Any) -> dict[str, Any]:
     def history(tensor: KerasTensor) -> list[Any]:
         return [tensor.node.layer.name, index[id(tensor.node)], tensor.index]
 
-    def encode(value: Any) -> Any:
+    def encode(value: Any, tuples_as_lists: bool = False) -> Any:
         if isinstance(value, KerasTensor):
             return {"class_name": _TENSOR,
                     "config": {"shape": list(value.shape), "dtype": value.dtype, "keras_history": history(value)}}
-        if isinstance(value, tuple):
+        if isinstance(value, tuple) and not tuples_as_lists:
             return {"class_name": _TUPLE, "config": {"value": [encode(v) for v in value]}}
-        if isinstance(value, list):
-            return [encode(v) for v in value]
+        if isinstance(value, (list, tuple)):
+            return [encode(v, tuples_as_lists) for v in value]
         if isinstance(value, dict):
-            return {key: encode(v) for key, v in value.items()}
+            return {key: encode(v, tuples_as_lists) for key, v in value.items()}
+        if isinstance(value, slice):
+            return {"class_name": _SLICE, "config": {"start": value.start, "stop": value.stop, "step": value.step}}
+        if value is Ellipsis:
+            return {"class_name": _ELLIPSIS, "config": {}}
         return serialize_keras_object(value)
 
     layer_configs = []
-    for layer in model.layers:
+    for layer in model._operations:
+        if isinstance(layer, Operation):
+            # Keras writes an op's arguments as plain lists (an index key included).
+            entry = layer.serialize() | {"name": layer.name, "inbound_nodes": [
+                {"args": encode([node.inputs, *node.args], True), "kwargs": encode(node.kwargs, True)}
+                for node in sorted(nodes_of.get(id(layer), []), key=lambda n: n.serial)]}
+            layer_configs.append(entry)
+            continue
         if not hasattr(layer, "get_config"):
             raise TypeError(
                 f"Model {model.name!r} cannot be serialized: its layer {layer!r} (a {type(layer).__name__}) has no "
@@ -142,8 +162,14 @@ def functional_from_config(
                 f"Invalid functional model config: layer {name!r} needs a list of calls in 'inbound_nodes'. "
                 f"Received: inbound_nodes={inbound!r:.200}"
             )
-        layer = make_layer(dict(layer_config)) if make_layer else deserialize_keras_object(layer_config, custom_objects)
-        if not isinstance(layer, torch.nn.Module):
+        module = layer_config.get("module")
+        if isinstance(module, str) and module.startswith(_OPERATION_MODULES):
+            layer = Operation.from_keras(module, layer_config.get("class_name"), layer_config.get("config"))
+        elif make_layer:
+            layer = make_layer(dict(layer_config))
+        else:
+            layer = deserialize_keras_object(layer_config, custom_objects)
+        if not isinstance(layer, (torch.nn.Module, Operation)):
             raise TypeError(f"Layer {name!r} of the config deserialized to {layer!r}, which is not a layer.")
         created[name] = layer
         produced[name] = [layer.output] if isinstance(layer, InputLayer) else [None] * _node_offset(layer)
@@ -172,6 +198,16 @@ def functional_from_config(
         if isinstance(value, list):
             return [decode(v) for v in value]
         if isinstance(value, Mapping):
+            if value.get("class_name") == _ELLIPSIS:
+                return Ellipsis
+            if value.get("class_name") == _SLICE:
+                bounds = value.get("config")
+                if not isinstance(bounds, Mapping) or not all(
+                        b is None or (isinstance(b, int) and not isinstance(b, bool))
+                        for b in (bounds.get("start"), bounds.get("stop"), bounds.get("step"))):
+                    raise ValueError(f"Invalid functional model config: a slice needs int or null bounds. "
+                                     f"Received: {value!r:.200}")
+                return slice(bounds.get("start"), bounds.get("stop"), bounds.get("step"))
             if value.get("class_name") in (_TENSOR, _TUPLE):
                 config = value.get("config")
                 key = "keras_history" if value["class_name"] == _TENSOR else "value"

@@ -9,7 +9,6 @@ from typing import Any
 
 from weightwise import saving
 from weightwise.layers import Input, InputLayer, Layer
-from weightwise.layers.base import _shape_from_list
 from weightwise.models.training import Trainer
 from weightwise.saving.files import check_path
 from weightwise.saving.torch_weights import load_torch_weights, save_torch_weights
@@ -42,20 +41,66 @@ class Model(Trainer, Layer):
     1
     """
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> Model:
-        if cls is Model and (args or "inputs" in kwargs or "outputs" in kwargs):
-            from weightwise.models.functional import Functional
+    # The class that ``Model(inputs, outputs)`` makes. ``weightwise.models.functional`` declares it
+    # (``class Functional(Model, functional=True)``), so this module never imports that one back.
+    _functional_class: type[Model] | None = None
 
-            return super().__new__(Functional)
+    def __init_subclass__(cls, functional: bool = False, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if functional:
+            Model._functional_class = cls
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Model:
+        if cls is Model and _functional_arguments(args, kwargs):
+            return super().__new__(_functional_class())
         return super().__new__(cls)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if _functional_arguments(args, kwargs):
+            # A subclass whose __init__ lays out a graph and calls super().__init__(inputs, outputs),
+            # as Keras's guides write: the class becomes a functional model, as in Keras.
+            functional = _functional_class()
+            if not isinstance(self, functional):
+                _make_functional(type(self), functional)
+            functional.__init__(self, *args, **kwargs)
+            return
         if args:
             raise TypeError(
                 f"{type(self).__name__}.__init__ takes keyword arguments only (name=, trainable=, ...). "
-                "For a functional model call Model(inputs, outputs)."
+                "For a functional model call Model(inputs, outputs). "
+                f"Received: args={args!r:.200}"
             )
         super().__init__(**kwargs)
+
+    def build(self, input_shape: Any = None) -> None:
+        """Build a subclassed model by calling it on symbolic inputs of ``input_shape``.
+
+        ``input_shape`` is one shape (batch axis first), or a list or dict of them for a
+        model taking several inputs. Every layer the call reaches creates its weights, so
+        ``count_params()`` and ``summary()`` work afterwards. (Keras 3 marks such a model
+        built without building its layers, so its count is 0; tf.keras built them.)
+
+        >>> from weightwise import layers
+        >>> class Net(Model):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.dense = layers.Dense(2)
+        ...     def call(self, inputs):
+        ...         return self.dense(inputs)
+        >>> net = Net()
+        >>> net.build((None, 3))
+        >>> net.built, net.count_params()
+        (True, 8)
+        """
+        if input_shape is None:
+            raise ValueError(
+                f"Model {self.name!r}: `build()` needs the input shape, such as `build((None, 3))`. "
+                f"Received: input_shape={input_shape!r}"
+            )
+        inputs = _symbolic_inputs(input_shape, self.dtype)
+        # Built before the call, so that the call runs instead of building again.
+        self.built = True
+        self(inputs)
 
     @property
     def layers(self) -> list[Layer]:
@@ -114,21 +159,21 @@ class Model(Trainer, Layer):
         """
         return json.dumps(serialize_keras_object(self), **kwargs)
 
+    def _build_once(self, input_shape: Any) -> None:
+        if not self.built and type(self).build is Model.build:
+            # No build of its own: the call itself builds the layers it reaches, as in Keras.
+            self.built = True
+            self.__dict__["_built_input_shape"] = input_shape
+            return
+        super()._build_once(input_shape)
+
     def build_from_config(self, config: dict[str, Any]) -> None:
-        """Build a subclassed model by calling it on a symbolic input of the saved shape."""
+        """Build a subclassed model from its saved input shape (see :meth:`build`)."""
         if self.built:
             return
         shape = config.get("input_shape") if isinstance(config, dict) else None
-        if shape is None:
-            return
-        shape = _shape_from_list(shape)
-        if not isinstance(shape, tuple):
-            raise ValueError(
-                f"Model {self.name!r}: only a single input shape can rebuild a subclassed model from its build "
-                f"config. Received: input_shape={config.get('input_shape')!r}. Override `build_from_config`."
-            )
-        self(Input(batch_shape=(None, *shape[1:])))
-        self.built = True
+        if shape is not None:
+            self.build(shape)
 
     # -- files -----------------------------------------------------------------------------
     def save(self, filepath: str | os.PathLike[str], overwrite: bool = True) -> None:
@@ -187,3 +232,41 @@ class Model(Trainer, Layer):
 
         for line in summary_lines(self, line_length):
             (print_fn or print)(line)
+
+
+def _functional_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Whether a constructor call is ``Model(inputs, outputs, ...)`` in any of its spellings."""
+    return len(args) == 2 or (len(args) == 1 and "outputs" in kwargs) or ("inputs" in kwargs and "outputs" in kwargs)
+
+
+def _functional_class() -> type[Model]:
+    if Model._functional_class is None:
+        raise RuntimeError("weightwise.models.functional is not imported; import weightwise.models first.")
+    return Model._functional_class
+
+
+def _make_functional(cls: type, functional: type[Model]) -> type:
+    """Put ``functional`` where ``Model`` is among the bases of ``cls`` and its ancestors (once per class).
+
+    Keras does the same, so that a subclass calling ``super().__init__(inputs, outputs)`` is a
+    functional model: its graph runs as its ``call``, saves and summarizes.
+    """
+    if cls is Model:
+        return functional
+    if not (isinstance(cls, type) and issubclass(cls, Model)) or issubclass(cls, functional):
+        return cls
+    cls.__bases__ = tuple(_make_functional(base, functional) for base in cls.__bases__)
+    return cls
+
+
+def _symbolic_inputs(shape: Any, dtype: str) -> Any:
+    """``Input`` tensors for a shape (batch axis first) or a list or dict of shapes."""
+    if isinstance(shape, dict):
+        return {key: _symbolic_inputs(value, dtype) for key, value in shape.items()}
+    if isinstance(shape, (list, tuple)) and shape and all(
+            d is None or (isinstance(d, int) and not isinstance(d, bool) and d >= 0) for d in shape):
+        return Input(batch_shape=(None, *shape[1:]), dtype=dtype)
+    if isinstance(shape, (list, tuple)) and shape and all(isinstance(s, (list, tuple, dict)) for s in shape):
+        return [_symbolic_inputs(value, dtype) for value in shape]
+    raise ValueError(f"Invalid value for argument `input_shape`: expected a shape with a batch axis, such as "
+                     f"(None, 3), or a list or dict of them. Received: input_shape={shape!r}")
