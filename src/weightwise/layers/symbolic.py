@@ -284,8 +284,8 @@ _KERAS_OPERATIONS: list[tuple[Callable[..., Any], str, str, int]] = [
 ]
 _BY_FUNCTION = {fn: (module, cls, n) for fn, module, cls, n in _KERAS_OPERATIONS}
 _BY_CLASS = {(module, cls): (fn, n) for fn, module, cls, n in _KERAS_OPERATIONS}
-# Config entries Keras writes that have no counterpart here; accepted at their default.
-_DEFAULT_ONLY = {"initial": None}
+# Config entries Keras writes that have no counterpart here: written and accepted at their default only.
+_KERAS_ONLY_SETTINGS = {"Max": {"initial": None}, "Min": {"initial": None}}
 _OP_NAME_COUNTS: dict[str, int] = {}
 
 
@@ -299,8 +299,8 @@ class Operation:
 
     >>> from weightwise.layers import Input
     >>> y = ops.mean(Input(shape=(3, 4)), axis=1)
-    >>> y.shape, y.node.layer.get_config()
-    ((None, 4), {'name': 'mean', 'axis': 1, 'keepdims': False})
+    >>> y.shape, y.node.layer.class_name, y.node.layer.config
+    ((None, 4), 'Mean', {'axis': 1, 'keepdims': False})
     >>> y.node.layer(ops.ones((2, 3, 4))).shape
     torch.Size([2, 4])
     """
@@ -331,7 +331,7 @@ class Operation:
 
     def get_config(self) -> dict[str, Any]:
         """``{"name": ..., **non-tensor arguments}``, as Keras's operation of the same class."""
-        return {"name": self.name, **self.config}
+        return {"name": self.name, **self.config, **_KERAS_ONLY_SETTINGS.get(self.class_name, {})}
 
     def serialize(self) -> dict[str, Any]:
         """The entry Keras writes for this operation in a functional config."""
@@ -350,12 +350,13 @@ class Operation:
             )
         fn, tensors = found
         if not isinstance(config, Mapping) or not isinstance(config.get("name"), str):
-            raise ValueError(f"Invalid config of the Keras operation {class_name!r}: expected a dict with a 'name'. "
+            raise TypeError(f"Invalid config of the Keras operation {class_name!r}: expected a dict with a 'name'. "
                              f"Received: config={config!r:.200}")
         settings = {key: value for key, value in config.items() if key != "name"}
         accepted = list(inspect.signature(fn).parameters)[tensors:]
+        defaults = _KERAS_ONLY_SETTINGS.get(class_name, {})
         for key in list(settings):
-            if key in _DEFAULT_ONLY and key not in accepted and settings[key] == _DEFAULT_ONLY[key]:
+            if key in defaults and settings[key] == defaults[key]:
                 del settings[key]
             elif key not in accepted:
                 raise ValueError(f"The Keras operation {class_name!r} has the setting {key}={settings[key]!r}, "

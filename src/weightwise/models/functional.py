@@ -185,9 +185,13 @@ class Functional(Model, functional=True):
     def get_config(self) -> dict[str, Any]:
         """The graph in Keras 3's form: every layer with its calls, and the inputs and outputs.
 
-        A subclass whose constructor is not ``(inputs, outputs, ...)`` must write its own.
+        A subclass whose constructor is not ``(inputs, outputs, ...)`` (one that lays out its graph
+        in ``__init__``) must write its own, returning its constructor's arguments: Keras would
+        write ``name`` and ``trainable`` only, a file that loads wrongly or not at all.
         """
         if not _functional_like_constructor(type(self)):
+            if type(self).get_config is Functional.get_config:
+                raise self._get_config_missing()
             return Model.get_config(self)
         return functional_config(self)
 

@@ -138,14 +138,17 @@ class Model(Trainer, Layer):
         ``super().get_config()``), since only it knows what its constructor takes.
         """
         if type(self).get_config is Model.get_config:
-            raise NotImplementedError(
-                f"Model {self.name!r} is a subclassed model ({type(self).__name__}) without `get_config()`, so it "
-                "cannot be saved as a config, cloned or written to JSON. Implement `get_config(self)` returning the "
-                "arguments of its `__init__` (start from `super().get_config()`, which holds name, trainable and "
-                "dtype), and `from_config(cls, config)` if `cls(**config)` cannot rebuild it. To keep just the "
-                "weights, use `save_weights`."
-            )
+            raise self._get_config_missing()
         return Layer.get_config(self)
+
+    def _get_config_missing(self) -> NotImplementedError:
+        return NotImplementedError(
+            f"Model {self.name!r} is a subclassed model ({type(self).__name__}) without `get_config()`, so it "
+            "cannot be saved as a config, cloned or written to JSON. Implement `get_config(self)` returning the "
+            "arguments of its `__init__` (start from `super().get_config()`, which holds name, trainable and "
+            "dtype), and `from_config(cls, config)` if `cls(**config)` cannot rebuild it. To keep just the "
+            "weights, use `save_weights`."
+        )
 
     def to_json(self, **kwargs: Any) -> str:
         """The model's config as a JSON string (Keras 3's form; weights are not included).
@@ -245,18 +248,18 @@ def _functional_class() -> type[Model]:
     return Model._functional_class
 
 
-def _make_functional(cls: type, functional: type[Model]) -> type:
-    """Put ``functional`` where ``Model`` is among the bases of ``cls`` and its ancestors (once per class).
+def _make_functional(cls: type, functional: type[Model]) -> None:
+    """Put ``functional`` among the bases of ``cls`` (once per class), so that its instances are functional models.
 
-    Keras does the same, so that a subclass calling ``super().__init__(inputs, outputs)`` is a
-    functional model: its graph runs as its ``call``, saves and summarizes.
+    Keras rewrites the class hierarchy the same way. ``Model`` as a direct base becomes
+    ``Functional``; otherwise ``Functional`` is appended, which keeps the method order ``cls``,
+    its own bases, ``Functional``, ``Model``. The classes ``cls`` derives from are left
+    alone, so they still make models of their own.
     """
-    if cls is Model:
-        return functional
-    if not (isinstance(cls, type) and issubclass(cls, Model)) or issubclass(cls, functional):
-        return cls
-    cls.__bases__ = tuple(_make_functional(base, functional) for base in cls.__bases__)
-    return cls
+    if Model in cls.__bases__:
+        cls.__bases__ = tuple(functional if base is Model else base for base in cls.__bases__)
+    else:
+        cls.__bases__ = (*cls.__bases__, functional)
 
 
 def _symbolic_inputs(shape: Any, dtype: str) -> Any:

@@ -124,8 +124,27 @@ class Sequential(Model):
             self.built = False
             self._build_once(tuple(shape))
 
-    def build(self, input_shape: Any) -> None:
-        """Build every layer by passing a symbolic input of ``input_shape`` through the stack."""
+    def build(self, input_shape: Any = None) -> None:
+        """Build every layer by passing a symbolic input of ``input_shape`` through the stack.
+
+        ``input_shape`` may be left out when the model starts with an ``Input``.
+
+        >>> from weightwise import layers
+        >>> model = Sequential([layers.Dense(4), layers.Dense(1)])
+        >>> model.build((None, 3))
+        >>> model.count_params()
+        21
+        """
+        if input_shape is None:
+            if self._input_layer is None:
+                raise ValueError(
+                    f"Sequential model {self.name!r}: `build()` needs the input shape, such as `build((None, 3))`, "
+                    f"unless the model starts with an Input. Received: input_shape={input_shape!r}"
+                )
+            input_shape = self._input_layer.batch_shape
+        if not isinstance(input_shape, (list, tuple)) or not input_shape:
+            raise ValueError(f"Invalid value for argument `input_shape`: expected a shape with a batch axis, such as "
+                             f"(None, 3). Received: input_shape={input_shape!r}")
         batch_shape = (None, *tuple(input_shape)[1:])
         x: Any = Input(batch_shape=batch_shape, dtype=self.dtype) if self._input_layer is None else self._input_layer.output
         for layer in self.layers:
