@@ -91,7 +91,7 @@ def canonical(config):
     layers = []
     for entry in config["layers"]:
         entry = dict(entry, name=names[entry["name"]], config=dict(entry["config"]))
-        if "ops" in entry["module"]:
+        if "ops" in entry["module"] or "activations" in entry["module"]:
             entry["config"]["name"] = entry["name"]
         layers.append(rename(entry))
     return {**config, "layers": layers, "output_layers": rename(config["output_layers"]),
@@ -292,3 +292,33 @@ def test_tensors_stay_usable_as_dict_keys_and_list_members():
     y = x + 1.0
     assert {x: 1, y: 2}[y] == 2
     assert y in [x, y] and x in [x]
+
+
+KERAS_ACTIVATIONS = {
+    "celu": {"alpha": 0.7}, "elu": {"alpha": 0.5}, "gelu": {"approximate": True}, "glu": {"axis": -1},
+    "hard_shrink": {"threshold": 0.3}, "hard_sigmoid": {}, "hard_tanh": {}, "leaky_relu": {"negative_slope": 0.1},
+    "log_sigmoid": {}, "log_softmax": {"axis": 1}, "relu": {"max_value": 0.4, "threshold": 0.1}, "relu6": {},
+    "selu": {}, "sigmoid": {}, "silu": {}, "soft_shrink": {"threshold": 0.2}, "softmax": {"axis": 1},
+    "softplus": {}, "softsign": {}, "sparse_plus": {}, "sparse_sigmoid": {}, "squareplus": {"b": 2},
+    "tanh_shrink": {}, "threshold": {"threshold": 0.1, "default_value": -1.0}, "tanh": {}, "exponential": {},
+}
+
+
+@pytest.mark.parametrize("name", sorted(KERAS_ACTIVATIONS))
+def test_keras_activation_calls_load_here_and_trace_back(name, tmp_path):
+    keras = keras_or_skip()
+    settings = KERAS_ACTIVATIONS[name]
+    inputs = keras.Input(shape=(3, 4))
+    model = keras.Model(inputs, getattr(keras.activations, name)(inputs * 2.0 - 2.0, **settings))
+    model.save(str(tmp_path / "act.keras"))
+    want = to_numpy(model.predict(POSITIVE, verbose=0))
+    loaded = weightwise.models.load_model(str(tmp_path / "act.keras"))
+    np.testing.assert_allclose(to_numpy(loaded.predict(POSITIVE, verbose=0)), want, rtol=1e-6, atol=1e-6)
+    # The same call traced here (through ops.traceable) writes what Keras wrote.
+    x = weightwise.Input(shape=(3, 4))
+    ours = weightwise.Model(x, ops.traceable(getattr(weightwise.activations, name))(x * 2.0 - 2.0, **settings))
+    assert strip(canonical(json.loads(json.dumps(ours.get_config()))))["layers"][1:] == \
+        strip(canonical(json.loads(json.dumps(model.get_config()))))["layers"][1:]
+    ours.save(str(tmp_path / "ours.keras"))
+    np.testing.assert_allclose(to_numpy(keras.saving.load_model(str(tmp_path / "ours.keras")).predict(POSITIVE, verbose=0)),
+                               want, rtol=1e-6, atol=1e-6)

@@ -118,6 +118,41 @@ class SymbolicArgument(TypeError):
         )
 
 
+def traceable(fn: F) -> F:
+    """Let ``fn`` take symbolic tensors: a call given one is recorded in the functional graph.
+
+    ``fn`` converts its tensor arguments with :func:`argument_tensor` (which notices a
+    symbolic one); the recorded operation is Keras's class for ``fn``, from the table in
+    :mod:`weightwise.layers.symbolic`. Tensors pay nothing: the recording happens only
+    where the conversion raised.
+
+    >>> from weightwise import activations, layers
+    >>> gelu = traceable(activations.gelu)
+    >>> y = gelu(layers.Input(shape=(3,)), approximate=True)
+    >>> y.shape, y.node.layer.class_name, y.node.layer.config
+    ((None, 3), 'Gelu', {'approximate': True})
+    >>> gelu(ones((2,)), approximate=True).shape
+    torch.Size([2])
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SymbolicArgument as error:
+            return _record_symbolic(wrapper, args, kwargs, error)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _record_symbolic(op: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                     error: SymbolicArgument) -> Any:
+    """Record ``op(*args, **kwargs)``, whose arguments hold a symbolic tensor, in the graph being laid out."""
+    if SymbolicTensor.tracer is None:
+        raise error
+    return SymbolicTensor.tracer(op, args, kwargs)
+
+
 def _clear_errors(fn: F) -> F:
     """Turn what torch raises on arguments it cannot take into a ValueError or TypeError naming them.
 
@@ -131,11 +166,9 @@ def _clear_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except SymbolicArgument:
+        except SymbolicArgument as symbolic:
             # A KerasTensor among the arguments: record the call instead (the tensor path never gets here).
-            if SymbolicTensor.tracer is None:
-                raise
-            return SymbolicTensor.tracer(wrapper, args, kwargs)
+            return _record_symbolic(wrapper, args, kwargs, symbolic)
         except torch.OutOfMemoryError:
             raise
         except (RuntimeError, IndexError, NotImplementedError) as error:

@@ -278,12 +278,26 @@ _KERAS_OPERATIONS: list[tuple[Callable[..., Any], str, str, int]] = [
     (ops.stop_gradient, "keras.src.ops.core", "StopGradient", 1),
     (ops.cast, "keras.src.ops.core", "Cast", 1),
     (ops.norm, "keras.src.ops.linalg", "Norm", 1),
-    # What ``keras.activations.relu(x, ...)`` and ``keras.ops.softmax`` record, read from Keras's files.
+    # What Keras's activation functions record (``keras.activations.gelu(x)`` is ``nn.Gelu``), so
+    # Keras's files holding them load; which loads as the op where both share a class.
     (activations.relu, "keras.src.activations.activations", "ReLU", 1),
-    (activations.softmax, _NN, "Softmax", 1),
+    *((fn, _NN, cls, 1) for fn, cls in [
+        (activations.celu, "Celu"), (activations.elu, "Elu"), (activations.gelu, "Gelu"), (activations.glu, "Glu"),
+        (activations.hard_shrink, "HardShrink"), (activations.hard_sigmoid, "HardSigmoid"),
+        (activations.hard_tanh, "HardTanh"), (activations.leaky_relu, "LeakyRelu"),
+        (activations.log_sigmoid, "LogSigmoid"), (activations.log_softmax, "LogSoftmax"), (activations.relu6, "Relu6"),
+        (activations.selu, "Selu"), (activations.silu, "Silu"), (activations.soft_shrink, "SoftShrink"),
+        (activations.softmax, "Softmax"), (activations.softplus, "Softplus"), (activations.softsign, "Softsign"),
+        (activations.sparse_plus, "SparsePlus"), (activations.sparse_sigmoid, "SparseSigmoid"),
+        (activations.squareplus, "Squareplus"), (activations.tanh_shrink, "TanhShrink"),
+        (activations.threshold, "Threshold"), (activations.sigmoid, "Sigmoid"),
+    ]),
+    (activations.tanh, _NUMPY, "Tanh", 1),
+    (activations.exponential, _NUMPY, "Exp", 1),
 ]
 _BY_FUNCTION = {fn: (module, cls, n) for fn, module, cls, n in _KERAS_OPERATIONS}
-_BY_CLASS = {(module, cls): (fn, n) for fn, module, cls, n in _KERAS_OPERATIONS}
+# A class shared by an activation and an op (``Sigmoid``, ``Tanh``, ``Exp``) loads as the op.
+_BY_CLASS = {(module, cls): (fn, n) for fn, module, cls, n in reversed(_KERAS_OPERATIONS)}
 # Config entries Keras writes that have no counterpart here: written and accepted at their default only.
 _KERAS_ONLY_SETTINGS = {"Max": {"initial": None}, "Min": {"initial": None}}
 _OP_NAME_COUNTS: dict[str, int] = {}
@@ -306,6 +320,7 @@ class Operation:
     """
 
     def __init__(self, fn: Callable[..., Any], config: Mapping[str, Any] | None = None, name: str | None = None) -> None:
+        fn = _table_function(fn)
         if fn not in _BY_FUNCTION:
             raise TypeError(f"`{getattr(fn, '__name__', fn)}` cannot be recorded in a functional graph: Keras has no "
                             f"operation for it. Received: fn={fn!r}")
@@ -372,12 +387,18 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _table_function(fn: Any) -> Any:
+    """``fn``, or the function it wraps (``ops.traceable``) where only that one is in the table."""
+    return fn if fn in _BY_FUNCTION else getattr(fn, "__wrapped__", fn)
+
+
 def _trace(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Record ``fn(*args, **kwargs)`` (an ops function given a symbolic tensor) as an :class:`Operation`."""
     if fn is ops.shape:
         return args[0].shape if args and isinstance(args[0], KerasTensor) else kwargs["x"].shape
     if fn is ops.convert_to_tensor and args and isinstance(args[0], KerasTensor) and len(args) + len(kwargs) == 1:
         return args[0]
+    fn = _table_function(fn)
     if fn not in _BY_FUNCTION:
         received = next(leaf for leaf in flatten((args, kwargs)) if isinstance(leaf, KerasTensor))
         raise TypeError(f"`ops.{fn.__name__}` cannot take a symbolic tensor: it has no operation in a functional "
