@@ -322,3 +322,28 @@ def test_keras_activation_calls_load_here_and_trace_back(name, tmp_path):
     ours.save(str(tmp_path / "ours.keras"))
     np.testing.assert_allclose(to_numpy(keras.saving.load_model(str(tmp_path / "ours.keras")).predict(POSITIVE, verbose=0)),
                                want, rtol=1e-6, atol=1e-6)
+
+
+def test_array_constants_in_op_calls_cross_files(tmp_path):
+    keras = keras_or_skip()
+    scale = np.arange(4, dtype=np.float32)
+    shift = torch.linspace(-1.0, 1.0, 4)
+    x = weightwise.Input(shape=(3, 4))
+    ours = weightwise.Model(x, (x * scale) + shift)
+    ours.save(str(tmp_path / "ours.keras"))
+    want = POSITIVE * scale + shift.numpy()
+    np.testing.assert_allclose(to_numpy(keras.saving.load_model(str(tmp_path / "ours.keras")).predict(POSITIVE, verbose=0)),
+                               want, rtol=1e-6)
+    k = keras.Input(shape=(3, 4))
+    keras.Model(k, k * scale + keras.ops.convert_to_tensor(shift.numpy())).save(str(tmp_path / "theirs.keras"))
+    np.testing.assert_allclose(to_numpy(weightwise.models.load_model(str(tmp_path / "theirs.keras")).predict(POSITIVE, verbose=0)),
+                               want, rtol=1e-6)
+
+
+def test_arrays_and_tensors_on_the_left_record_ops():
+    x = weightwise.Input(shape=(4,))
+    outputs = [np.full(4, 2.0, dtype=np.float32) * x, torch.ones(4) + x, np.float32(3.0) - x]
+    assert [out.node.layer.class_name for out in outputs] == ["Multiply", "Add", "Subtract"]
+    model = weightwise.Model(x, outputs)
+    values = model(torch.ones(2, 4))
+    assert [float(v[0, 0]) for v in values] == [2.0, 2.0, 2.0]

@@ -153,6 +153,8 @@ class KerasTensor(ops.SymbolicTensor):
         return ops.not_equal(self, other)
 
     __hash__ = object.__hash__
+    # NumPy defers to the operators here (``array * x`` records a Multiply) instead of looping over x.
+    __array_ufunc__ = None
 
     def __getitem__(self, key: Any) -> Any:
         return ops.get_item(self, key)

@@ -176,8 +176,9 @@ class Functional(Model, functional=True):
                 return values[id(t)] if isinstance(t, KerasTensor) else t
 
             # Ops take symbolic tensors in any argument; layers only in the first (so the others map to themselves).
-            produced = node.layer(map_structure(value, node.inputs), *map_structure(value, node.args),
-                                  **map_structure(value, node.kwargs))
+            args = map_structure(value, node.args) if node.args else ()
+            kwargs = map_structure(value, node.kwargs) if node.kwargs else {}
+            produced = node.layer(map_structure(value, node.inputs), *args, **kwargs)
             for symbolic, value in zip(flatten(node.outputs), flatten(produced)):
                 values[id(symbolic)] = value
         return map_structure(lambda t: values[id(t)], self._outputs_structure)

@@ -19,8 +19,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 
+from weightwise import ops
 from weightwise.layers import InputLayer, KerasTensor
 from weightwise.layers.symbolic import Node, Operation, flatten, map_structure
 from weightwise.serialization import deserialize_keras_object, serialize_keras_object
@@ -30,6 +32,8 @@ __all__ = ["functional_config", "functional_from_config"]
 _TENSOR = "__keras_tensor__"
 _TUPLE = "__tuple__"
 _SLICE = "__slice__"
+_NUMPY = "__numpy__"
+_TENSOR_VALUE = "__tensor__"
 _ELLIPSIS = "__ellipsis__"
 # Modules of Keras's operation classes: their entries are read as ops, never as layers.
 _OPERATION_MODULES = ("keras.src.ops.", "keras.src.activations.")
@@ -76,6 +80,13 @@ def functional_config(model: Any) -> dict[str, Any]:
             return {"class_name": _SLICE, "config": {"start": value.start, "stop": value.stop, "step": value.step}}
         if value is Ellipsis:
             return {"class_name": _ELLIPSIS, "config": {}}
+        if isinstance(value, torch.Tensor):  # a constant argument of an op, as Keras writes one
+            return {"class_name": _TENSOR_VALUE, "config": {"value": ops.convert_to_numpy(value).tolist(),
+                                                            "dtype": str(value.dtype).replace("torch.", "")}}
+        if isinstance(value, np.ndarray) and value.ndim:
+            return {"class_name": _NUMPY, "config": {"value": value.tolist(), "dtype": str(value.dtype)}}
+        if isinstance(value, np.generic):
+            return value.item()
         return serialize_keras_object(value)
 
     layer_configs = []
@@ -208,6 +219,8 @@ def functional_from_config(
                     raise ValueError(f"Invalid functional model config: a slice needs int or null bounds. "
                                      f"Received: {value!r:.200}")
                 return slice(bounds.get("start"), bounds.get("stop"), bounds.get("step"))
+            if value.get("class_name") in (_NUMPY, _TENSOR_VALUE):
+                return _array_constant(value)
             if value.get("class_name") in (_TENSOR, _TUPLE):
                 config = value.get("config")
                 key = "keras_history" if value["class_name"] == _TENSOR else "value"
@@ -269,3 +282,17 @@ def functional_from_config(
 
     inputs, outputs = outputs_of(input_layers), outputs_of(output_layers)
     return cls(inputs, outputs, **config)
+
+
+def _array_constant(value: Mapping[str, Any]) -> Any:
+    """A ``__numpy__`` or ``__tensor__`` entry (an op's constant argument), built from numbers only."""
+    config = value.get("config")
+    if not isinstance(config, Mapping) or not isinstance(config.get("dtype"), str) or "value" not in config:
+        raise ValueError(f"Invalid functional model config: an array constant needs a 'value' and a 'dtype'. "
+                         f"Received: {value!r:.200}")
+    try:
+        tensor = ops.convert_to_tensor(config["value"], dtype=config["dtype"])
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"Invalid functional model config: bad array constant ({error}). "
+                         f"Received: {value!r:.200}") from error
+    return tensor if value["class_name"] == _TENSOR_VALUE else ops.convert_to_numpy(tensor)
