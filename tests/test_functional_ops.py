@@ -347,3 +347,15 @@ def test_arrays_and_tensors_on_the_left_record_ops():
     model = weightwise.Model(x, outputs)
     values = model(torch.ones(2, 4))
     assert [float(v[0, 0]) for v in values] == [2.0, 2.0, 2.0]
+
+
+def test_summary_lists_ops_as_keras_does_but_layers_does_not():
+    x = weightwise.Input(shape=(4,))
+    model = weightwise.Model(x, ops.mean(weightwise.layers.Dense(3, name="d")(x) * 2, axis=1))
+    lines = []
+    model.summary(print_fn=lines.append)
+    rows = [line.split()[:2] for line in lines if "(" in line and ")" in line and not line.startswith("Layer")]
+    assert [row[1] for row in rows] == ["(InputLayer)", "(Dense)", "(Multiply)", "(Mean)"]
+    assert [type(layer).__name__ for layer in model.layers] == ["InputLayer", "Dense"]
+    with pytest.raises(ValueError, match="No such layer"):
+        model.get_layer(rows[2][0])

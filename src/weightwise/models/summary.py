@@ -8,7 +8,7 @@ import torch
 
 from weightwise import binding
 from weightwise.layers import KerasTensor, Layer
-from weightwise.layers.symbolic import flatten
+from weightwise.layers.symbolic import Operation, flatten
 
 __all__ = ["output_shapes", "rules_of", "summary_lines"]
 
@@ -46,7 +46,11 @@ def summary_lines(model: Any, line_length: int = 110) -> list[str]:
     shapes = output_shapes(model)
     header = ("Layer (type)", "Output Shape", "Param #", "Regularizers / constraints")
     rows = []
-    for layer in model.layers:
+    # A functional model lists its ops too (``multiply (Multiply)``), as Keras does.
+    for layer in getattr(model, "_operations", model.layers):
+        if isinstance(layer, Operation):
+            rows.append((f"{layer.name} ({layer.class_name})", str(shapes.get(id(layer), "?")), "0", ""))
+            continue
         count = sum(w.numel() for w in layer.weights) if isinstance(layer, Layer) else sum(
             p.numel() for p in layer.parameters())
         name = getattr(layer, "name", type(layer).__name__)
