@@ -275,6 +275,8 @@ def test_what_cannot_take_a_symbolic_tensor_says_so():
         bool(x > 0)
     with pytest.raises(TypeError, match="cannot be iterated"):
         list(x)
+    with pytest.raises(TypeError, match="cannot become a NumPy array"):
+        np.asarray(x)
     assert ops.shape(x) == (None, 4)
     assert ops.convert_to_tensor(x) is x
 

@@ -159,6 +159,9 @@ class KerasTensor(ops.SymbolicTensor):
     def __getitem__(self, key: Any) -> Any:
         return ops.get_item(self, key)
 
+    def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
+        raise TypeError(f"A symbolic tensor has no values, so it cannot become a NumPy array. Received: {self!r}")
+
     def __iter__(self) -> Any:
         raise TypeError(f"A symbolic tensor cannot be iterated over; index it instead (x[:, 0]). Received: {self!r}")
 
