@@ -189,3 +189,31 @@ def test_functional_build_is_a_no_op():
     model = weightwise.Model(x, layers.Dense(2)(x))
     model.build((None, 3))
     assert model.built and model.count_params() == 8
+
+
+class WithOwnBuild(weightwise.Model):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = layers.Dense(2)
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(name="scale", shape=(input_shape[-1],), initializer="ones")
+
+    def call(self, inputs):
+        return self.dense(inputs * self.scale)
+
+    def get_config(self):
+        return super().get_config()
+
+
+def test_a_saved_subclassed_model_with_its_own_build_loads_every_weight(tmp_path):
+    model = WithOwnBuild(name="own")
+    model(torch.as_tensor(X))  # builds
+    with torch.no_grad():
+        model.scale.mul_(3.0)
+    expected = model(torch.as_tensor(X))
+    path = str(tmp_path / "own.keras")
+    model.save(path)
+    loaded = weightwise.models.load_model(path, custom_objects={"WithOwnBuild": WithOwnBuild})
+    torch.testing.assert_close(loaded(torch.as_tensor(X)), expected)
+    assert loaded.count_params() == model.count_params() == 3 + 3 * 2 + 2

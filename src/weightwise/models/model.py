@@ -171,12 +171,21 @@ class Model(Trainer, Layer):
         super()._build_once(input_shape)
 
     def build_from_config(self, config: dict[str, Any]) -> None:
-        """Build a subclassed model from its saved input shape (see :meth:`build`)."""
+        """Build a subclassed model from its saved input shape by calling it on symbolic inputs of that shape.
+
+        The call runs the model's own ``build`` first, if it has one, so every layer the call
+        reaches exists before saved weights are read into it.
+        """
         if self.built:
             return
         shape = config.get("input_shape") if isinstance(config, dict) else None
-        if shape is not None:
+        if shape is None:
+            return
+        if type(self).build is Model.build:
             self.build(shape)
+        else:
+            self(_symbolic_inputs(shape, self.dtype))
+            self.built = True
 
     # -- files -----------------------------------------------------------------------------
     def save(self, filepath: str | os.PathLike[str], overwrite: bool = True) -> None:
