@@ -284,7 +284,7 @@ _KERAS_OPERATIONS: list[tuple[Callable[..., Any], str, str, int]] = [
     (ops.cast, "keras.src.ops.core", "Cast", 1),
     (ops.norm, "keras.src.ops.linalg", "Norm", 1),
     # What Keras's activation functions record (``keras.activations.gelu(x)`` is ``nn.Gelu``), so
-    # Keras's files holding them load; which loads as the op where both share a class.
+    # Keras's files holding them load. Where an op shares the class (Sigmoid, Tanh, Exp), it loads as the op.
     (activations.relu, "keras.src.activations.activations", "ReLU", 1),
     *((fn, _NN, cls, 1) for fn, cls in [
         (activations.celu, "Celu"), (activations.elu, "Elu"), (activations.gelu, "Gelu"), (activations.glu, "Glu"),
