@@ -359,5 +359,20 @@ def test_summary_lists_ops_as_keras_does_but_layers_does_not():
     rows = [line.split()[:2] for line in lines if "(" in line and ")" in line and not line.startswith("Layer")]
     assert [row[1] for row in rows] == ["(InputLayer)", "(Dense)", "(Multiply)", "(Mean)"]
     assert [type(layer).__name__ for layer in model.layers] == ["InputLayer", "Dense"]
+    assert [op.name for op in model.operations][:2] == [layer.name for layer in model.layers]
+    assert [getattr(op, "class_name", None) for op in model.operations][2:] == ["Multiply", "Mean"]
     with pytest.raises(ValueError, match="No such layer"):
         model.get_layer(rows[2][0])
+
+
+def test_a_layer_called_on_a_tuple_saves_as_keras_writes_it(tmp_path):
+    keras = keras_or_skip()
+    a, b = weightwise.Input(shape=(4,), name="a"), weightwise.Input(shape=(4,), name="b")
+    ours = weightwise.Model([a, b], weightwise.layers.Add(name="sum")((a, b)))
+    ka, kb = keras.Input(shape=(4,), name="a"), keras.Input(shape=(4,), name="b")
+    theirs = keras.Model([ka, kb], keras.layers.Add(name="sum")((ka, kb)))
+    assert json.loads(json.dumps(ours.get_config()))["layers"][2]["inbound_nodes"] == \
+        json.loads(json.dumps(theirs.get_config()))["layers"][2]["inbound_nodes"]
+    ours.save(str(tmp_path / "tuple.keras"))
+    loaded = keras.saving.load_model(str(tmp_path / "tuple.keras"))
+    np.testing.assert_allclose(to_numpy(loaded.predict([A, B], verbose=0)), A + B, rtol=1e-6)

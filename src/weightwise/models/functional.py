@@ -141,6 +141,11 @@ class Functional(Model, functional=True):
         return [operation for operation in self._operations if isinstance(operation, Layer)]
 
     @property
+    def operations(self) -> list[Any]:
+        """Every layer and op of the graph in Keras's order (``layers`` leaves the ops out, as Keras does)."""
+        return list(self._operations)
+
+    @property
     def output_names(self) -> list[str]:
         """The names of the layers producing the outputs (Keras uses them to key losses)."""
         return [t.node.layer.name for t in self.outputs]

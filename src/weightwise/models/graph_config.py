@@ -30,7 +30,7 @@ from weightwise.serialization import deserialize_keras_object, serialize_keras_o
 __all__ = ["functional_config", "functional_from_config"]
 
 _TENSOR = "__keras_tensor__"
-_TUPLE = "__tuple__"
+_TUPLE = "__tuple__"  # read only: tf.keras's legacy files wrote tuples so
 _SLICE = "__slice__"
 _NUMPY = "__numpy__"
 _TENSOR_VALUE = "__tensor__"
@@ -66,16 +66,14 @@ def functional_config(model: Any) -> dict[str, Any]:
     def history(tensor: KerasTensor) -> list[Any]:
         return [tensor.node.layer.name, index[id(tensor.node)], tensor.index]
 
-    def encode(value: Any, tuples_as_lists: bool = False) -> Any:
+    def encode(value: Any) -> Any:
         if isinstance(value, KerasTensor):
             return {"class_name": _TENSOR,
                     "config": {"shape": list(value.shape), "dtype": value.dtype, "keras_history": history(value)}}
-        if isinstance(value, tuple) and not tuples_as_lists:
-            return {"class_name": _TUPLE, "config": {"value": [encode(v) for v in value]}}
-        if isinstance(value, (list, tuple)):
-            return [encode(v, tuples_as_lists) for v in value]
+        if isinstance(value, (list, tuple)):  # Keras 3 writes tuples as lists, and reads no "__tuple__"
+            return [encode(v) for v in value]
         if isinstance(value, dict):
-            return {key: encode(v, tuples_as_lists) for key, v in value.items()}
+            return {key: encode(v) for key, v in value.items()}
         if isinstance(value, slice):
             return {"class_name": _SLICE, "config": {"start": value.start, "stop": value.stop, "step": value.step}}
         if value is Ellipsis:
@@ -92,18 +90,14 @@ def functional_config(model: Any) -> dict[str, Any]:
     layer_configs = []
     for layer in model._operations:
         if isinstance(layer, Operation):
-            # Keras writes an op's arguments as plain lists (an index key included).
-            entry = layer.serialize() | {"name": layer.name, "inbound_nodes": [
-                {"args": encode([node.inputs, *node.args], True), "kwargs": encode(node.kwargs, True)}
-                for node in sorted(nodes_of.get(id(layer), []), key=lambda n: n.serial)]}
-            layer_configs.append(entry)
-            continue
-        if not hasattr(layer, "get_config"):
+            entry = layer.serialize()
+        elif hasattr(layer, "get_config"):
+            entry = serialize_keras_object(layer)
+        else:
             raise TypeError(
                 f"Model {model.name!r} cannot be serialized: its layer {layer!r} (a {type(layer).__name__}) has no "
                 "`get_config()`. Wrap it in a weightwise Layer that implements `get_config()`."
             )
-        entry = serialize_keras_object(layer)
         entry["name"] = layer.name
         calls = sorted(nodes_of.get(id(layer), []), key=lambda n: n.serial)
         entry["inbound_nodes"] = [
