@@ -41,3 +41,35 @@ def test_bad_floatx_is_refused(bad: object) -> None:
     with pytest.raises(ValueError, match=f"value={bad!r}"):
         backend.set_floatx(bad)
     assert backend.floatx() == "float32"
+
+
+def test_backend_name_and_data_format_defaults_match_keras() -> None:
+    from helpers import keras_or_skip
+
+    keras = keras_or_skip()
+    assert backend.backend() == keras.backend.backend() == "torch"
+    assert backend.image_data_format() == "channels_last"
+
+
+def test_set_image_data_format_round_trip_and_case() -> None:
+    try:
+        backend.set_image_data_format("Channels_First")
+        assert backend.image_data_format() == "channels_first"
+        assert backend.standardize_data_format(None) == "channels_first"
+        assert backend.standardize_data_format("channels_last") == "channels_last"
+    finally:
+        backend.set_image_data_format("channels_last")
+    assert backend.standardize_data_format(None) == "channels_last"
+
+
+@pytest.mark.parametrize("bad", ["NHWC", "channels-last", None, 1, ""])
+def test_bad_image_data_format_is_refused_and_the_old_value_kept(bad: object) -> None:
+    with pytest.raises(ValueError, match=f"data_format={bad!r}"):
+        backend.set_image_data_format(bad)
+    assert backend.image_data_format() == "channels_last"
+
+
+@pytest.mark.parametrize("bad", ["NCHW", 3, ["channels_last"]])
+def test_standardize_data_format_names_the_argument(bad: object) -> None:
+    with pytest.raises(ValueError, match="`data_format`"):
+        backend.standardize_data_format(bad)

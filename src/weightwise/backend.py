@@ -1,6 +1,9 @@
-"""The few global numeric settings: the fuzz factor ``epsilon`` and the default float type.
+"""The few global settings Keras keeps: the fuzz factor ``epsilon``, the default float type
+and the image data format, plus the name of the backend (always ``"torch"``).
 
-Everything else in weightwise is stateless; these two mirror ``keras.config``.
+Everything else in weightwise is stateless; these mirror ``keras.config`` and ``keras.backend``.
+Unlike Keras, nothing is read from (or written to) ``~/.keras/keras.json``: the settings
+start at Keras's defaults and change only through the setters here.
 """
 
 from __future__ import annotations
@@ -11,7 +14,18 @@ import torch
 
 from weightwise.arguments import invalid, real
 
-__all__ = ["compute_dtype", "epsilon", "set_epsilon", "floatx", "set_floatx", "standardize_dtype"]
+__all__ = [
+    "backend",
+    "compute_dtype",
+    "epsilon",
+    "floatx",
+    "image_data_format",
+    "set_epsilon",
+    "set_floatx",
+    "set_image_data_format",
+    "standardize_data_format",
+    "standardize_dtype",
+]
 
 _FLOAT_DTYPES = {
     "float16": torch.float16,
@@ -20,8 +34,20 @@ _FLOAT_DTYPES = {
     "float64": torch.float64,
 }
 
+_DATA_FORMATS = ("channels_last", "channels_first")
+
 _EPSILON = 1e-7
 _FLOATX = "float32"
+_IMAGE_DATA_FORMAT = "channels_last"
+
+
+def backend() -> str:
+    """The name of the backend Keras code runs on: always ``"torch"``.
+
+    >>> backend()
+    'torch'
+    """
+    return "torch"
 
 
 def epsilon() -> float:
@@ -74,6 +100,52 @@ def set_floatx(value: str) -> None:
         )
     global _FLOATX
     _FLOATX = value
+
+
+def image_data_format() -> str:
+    """The default data format of conv and pooling layers: ``'channels_last'`` unless changed.
+
+    >>> image_data_format()
+    'channels_last'
+    """
+    return _IMAGE_DATA_FORMAT
+
+
+def standardize_data_format(data_format: str | None) -> str:
+    """A layer's ``data_format`` argument as it applies: ``None`` means :func:`image_data_format`.
+
+    Otherwise it must be ``'channels_last'`` or ``'channels_first'`` (any letter case, as in
+    Keras); anything else is a ``ValueError`` naming ``data_format``.
+
+    >>> standardize_data_format(None), standardize_data_format("Channels_First")
+    ('channels_last', 'channels_first')
+    >>> standardize_data_format("NHWC")
+    Traceback (most recent call last):
+    ...
+    ValueError: Invalid value for argument `data_format`: expected one of ('channels_last', 'channels_first'). Received: data_format='NHWC'
+    """
+    if data_format is None:
+        return _IMAGE_DATA_FORMAT
+    if not isinstance(data_format, str) or data_format.lower() not in _DATA_FORMATS:
+        raise invalid("data_format", f"one of {_DATA_FORMATS}", data_format)
+    return data_format.lower()
+
+
+def set_image_data_format(data_format: str) -> None:
+    """Set the default data format that conv and pooling layers built with ``data_format=None`` use.
+
+    ``data_format`` is ``'channels_last'`` or ``'channels_first'``; layers read it when they are made.
+
+    >>> set_image_data_format("channels_first")
+    >>> image_data_format()
+    'channels_first'
+    >>> set_image_data_format("channels_last")
+    """
+    if data_format is None:
+        # None is the layers' "use the default", not a format the default can be set to.
+        raise invalid("data_format", f"one of {_DATA_FORMATS}", data_format)
+    global _IMAGE_DATA_FORMAT
+    _IMAGE_DATA_FORMAT = standardize_data_format(data_format)
 
 
 def standardize_dtype(dtype: object = None) -> torch.dtype:
