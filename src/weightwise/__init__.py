@@ -28,8 +28,10 @@ from weightwise import (
     models,
     ops,
     optimizers,
+    random,
     regularizers,
     saving,
+    utils,
 )
 from weightwise.binding import apply_constraints, regularization_loss
 from weightwise.constraints import Constraint
@@ -67,9 +69,11 @@ __all__ = [
     "models",
     "ops",
     "optimizers",
+    "random",
     "regularization_loss",
     "regularize",
     "regularize_activity",
     "regularizers",
     "saving",
+    "utils",
 ]

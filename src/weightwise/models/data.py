@@ -2,7 +2,9 @@
 
 Arrays, tensors and nested lists/dicts of them are batched here (Keras's order,
 shuffling and ``validation_split``); a ``Dataset`` gets a ``DataLoader``; a
-``DataLoader`` (or any iterable of batches) is used as it is.
+``PyDataset`` gives its own batches (shuffled in order of batches, fetched ahead by its
+workers, with ``on_epoch_begin``/``on_epoch_end`` around each pass); a ``DataLoader``
+(or any iterable of batches) is used as it is.
 
 Everything is checked as it is converted, before anything trains: every leaf must hold
 real numbers (not strings, objects, complex values or a meta tensor) and have a batch
@@ -13,9 +15,13 @@ error names the argument (``x``, ``y``, ``sample_weight``, ``validation_data``, 
 
 from __future__ import annotations
 
+import collections
+import itertools
 import math
 import numbers
+import random
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -24,6 +30,8 @@ import torch
 from weightwise import ops
 from weightwise.arguments import count, echo, invalid, is_int, real
 from weightwise.layers.symbolic import flatten, map_structure
+from weightwise.utils.data_adapter_utils import unpack_x_y_sample_weight
+from weightwise.utils.py_dataset import PyDataset
 
 __all__ = ["Batches", "make_batches", "single_batch", "split_for_validation", "to_device"]
 
@@ -183,9 +191,9 @@ class Batches:
         return len(self._source)
 
     def __iter__(self) -> Iterator[Batch]:
-        for index, item in enumerate(self._source):
-            if self._steps is not None and index >= self._steps:
-                return
+        # islice stops before fetching a batch past `steps` (a PyDataset's fetch has effects).
+        source = self._source if self._steps is None else itertools.islice(self._source, self._steps)
+        for item in source:
             if self.from_arrays:
                 yield item
                 continue
@@ -197,7 +205,13 @@ class Batches:
             yield batch
 
     def has_length(self) -> bool:
-        return self._steps is not None or hasattr(self._source, "__len__")
+        if self._steps is not None:
+            return True
+        try:
+            len(self._source)
+        except TypeError:  # an iterable without a length, or an endless PyDataset
+            return False
+        return True
 
     def targets_missing(self) -> bool:
         """Whether these are arrays given without targets ``y`` (a loader's batches are checked as they come)."""
@@ -214,11 +228,8 @@ class Batches:
 
 
 def _unpack(item: Any) -> Batch:
-    if isinstance(item, (tuple, list)) and 1 <= len(item) <= 3:
-        x, y, sw = (tuple(item) + (None, None))[:3]
-        return x, y, sw
-    if isinstance(item, (torch.Tensor, np.ndarray, Mapping)):
-        return item, None, None
+    if (isinstance(item, (tuple, list)) and 1 <= len(item) <= 3) or isinstance(item, (torch.Tensor, np.ndarray, Mapping)):
+        return unpack_x_y_sample_weight(item)
     raise ValueError(
         "Each batch of a DataLoader or dataset must be `x`, `(x,)`, `(x, y)` or `(x, y, sample_weight)`, with "
         f"tensors, arrays, or lists/dicts of them. Received an element of type {type(item).__name__}: {echo(item)}"
@@ -250,6 +261,112 @@ class _ArrayBatches:
                 return None if structure is None else map_structure(lambda t: t[index], structure)
 
             yield take(self.x), take(self.y), take(self.sample_weight)
+
+
+def _as_is(item: Any) -> Any:
+    return item
+
+
+class _PyDatasetBatches:
+    """The batches of a ``PyDataset``, one pass per iteration, fetched as its settings say.
+
+    Each pass calls ``on_epoch_begin``, visits the batch indices (in a new order from
+    Python's ``random`` when shuffling, as Keras does), and calls ``on_epoch_end`` when
+    the pass ends, early or not. An endless dataset's pass goes on from the index where
+    the last one stopped, as Keras's does. ``class_weight`` becomes each batch's sample weights.
+    """
+
+    def __init__(self, dataset: PyDataset, shuffle: bool, class_weight: dict[int, float] | None) -> None:
+        self.dataset = dataset
+        self.shuffle = shuffle
+        self.class_weight = class_weight
+        self._next_index = 0  # of an endless dataset: where the next pass starts
+
+    def __len__(self) -> int:
+        batches = self.dataset.num_batches
+        if batches is None:
+            raise TypeError("an endless PyDataset has no length")
+        return count(batches, "num_batches", owner=type(self.dataset).__name__)
+
+    def __iter__(self) -> Iterator[Any]:
+        self.dataset.on_epoch_begin()
+        try:
+            endless = self.dataset.num_batches is None
+            if endless:
+                indices: Iterable[int] = itertools.count(self._next_index)
+            else:
+                indices = list(range(len(self)))
+                if self.shuffle:
+                    random.shuffle(indices)
+            for item in self._fetch(indices):
+                if endless:
+                    self._next_index += 1
+                yield self._weighted(item)
+        finally:
+            self.dataset.on_epoch_end()
+
+    def _fetch(self, indices: Iterable[int]) -> Iterator[Any]:
+        workers, queue = self.dataset.workers, self.dataset.max_queue_size
+        if self.dataset.use_multiprocessing and workers > 0 and isinstance(indices, list):
+            # torch's DataLoader runs the worker processes; batch_size=None hands each item over as it is.
+            loader = torch.utils.data.DataLoader(
+                _Indexed(self.dataset, indices), batch_size=None, num_workers=workers, collate_fn=_as_is,
+                prefetch_factor=max(1, queue // workers),
+            )
+            yield from loader
+        elif workers > 1 or self.dataset.use_multiprocessing:
+            with ThreadPoolExecutor(max_workers=max(workers, 1)) as pool:
+                pending: collections.deque = collections.deque()
+                for index in indices:
+                    pending.append(pool.submit(self.dataset.__getitem__, index))
+                    if len(pending) >= queue:
+                        yield pending.popleft().result()
+                while pending:
+                    yield pending.popleft().result()
+        else:
+            for index in indices:
+                yield self.dataset[index]
+
+    def _weighted(self, item: Any) -> Any:
+        if self.class_weight is None:
+            return item
+        x, y, sample_weight = _unpack(item)
+        if sample_weight is not None:
+            raise ValueError("Invalid value for argument `class_weight`: it cannot be used when the PyDataset's "
+                             "batches carry their own sample weights. Received: class_weight="
+                             f"{echo(self.class_weight)}")
+        if y is None:
+            raise invalid("class_weight", "None when the PyDataset's batches have no targets `y`", self.class_weight)
+        y = _tensors(y, "y")
+        return x, y, class_weights_to_sample_weights(y, self.class_weight)
+
+
+class _Indexed(torch.utils.data.Dataset):
+    """Item ``k`` is batch ``indices[k]`` of a PyDataset (for a DataLoader's worker processes)."""
+
+    def __init__(self, dataset: PyDataset, indices: list[int]) -> None:
+        self.dataset = dataset
+        self.indices = indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int) -> Any:
+        return self.dataset[self.indices[position]]
+
+
+def _py_dataset_batches(x: PyDataset, y: Any, sample_weight: Any, batch_size: int | None, shuffle: bool,
+                        class_weight: Any, steps: int | None, name: str, batch_size_name: str) -> Batches:
+    """Batches of a PyDataset, after checking that nothing its batches decide was passed too."""
+    if y is not None or sample_weight is not None:
+        role = "y" if y is not None else "sample_weight"
+        raise invalid(role, "None when `x` is a PyDataset (its batches hold the targets and sample weights)",
+                      y if y is not None else sample_weight)
+    if batch_size is not None and name == "x":
+        # Keras ignores it; a batch size that silently does nothing is a trap.
+        raise invalid(batch_size_name, "None when `x` is a PyDataset (its batches set the batch size)", batch_size)
+    table = _check_class_weight(class_weight) if class_weight is not None else None
+    return Batches(_PyDatasetBatches(x, shuffle, table), steps, from_arrays=False, name=name)
 
 
 def _is_loader(x: Any) -> bool:
@@ -301,6 +418,9 @@ def make_batches(
         raise ValueError(
             f"Invalid value for argument `{name}`: pass arrays, tensors, a Dataset or a DataLoader. Received: {name}=None"
         )
+    if isinstance(x, PyDataset):
+        return _py_dataset_batches(x, y, sample_weight, batch_size, shuffle, class_weight, steps, name,
+                                   batch_size_name)
     if _is_loader(x):
         if y is not None or sample_weight is not None:
             raise ValueError("When `x` is a Dataset or DataLoader, `y` and `sample_weight` come from it; do not pass them.")
@@ -342,7 +462,7 @@ def split_for_validation(x: Any, y: Any, sample_weight: Any, validation_split: f
     """Keras's ``validation_split``: the last fraction of the samples, taken before any shuffling."""
     real(validation_split, "validation_split", low=0, high=1, high_open=True)
     if _is_loader(x):
-        raise invalid("validation_split", "0 with a Dataset or DataLoader (pass `validation_data` instead)",
+        raise invalid("validation_split", "0 with a Dataset, DataLoader or PyDataset (pass `validation_data` instead)",
                        validation_split)
     x, y, sample_weight = _batch(x, y, sample_weight)
     n = _num_samples(x, y, sample_weight)
