@@ -99,7 +99,7 @@ PUBLIC = {
              "truncated_normal", "uniform"],
     utils: ["CustomObjectScope", "PyDataset", "Sequence", "custom_object_scope", "deserialize_keras_object",
             "get_custom_objects", "get_file", "get_registered_name", "get_registered_object", "model_to_dot",
-            "normalize", "pack_x_y_sample_weight", "plot_model", "register_keras_serializable",
+            "normalize", "pack_x_y_sample_weight", "pad_sequences", "plot_model", "register_keras_serializable",
             "serialize_keras_object", "set_random_seed", "split_dataset", "to_categorical",
             "unpack_x_y_sample_weight"],
     serialization: ["ObjectFamily", "custom_object_scope", "deserialize_keras_object", "get_custom_objects",

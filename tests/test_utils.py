@@ -96,6 +96,44 @@ def test_normalize_names_bad_arguments(kwargs, text) -> None:
         utils.normalize(np.ones((2, 3)), **kwargs)
 
 
+SEQUENCES = [[1, 2, 3], [4], [], [5, 6, 7, 8, 9]]
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"maxlen": 2}, {"maxlen": 6, "padding": "post"},
+                                    {"maxlen": 3, "truncating": "post", "value": -1},
+                                    {"dtype": "float32", "value": 0.5}, {"maxlen": 4, "padding": "post",
+                                                                         "truncating": "post"}])
+def test_pad_sequences_matches_keras(kwargs) -> None:
+    keras = keras_or_skip()
+    ours = utils.pad_sequences(SEQUENCES, **kwargs)
+    theirs = keras.utils.pad_sequences(SEQUENCES, **kwargs)
+    assert ours.dtype == theirs.dtype
+    np.testing.assert_array_equal(ours, theirs)
+
+
+def test_pad_sequences_of_vectors_and_strings_match_keras() -> None:
+    keras = keras_or_skip()
+    vectors = [np.ones((2, 3)), np.zeros((4, 3))]
+    np.testing.assert_array_equal(utils.pad_sequences(vectors, maxlen=3, dtype="float32"),
+                                  keras.utils.pad_sequences(vectors, maxlen=3, dtype="float32"))
+    words = [["a", "b"], ["c"]]
+    np.testing.assert_array_equal(utils.pad_sequences(words, dtype=object, value="<pad>"),
+                                  keras.utils.pad_sequences(words, dtype=object, value="<pad>"))
+
+
+@pytest.mark.parametrize(("args", "kwargs", "error", "text"), [
+    ((SEQUENCES,), {"padding": "both"}, ValueError, "padding='both'"),
+    ((SEQUENCES,), {"maxlen": -1}, ValueError, "maxlen=-1"),
+    ((5,), {}, TypeError, "sequences=5"),
+    (([[1], 2],), {}, ValueError, "sequences[1]=2"),
+    (([[1]],), {"value": "x"}, ValueError, "value='x'"),
+    (([[[1, 2]], [[1]]],), {}, ValueError, "entry 1"),
+])
+def test_pad_sequences_names_bad_arguments(args, kwargs, error, text) -> None:
+    with pytest.raises(error, match=re.escape(text)):
+        utils.pad_sequences(*args, **kwargs)
+
+
 # ---------------------------------------------------------------------------------------------
 # set_random_seed
 

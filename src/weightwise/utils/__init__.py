@@ -1,6 +1,6 @@
 """Keras's ``keras.utils``: what scripts import around their models.
 
-- labels and arrays: :func:`to_categorical`, :func:`normalize`;
+- labels and arrays: :func:`to_categorical`, :func:`normalize`, :func:`pad_sequences`;
 - reproducibility: :func:`set_random_seed`;
 - data: :class:`PyDataset` (and ``Sequence``), :func:`split_dataset`,
   :func:`pack_x_y_sample_weight`, :func:`unpack_x_y_sample_weight`;
@@ -31,6 +31,7 @@ from weightwise.utils.model_visualization import model_to_dot, plot_model
 from weightwise.utils.numerical_utils import normalize, to_categorical
 from weightwise.utils.py_dataset import PyDataset, Sequence
 from weightwise.utils.rng_utils import set_random_seed
+from weightwise.utils.sequence_utils import pad_sequences
 
 # Keras exports the scope under both names.
 CustomObjectScope = custom_object_scope
@@ -48,6 +49,7 @@ __all__ = [
     "model_to_dot",
     "normalize",
     "pack_x_y_sample_weight",
+    "pad_sequences",
     "plot_model",
     "register_keras_serializable",
     "serialize_keras_object",
