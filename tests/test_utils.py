@@ -319,6 +319,35 @@ def test_class_weight_with_batches_that_carry_sample_weights_is_refused() -> Non
         ours.fit(dataset_class(weightwise, form="xyw")(), epochs=1, verbose=0, class_weight={0: 1.0})
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_error_in_getitem_reaches_fit_and_the_epoch_still_ends(workers) -> None:
+    class Failing(dataset_class(weightwise)):
+        def __getitem__(self, index):
+            if index == 2:
+                raise KeyError("batch 2 is missing")
+            return super().__getitem__(index)
+
+    _, ours = twin_models(keras_or_skip())
+    data = Failing(workers=workers)
+    with pytest.raises(KeyError, match="batch 2 is missing"):
+        ours.fit(data, epochs=1, shuffle=False, verbose=0)
+    assert data.begins == data.ends == 1
+
+
+@pytest.mark.parametrize("batch", ["text", (X[:2], Y[:2], WEIGHTS[:2], WEIGHTS[:2])])
+def test_a_batch_of_another_form_is_a_clear_error(batch) -> None:
+    class Odd(utils.PyDataset):
+        def __len__(self) -> int:
+            return 1
+
+        def __getitem__(self, index):
+            return batch
+
+    _, ours = twin_models(keras_or_skip())
+    with pytest.raises(ValueError, match="`x`, `\\(x,\\)`, `\\(x, y\\)`"):
+        ours.fit(Odd(), epochs=1, verbose=0)
+
+
 def test_py_dataset_settings_and_alias() -> None:
     assert utils.Sequence is utils.PyDataset
     data = dataset_class(weightwise)(workers=4, use_multiprocessing=True, max_queue_size=3)
