@@ -32,13 +32,14 @@ from weightwise import (
     saving,
     serialization,
     utils,
+    variables,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
 
 PUBLIC = {
     weightwise: ["Constraint", "Initializer", "Input", "InputSpec", "Layer", "Model", "Regularizer", "Sequential",
-                 "activations", "apply_constraints", "backend", "binding", "callbacks", "config", "constrain",
+                 "Variable", "activations", "apply_constraints", "backend", "binding", "callbacks", "config", "constrain",
                  "constraints", "describe", "initializers", "interop", "layers", "losses", "metrics", "models", "ops",
                  "optimizers", "random", "regularization_loss", "regularize", "regularize_activity", "regularizers",
                  "saving", "utils"],
@@ -102,6 +103,7 @@ PUBLIC = {
             "normalize", "pack_x_y_sample_weight", "pad_sequences", "plot_model", "register_keras_serializable",
             "serialize_keras_object", "set_random_seed", "split_dataset", "to_categorical",
             "unpack_x_y_sample_weight"],
+    variables: ["Variable", "current_path", "name_scope", "unique_name"],
     serialization: ["ObjectFamily", "custom_object_scope", "deserialize_keras_object", "get_custom_objects",
                     "get_registered_name", "get_registered_object", "register_keras_serializable",
                     "serialize_keras_object", "to_snake_case"],

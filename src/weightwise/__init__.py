@@ -40,6 +40,7 @@ from weightwise.interop import constrain, describe, regularize, regularize_activ
 from weightwise.layers import Input, InputSpec, Layer
 from weightwise.models import Model, Sequential
 from weightwise.regularizers import Regularizer
+from weightwise.variables import Variable
 
 __version__ = "0.1.0"
 
@@ -52,6 +53,7 @@ __all__ = [
     "Model",
     "Regularizer",
     "Sequential",
+    "Variable",
     "activations",
     "apply_constraints",
     "backend",

@@ -12,6 +12,7 @@ the one mechanism shared with plain torch modules.
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import numbers
@@ -32,22 +33,16 @@ from weightwise.layers.symbolic import (
     call_symbolically,
     contains_symbolic,
     flatten,
+    map_structure,
 )
 from weightwise.serialization import to_snake_case
+from weightwise.variables import Variable, current_path, name_scope, unique_name
 
 __all__ = ["InputSpec", "Layer", "WeightRule"]
 
-_NAME_COUNTS: dict[str, int] = {}
 # Config keys of Keras features we do not implement; accepted only while unset.
 _KERAS_ONLY_KEYS = ("quantization_config", "lora_rank", "lora_alpha")
 _CALL_STATE = threading.local()
-
-
-def unique_name(prefix: str) -> str:
-    """``prefix`` the first time, then ``prefix_1``, ``prefix_2``, ... (Keras's auto names)."""
-    count = _NAME_COUNTS.get(prefix, 0)
-    _NAME_COUNTS[prefix] = count + 1
-    return prefix if count == 0 else f"{prefix}_{count}"
 
 
 @dataclass
@@ -197,7 +192,7 @@ def _undo_on_error(method: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(method)
     def build(self: Layer, *args: Any, **kwargs: Any) -> None:
-        with unchanged_on_error(self):
+        with unchanged_on_error(self), self._building_scope():
             method(self, *args, **kwargs)
         self.built = True
         given = args if args else tuple(kwargs.values())
@@ -294,8 +289,10 @@ class Layer(torch.nn.Module):
         super().__init__()
         if kwargs:
             raise TypeError(f"Unrecognized keyword arguments passed to {type(self).__name__}: {kwargs}")
-        if name is not None and (not isinstance(name, str) or not name):
-            raise ValueError(f"Invalid value for argument `name`: expected a non-empty str. Received: name={name!r}")
+        if name is not None and (not isinstance(name, str) or not name or "/" in name):
+            # A name is one step of its weights' paths ("model/dense/kernel"), so it cannot hold "/" (nor in Keras).
+            raise ValueError(
+                f"Invalid value for argument `name`: expected a non-empty str without '/'. Received: name={name!r}")
         if not isinstance(trainable, bool):
             raise ValueError(f"Invalid value for argument `trainable`: expected a bool. Received: trainable={trainable!r}")
         self.name = name or unique_name(to_snake_case(type(self).__name__))
@@ -311,6 +308,42 @@ class Layer(torch.nn.Module):
         self.train(False)
 
     # -- identity and config -------------------------------------------------------------
+    @property
+    def path(self) -> str | None:
+        """Where the layer sits, as its weights' paths start (``"model/dense"``); ``None`` until built."""
+        return self.__dict__.get("_path")
+
+    def _open_name_scope(self) -> Any:
+        """The scope of this layer's weights; the parent path is the one of its first scope, as in Keras."""
+        if self.__dict__.get("_parent_path") is None:
+            self.__dict__["_parent_path"] = current_path()
+        return name_scope(self.name, caller=self, override_parent=self.__dict__["_parent_path"])
+
+    @contextmanager
+    def _building_scope(self) -> Iterator[None]:
+        with self._open_name_scope():
+            self.__dict__["_path"] = current_path()
+            yield
+
+    def _build_at_init(self) -> None:
+        """Mark the layer built at construction when it has no ``build`` of its own (Keras's rule).
+
+        A layer without weights calls this at the end of its ``__init__``, as Keras's
+        stateless layers (activations, dropout, pooling) do.
+
+        >>> class Double(Layer):
+        ...     def __init__(self, **kwargs):
+        ...         super().__init__(**kwargs)
+        ...         self._build_at_init()
+        ...     def call(self, inputs):
+        ...         return inputs * 2
+        >>> Double().built
+        True
+        """
+        if type(self).build is Layer.build:
+            with self._building_scope():
+                self.built = True
+
     @property
     def dtype(self) -> str:
         """The layer's weight and compute dtype, as a string (``'float32'``)."""
@@ -370,8 +403,8 @@ class Layer(torch.nn.Module):
         constraint: Any = None,
         trainable: bool = True,
         dtype: Any = None,
-    ) -> torch.nn.Parameter:
-        """Create, register and return a weight, with its regularizer and constraint bound.
+    ) -> Variable:
+        """Create, register and return a weight (a :class:`weightwise.Variable`), with its rules bound.
 
         ``initializer`` defaults to ``glorot_uniform`` (``zeros`` for non-float dtypes). Every
         argument is checked, and the initial value drawn, before the layer changes; if binding
@@ -405,7 +438,8 @@ class Layer(torch.nn.Module):
         init = self._resolve("initializer", initializer if initializer is not None else
                              ("glorot_uniform" if dtype.is_floating_point else "zeros"), initializers.get)
         value = self._initial_value(init, name, shape, dtype)
-        param = torch.nn.Parameter(value, requires_grad=trainable and self._trainable and dtype.is_floating_point)
+        with self._open_name_scope():
+            param = Variable.wrap(value, trainable and self._trainable, name)
         self.register_parameter(name, param)
         self._declared_trainable[name] = trainable
         try:
@@ -448,6 +482,40 @@ class Layer(torch.nn.Module):
         fresh = getattr(init, "__module__", None) == initializers.__name__
         return value.detach().to(dtype=dtype, copy=not fresh)
 
+    def register_parameter(self, name: str, param: torch.nn.Parameter | None) -> None:
+        """Register ``param`` as torch does; a :class:`weightwise.Variable` is attached to this layer.
+
+        Attaching binds the variable's own regularizer and constraint to its slot here. A
+        plain Parameter that torch puts in place of a Variable (``load_state_dict(...,
+        assign=True)``) becomes a Variable with the old one's name and path, so the Keras
+        API of the weight survives.
+        """
+        previous = self.__dict__.get("_parameters", {}).get(name)
+        if type(param) is torch.nn.Parameter and isinstance(previous, Variable):
+            _restore_variable(param, dict(previous.__dict__))
+        super().register_parameter(name, param)
+        if isinstance(param, Variable):
+            param._attach(self, name)
+
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> Layer:
+        # torch's `.to()`, `.half()`, `.to_empty()` may replace a parameter by a plain Parameter
+        # (a move to or from the meta device, or with swap_module_params_on_conversion); the
+        # weight stays a Variable with its name and path.
+        saved = {name: dict(p.__dict__) for name, p in self._parameters.items() if isinstance(p, Variable)}
+        super()._apply(fn, recurse)
+        for name, state in saved.items():
+            param = self._parameters.get(name)
+            if type(param) is torch.nn.Parameter:
+                _restore_variable(param, state)
+        return self
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        # A copied or unpickled variable comes without its owner: this layer is it again.
+        for name, param in self._parameters.items():
+            if isinstance(param, Variable):
+                param.__dict__.update(_owner=self, _slot=name, _rule=binding.Rule())
+
     def _own_weights(self) -> list[torch.nn.Parameter]:
         params = [(n, p) for n, p in self._parameters.items() if p is not None]
         declared = [p for n, p in params if self._declared_trainable.get(n, True)]
@@ -465,13 +533,37 @@ class Layer(torch.nn.Module):
 
     @property
     def trainable_weights(self) -> list[torch.nn.Parameter]:
-        """Weights that train: those with ``requires_grad``."""
+        """Weights that train: those with ``requires_grad``, none when the layer is not trainable."""
+        if not self._trainable:
+            return []
         return [w for w in self.weights if w.requires_grad]
 
     @property
     def non_trainable_weights(self) -> list[torch.nn.Parameter]:
-        """Weights that do not train."""
+        """Weights that do not train: all of them when the layer is not trainable."""
+        if not self._trainable:
+            return self.weights
         return [w for w in self.weights if not w.requires_grad]
+
+    @property
+    def variables(self) -> list[torch.nn.Parameter]:
+        """All the layer's state, as Keras lists it: here the same as :attr:`weights`.
+
+        >>> from weightwise.layers import Dense
+        >>> [v.path for v in Dense(2, input_dim=3, name="d").variables]
+        ['d/kernel', 'd/bias']
+        """
+        return self.weights
+
+    @property
+    def trainable_variables(self) -> list[torch.nn.Parameter]:
+        """The same as :attr:`trainable_weights`."""
+        return self.trainable_weights
+
+    @property
+    def non_trainable_variables(self) -> list[torch.nn.Parameter]:
+        """The same as :attr:`non_trainable_weights`."""
+        return self.non_trainable_weights
 
     @property
     def trainable(self) -> bool:
@@ -596,9 +688,72 @@ class Layer(torch.nn.Module):
         """The layer's computation; subclasses override it. The default is the identity."""
         return inputs
 
+    @property
+    def supports_masking(self) -> bool:
+        """Whether the layer passes on or computes a mask; settable. The default is whether the class
+        overrides :meth:`compute_mask`, as in Keras."""
+        value = self.__dict__.get("_supports_masking")
+        return type(self).compute_mask is not Layer.compute_mask if value is None else value
+
+    @supports_masking.setter
+    def supports_masking(self, value: bool) -> None:
+        if not isinstance(value, (bool, np.bool_)):
+            raise ValueError(  # noqa: TRY004 -- a non-bool flag is a ValueError, as in weightwise.arguments
+                f"Invalid value for argument `supports_masking`: expected a bool. Received: supports_masking={echo(value)}")
+        self.__dict__["_supports_masking"] = bool(value)
+
+    def compute_mask(self, inputs: Any, previous_mask: Any = None) -> Any:
+        """The mask of the outputs; the default passes ``previous_mask`` on unchanged.
+
+        >>> Layer().compute_mask(ops.ones((2, 3)), None) is None
+        True
+        """
+        return previous_mask
+
+    def compute_output_shape(self, input_shape: Any, *args: Any, **kwargs: Any) -> Any:
+        """The output shape (``None`` for unknown sizes) for inputs of ``input_shape``.
+
+        The default runs a copy of the layer on example inputs of that shape, so every layer
+        has one and the layer itself is left as it was (unbuilt, if it was). A nested
+        ``input_shape`` (a list of shapes) means several inputs.
+
+        >>> from weightwise.layers import Dense
+        >>> layer = Dense(4)
+        >>> layer.compute_output_shape((None, 3)), layer.built
+        ((None, 4), False)
+        """
+        specs = self._output_spec_by_example(_placeholders(input_shape, self._dtype), args, kwargs)
+        return map_structure(lambda spec: spec.shape if isinstance(spec, KerasTensor) else spec, specs)
+
+    def compute_output_spec(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        """The output's :class:`~weightwise.layers.KerasTensor` (shape and dtype) for ``inputs``.
+
+        ``inputs`` are symbolic tensors or real ones. A layer that defines
+        :meth:`compute_output_shape` is asked for the shape; any other runs as a copy on
+        example inputs. Nothing is recorded in a graph and the layer is left as it was.
+
+        >>> from weightwise.layers import Dense, Input
+        >>> Dense(4).compute_output_spec(Input(shape=(3,)))
+        <KerasTensor shape=(None, 4), dtype=float32>
+        """
+        if type(self).compute_output_shape is not Layer.compute_output_shape:
+            shapes = self.compute_output_shape(_shape_of(inputs), *args, **kwargs)
+            return _placeholders(shapes, self._dtype)
+        symbolic = map_structure(
+            lambda x: KerasTensor.placeholder(tuple(x.shape), x.dtype) if isinstance(x, torch.Tensor) else x, inputs)
+        return self._output_spec_by_example(symbolic, args, kwargs)
+
+    def _output_spec_by_example(self, inputs: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Run a copy of the layer on symbolic ``inputs``; the outputs' specs, with no graph behind them."""
+        outputs = copy.deepcopy(self)(inputs, *args, **kwargs)
+        return map_structure(
+            lambda t: KerasTensor.placeholder(t.shape, backend.standardize_dtype(t.dtype))
+            if isinstance(t, KerasTensor) else t, outputs)
+
     def _build_once(self, input_shape: Any) -> None:
         if not self.built:
-            self.build(input_shape)
+            with self._building_scope():
+                self.build(input_shape)
             self.built = True
             self.__dict__["_built_input_shape"] = input_shape
 
@@ -651,7 +806,8 @@ class Layer(torch.nn.Module):
             kwargs["training"] = _training_flag(self, kwargs["training"])
         if self.built:
             return self._forward(inputs, args, kwargs)
-        with unchanged_on_error(self):
+        # A first call builds: sublayers built inside it take their place in its weights' paths.
+        with unchanged_on_error(self), self._open_name_scope():
             return self._forward(inputs, args, kwargs)
 
     def _forward(self, inputs: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -737,6 +893,29 @@ class Layer(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}"
+
+
+def _is_shape(value: Any) -> bool:
+    return isinstance(value, (tuple, list)) and all(
+        d is None or (isinstance(d, numbers.Integral) and not isinstance(d, bool)) for d in value)
+
+
+def _placeholders(shapes: Any, dtype: torch.dtype) -> Any:
+    """A symbolic tensor for each shape in ``shapes`` (one shape, or nested lists and dicts of them)."""
+    if _is_shape(shapes):
+        return KerasTensor.placeholder(tuple(shapes), dtype)
+    if isinstance(shapes, (list, tuple)):
+        return type(shapes)(_placeholders(shape, dtype) for shape in shapes)
+    if isinstance(shapes, dict):
+        return {key: _placeholders(shape, dtype) for key, shape in shapes.items()}
+    raise ValueError(f"Invalid value for argument `input_shape`: expected a shape (a tuple of ints or None) or "
+                     f"a list or dict of shapes. Received: input_shape={echo(shapes)}")
+
+
+def _restore_variable(param: torch.nn.Parameter, state: dict[str, Any]) -> None:
+    """Make ``param``, a plain Parameter torch put in a weight's place, that weight's Variable again."""
+    param.__class__ = Variable
+    param.__dict__.update(state)
 
 
 def _shape_to_list(shape: Any) -> Any:
