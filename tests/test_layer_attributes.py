@@ -238,3 +238,13 @@ def test_build_at_init_follows_kerass_rule() -> None:
 def test_layer_names_with_a_slash_are_refused_as_in_keras() -> None:
     with pytest.raises(ValueError, match="argument `name`.*Received: name='a/b'"):
         layers.Dense(2, name="a/b")
+
+
+def test_path_is_set_by_a_build_and_not_by_a_failed_one() -> None:
+    layer = layers.Dense(2, name="path_fail")
+    assert layer.path is None
+    with pytest.raises(ValueError):
+        layer.build((None, -3))
+    assert layer.path is None and not layer.built
+    layer.build((None, 3))
+    assert layer.path == "path_fail" and layer.kernel.path == "path_fail/kernel"

@@ -321,9 +321,17 @@ class Layer(torch.nn.Module):
 
     @contextmanager
     def _building_scope(self) -> Iterator[None]:
-        with self._open_name_scope():
-            self.__dict__["_path"] = current_path()
-            yield
+        """The name scope of a build, which records the layer's path; a build that raises records none."""
+        saved = {key: self.__dict__[key] for key in ("_parent_path", "_path") if key in self.__dict__}
+        try:
+            with self._open_name_scope():
+                self.__dict__["_path"] = current_path()
+                yield
+        except BaseException:
+            self.__dict__.pop("_parent_path", None)
+            self.__dict__.pop("_path", None)
+            self.__dict__.update(saved)
+            raise
 
     def _build_at_init(self) -> None:
         """Mark the layer built at construction when it has no ``build`` of its own (Keras's rule).
