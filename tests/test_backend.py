@@ -73,3 +73,34 @@ def test_bad_image_data_format_is_refused_and_the_old_value_kept(bad: object) ->
 def test_standardize_data_format_names_the_argument(bad: object) -> None:
     with pytest.raises(ValueError, match="`data_format`"):
         backend.standardize_data_format(bad)
+
+
+
+def _automatic_names(lib) -> list[str]:
+    lib.backend.clear_session()
+    made = [lib.layers.Dense(2).name, lib.layers.Dense(2).name]
+    x = lib.layers.Input(shape=(3,))
+    added = lib.layers.Add()([x, x])
+    summed = x + x
+    made += [added._keras_history.operation.name if hasattr(added, "_keras_history") else added.node.layer.name,
+             summed._keras_history.operation.name if hasattr(summed, "_keras_history") else summed.node.layer.name]
+    lib.backend.clear_session(free_memory=False)
+    made.append(lib.layers.Dense(2).name)
+    return made
+
+
+def test_clear_session_restarts_layer_and_operation_names_as_keras_does() -> None:
+    import keras
+
+    import weightwise
+
+    ours = _automatic_names(weightwise)
+    # An Add layer and the ``+`` operation share the count for "add", as in Keras.
+    assert ours == ["dense", "dense_1", "add", "add_1", "dense"]
+    assert ours == _automatic_names(keras)
+    assert weightwise.utils.clear_session is weightwise.backend.clear_session
+
+
+def test_clear_session_refuses_a_non_bool_free_memory() -> None:
+    with pytest.raises(ValueError, match="free_memory"):
+        backend.clear_session(free_memory="no")

@@ -8,17 +8,20 @@ start at Keras's defaults and change only through the setters here.
 
 from __future__ import annotations
 
+import gc
 import numbers
 
 import torch
 
-from weightwise.arguments import invalid, real
+from weightwise.arguments import flag, invalid, real
 
 __all__ = [
     "backend",
+    "clear_session",
     "compute_dtype",
     "epsilon",
     "floatx",
+    "get_uid",
     "image_data_format",
     "set_epsilon",
     "set_floatx",
@@ -36,6 +39,7 @@ _FLOAT_DTYPES = {
 
 _DATA_FORMATS = ("channels_last", "channels_first")
 
+_UIDS: dict[str, int] = {}
 _EPSILON = 1e-7
 _FLOATX = "float32"
 _IMAGE_DATA_FORMAT = "channels_last"
@@ -48,6 +52,42 @@ def backend() -> str:
     'torch'
     """
     return "torch"
+
+
+def get_uid(prefix: str = "") -> int:
+    """How many times ``prefix`` has been asked for, this call included: 1, then 2, 3, ...
+
+    Layers and functional-graph operations take their automatic names from it (``dense``,
+    then ``dense_1``, ...), sharing one count per prefix as in Keras; :func:`clear_session`
+    starts every count again.
+
+    >>> get_uid("doc_uid"), get_uid("doc_uid")
+    (1, 2)
+    """
+    if not isinstance(prefix, str):
+        raise TypeError(f"Invalid value for argument `prefix`: expected a string. Received: prefix={prefix!r}")
+    count = _UIDS.get(prefix, 0) + 1
+    _UIDS[prefix] = count
+    return count
+
+
+def clear_session(free_memory: bool = True) -> None:
+    """Start automatic names afresh (the next ``Dense`` is ``dense`` again), as Keras's ``clear_session``.
+
+    With ``free_memory`` (the default) Python's garbage collector runs too, so models
+    dropped in a loop release their tensors at once. Weights, models and settings such as
+    :func:`epsilon` are left alone.
+
+    >>> from weightwise import layers
+    >>> _ = [layers.Dense(2) for _ in range(3)]
+    >>> clear_session()
+    >>> layers.Dense(2).name
+    'dense'
+    """
+    free_memory = flag(free_memory, "free_memory")
+    _UIDS.clear()
+    if free_memory:
+        gc.collect()
 
 
 def epsilon() -> float:

@@ -51,7 +51,6 @@ from weightwise.arguments import echo
 
 __all__ = ["Variable", "current_path", "name_scope", "unique_name"]
 
-_NAME_COUNTS: dict[str, int] = {}
 _SCOPES = threading.local()
 # Keras's aggregation and synchronization choices; torch has no use for them, they are kept as set.
 _AGGREGATIONS = ("none", "mean", "sum", "only_first_replica")
@@ -64,9 +63,8 @@ def unique_name(prefix: str) -> str:
     >>> unique_name("doc_example"), unique_name("doc_example")
     ('doc_example', 'doc_example_1')
     """
-    count = _NAME_COUNTS.get(prefix, 0)
-    _NAME_COUNTS[prefix] = count + 1
-    return prefix if count == 0 else f"{prefix}_{count}"
+    uid = backend.get_uid(prefix)
+    return prefix if uid == 1 else f"{prefix}_{uid - 1}"
 
 
 def _scope_stack() -> list[tuple[str, Any, str | None]]:

@@ -26,6 +26,7 @@ import torch
 
 from weightwise import activations, ops
 from weightwise.serialization import to_snake_case
+from weightwise.variables import unique_name
 
 __all__ = ["KerasTensor", "Node", "Operation", "call_symbolically", "contains_symbolic", "map_structure"]
 
@@ -305,7 +306,6 @@ _BY_FUNCTION = {fn: (module, cls, n) for fn, module, cls, n in _KERAS_OPERATIONS
 _BY_CLASS = {(module, cls): (fn, n) for fn, module, cls, n in reversed(_KERAS_OPERATIONS)}
 # Config entries Keras writes that have no counterpart here: written and accepted at their default only.
 _KERAS_ONLY_SETTINGS = {"Max": {"initial": None}, "Min": {"initial": None}}
-_OP_NAME_COUNTS: dict[str, int] = {}
 
 
 class Operation:
@@ -333,10 +333,7 @@ class Operation:
         self.keras_module, self.class_name, self.tensor_arguments = _BY_FUNCTION[fn]
         self.config = dict(config or {})
         if name is None:
-            prefix = to_snake_case(self.class_name)
-            count = _OP_NAME_COUNTS.get(prefix, 0)
-            _OP_NAME_COUNTS[prefix] = count + 1
-            name = prefix if count == 0 else f"{prefix}_{count}"
+            name = unique_name(to_snake_case(self.class_name))
         self.name = name
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

@@ -12,6 +12,7 @@
 [[0.0, 1.0], [1.0, 0.0]]
 """
 
+from weightwise.backend import clear_session
 from weightwise.serialization import (
     custom_object_scope,
     deserialize_keras_object,
@@ -40,6 +41,7 @@ __all__ = [
     "CustomObjectScope",
     "PyDataset",
     "Sequence",
+    "clear_session",
     "custom_object_scope",
     "deserialize_keras_object",
     "get_custom_objects",
