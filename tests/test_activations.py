@@ -351,9 +351,12 @@ def test_custom_objects_shadow_builtins_when_deserializing() -> None:
     assert activations.deserialize("relu") is relu
 
 
-def test_lambdas_cannot_be_serialized() -> None:
-    with pytest.raises(ValueError, match="Cannot serialize the lambda"):
-        activations.serialize(lambda x: x)
+def test_lambdas_serialize_as_keras_does_and_load_only_unsafely() -> None:
+    with pytest.warns(UserWarning, match="lambda"):
+        config = activations.serialize(lambda x: x)
+    assert config["class_name"] == "__lambda__"
+    with pytest.raises(ValueError, match="arbitrary code execution"):
+        activations.deserialize(config)
     assert activations.serialize(None) is None
 
 

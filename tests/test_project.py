@@ -88,7 +88,8 @@ PUBLIC = {
                    "l2", "orthogonal_regularizer", "serialize"],
     constraints: ["Constraint", "MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm", "deserialize", "get", "max_norm",
                   "min_max_norm", "non_neg", "serialize", "unit_norm"],
-    saving: ["CustomObjectScope", "custom_object_scope", "deserialize_keras_object", "get_custom_objects",
+    saving: ["CustomObjectScope", "ObjectSharingScope", "SafeModeScope", "custom_object_scope",
+             "deserialize_keras_object", "get_custom_objects",
              "get_registered_name", "get_registered_object", "load_model", "load_weights",
              "register_keras_serializable", "save_model", "save_weights", "serialize_keras_object"],
     backend: ["backend", "clear_session", "compute_dtype", "epsilon", "floatx", "get_uid", "image_data_format",
@@ -105,8 +106,9 @@ PUBLIC = {
             "serialize_keras_object", "set_random_seed", "split_dataset", "to_categorical",
             "unpack_x_y_sample_weight"],
     variables: ["Variable", "current_path", "name_scope", "unique_name"],
-    serialization: ["ObjectFamily", "custom_object_scope", "deserialize_keras_object", "get_custom_objects",
-                    "get_registered_name", "get_registered_object", "register_keras_serializable",
+    serialization: ["ObjectFamily", "ObjectSharingScope", "SafeModeScope", "custom_object_scope",
+                    "deserialize_keras_object", "enable_unsafe_deserialization", "get_custom_objects",
+                    "get_registered_name", "get_registered_object", "in_safe_mode", "register_keras_serializable",
                     "serialize_keras_object", "to_snake_case"],
 }
 

@@ -16,6 +16,8 @@ from weightwise.saving.keras_file import (
     save_weights,
 )
 from weightwise.serialization import (
+    ObjectSharingScope,
+    SafeModeScope,
     custom_object_scope,
     deserialize_keras_object,
     get_custom_objects,
@@ -29,6 +31,8 @@ CustomObjectScope = custom_object_scope
 
 __all__ = [
     "CustomObjectScope",
+    "ObjectSharingScope",
+    "SafeModeScope",
     "custom_object_scope",
     "deserialize_keras_object",
     "get_custom_objects",

@@ -12,7 +12,7 @@ A ``.keras`` file is a zip archive of three members:
 Keras 3 loads the files written here, and these functions load Keras's. Loading
 never runs code from the file: configs name classes and functions, which are looked
 up among the built-ins, registered objects and ``custom_objects``; nothing is
-unpickled, and a Python lambda stored by Keras is refused.
+unpickled, and a Python lambda stored by Keras is refused unless ``safe_mode=False``.
 """
 
 from __future__ import annotations
@@ -200,8 +200,10 @@ def load_model(
     registered name (``register_keras_serializable``) or in ``custom_objects``;
     anything else fails with an error naming it. With ``compile=True`` a saved
     training configuration is restored, optimizer state included, so training
-    resumes where it stopped. Loading never executes code from the file, whatever
-    ``safe_mode`` says: there is no unpickling and no lambda deserialization.
+    resumes where it stopped. Loading never unpickles anything. A Python lambda that
+    Keras stored as bytecode is refused unless ``safe_mode=False`` (or
+    ``weightwise.config.enable_unsafe_deserialization()``) says the file is trusted:
+    then its code is loaded, as Keras does.
 
     Loading reads only what the file holds: ``filepath`` must be a regular file (a
     FIFO or device is refused, unopened), members are read up to the sizes the
@@ -242,7 +244,7 @@ def load_model(
     _check_model_config(config, label, custom_objects)
     compile_config = config.pop("compile_config", None)
     try:
-        model = deserialize_keras_object(config, custom_objects)
+        model = deserialize_keras_object(config, custom_objects, safe_mode=safe_mode)
     except (ValueError, TypeError) as error:
         # The message names what in the config is wrong; this names the file it came from.
         raise (TypeError if isinstance(error, TypeError) else ValueError)(f"{label!r}: {error}") from error
