@@ -210,6 +210,13 @@ def test_malformed_configs_raise_keras_messages() -> None:
                                   "registered_name": "function"})
 
 
+def test_tensorflow_typespecs_are_refused_clearly() -> None:
+    with pytest.raises(TypeError, match="Expected 'config' to be a list or a tuple"):
+        deserialize_keras_object({"class_name": "__typespec__", "config": "not a list"})
+    with pytest.raises(ValueError, match="TensorFlow TypeSpec 'TensorSpec'"):
+        deserialize_keras_object({"class_name": "__typespec__", "spec_name": "TensorSpec", "config": [[2], "float32"]})
+
+
 def test_a_dict_without_class_name_and_config_is_plain() -> None:
     config = {"class_name": "L2", "value": {"module": "keras.constraints", "class_name": "NonNeg", "config": {}}}
     result = deserialize_keras_object(config)

@@ -842,6 +842,16 @@ def _deserialize_special(config: Mapping[str, Any], custom_objects: Mapping[str,
     inner = config.get("config")
     if class_name == "__lambda__":
         return _load_lambda(inner, safe_mode)
+    if class_name == "__typespec__":
+        if not isinstance(inner, (list, tuple)):
+            raise TypeError(
+                "Expected 'config' to be a list or a tuple for a __typespec__ class name. "
+                f"Received: config={_describe(inner)}"
+            )
+        raise ValueError(
+            f"Cannot deserialize the TensorFlow TypeSpec {config.get('spec_name')!r}: TensorFlow specs have no "
+            "counterpart in weightwise, which runs on PyTorch."
+        )
     if not isinstance(inner, Mapping):
         raise TypeError(
             f"Expected 'config' to be a dict for a {class_name} value. Received: config={_describe(inner)}"
@@ -870,7 +880,7 @@ def _deserialize_special(config: Mapping[str, Any], custom_objects: Mapping[str,
         ) from None
 
 
-_SPECIAL_FORMS = frozenset({"__lambda__", "__ellipsis__", "__slice__", "__bytes__", "__numpy__", "__tensor__"})
+_SPECIAL_FORMS = frozenset({"__lambda__", "__typespec__", "__ellipsis__", "__slice__", "__bytes__", "__numpy__", "__tensor__"})
 # Where Keras looks for a built-in function stored by name alone (module "builtins"), in our search order.
 _FUNCTION_MODULES = ("activations", "losses", "metrics", "regularizers", "constraints", "initializers", "optimizers")
 
