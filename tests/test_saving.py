@@ -531,7 +531,7 @@ def test_an_interrupted_save_leaves_the_old_file_intact(tmp_path, monkeypatch) -
 def test_save_arguments_are_checked(tmp_path) -> None:
     model = conv_stack()
     with pytest.raises(ValueError, match=r"\.keras.*filepath="):
-        model.save(tmp_path / "model.h5")
+        model.save(tmp_path / "model.pt")
     with pytest.raises(TypeError, match="filepath"):
         saving.save_model(model, 3)
     with pytest.raises(TypeError, match="overwrite"):

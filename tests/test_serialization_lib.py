@@ -267,9 +267,10 @@ def test_keras36_form_of_a_registered_function() -> None:
         assert activations.deserialize(config) is registered_square
 
 
-def test_registered_custom_layer_round_trips_with_its_registered_name() -> None:
-    @saving.register_keras_serializable(package="SerialLib")
-    class Scale(layers.Layer):
+def scale_layer(base: type) -> type:
+    """A custom layer multiplying by ``factor``, on the Layer class ``base`` (ours or Keras's)."""
+
+    class Scale(base):
         def __init__(self, factor=2.0, **kwargs):
             super().__init__(**kwargs)
             self.factor = factor
@@ -280,6 +281,11 @@ def test_registered_custom_layer_round_trips_with_its_registered_name() -> None:
         def get_config(self):
             return {**super().get_config(), "factor": self.factor}
 
+    return Scale
+
+
+def test_registered_custom_layer_round_trips_with_its_registered_name() -> None:
+    Scale = saving.register_keras_serializable(package="SerialLib")(scale_layer(layers.Layer))
     config = serialize_keras_object(Scale(3.0))
     assert config["registered_name"] == "SerialLib>Scale"
     restored = deserialize_keras_object(json_roundtrip(config))

@@ -36,12 +36,15 @@ from weightwise.saving.files import (
     read_member,
     stream_size,
 )
-from weightwise.saving.weights_h5 import check_module, read_weights, write_weights
-from weightwise.serialization import (
-    deserialize_keras_object,
-    get_registered_object,
-    serialize_keras_object,
+from weightwise.saving.legacy_h5 import is_legacy_h5_path, load_model_h5, save_model_h5
+from weightwise.saving.model_build import (
+    build_model,
+    check_load_arguments,
+    compile_from,
+    compiled_optimizer,
 )
+from weightwise.saving.weights_h5 import check_module, read_weights, write_weights
+from weightwise.serialization import serialize_keras_object
 
 __all__ = ["load_model", "load_weights", "save_model", "save_weights"]
 
@@ -50,8 +53,6 @@ METADATA = "metadata.json"
 WEIGHTS = "model.weights.h5"
 # The Keras release whose .keras layout these files follow.
 FORMAT_VERSION = "3.15.1"
-# What a config value of the wrong shape can raise from deep inside the code that builds from it.
-_INTERNAL_ERRORS = (AttributeError, KeyError, IndexError, RuntimeError, OverflowError, RecursionError)
 
 
 def _version() -> str:
@@ -67,8 +68,14 @@ def _model_config_json(model: Any) -> str:
         raise TypeError(f"Model {getattr(model, 'name', model)!r} cannot be saved as a config: {error}") from error
 
 
-def save_model(model: Any, filepath: str | os.PathLike[str], overwrite: bool = True) -> None:
-    """Save ``model`` (config, weights and optimizer state) as a Keras 3 ``.keras`` file.
+def save_model(
+    model: Any, filepath: str | os.PathLike[str], overwrite: bool = True, include_optimizer: bool = True
+) -> None:
+    """Save ``model`` (config, weights and optimizer state) as a Keras 3 ``.keras`` file, or, for a
+    name ending in ``.h5`` or ``.hdf5``, in Keras 3's legacy HDF5 format
+    (:func:`~weightwise.saving.legacy_h5.save_model_h5`; ``include_optimizer=False``
+    leaves the training configuration and optimizer state out of it, and is ignored
+    for ``.keras``, as in Keras).
 
     Everything is serialized before the file is touched, and the archive is written
     beside ``filepath`` then renamed into place, so a failure never damages an
@@ -88,10 +95,17 @@ def save_model(model: Any, filepath: str | os.PathLike[str], overwrite: bool = T
     """
     check_module(model)
     path = check_path(filepath)
+    if is_legacy_h5_path(path):
+        save_model_h5(model, path, overwrite=overwrite, include_optimizer=include_optimizer)
+        return
     if not path.endswith(".keras"):
         raise ValueError(
-            "Invalid `filepath` argument: expected a `.keras` extension (use `save_weights` with a "
-            f"`.weights.h5` name for the weights alone). Received: filepath={path!r}"
+            "Invalid `filepath` argument: expected a `.keras` extension (or `.h5` for Keras's legacy HDF5 format; "
+            f"use `save_weights` with a `.weights.h5` name for the weights alone). Received: filepath={path!r}"
+        )
+    if not isinstance(include_optimizer, bool):
+        raise TypeError(
+            f"Invalid type for argument `include_optimizer`: expected a bool. Received: include_optimizer={include_optimizer!r}"
         )
     check_target(path, overwrite)
     config_json = _model_config_json(model)
@@ -106,6 +120,20 @@ def save_model(model: Any, filepath: str | os.PathLike[str], overwrite: bool = T
         archive.writestr(METADATA, metadata)
         archive.writestr(CONFIG, config_json)
         archive.writestr(WEIGHTS, weights.getvalue())
+
+
+# Every HDF5 file starts with this signature (at offset 0 when it has no user block, as ours and Keras's).
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _is_hdf5_stream(stream: Any) -> bool:
+    try:
+        position = stream.tell()
+        head = stream.read(len(_HDF5_SIGNATURE))
+        stream.seek(position)
+    except (AttributeError, OSError, ValueError):
+        return False
+    return head == _HDF5_SIGNATURE
 
 
 def _open_archive(source: Any, label: str) -> zipfile.ZipFile:
@@ -134,67 +162,15 @@ def _read_archive(stream: Any, label: str, members: tuple[str, ...]) -> list[byt
         return [read_member(archive, name, label, size) for name in members]
 
 
-def _check_model_config(config: Any, label: str, custom_objects: Mapping[str, Any] | None) -> None:
-    """Refuse a config that is not a model's, before building anything from it."""
-    if not isinstance(config, dict):
-        raise ValueError(  # noqa: TRY004 - the file's content is at fault, not an argument's type
-            f"{label!r}: {CONFIG} must hold a model config (a JSON object). Received: {type(config).__name__}"
-        )
-    described = _described_class(config, custom_objects)
-    model_class = _model_class()
-    if described is not None and not (isinstance(described, type) and issubclass(described, model_class)):
-        raise ValueError(
-            f"{label!r} describes a {_config_name(config)}, not a model: `load_model` needs a file written by "
-            "`model.save()`."
-        )
-
-
-def _config_name(config: Mapping[str, Any]) -> str:
-    module = config.get("module")
-    return f"{config.get('class_name')!r}" + (f" (module {module!r})" if isinstance(module, str) else "")
-
-
-def _model_class() -> type:
-    # models/ imports saving/ for Model.save, so Model is looked up when a file is loaded.
-    from weightwise.models.model import Model
-
-    return Model
-
-
-def _described_class(config: Mapping[str, Any], custom_objects: Mapping[str, Any] | None) -> Any:
-    """The class ``config`` names when it can be told without building it: a registered or custom
-    class, or a built-in of Keras's layer or other non-model modules. ``None`` if unsure."""
-    names = [n for n in (config.get("registered_name"), config.get("class_name")) if isinstance(n, str)]
-    for name in names:
-        found = get_registered_object(name, custom_objects)
-        if found is not None:
-            return found
-    module = config.get("module")
-    class_name = config.get("class_name")
-    if not isinstance(class_name, str) or not (module is None or isinstance(module, str)):
-        return None
-    if module in (None, "keras.layers", "weightwise.layers"):  # tf.keras 2 configs name no module
-        from weightwise import layers
-
-        return getattr(layers, class_name, None)
-    package, _, family = module.partition(".")
-    if package in ("keras", "weightwise") and family in _NON_MODEL_MODULES:
-        return object  # a regularizer, constraint, optimizer, ...: not a model whatever its class
-    return None
-
-
-_NON_MODEL_MODULES = frozenset({
-    "activations", "constraints", "initializers", "losses", "metrics", "optimizers", "regularizers",
-})
-
-
 def load_model(
     filepath: Any,
     custom_objects: Mapping[str, Any] | None = None,
     compile: bool = True,
     safe_mode: bool = True,
 ) -> Any:
-    """Load a model from a ``.keras`` file written by weightwise or by Keras 3.
+    """Load a model from a ``.keras`` file written by weightwise or by Keras 3 (or, for a name
+    ending in ``.h5``/``.hdf5`` or a stream of HDF5 data, from Keras 3's legacy HDF5 format:
+    :func:`~weightwise.saving.legacy_h5.load_model_h5`).
 
     Custom layers, regularizers, constraints and functions are found by their
     registered name (``register_keras_serializable``) or in ``custom_objects``;
@@ -220,66 +196,27 @@ def load_model(
     >>> loaded.layers[0].kernel_constraint, torch.equal(loaded.layers[0].kernel, model.layers[0].kernel)
     (NonNeg(), True)
     """
-    for name, value in (("compile", compile), ("safe_mode", safe_mode)):
-        if not isinstance(value, bool):
-            raise TypeError(f"Invalid type for argument `{name}`: expected a bool. Received: {name}={value!r}")
-    if custom_objects is not None and not isinstance(custom_objects, Mapping):
-        raise TypeError(
-            f"Invalid type for argument `custom_objects`: expected a dict. Received: custom_objects={custom_objects!r}"
-        )
+    check_load_arguments(custom_objects, compile, safe_mode)
     if not hasattr(filepath, "read"):
         path = check_path(filepath)
         if path.endswith(".weights.h5"):
             raise ValueError(
                 f"{path!r} holds weights only. Build the model, then call `model.load_weights({path!r})`."
             )
-        if path.endswith((".h5", ".hdf5")):
-            raise ValueError(
-                f"{path!r} is a legacy tf.keras HDF5 model file, which is not supported. Re-save it with Keras 3 "
-                "as a `.keras` file (`model.save('model.keras')`)."
-            )
+        if is_legacy_h5_path(path):
+            return load_model_h5(path, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)
+    elif _is_hdf5_stream(filepath):
+        return load_model_h5(filepath, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)
     with _opened(filepath) as (stream, label):
         config_bytes, weights = _read_archive(stream, label, (CONFIG, WEIGHTS))
     config = parse_json(config_bytes, f"{label!r}: its {CONFIG}")
-    _check_model_config(config, label, custom_objects)
-    compile_config = config.pop("compile_config", None)
-    try:
-        model = deserialize_keras_object(config, custom_objects, safe_mode=safe_mode)
-    except (ValueError, TypeError) as error:
-        # The message names what in the config is wrong; this names the file it came from.
-        raise (TypeError if isinstance(error, TypeError) else ValueError)(f"{label!r}: {error}") from error
-    except _INTERNAL_ERRORS as error:
-        # The config is data from the file: a value of the wrong shape deep inside it is the file's fault.
-        raise ValueError(
-            f"{label!r}: its {CONFIG} does not describe a model that can be built "
-            f"({type(error).__name__}: {str(error)[:300]})."
-        ) from error
-    if not isinstance(model, _model_class()):
-        raise ValueError(  # noqa: TRY004 - the file's content is at fault, not an argument's type
-            f"{label!r} describes a {type(model).__name__} ({_config_name(config)}), not a model."
-        )
+    compile_config = config.pop("compile_config", None) if isinstance(config, dict) else None
+    model = build_model(config, label, CONFIG, custom_objects, safe_mode)
     if compile and compile_config:
-        _compile_from(model, compile_config, label)
-    for message in read_weights(model, weights, label, optimizer=_compiled_optimizer(model)):
+        compile_from(model, compile_config, label)
+    for message in read_weights(model, weights, label, optimizer=compiled_optimizer(model)):
         warnings.warn(message, stacklevel=2)
     return model
-
-
-def _compiled_optimizer(model: Any) -> Any:
-    # Optimizer state is restored only into a model whose compile() succeeded.
-    return getattr(model, "optimizer", None) if getattr(model, "compiled", False) else None
-
-
-def _compile_from(model: Any, compile_config: Any, label: str) -> None:
-    try:
-        model.compile_from_config(compile_config)
-    except (ValueError, TypeError, *_INTERNAL_ERRORS) as error:
-        # As Keras does: the model itself is intact, and the user can compile it by hand.
-        warnings.warn(
-            f"The training configuration saved in {label!r} could not be restored ({error}). The model is "
-            "loaded uncompiled; call `model.compile(...)` before training it.",
-            stacklevel=3,
-        )
 
 
 def save_weights(model: Any, filepath: str | os.PathLike[str], overwrite: bool = True) -> None:
@@ -333,6 +270,6 @@ def load_weights(model: Any, filepath: Any) -> None:
             (source,) = _read_archive(stream, label, (WEIGHTS,))
         else:
             source = stream
-        messages = read_weights(model, source, label, optimizer=_compiled_optimizer(model))
+        messages = read_weights(model, source, label, optimizer=compiled_optimizer(model))
     for message in messages:
         warnings.warn(message, stacklevel=2)
