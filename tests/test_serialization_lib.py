@@ -383,6 +383,26 @@ def test_enable_unsafe_deserialization_lifts_safe_mode() -> None:
     assert serialization.in_safe_mode() is None
 
 
+def test_the_global_switch_in_weightwise_config_is_followed(monkeypatch) -> None:
+    """Where weightwise.config keeps the global safe-mode setting, serialization reads and sets it there."""
+    state = {"safe": None}
+    monkeypatch.setattr(weightwise.config, "in_safe_mode", lambda: state["safe"], raising=False)
+    monkeypatch.setattr(weightwise.config, "set_safe_mode", lambda value: state.update(safe=value), raising=False)
+    monkeypatch.setattr(weightwise.config, "enable_unsafe_deserialization", lambda: state.update(safe=False),
+                        raising=False)
+    config = lambda_config()
+    with pytest.raises(ValueError, match="arbitrary code execution"):
+        deserialize_keras_object(config)
+    weightwise.config.enable_unsafe_deserialization()
+    assert serialization.in_safe_mode() is False
+    assert deserialize_keras_object(config)["activation"](1) == 2
+    serialization._restore_safe_default()
+    assert state["safe"] is None and serialization.in_safe_mode() is None
+    serialization.enable_unsafe_deserialization()
+    assert state["safe"] is False and not serialization._UNSAFE_EVERYWHERE
+    serialization._restore_safe_default()
+
+
 @pytest.mark.parametrize(
     ("value", "match"),
     [

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 import torch
 
+from weightwise import config as _settings
 from weightwise.backend import standardize_dtype
 
 if TYPE_CHECKING:
@@ -680,7 +681,8 @@ def _serialize_dict(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # -- safe mode and shared objects --------------------------------------------------------
-# Set by enable_unsafe_deserialization(): every later load may run the code of a lambda.
+# The global switch lives in weightwise.config (Keras's keras.config.enable_unsafe_deserialization)
+# where that module keeps one; this flag stands in for it otherwise.
 _UNSAFE_EVERYWHERE = False
 
 
@@ -698,12 +700,19 @@ def enable_unsafe_deserialization() -> None:
     >>> _restore_safe_default()
     """
     global _UNSAFE_EVERYWHERE
-    _UNSAFE_EVERYWHERE = True
+    switch = getattr(_settings, "enable_unsafe_deserialization", None)
+    if switch is not None and switch is not enable_unsafe_deserialization:
+        switch()
+    else:
+        _UNSAFE_EVERYWHERE = True
 
 
 def _restore_safe_default() -> None:
     global _UNSAFE_EVERYWHERE
     _UNSAFE_EVERYWHERE = False
+    reset = getattr(_settings, "set_safe_mode", None)
+    if reset is not None:
+        reset(None)
 
 
 def in_safe_mode() -> bool | None:
@@ -719,6 +728,10 @@ def in_safe_mode() -> bool | None:
     stack = getattr(_SCOPES, "safe_mode", None)
     if stack:
         return stack[-1]
+    global_setting = getattr(_settings, "in_safe_mode", None)
+    value = global_setting() if global_setting is not None and global_setting is not in_safe_mode else None
+    if value is not None:
+        return bool(value)
     return False if _UNSAFE_EVERYWHERE else None
 
 
