@@ -316,3 +316,17 @@ def test_argument_checks(tmp_path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model.save(tmp_path / "quiet.h5")  # no warning for a model without lambdas
+
+
+def test_weight_paths_name_the_datasets_when_usable(tmp_path) -> None:
+    model = weightwise.Sequential([layers.Input(shape=(3,)), layers.Dense(2, name="d")], name="net")
+    kernel, bias = model.layers[0].kernel, model.layers[0].bias
+    for weight, path in ((kernel, "/escape"), (bias, "net/d/../bias")):
+        try:
+            weight.path = path
+        except AttributeError:  # a read-only path property: nothing to check here
+            pytest.skip("weights carry a read-only path")
+    model.save(tmp_path / "paths.h5")
+    with h5py.File(tmp_path / "paths.h5") as handle:
+        assert [str(n) for n in handle["model_weights/d"].attrs["weight_names"]] == ["net/d/kernel", "net/d/bias"]
+        assert "escape" not in handle

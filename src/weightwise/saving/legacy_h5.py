@@ -119,8 +119,19 @@ def _set_attribute(group: h5py.Group, name: str, values: list[str]) -> None:
             group.attrs[f"{name}{index}"] = part
 
 
+def _weight_names(prefix: str, weights: list[tuple[str, torch.Tensor]]) -> list[str]:
+    """Each weight's Keras variable path where it has one (``weight.path``), else ``prefix/name``;
+    made unique within the layer, since each names a dataset."""
+    names = []
+    for name, tensor in weights:
+        path = getattr(tensor, "path", None)
+        usable = isinstance(path, str) and all(part not in ("", ".", "..") for part in path.split("/"))
+        names.append(path if usable and path not in names else f"{prefix}/{name}")
+    return names
+
+
 def _write_group(group: h5py.Group, prefix: str, weights: list[tuple[str, torch.Tensor]]) -> None:
-    names = [f"{prefix}/{name}" for name, _ in weights]
+    names = _weight_names(prefix, weights)
     _set_attribute(group, "weight_names", names)
     for name, (_, tensor) in zip(names, weights):
         group.create_dataset(name, data=convert_to_numpy(tensor))
