@@ -12,6 +12,13 @@ in both directions::
      "config": {"l2": 0.1}, "registered_name": None}
 
 The tf.keras 2 form ``{"class_name": ..., "config": ...}`` is read too.
+
+:func:`serialize_keras_object` and :func:`deserialize_keras_object` are Keras's
+``serialization_lib`` functions: plain values, Keras's special forms (bytes, slices,
+NumPy arrays, tensors), functions in Keras's one form, shared objects inside an
+:class:`ObjectSharingScope`, and safe mode: a Python lambda, which Keras stores as
+bytecode, loads only when a call passes ``safe_mode=False``, a :class:`SafeModeScope`
+allows it, or :func:`enable_unsafe_deserialization` was called. Nothing is ever unpickled.
 """
 
 from __future__ import annotations
