@@ -88,13 +88,8 @@ FAILING: dict[str, str] = {
     "GlobalAveragePoolingCorrectnessTest::test_global_average_pooling1d*": MASK,
     # serialization_lib_test.py
     "SerializationLibTest::test_builtin_layers": COMPUTE_DTYPE,
-    "SerializationLibTest::test_custom_fn": RANDOM,
-    "SerializationLibTest::test_custom_layer": RANDOM,
-    "SerializationLibTest::test_tensors_and_shapes": RANDOM,
     "SerializationLibTest::test_registered_name_matching_function_name_passes_through": KL_DIVERGENCE,
     "SerializationLibTest::test_shared_inner_layer": WRAPPER,
-    "SerializationLibTest::test_functional_subclass": FUNCTIONAL_SUBCLASS,
-    "SerializationLibTest::test_numpy_get_item_layer": SYMBOLIC,
     "SerializationLibTest::test_lambda_layer": LAMBDA,
     "SerializationLibTest::test_safe_mode_scope": LAMBDA,
     "SerializationLibTest::test_missing_name_for_sequential_model": SEQUENTIAL_CONFIG,
