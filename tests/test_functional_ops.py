@@ -265,8 +265,10 @@ def test_training_through_ops_matches_keras():
 
 def test_what_cannot_take_a_symbolic_tensor_says_so():
     x = weightwise.Input(shape=(4,))
+    # Activations record Keras's operations now; one without an operation here says so.
     with pytest.raises(TypeError, match="symbolic tensor"):
-        weightwise.activations.relu(x)
+        weightwise.activations.sparsemax(x)
+    assert weightwise.activations.linear(x) is x
     with pytest.raises(TypeError, match=r"`ops\.convert_to_numpy` cannot take a symbolic tensor"):
         ops.convert_to_numpy(x)
     with pytest.raises(TypeError, match=r"argument `x_min` cannot be a symbolic tensor"):
@@ -376,3 +378,19 @@ def test_a_layer_called_on_a_tuple_saves_as_keras_writes_it(tmp_path):
     ours.save(str(tmp_path / "tuple.keras"))
     loaded = keras.saving.load_model(str(tmp_path / "tuple.keras"))
     np.testing.assert_allclose(to_numpy(loaded.predict([A, B], verbose=0)), A + B, rtol=1e-6)
+
+
+def test_activation_functions_called_on_symbolic_tensors_record_keras_operations() -> None:
+    import keras
+    import numpy as np
+
+    import weightwise
+    from weightwise import activations
+
+    x = weightwise.layers.Input(shape=(4,))
+    model = weightwise.Model(x, activations.gelu(activations.relu(x), approximate=True))
+    kx = keras.Input(shape=(4,))
+    theirs = keras.Model(kx, keras.activations.gelu(keras.activations.relu(kx), approximate=True))
+    data = np.linspace(-2, 2, 8, dtype="float32").reshape(2, 4)
+    np.testing.assert_allclose(model.predict(data, verbose=0), theirs.predict(data, verbose=0), atol=1e-6)
+    assert [op.class_name for op in model.operations[1:]] == [type(op).__name__ for op in theirs.operations[1:]]

@@ -330,3 +330,20 @@ def test_weight_paths_name_the_datasets_when_usable(tmp_path) -> None:
     with h5py.File(tmp_path / "paths.h5") as handle:
         assert [str(n) for n in handle["model_weights/d"].attrs["weight_names"]] == ["net/d/kernel", "net/d/bias"]
         assert "escape" not in handle
+
+
+def test_model_checkpoint_writes_a_legacy_h5_file_that_keras_loads(tmp_path) -> None:
+    import keras
+    import numpy as np
+
+    import weightwise
+
+    model = weightwise.Sequential([weightwise.layers.Input(shape=(3,)),
+                                   weightwise.layers.Dense(2, kernel_constraint="non_neg")])
+    model.compile(optimizer="sgd", loss="mse")
+    path = tmp_path / "ckpt.h5"
+    x, y = np.ones((4, 3), "float32"), np.zeros((4, 2), "float32")
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[weightwise.callbacks.ModelCheckpoint(str(path))])
+    theirs = keras.models.load_model(str(path))
+    np.testing.assert_allclose(theirs.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    assert type(theirs.layers[-1].kernel_constraint).__name__ == "NonNeg"

@@ -86,6 +86,7 @@ def _input(x: TensorLike, real: bool = True) -> torch.Tensor:
 
 
 # -- rectifiers ------------------------------------------------------------------------
+@ops.traceable
 def relu(
     x: TensorLike, negative_slope: float = 0.0, max_value: float | None = None, threshold: float = 0.0
 ) -> torch.Tensor:
@@ -139,6 +140,7 @@ def relu(
     return x
 
 
+@ops.traceable
 def leaky_relu(x: TensorLike, negative_slope: float = 0.2) -> torch.Tensor:
     """Leaky ReLU: ``x`` for ``x >= 0``, ``negative_slope * x`` otherwise.
 
@@ -148,6 +150,7 @@ def leaky_relu(x: TensorLike, negative_slope: float = 0.2) -> torch.Tensor:
     return tnn.leaky_relu(_input(x), negative_slope=real(negative_slope, "negative_slope"))
 
 
+@ops.traceable
 def relu6(x: TensorLike) -> torch.Tensor:
     """ReLU capped at 6: ``min(max(x, 0), 6)``.
 
@@ -157,6 +160,7 @@ def relu6(x: TensorLike) -> torch.Tensor:
     return tnn.relu6(_input(x))
 
 
+@ops.traceable
 def elu(x: TensorLike, alpha: float = 1.0) -> torch.Tensor:
     """Exponential linear unit: ``x`` for ``x > 0``, ``alpha * (exp(x) - 1)`` otherwise.
 
@@ -166,6 +170,7 @@ def elu(x: TensorLike, alpha: float = 1.0) -> torch.Tensor:
     return tnn.elu(_input(x), real(alpha, "alpha"))
 
 
+@ops.traceable
 def selu(x: TensorLike) -> torch.Tensor:
     """Scaled ELU: ``scale * x`` for ``x > 0``, ``scale * alpha * (exp(x) - 1)`` otherwise.
 
@@ -177,6 +182,7 @@ def selu(x: TensorLike) -> torch.Tensor:
     return tnn.selu(_input(x))
 
 
+@ops.traceable
 def celu(x: TensorLike, alpha: float = 1.0) -> torch.Tensor:
     """Continuously differentiable ELU: ``max(0, x) + min(0, alpha * (exp(x / alpha) - 1))``.
 
@@ -189,6 +195,7 @@ def celu(x: TensorLike, alpha: float = 1.0) -> torch.Tensor:
     return tnn.celu(_input(x), alpha=alpha)
 
 
+@ops.traceable
 def gelu(x: TensorLike, approximate: bool = False) -> torch.Tensor:
     """Gaussian error linear unit: ``x * P(X <= x)`` with ``X ~ N(0, 1)``.
 
@@ -204,6 +211,7 @@ def gelu(x: TensorLike, approximate: bool = False) -> torch.Tensor:
     return tnn.gelu(_input(x), approximate="tanh" if approximate else "none")
 
 
+@ops.traceable
 def silu(x: TensorLike) -> torch.Tensor:
     """Sigmoid linear unit, also called swish: ``x * sigmoid(x)``.
 
@@ -218,6 +226,7 @@ def silu(x: TensorLike) -> torch.Tensor:
 swish = silu
 
 
+@ops.traceable
 def hard_silu(x: TensorLike) -> torch.Tensor:
     """Hard SiLU (hard swish): ``x * relu6(x + 3) / 6``.
 
@@ -232,6 +241,7 @@ def hard_silu(x: TensorLike) -> torch.Tensor:
 hard_swish = hard_silu
 
 
+@ops.traceable
 def mish(x: TensorLike) -> torch.Tensor:
     """Mish: ``x * tanh(softplus(x))``.
 
@@ -243,6 +253,7 @@ def mish(x: TensorLike) -> torch.Tensor:
 
 
 # -- squashing functions ---------------------------------------------------------------
+@ops.traceable
 def sigmoid(x: TensorLike) -> torch.Tensor:
     """Logistic sigmoid: ``1 / (1 + exp(-x))``.
 
@@ -252,6 +263,7 @@ def sigmoid(x: TensorLike) -> torch.Tensor:
     return tnn.sigmoid(_input(x, real=False))
 
 
+@ops.traceable
 def hard_sigmoid(x: TensorLike) -> torch.Tensor:
     """Hard sigmoid: ``0`` for ``x <= -3``, ``1`` for ``x >= 3``, ``x / 6 + 0.5`` between.
 
@@ -263,6 +275,7 @@ def hard_sigmoid(x: TensorLike) -> torch.Tensor:
     return tnn.hardsigmoid(_input(x))
 
 
+@ops.traceable
 def sparse_sigmoid(x: TensorLike) -> torch.Tensor:
     """Sparse sigmoid: ``0`` for ``x <= -1``, ``1`` for ``x >= 1``, ``(x + 1) / 2`` between.
 
@@ -275,6 +288,7 @@ def sparse_sigmoid(x: TensorLike) -> torch.Tensor:
     return torch.where(x <= -1, zero, torch.where(x >= 1, one, 0.5 * (x + 1)))
 
 
+@ops.traceable
 def log_sigmoid(x: TensorLike) -> torch.Tensor:
     """Log of the sigmoid: ``-softplus(-x)``, computed stably.
 
@@ -284,6 +298,7 @@ def log_sigmoid(x: TensorLike) -> torch.Tensor:
     return tnn.logsigmoid(_input(x))
 
 
+@ops.traceable
 def tanh(x: TensorLike) -> torch.Tensor:
     """Hyperbolic tangent: ``(exp(x) - exp(-x)) / (exp(x) + exp(-x))``.
 
@@ -293,6 +308,7 @@ def tanh(x: TensorLike) -> torch.Tensor:
     return torch.tanh(_input(x, real=False))
 
 
+@ops.traceable
 def hard_tanh(x: TensorLike) -> torch.Tensor:
     """Hard tanh: ``x`` clipped to ``[-1, 1]``.
 
@@ -302,6 +318,7 @@ def hard_tanh(x: TensorLike) -> torch.Tensor:
     return tnn.hardtanh(_input(x), min_val=-1.0, max_val=1.0)
 
 
+@ops.traceable
 def softsign(x: TensorLike) -> torch.Tensor:
     """Softsign: ``x / (|x| + 1)``.
 
@@ -312,6 +329,7 @@ def softsign(x: TensorLike) -> torch.Tensor:
 
 
 # -- smooth rectifiers and other elementwise functions ---------------------------------
+@ops.traceable
 def softplus(x: TensorLike) -> torch.Tensor:
     """Softplus: ``log(exp(x) + 1)`` (``x`` itself above 20, as torch computes it).
 
@@ -321,6 +339,7 @@ def softplus(x: TensorLike) -> torch.Tensor:
     return tnn.softplus(_input(x))
 
 
+@ops.traceable
 def sparse_plus(x: TensorLike) -> torch.Tensor:
     """Sparse plus: ``0`` for ``x <= -1``, ``(x + 1) ** 2 / 4`` for ``-1 < x < 1``, ``x`` for ``x >= 1``.
 
@@ -331,6 +350,7 @@ def sparse_plus(x: TensorLike) -> torch.Tensor:
     return torch.where(x <= -1, torch.zeros_like(x), torch.where(x < 1, (1 / 4) * (x + 1) ** 2, x))
 
 
+@ops.traceable
 def squareplus(x: TensorLike, b: float = 4) -> torch.Tensor:
     """Squareplus: ``(x + sqrt(x ** 2 + b)) / 2``.
 
@@ -342,6 +362,7 @@ def squareplus(x: TensorLike, b: float = 4) -> torch.Tensor:
     return (x + torch.sqrt(x**2 + b)) / 2
 
 
+@ops.traceable
 def exponential(x: TensorLike) -> torch.Tensor:
     """Exponential: ``exp(x)``.
 
@@ -352,14 +373,17 @@ def exponential(x: TensorLike) -> torch.Tensor:
 
 
 def linear(x: TensorLike) -> torch.Tensor:
-    """Identity: ``f(x) = x``. A tensor is returned as it is (the same object).
+    """Identity: ``f(x) = x``. A tensor, or a symbolic tensor of a functional model, is returned as it is.
 
     >>> linear([-1.0, 2.0])
     tensor([-1.,  2.])
     """
+    if isinstance(x, ops.SymbolicTensor):
+        return x  # Keras records no operation for the identity either.
     return ops.argument_tensor(x, "x")
 
 
+@ops.traceable
 def tanh_shrink(x: TensorLike) -> torch.Tensor:
     """Tanh shrink: ``x - tanh(x)``.
 
@@ -369,6 +393,7 @@ def tanh_shrink(x: TensorLike) -> torch.Tensor:
     return tnn.tanhshrink(_input(x, real=False))
 
 
+@ops.traceable
 def hard_shrink(x: TensorLike, threshold: float = 0.5) -> torch.Tensor:
     """Hard shrink: ``x`` where ``|x| > threshold``, else ``0``.
 
@@ -378,6 +403,7 @@ def hard_shrink(x: TensorLike, threshold: float = 0.5) -> torch.Tensor:
     return tnn.hardshrink(_input(x), lambd=real(threshold, "threshold"))
 
 
+@ops.traceable
 def soft_shrink(x: TensorLike, threshold: float = 0.5) -> torch.Tensor:
     """Soft shrink: ``x - threshold`` above ``threshold``, ``x + threshold`` below ``-threshold``, else ``0``.
 
@@ -387,6 +413,7 @@ def soft_shrink(x: TensorLike, threshold: float = 0.5) -> torch.Tensor:
     return tnn.softshrink(_input(x), lambd=real(threshold, "threshold", low=0))
 
 
+@ops.traceable
 def threshold(x: TensorLike, threshold: float, default_value: float) -> torch.Tensor:
     """Threshold: ``x`` where ``x > threshold``, else ``default_value``.
 
@@ -438,6 +465,7 @@ def _warn_if_size_one(x: torch.Tensor, axis: Axis) -> None:
         )
 
 
+@ops.traceable
 def softmax(x: TensorLike, axis: Axis = -1) -> torch.Tensor:
     """Softmax over ``axis``: ``exp(x) / sum(exp(x), axis)``, computed stably.
 
@@ -455,6 +483,7 @@ def softmax(x: TensorLike, axis: Axis = -1) -> torch.Tensor:
     return _over_axis(tnn.softmax, x, axis)
 
 
+@ops.traceable
 def log_softmax(x: TensorLike, axis: Axis = -1) -> torch.Tensor:
     """Log-softmax over ``axis``: ``x - max(x) - log(sum(exp(x - max(x)), axis))``.
 
@@ -464,6 +493,7 @@ def log_softmax(x: TensorLike, axis: Axis = -1) -> torch.Tensor:
     return _over_axis(tnn.log_softmax, _input(x), axis)
 
 
+@ops.traceable
 def glu(x: TensorLike, axis: int = -1) -> torch.Tensor:
     """Gated linear unit: split ``x`` in halves ``a, b`` along ``axis``; ``a * sigmoid(b)``.
 
@@ -477,6 +507,7 @@ def glu(x: TensorLike, axis: int = -1) -> torch.Tensor:
     return tnn.glu(x, dim=dim)
 
 
+@ops.traceable
 def sparsemax(x: TensorLike, axis: int = -1) -> torch.Tensor:
     """Sparsemax: the Euclidean projection of ``x`` onto the probability simplex along ``axis``.
 

@@ -79,9 +79,10 @@ class ModelCheckpoint(MonitorCallback):
         self.verbose = _verbose(verbose)
         self.save_best_only = flag(save_best_only, "save_best_only")
         self.save_weights_only = flag(save_weights_only, "save_weights_only")
-        if not self.save_weights_only and not self.filepath.endswith(".keras"):
+        if not self.save_weights_only and not self.filepath.endswith((".keras", ".h5", ".hdf5")):
             raise ValueError(
-                "Invalid value for argument `filepath`: it must end in `.keras` (Keras model format), since "
+                "Invalid value for argument `filepath`: it must end in `.keras` (Keras model format) or `.h5` "
+                "(Keras's legacy HDF5 format), since "
                 "save_weights_only=False saves the whole model. To save the weights alone, pass "
                 f"save_weights_only=True (with a `.weights.h5` or `.pt` name). Received: filepath={self.filepath}"
             )
