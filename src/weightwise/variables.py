@@ -294,8 +294,12 @@ class Variable(torch.nn.Parameter):
     # -- value -------------------------------------------------------------------------
     @property
     def value(self) -> torch.Tensor:
-        """The current value, a plain tensor that shares the variable's storage and gradient."""
-        return self.view_as(self)
+        """The variable itself, as a torch tensor: ``v.value.grad`` is its gradient after ``backward()``.
+
+        Keras's torch backend returns the underlying Parameter here too, and its custom-loop guide
+        reads ``v.value.grad``.
+        """
+        return self
 
     def numpy(self, *, force: bool = False) -> np.ndarray:
         """The value as a numpy array, a copy (bfloat16 as float32), as Keras's ``numpy()``."""
