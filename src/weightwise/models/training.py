@@ -18,7 +18,7 @@ import signal
 import threading
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import torch
@@ -195,9 +195,9 @@ class Trainer:
             new_optimizer = optimizers_module.get(optimizer)
         except (ValueError, TypeError) as error:
             raise type(error)(f"Invalid value for argument `optimizer`: {error}") from error
-        if self.built and new_optimizer.built:
+        if self.built:
             # An optimizer already built on other parameters would update those, not this model's.
-            new_optimizer.build(self.trainable_weights)
+            _check_optimizer_covers(new_optimizer, self.trainable_weights)
         parts = _compiled_parts(loss, loss_weights, metrics, weighted_metrics, self._output_names_or_default())
         # Nothing has changed so far; from here on nothing can fail.
         self.optimizer = new_optimizer
@@ -392,7 +392,12 @@ class Trainer:
             for index, metric, weighted, _ in self._metric_objects or []:
                 metric.update_state(targets[index], preds[index].detach(),
                                     sample_weight=sample_weight if weighted else None)
-        if training:
+        if training and not self.trainable_weights:
+            # Nothing to update (a pooling-only or frozen model): Keras still runs the step and logs the loss.
+            warnings.warn("The model does not have any trainable weights.", stacklevel=3)
+            if not self.optimizer.built:
+                self.optimizer.build([])
+        elif training:
             if not self.optimizer.built:
                 self.optimizer.build(self.trainable_weights)
             self.optimizer.zero_grad()
@@ -433,8 +438,7 @@ class Trainer:
             with torch.no_grad():
                 self(to_device(first[0], self._device()))
             binding.clear_call_losses(self)
-        if self.optimizer.built:
-            self.optimizer.build(self.trainable_weights)
+        _check_optimizer_covers(self.optimizer, self.trainable_weights)
 
     def _check_training_data(self, batches: Batches, what: str) -> None:
         """Data that is known to be empty, or arrays without targets, are refused before anything runs."""
@@ -755,6 +759,20 @@ class Trainer:
 _ABSENT = object()
 
 
+def _check_optimizer_covers(optimizer: Any, weights: list[torch.Tensor]) -> None:
+    """A built optimizer must update every trainable weight (a ``ValueError`` otherwise, from its ``build``).
+
+    Weights frozen since it was built are fine: they get no gradient, so no update, as in Keras,
+    where ``trainable = False`` takes effect at the next step without recompiling. Weights that
+    became trainable since then need a new optimizer (recompile), as in Keras.
+    """
+    if not optimizer.built:
+        return
+    built_for = {id(p) for p in optimizer._params}
+    if any(id(w) not in built_for for w in weights):
+        optimizer.build(weights)
+
+
 def _serialize_spec(spec: Any) -> Any:
     """A loss or metrics argument of ``compile`` in config form: names stay names, objects become configs."""
     if spec is None or isinstance(spec, (str, int, float, bool)):
@@ -817,7 +835,7 @@ class _InterruptFlag:
     def _handle(self, signum: int, frame: Any) -> None:
         self.raised = True
 
-    def __enter__(self) -> _InterruptFlag:
+    def __enter__(self) -> Self:
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._handle)
         return self
