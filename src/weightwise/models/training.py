@@ -18,7 +18,7 @@ import signal
 import threading
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any, Self
+from typing import Any, final
 
 import numpy as np
 import torch
@@ -825,6 +825,7 @@ def _concatenate(outputs: list[Any]) -> Any:
     return type(first)(_concatenate([o[i] for o in outputs]) for i in range(len(first)))
 
 
+@final
 class _InterruptFlag:
     """While active (main thread only), Ctrl-C sets ``raised`` instead of interrupting mid-step."""
 
@@ -835,7 +836,7 @@ class _InterruptFlag:
     def _handle(self, signum: int, frame: Any) -> None:
         self.raised = True
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> _InterruptFlag:
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._handle)
         return self
