@@ -61,6 +61,16 @@ def assert_same_weights(ours, theirs, rtol=1e-5, atol=1e-6):
         np.testing.assert_allclose(mine, reference, rtol=rtol, atol=atol)
 
 
+def assert_unchanged(weights, before):
+    for now, then in zip(weights, before, strict=True):
+        np.testing.assert_array_equal(now, then)
+
+
+def assert_trained_like_keras(ours, theirs, w_hist, k_hist):
+    np.testing.assert_allclose(w_hist.history["loss"], k_hist.history["loss"], rtol=1e-5)
+    assert_same_weights(ours, theirs)
+
+
 def test_pooling_only_model_fits_and_reports_keras_history(keras) -> None:
     theirs, ours = pooling_model(keras), pooling_model(weightwise)
     k_hist = quiet_fit(theirs, X_IMAGES, Y_POOLED, epochs=2, batch_size=4, validation_split=0.25)
@@ -93,8 +103,7 @@ def test_frozen_model_fits_without_updates(keras, when: str) -> None:
         np.testing.assert_allclose(w_hist.history[key], values, rtol=1e-5)
     # An epoch of no updates: the same loss both epochs.
     assert w_hist.history["loss"][0] == w_hist.history["loss"][1]
-    for now, then in zip(ours.get_weights(), before, strict=True):
-        np.testing.assert_array_equal(now, then)
+    assert_unchanged(ours.get_weights(), before)
     assert_same_weights(ours, theirs)
 
 
@@ -142,10 +151,8 @@ def test_partly_frozen_model_trains_the_rest_like_keras(keras) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # there is something to train: no warning
         w_hist = ours.fit(X, Y, epochs=3, batch_size=4, verbose=0, shuffle=False)
-    np.testing.assert_allclose(w_hist.history["loss"], k_hist.history["loss"], rtol=1e-5)
-    for now, then in zip(ours.layers[0].get_weights(), frozen, strict=True):
-        np.testing.assert_array_equal(now, then)
-    assert_same_weights(ours, theirs)
+    assert_unchanged(ours.layers[0].get_weights(), frozen)
+    assert_trained_like_keras(ours, theirs, w_hist, k_hist)
 
 
 def test_freezing_after_fit_takes_effect_without_recompiling(keras) -> None:
@@ -157,10 +164,8 @@ def test_freezing_after_fit_takes_effect_without_recompiling(keras) -> None:
     frozen = ours.layers[1].get_weights()
     k_hist = quiet_fit(theirs, X, Y, epochs=2, batch_size=4)
     w_hist = quiet_fit(ours, X, Y, epochs=2, batch_size=4)
-    np.testing.assert_allclose(w_hist.history["loss"], k_hist.history["loss"], rtol=1e-5)
-    for now, then in zip(ours.layers[1].get_weights(), frozen, strict=True):
-        np.testing.assert_array_equal(now, then)
-    assert_same_weights(ours, theirs)
+    assert_unchanged(ours.layers[1].get_weights(), frozen)
+    assert_trained_like_keras(ours, theirs, w_hist, k_hist)
 
 
 def test_unfreezing_after_fit_needs_a_new_optimizer_as_in_keras(keras) -> None:
@@ -175,8 +180,7 @@ def test_unfreezing_after_fit_needs_a_new_optimizer_as_in_keras(keras) -> None:
     before = ours.get_weights()
     with pytest.raises(ValueError, match="already built"):
         quiet_fit(ours, X, Y, epochs=1, batch_size=4)
-    for now, then in zip(ours.get_weights(), before, strict=True):
-        np.testing.assert_array_equal(now, then)
+    assert_unchanged(ours.get_weights(), before)
     # Recompiling with a new optimizer trains every weight again.
     ours.compile(optimizer="adam", loss="mse")
     quiet_fit(ours, X, Y, epochs=1, batch_size=4)
@@ -193,5 +197,4 @@ def test_frozen_model_fit_with_a_torch_optimizer(keras) -> None:
     with pytest.warns(UserWarning, match=NO_TRAINABLE):
         history = model.fit(X, Y, epochs=1, batch_size=4, verbose=0)
     assert np.isfinite(history.history["loss"][0])
-    for now, then in zip(model.get_weights(), before, strict=True):
-        np.testing.assert_array_equal(now, then)
+    assert_unchanged(model.get_weights(), before)
