@@ -392,7 +392,8 @@ class Trainer:
             for index, metric, weighted, _ in self._metric_objects or []:
                 metric.update_state(targets[index], preds[index].detach(),
                                     sample_weight=sample_weight if weighted else None)
-        if training and not self.trainable_weights:
+        # A loss that tracks no gradient is rare enough to pay for the weight list only then.
+        if training and not differentiable.requires_grad and not self.trainable_weights:
             # Nothing to update (a pooling-only or frozen model): Keras still runs the step and logs the loss.
             warnings.warn("The model does not have any trainable weights.", stacklevel=3)
             if not self.optimizer.built:
