@@ -46,7 +46,6 @@ def copy_weights(source, target) -> None:
 
 
 # -- examples/demo_mnist_convnet.py ---------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="weightwise.utils.to_categorical (issue 12 section 3)")
 def test_to_categorical_as_the_scripts_call_it(keras) -> None:
     from weightwise.utils import to_categorical  # the convnet script's import
 
@@ -118,12 +117,10 @@ def test_convnet_script_fit_trains_like_keras(keras) -> None:
 
 
 # -- examples/demo_functional.py ------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="config.disable_traceback_filtering (issue 12 section 3)")
 def test_functional_script_disables_traceback_filtering() -> None:
     weightwise.config.disable_traceback_filtering()
 
 
-@pytest.mark.xfail(strict=True, reason="operators on symbolic tensors: x += residual (issue 12 section 4)")
 def test_functional_script_residual_by_augmented_add(keras) -> None:
     def build(lib):
         inputs = lib.layers.Input((10,))
@@ -140,7 +137,7 @@ def test_functional_script_residual_by_augmented_add(keras) -> None:
 
 
 def residual_model(lib, width: int = 16):
-    """demo_functional's graph, with the residual sums written as Add layers (see the xfail above)."""
+    """demo_functional's graph, with the residual sums written as Add layers (x += residual is tested above)."""
     inputs = lib.layers.Input((20,))
     x = lib.layers.Dense(width, activation="relu")(inputs)
     residual = x
