@@ -287,7 +287,7 @@ def test_guide_optimizer_apply_with_grads_from_dot_grad(keras) -> None:
     assert_same_weights(ours, theirs)
 
 
-@pytest.mark.xfail(strict=True, reason="optimizer.apply; Variable.value (issue 12 section 2)")
+@pytest.mark.xfail(strict=True, reason="optimizer.apply")
 def test_guide_keras_optimizer_loop_unchanged(keras) -> None:
     """The guide's loop exactly: gradients read as ``v.value.grad``."""
     loaders = guide_loaders()
@@ -316,7 +316,6 @@ def test_optimizer_apply_gradients_of_zipped_pairs(keras) -> None:
     assert_same_weights(ours, theirs)
 
 
-@pytest.mark.xfail(strict=True, reason="Variable.value (issue 12 section 2)")
 def test_trainable_weight_value_grad(keras) -> None:
     _, ours = twin_models(keras)
     inputs, targets = next(iter(guide_loaders()[0]))
