@@ -1,7 +1,8 @@
-"""``RMSprop`` on ``torch.optim.RMSprop``."""
+"""``RMSprop`` with Keras's update exactly, as a multi-tensor ``torch.optim.Optimizer``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -11,36 +12,115 @@ from weightwise.optimizer_state import _Slot
 from weightwise.optimizers.base_optimizer import Optimizer, _epsilon
 
 
+class KerasRMSpropStep(torch.optim.Optimizer):
+    """The ``torch.optim.Optimizer`` that performs Keras's RMSprop update (see :class:`RMSprop`).
+
+    Per parameter group, with ``lr``, ``rho``, ``momentum``, ``eps`` and
+    ``centered``, on every parameter that has a ``.grad``, in multi-tensor
+    (``torch._foreach_*``) operations::
+
+        v = rho * v + (1 - rho) * g ** 2                   # state "square_avg"
+        a = rho * a + (1 - rho) * g                        # state "grad_avg" (centered only)
+        increment = lr * g / sqrt(v + eps)                 # sqrt(v + eps - a ** 2) if centered
+        m = momentum * m + increment; w = w - m            # state "momentum_buffer" (momentum > 0)
+        w = w - increment                                  # momentum == 0
+
+    The momentum buffer is in weight units, with each step's ``lr`` folded in,
+    as Keras keeps it. Complex parameters are updated through their real view,
+    as ``torch.optim.RMSprop`` does.
+
+    >>> w = torch.nn.Parameter(torch.tensor([1.0, -1.0]))
+    >>> opt = KerasRMSpropStep([w], lr=0.01, rho=0.9, momentum=0.0, eps=1e-7, centered=False)
+    >>> w.grad = torch.tensor([0.3, -2.0])
+    >>> opt.step()
+    >>> w.detach()
+    tensor([ 0.9684, -0.9684])
+    """
+
+    def __init__(self, params: Any, lr: float, rho: float, momentum: float, eps: float, centered: bool) -> None:
+        defaults = {"lr": lr, "rho": rho, "momentum": momentum, "eps": eps, "centered": centered}
+        super().__init__(params, defaults)
+
+    def _gather(self, group: dict[str, Any]) -> tuple[list[torch.Tensor], ...]:
+        """Parameters with a gradient, their gradients and state buffers, as real views; state made at 0 on first use."""
+        params, grads, squares, averages, momenta = [], [], [], [], []
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            state = self.state[p]
+            if "square_avg" not in state:
+                state["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            if group["centered"] and "grad_avg" not in state:
+                state["grad_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            if group["momentum"] > 0 and "momentum_buffer" not in state:
+                state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            real_view = torch.view_as_real if p.is_complex() else (lambda t: t)
+            params.append(real_view(p))
+            grads.append(real_view(p.grad))
+            squares.append(real_view(state["square_avg"]))
+            if group["centered"]:
+                averages.append(real_view(state["grad_avg"]))
+            if group["momentum"] > 0:
+                momenta.append(real_view(state["momentum_buffer"]))
+        return params, grads, squares, averages, momenta
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+        """One update of every parameter that has a ``.grad``; returns ``closure()`` if given."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params, grads, squares, averages, momenta = self._gather(group)
+            if not params:
+                continue
+            rho, lr = group["rho"], group["lr"]
+            torch._foreach_mul_(squares, rho)
+            torch._foreach_add_(squares, torch._foreach_mul(grads, grads), alpha=1 - rho)
+            denominators = torch._foreach_add(squares, group["eps"])
+            if group["centered"]:
+                torch._foreach_mul_(averages, rho)
+                torch._foreach_add_(averages, grads, alpha=1 - rho)
+                torch._foreach_add_(denominators, torch._foreach_mul(averages, averages), alpha=-1)
+            torch._foreach_sqrt_(denominators)
+            increments = torch._foreach_div(torch._foreach_mul(grads, lr), denominators)
+            if group["momentum"] > 0:
+                torch._foreach_mul_(momenta, group["momentum"])
+                torch._foreach_add_(momenta, increments)
+                torch._foreach_add_(params, momenta, alpha=-1)
+            else:
+                torch._foreach_add_(params, increments, alpha=-1)
+        return loss
+
+
 class RMSprop(Optimizer):
-    """RMSprop, Keras's ``RMSprop`` on ``torch.optim.RMSprop``: epsilon sits elsewhere.
+    """RMSprop, Keras's ``RMSprop`` update exactly.
 
     Keras's update, with ``v`` the mean square (and ``a`` the mean gradient if ``centered``)::
 
         v = rho * v + (1 - rho) * g ** 2
+        a = rho * a + (1 - rho) * g                     # centered only
         denominator = sqrt(v + epsilon)                 # sqrt(v - a ** 2 + epsilon) if centered
         increment = learning_rate * g / denominator
-        w = w - increment                               # or, with momentum:
+        w = w - increment
+        # or, with momentum:
         b = momentum * b + increment; w = w - b
 
-    ``torch.optim.RMSprop`` adds ``eps`` outside the root:
-    ``denominator = sqrt(v) + epsilon``. weightwise passes ``epsilon`` through,
-    so each step is Keras's times ``sqrt(v + epsilon) / (sqrt(v) + epsilon)``,
-    about ``1 + epsilon / (2 v)``. With the default epsilon 1e-7 that is
-    2e-7 at ``v = 0.1``, 4e-6 at ``v = 0.01``, 5e-4 at ``v = 1e-4``; once
-    ``v`` nears ``epsilon`` (gradients of order 1e-3 and below) the two part
-    ways: Keras's step is bounded by ``learning_rate * g / sqrt(epsilon)``,
-    torch's stays of order ``learning_rate`` however small ``g`` is (a first
-    step at ``|g| = 1e-4`` is 10x Keras's). No torch argument reproduces ``sqrt(v + epsilon)``,
-    so this difference stays. The momentum buffer is rescaled on learning rate
-    changes as in :class:`SGD`.
+    ``epsilon`` sits inside the square root, as in Keras. (``torch.optim.RMSprop``
+    adds it outside, ``sqrt(v) + eps``, which is not a rounding difference: with
+    gradients near ``sqrt(epsilon)`` and below, a step at ``|g| = 2e-5`` is 49
+    times Keras's.) The update runs in :class:`KerasRMSpropStep`, a
+    ``torch.optim.Optimizer`` of multi-tensor operations; ``torch_optimizer`` is
+    one, so ``state_dict()`` and ``load_state_dict()`` work as for any torch
+    optimizer. Its momentum buffer is Keras's, in weight units with each step's
+    learning rate folded in, so schedules need no correction.
 
     Saved state (:meth:`~Optimizer.save_own_variables`, Keras's layout):
     ``iterations``, the learning rate (a float rate only), one ``velocity``
-    (torch's ``square_avg``) per parameter, then with ``momentum > 0`` one
-    ``momentum`` per parameter (Keras's is in weight units: ``lr *
-    momentum_buffer``, with the last step's rate; the change of units costs one
-    rounding unless the rate is a power of two, as in :class:`SGD`), then if
-    ``centered`` one ``average_gradient`` (``grad_avg``) per parameter.
+    (torch state ``square_avg``) per parameter, then with ``momentum > 0`` one
+    ``momentum`` (``momentum_buffer``) per parameter, then if ``centered`` one
+    ``average_gradient`` (``grad_avg``) per parameter: the same values Keras holds.
 
     Args:
         learning_rate: float, schedule or callable; default 0.001.
@@ -53,10 +133,10 @@ class RMSprop(Optimizer):
     >>> w = torch.nn.Parameter(torch.tensor([1.0, -1.0]))
     >>> opt = RMSprop(learning_rate=0.01)
     >>> opt.build([w])
-    >>> w.grad = torch.tensor([0.3, -2.0])
+    >>> w.grad = torch.tensor([2e-5, -2.0])
     >>> opt.step()
-    >>> w.detach()
-    tensor([ 0.9684, -0.9684])
+    >>> w.detach() - torch.tensor([1.0, -1.0])  # 0.01 * g / sqrt(0.1 * g ** 2 + 1e-7)
+    tensor([-0.0006,  0.0316])
     """
 
     def __init__(
@@ -94,25 +174,21 @@ class RMSprop(Optimizer):
         self.momentum = real(momentum, "momentum", low=0, high=1)
         self.epsilon = _epsilon(epsilon)
         self.centered = flag(centered, "centered")
-        self._lr_free_momentum_state = "momentum_buffer" if self.momentum > 0 else None
 
     def create_torch_optimizer(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
-        return torch.optim.RMSprop(
+        return KerasRMSpropStep(
             params,
             lr=self.learning_rate,
-            alpha=self.rho,
-            eps=self.epsilon,
+            rho=self.rho,
             momentum=self.momentum,
+            eps=self.epsilon,
             centered=self.centered,
         )
-
-    _torch_keeps_step = True
 
     def _keras_slot_blocks(self) -> list[list[_Slot]]:
         blocks = [[_Slot("velocity", "square_avg")]]
         if self.momentum > 0:
-            # Keras's momentum is in weight units: lr * torch's momentum_buffer.
-            blocks.append([_Slot("momentum", "momentum_buffer", lr_sign=1.0)])
+            blocks.append([_Slot("momentum", "momentum_buffer")])
         if self.centered:
             blocks.append([_Slot("average_gradient", "grad_avg")])
         return blocks
