@@ -453,7 +453,7 @@ def test_build_twice_with_the_same_parameters_is_a_no_op_and_others_an_error() -
     assert opt.variables == [w, v]
     with pytest.raises(ValueError, match="already built"):
         opt.build([w])
-    with pytest.raises(ValueError, match="params"):
+    with pytest.raises(TypeError, match="params"):
         Adam().build([w, "not a tensor"])
 
 
@@ -509,7 +509,7 @@ def test_torch_optimizer_is_wrapped() -> None:
     assert w.grad is None
     with pytest.raises(TypeError, match="cannot be serialized"):
         optimizers.serialize(opt)
-    with pytest.raises(ValueError, match="torch_optimizer"):
+    with pytest.raises(TypeError, match="torch_optimizer"):
         TorchOptimizer("sgd")
 
 

@@ -1,9 +1,10 @@
 """Keras-named optimizers that drive ``torch.optim``.
 
 Each optimizer has the name, arguments, defaults and config of its Keras 3
-counterpart, and runs the update of the matching ``torch.optim`` class. What
-Keras does around the update is done here, in Keras's order, on every
-:meth:`Optimizer.step`:
+counterpart, and runs the update of the matching ``torch.optim`` class (RMSprop
+runs Keras's own update, in a ``torch.optim.Optimizer`` of multi-tensor
+operations: torch's places epsilon elsewhere). What Keras does around the
+update is done here, in Keras's order, on every :meth:`Optimizer.step`:
 
 1. the learning rate is read from the schedule, if ``learning_rate`` is one
    (``schedule(iterations)``, with ``iterations`` counting from 0);
@@ -18,7 +19,11 @@ Keras does around the update is done here, in Keras's order, on every
 Parameters whose ``.grad`` is ``None`` are left alone, as Keras leaves variables
 without gradients. Unscaling and clipping happen in place on ``.grad``. Optimizers are created without parameters, as in Keras;
 :meth:`Optimizer.build` hands them the parameters and creates
-``torch_optimizer``.
+``torch_optimizer``. Keras's custom-loop calls work too:
+:meth:`Optimizer.apply` ``(grads, variables)`` and
+:meth:`Optimizer.apply_gradients` ``(zip(grads, variables))`` build on first
+use, take the gradients given (leaving ``.grad`` alone), do the same steps, and
+then apply the constraint bound to each updated variable, as Keras does.
 
 >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
 >>> opt = get("sgd")

@@ -32,9 +32,12 @@ class Adam(Optimizer):
     matters only while ``sqrt(v)`` is within a few orders of magnitude of
     ``epsilon``.) ``amsgrad`` uses the running maximum of ``v`` in both.
 
-    One corner differs: torch counts ``t`` per parameter, Keras counts the
-    optimizer's steps. They agree unless a parameter misses gradients on some
-    steps and then gets them again.
+    torch counts ``t`` per parameter, Keras counts the optimizer's steps
+    (``iterations``). Once a step leaves a parameter without a gradient, each
+    parameter's torch ``step`` is set to ``iterations`` before every update, so
+    the bias correction stays Keras's. One corner remains: a parameter whose
+    very first gradient comes after some steps starts its count at 1 (its
+    moments, like Keras's, start at 0).
 
     Saved state (:meth:`~Optimizer.save_own_variables`, Keras's layout):
     ``iterations``, the learning rate (a float rate only), then for each

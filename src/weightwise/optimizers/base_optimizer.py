@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -10,6 +11,13 @@ import torch
 
 from weightwise.arguments import invalid, real
 from weightwise.optimizer_state import KerasStateMixin
+from weightwise.optimizers.constraint_lookup import project_constrained
+from weightwise.optimizers.gradients import (
+    check_gradients,
+    check_variables,
+    describe_variable,
+    split_pairs,
+)
 from weightwise.optimizers.learning_rate_schedule import (
     _SCHEDULES,
     LearningRateSchedule,
@@ -44,7 +52,7 @@ def _parameter_list(params: Any) -> list[torch.Tensor]:
     seen: set[int] = set()
     for item in items:
         if not isinstance(item, torch.Tensor):
-            raise ValueError(
+            raise TypeError(
                 "Invalid value for argument `params`: every item must be a torch.nn.Parameter (or a leaf tensor). "
                 f"Received an item of type {type(item).__name__}: {item!r}"
             )
@@ -152,6 +160,9 @@ class Optimizer(KerasStateMixin):
         self.torch_optimizer: torch.optim.Optimizer | None = None
         self._params: list[torch.Tensor] = []
         self._last_step_lr: float | None = None
+        # Set once a step leaves some parameter without a gradient: from then on torch's per-parameter
+        # step counts are set to Keras's single count before each update (see _align_torch_steps).
+        self._uneven_steps = False
 
     # -- the torch optimizer -----------------------------------------------------------
     def create_torch_optimizer(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
@@ -256,9 +267,115 @@ class Optimizer(KerasStateMixin):
             self._clip_gradients(params, grads)
             self._apply_weight_decay(params, lr)
             self._prepare_torch_step(self.iterations + 1)
+            if self._torch_keeps_step and len(params) < len(self._params):
+                self._uneven_steps = True
+            if self._uneven_steps:
+                self._align_torch_steps(params)
         self.torch_optimizer.step()
         self._last_step_lr = lr
         self.iterations += 1
+
+    def apply(self, grads: Any, trainable_variables: Any = None) -> None:
+        """Update ``trainable_variables`` with ``grads``, one gradient per variable, as Keras's ``apply``.
+
+        The first call with ``trainable_variables`` builds the optimizer for
+        them; later calls may pass any of those variables, or leave
+        ``trainable_variables`` out to mean all of them, in build order. A
+        ``None`` gradient leaves its variable alone (with a warning naming it,
+        as Keras); all ``None`` is a ``ValueError``; an empty ``grads`` does
+        nothing. Then, as :meth:`step` does, in Keras's order: the
+        learning-rate schedule, ``loss_scale_factor``, clipping, weight decay,
+        the update, ``iterations += 1``; and last the constraint bound to each
+        updated variable (:mod:`weightwise.binding`) is applied, as Keras
+        applies ``variable.constraint``. The gradients passed in are not changed
+        and the variables' ``.grad`` are left as they were.
+
+        Every argument is checked before anything changes: a count, shape or
+        variable the optimizer was not built for is a ``ValueError``, something
+        that is not a tensor is a ``TypeError``, and the optimizer stays as it was.
+
+        >>> from weightwise.optimizers import SGD
+        >>> w = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
+        >>> opt = SGD(learning_rate=0.5)
+        >>> opt.apply([torch.tensor([1.0, -1.0])], [w])
+        >>> w.detach(), opt.iterations
+        (tensor([0.5000, 2.5000]), 1)
+        >>> opt.apply([torch.ones(2)])  # the variables it was built with
+        >>> w.detach()
+        tensor([0., 2.])
+        """
+        if isinstance(grads, (list, tuple)) and not grads:
+            return  # as Keras: nothing to apply, not even a step counted
+        if trainable_variables is None:
+            if not self.built:
+                raise ValueError(
+                    f"Optimizer {self.name!r} is not built: when passing `grads` without `trainable_variables`, "
+                    "build it first with `optimizer.build(trainable_variables)`, or pass them."
+                )
+            variables = list(self._params)
+        else:
+            variables = check_variables(trainable_variables)
+        checked = check_gradients(grads, variables)
+        if not checked:
+            return
+        if self.built:
+            known = {id(p) for p in self._params}
+            unknown = [describe_variable(v, i) for i, v in enumerate(variables) if id(v) not in known]
+            if unknown:
+                raise ValueError(
+                    f"Invalid value for argument `trainable_variables`: {unknown} are unknown to optimizer "
+                    f"{self.name!r}, which can only update the {len(self._params)} variables it was built with. "
+                    "Create a new optimizer for new variables."
+                )
+        pairs = [(v, g) for v, g in zip(variables, checked) if g is not None]
+        if not pairs:
+            raise ValueError("No gradients provided for any variable: every gradient in `grads` is None.")
+        missing = [describe_variable(v, i) for i, (v, g) in enumerate(zip(variables, checked)) if g is None]
+        if not self.built:
+            self.build(variables)
+        if missing:
+            warnings.warn(f"Gradients do not exist for variables {missing} when minimizing the loss.", stacklevel=2)
+        # step() reads .grad and unscales and clips it in place: give it the gradients (copies where it
+        # would change them), and hand every variable its own .grad back afterwards.
+        in_place = self.loss_scale_factor is not None or any((self.clipnorm, self.clipvalue, self.global_clipnorm))
+        held = [(p, p.grad) for p in self._params]
+        try:
+            for p in self._params:
+                p.grad = None
+            for variable, grad in pairs:
+                variable.grad = grad.clone() if in_place else grad
+            self.step()
+        finally:
+            for p, grad in held:
+                p.grad = grad
+        project_constrained(variable for variable, _ in pairs)
+
+    def apply_gradients(self, grads_and_vars: Iterable[tuple[Any, Any]]) -> int:
+        """Keras's ``apply_gradients``: :meth:`apply` on ``(gradient, variable)`` pairs; returns ``iterations``.
+
+        >>> from weightwise.optimizers import SGD
+        >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+        >>> SGD(learning_rate=0.5).apply_gradients(zip([torch.tensor([2.0])], [w]))
+        1
+        >>> w.detach()
+        tensor([0.])
+        """
+        grads, variables = split_pairs(grads_and_vars)
+        if variables:
+            self.apply(grads, variables)
+        return self.iterations
+
+    def _align_torch_steps(self, params: list[torch.Tensor]) -> None:
+        # torch counts steps per parameter, Keras once for the optimizer (`iterations`): a parameter
+        # that missed gradients would otherwise get a smaller step count, and another bias correction.
+        assert self.torch_optimizer is not None
+        for p in params:
+            state = self.torch_optimizer.state.get(p)
+            step = state.get("step") if state else None
+            if isinstance(step, torch.Tensor):
+                step.fill_(self.iterations)
+            elif step is not None:
+                state["step"] = type(step)(self.iterations)
 
     def _clip_gradients(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
         if self.clipnorm and self.clipnorm > 0:

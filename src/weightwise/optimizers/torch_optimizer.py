@@ -54,7 +54,7 @@ class TorchOptimizer(Optimizer):
 
     def __init__(self, torch_optimizer: torch.optim.Optimizer, name: str | None = None) -> None:
         if not isinstance(torch_optimizer, torch.optim.Optimizer):
-            raise ValueError(
+            raise TypeError(
                 "Invalid value for argument `torch_optimizer`: expected a torch.optim.Optimizer. "
                 f"Received: torch_optimizer={torch_optimizer!r}"
             )

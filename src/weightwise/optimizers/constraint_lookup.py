@@ -1,0 +1,83 @@
+"""The constraints bound to bare parameters, for ``Optimizer.apply``.
+
+Keras applies ``variable.constraint`` after each update of a variable. Here a
+constraint is bound to a slot of the module that owns the parameter
+(:mod:`weightwise.binding`), and ``apply`` receives the parameters alone, so
+their owners are found once by a scan of the live modules that carry bindings,
+cached until any binding changes (:func:`weightwise.binding.version`) or a
+bound slot is given another parameter. The projection itself is
+:func:`weightwise.binding.apply_constraints`, restricted to the parameters asked for.
+"""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterable
+
+import torch
+
+from weightwise import binding
+
+__all__ = ["project_constrained"]
+
+# id(param) -> (weakref to the param, weakref to its owning module, its name there).
+_Entry = tuple["weakref.ref[torch.Tensor]", "weakref.ref[torch.nn.Module]", str]
+_CACHE: dict[str, object] = {"version": None, "owners": {}}
+
+
+def _scan() -> dict[int, _Entry]:
+    owners: dict[int, _Entry] = {}
+    for obj in gc.get_objects():
+        if not issubclass(type(obj), torch.nn.Module):  # type(), not isinstance: never asks a proxy for its __class__
+            continue
+        rules = obj.__dict__.get(binding.RULES_ATTR)
+        for name in rules or ():
+            param = obj._parameters.get(name)
+            if param is not None and id(param) not in owners:
+                owners[id(param)] = (weakref.ref(param), weakref.ref(obj), name)
+    return owners
+
+
+def _stale(owners: dict[int, _Entry]) -> bool:
+    """Whether a live module's bound slot now holds a parameter other than the one recorded."""
+    for param_ref, module_ref, name in owners.values():
+        module = module_ref()
+        if module is not None and module._parameters.get(name) is not param_ref():
+            return True
+    return False
+
+
+def _owners() -> dict[int, _Entry]:
+    owners = _CACHE["owners"]
+    assert isinstance(owners, dict)
+    if _CACHE["version"] != binding.version() or _stale(owners):
+        owners = _scan()
+        _CACHE.update(version=binding.version(), owners=owners)
+    return owners
+
+
+def project_constrained(params: Iterable[torch.Tensor]) -> None:
+    """Apply, in place, the constraint bound to each of ``params`` (those with none are left alone).
+
+    >>> from weightwise.binding import bind
+    >>> linear = torch.nn.Linear(2, 1)
+    >>> bind(linear, "bias", constraint="non_neg")
+    >>> with torch.no_grad():
+    ...     _ = linear.bias.fill_(-1.0)
+    >>> project_constrained([linear.weight, linear.bias])
+    >>> linear.bias.item()
+    0.0
+    """
+    owners = _owners()
+    by_module: dict[int, tuple[torch.nn.Module, set[int]]] = {}
+    for param in params:
+        entry = owners.get(id(param))
+        if entry is None or entry[0]() is not param:
+            continue
+        module = entry[1]()
+        if module is None:
+            continue
+        by_module.setdefault(id(module), (module, set()))[1].add(id(param))
+    for module, among in by_module.values():
+        binding.apply_constraints(module, among=among)
