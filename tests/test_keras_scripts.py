@@ -276,7 +276,6 @@ def keras_optimizer_loop(model, lib, train_dataloader, val_dataloader, epochs: i
     return printed
 
 
-@pytest.mark.xfail(strict=True, reason="optimizer.apply")
 def test_guide_optimizer_apply_with_grads_from_dot_grad(keras) -> None:
     """The guide's Keras-optimizer loop, reading each gradient as ``v.grad`` (our weights are Parameters)."""
     loaders = guide_loaders()
@@ -287,7 +286,6 @@ def test_guide_optimizer_apply_with_grads_from_dot_grad(keras) -> None:
     assert_same_weights(ours, theirs)
 
 
-@pytest.mark.xfail(strict=True, reason="optimizer.apply")
 def test_guide_keras_optimizer_loop_unchanged(keras) -> None:
     """The guide's loop exactly: gradients read as ``v.value.grad``."""
     loaders = guide_loaders()
@@ -298,7 +296,6 @@ def test_guide_keras_optimizer_loop_unchanged(keras) -> None:
     assert_same_weights(ours, theirs)
 
 
-@pytest.mark.xfail(strict=True, reason="optimizer.apply")
 def test_optimizer_apply_gradients_of_zipped_pairs(keras) -> None:
     train_dataloader, _ = guide_loaders()
     theirs, ours = twin_models(keras)

@@ -2,9 +2,10 @@
 
 Keras applies ``variable.constraint`` after each update of a variable. Here a
 constraint is bound to a slot of the module that owns the parameter
-(:mod:`weightwise.binding`), and ``apply`` receives the parameters alone, so
-their owners are found once by a scan of the live modules that carry bindings,
-cached until any binding changes (:func:`weightwise.binding.version`) or a
+(:mod:`weightwise.binding`), and ``apply`` receives the parameters alone. A layer's
+weight (a :class:`weightwise.Variable`) knows its owner; the owners of other parameters
+(plain torch modules with bound rules) are found once by a scan of the live modules that
+carry bindings, cached until any binding changes (:func:`weightwise.binding.version`) or a
 bound slot is given another parameter. The projection itself is
 :func:`weightwise.binding.apply_constraints`, restricted to the parameters asked for.
 """
@@ -48,6 +49,15 @@ def _stale(owners: dict[int, _Entry]) -> bool:
     return False
 
 
+def _own_owner(param: torch.Tensor) -> tuple[torch.nn.Module, str] | None:
+    """The module and slot a layer weight records as its home, if it is still there."""
+    state = getattr(param, "__dict__", {})
+    owner, slot = state.get("_owner"), state.get("_slot")
+    if isinstance(owner, torch.nn.Module) and owner._parameters.get(slot) is param:
+        return owner, slot
+    return None
+
+
 def _owners() -> dict[int, _Entry]:
     owners = _CACHE["owners"]
     assert isinstance(owners, dict)
@@ -69,9 +79,16 @@ def project_constrained(params: Iterable[torch.Tensor]) -> None:
     >>> linear.bias.item()
     0.0
     """
-    owners = _owners()
     by_module: dict[int, tuple[torch.nn.Module, set[int]]] = {}
+    strangers = []
     for param in params:
+        home = _own_owner(param)
+        if home is None:
+            strangers.append(param)
+        elif binding.rule_of(*home) is not None:
+            by_module.setdefault(id(home[0]), (home[0], set()))[1].add(id(param))
+    owners = _owners() if strangers else {}
+    for param in strangers:
         entry = owners.get(id(param))
         if entry is None or entry[0]() is not param:
             continue
