@@ -85,7 +85,7 @@ PUBLIC = {
               "record_call_loss", "regularization_loss", "replace_call_losses", "rule_of", "total_penalty",
               "unbind", "validate", "version"],
     regularizers: ["L1", "L1L2", "L2", "OrthogonalRegularizer", "Regularizer", "deserialize", "get", "l1", "l1_l2",
-                   "l2", "orthogonal_regularizer", "serialize"],
+                   "l2", "orthogonal_regularizer", "serialize", "validate_float_arg"],
     constraints: ["Constraint", "MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm", "deserialize", "get", "max_norm",
                   "min_max_norm", "non_neg", "serialize", "unit_norm"],
     saving: ["CustomObjectScope", "ObjectSharingScope", "SafeModeScope", "custom_object_scope",

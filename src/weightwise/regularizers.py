@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from weightwise import backend, ops
-from weightwise.arguments import real
+from weightwise.arguments import echo, real
 from weightwise.serialization import ObjectFamily
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "l2",
     "orthogonal_regularizer",
     "serialize",
+    "validate_float_arg",
 ]
 
 def _penalty_input(x: Any, name: str = "x") -> torch.Tensor:
@@ -302,6 +303,29 @@ _FAMILY = ObjectFamily(
     [Regularizer, L1, L2, L1L2, OrthogonalRegularizer],
     aliases={"l1_l2": l1_l2},
 )
+
+
+def validate_float_arg(value: Any, name: str) -> float:
+    """``value`` as a Python float if it is a finite number ``>= 0``, for a custom regularizer's factor.
+
+    Keras's check of the same name (``keras.src.regularizers.regularizers``), with the
+    factor rule of the built-ins here: negative, NaN, infinite and non-numeric values
+    raise a ``ValueError`` that names ``name``, and so do bools (Keras accepts ``True``).
+
+    >>> validate_float_arg(1, "strength")
+    1.0
+    >>> validate_float_arg(-1, "strength")
+    Traceback (most recent call last):
+    ...
+    ValueError: Invalid value for argument `strength`: expected a non-negative float. Received: strength=-1
+    """
+    try:
+        return real(value, name, low=0)
+    except ValueError:
+        # Keras's words, which code written against Keras looks for.
+        raise ValueError(
+            f"Invalid value for argument `{name}`: expected a non-negative float. Received: {name}={echo(value)}"
+        ) from None
 
 
 def serialize(regularizer: Any) -> dict[str, Any] | None:

@@ -35,17 +35,32 @@ def invalid(layer: Layer, argument: str, value: Any, expected: str) -> Exception
 
 
 def positive_int(layer: Layer, value: Any, argument: str) -> int:
-    """``value`` as a Python int if it is a positive int (not a bool) that fits a tensor size."""
-    return arguments.count(value, argument, low=1, high=MAX_SIZE, owner=_owner(layer))
+    """``value`` as a Python int if it is a positive int (not a bool) that fits a tensor size.
+
+    The message says "a positive integer", the words Keras's own tests look for.
+    """
+    if not is_int(value) or not 0 < value <= MAX_SIZE:
+        raise invalid(layer, argument, value, f"a positive integer (at most {MAX_SIZE})")
+    return int(value)
 
 
 def standardize_tuple(layer: Layer, value: Any, rank: int, argument: str) -> tuple[int, ...]:
-    """``value`` (an int or ``rank`` ints, a list after JSON) as a tuple of ``rank`` positive ints."""
+    """``value`` (an int or ``rank`` ints, a list after JSON) as a tuple of ``rank`` positive ints.
+
+    The message is Keras's, after the layer's name: ``The `strides` argument must be a tuple
+    of 2 integers. Received strides=(1, 0), including values {0} that do not satisfy `value > 0`.``
+    """
     values = (value,) * rank if is_int(value) else value
-    if not isinstance(values, (tuple, list)) or len(values) != rank \
-            or not all(is_int(v) and 0 < v <= MAX_SIZE for v in values):
-        raise invalid(layer, argument, value, f"a positive int or a tuple of {rank} positive ints")
-    return tuple(int(v) for v in values)
+    if isinstance(values, (tuple, list)) and len(values) == rank and all(is_int(v) for v in values):
+        bad = {int(v) for v in values if not 0 < v <= MAX_SIZE}
+        if not bad:
+            return tuple(int(v) for v in values)
+        detail = f", including values {bad} that do not satisfy `value > 0`" if min(bad) <= 0 \
+            else f", including values {bad} beyond {MAX_SIZE}"
+    else:
+        detail = ""
+    raise ValueError(f"{_owner(layer)}: The `{argument}` argument must be a tuple of {rank} integers. "
+                     f"Received {argument}={arguments.echo(value)}{detail}.")
 
 
 def standardize_shape(value: Any, argument: str, owner: str = "", allow_none: bool = True) -> tuple[int | None, ...]:

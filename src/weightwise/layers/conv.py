@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from weightwise import regularizers
+from weightwise.arguments import echo
 from weightwise.layers.args import (
     IntOrTuple,
     invalid,
@@ -93,21 +94,24 @@ class Conv(KernelLayer):
         if not is_int(rank) or rank not in _CONV_FN:
             raise invalid(self, "rank", rank, "1, 2 or 3")
         self.rank = int(rank)
-        self.filters = filters = positive_int(self, filters, "filters")
+        self.filters = filters = _filters(self, filters)
         self.kernel_size = standardize_tuple(self, kernel_size, rank, "kernel_size")
         self.strides = standardize_tuple(self, strides, rank, "strides")
         self.dilation_rate = standardize_tuple(self, dilation_rate, rank, "dilation_rate")
         if max(self.strides) > 1 and max(self.dilation_rate) > 1:
             raise ValueError(
                 f"{type(self).__name__} layer {self.name!r}: invalid value for argument `strides`: "
-                f"`strides > 1` is not supported in conjunction with `dilation_rate > 1`. "
+                f"`strides > 1` not supported in conjunction with `dilation_rate > 1`. "
                 f"Received: strides={self.strides} and dilation_rate={self.dilation_rate}"
             )
         self.padding = standardize_padding(self, padding, allow_causal=rank == 1)
         self.data_format = standardize_data_format(self, data_format)
-        groups = positive_int(self, groups, "groups")
+        if not is_int(groups) or groups <= 0:
+            raise ValueError(f"{type(self).__name__} layer {self.name!r}: invalid value for argument `groups`: The number "
+                             f"of groups must be a positive integer. Received: groups={echo(groups)}.")
         if filters % groups:
-            raise invalid(self, "groups", groups, f"a divisor of filters={filters}")
+            raise ValueError(f"{type(self).__name__} layer {self.name!r}: invalid value for argument `groups`: The number "
+                             f"of filters must be evenly divisible by the number of groups. Received: groups={groups}, filters={filters}.")
         self.groups = groups
         self.input_spec = InputSpec(ndim=rank + 2)
 
@@ -172,7 +176,7 @@ class Conv(KernelLayer):
         )
         if self.data_format == "channels_last":
             outputs = outputs.movedim(1, -1)
-        return self.activation(outputs)
+        return self._activate(outputs)
 
     def get_config(self) -> dict[str, Any]:
         base = super().get_config()
@@ -197,6 +201,14 @@ class Conv(KernelLayer):
         config["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
         config.update(base)
         return config
+
+
+def _filters(layer: Conv, filters: Any) -> int:
+    """``filters`` as a positive int, refused in the words of Keras's own test."""
+    if is_int(filters) and filters <= 0:
+        raise ValueError(f"{type(layer).__name__} layer {layer.name!r}: Invalid value for argument `filters`. "
+                         f"Expected a strictly positive value. Received filters={filters}.")
+    return positive_int(layer, filters, "filters")
 
 
 class Conv1D(Conv):

@@ -94,6 +94,10 @@ class KernelLayer(Layer):
                 f"device {self.kernel.device}, the inputs elsewhere. Received: inputs on device={inputs.device}"
             ) from error
 
+    def _activate(self, outputs: torch.Tensor) -> torch.Tensor:
+        # `layer.activation = None` after construction means linear, as in Keras.
+        return outputs if self.activation is None else self.activation(outputs)
+
     def _add_kernel_and_bias(self, kernel_shape: Sequence[int], bias_size: int) -> None:
         self.kernel = self.add_weight(
             "kernel", kernel_shape, self.kernel_initializer, self.kernel_regularizer, self.kernel_constraint
@@ -140,6 +144,8 @@ class Dense(KernelLayer):
         super().__init__(activation=activation, use_bias=use_bias, **kwargs)
         self.units = positive_int(self, units, "units")
         self.input_spec = InputSpec(min_ndim=2)
+        # A mask over the leading axes passes through unchanged, as in Keras.
+        self.supports_masking = True
 
     def build(self, input_shape: Sequence[int | None]) -> None:
         input_shape = standardize_shape(input_shape, "input_shape", f"Dense layer {self.name!r}")
@@ -154,7 +160,7 @@ class Dense(KernelLayer):
     def call(self, inputs: torch.Tensor) -> torch.Tensor:
         if not inputs.is_floating_point():
             inputs = self._kernel_inputs(inputs)
-        return self.activation(self._apply_kernel(_dense, inputs, self.kernel, self.bias))
+        return self._activate(self._apply_kernel(_dense, inputs, self.kernel, self.bias))
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "units": self.units}
@@ -265,6 +271,7 @@ class ActivityRegularization(Layer):
         super().__init__(activity_regularizer=regularizers.L1L2(l1=l1, l2=l2), **kwargs)
         self.l1 = self.activity_regularizer.l1
         self.l2 = self.activity_regularizer.l2
+        self.supports_masking = True
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

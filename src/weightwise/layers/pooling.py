@@ -362,6 +362,32 @@ class GlobalAveragePooling1D(GlobalPooling):
 
     def __init__(self, data_format: str | None = None, keepdims: bool = False, **kwargs: Any) -> None:
         super().__init__(1, "average", data_format, keepdims, **kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs: torch.Tensor, mask: Any = None) -> torch.Tensor:
+        """The mean over the steps whose ``mask`` entry (shape ``(batch, steps)``) is true or non-zero.
+
+        A sample whose steps are all masked has no mean; it gets 0 (Keras gives NaN).
+        """
+        if mask is None:
+            return super().call(inputs)
+        inputs = _pool_inputs(self, inputs, self.pool_type)
+        steps_axis = 1 if self.data_format == "channels_last" else 2
+        mask = torch.as_tensor(mask, device=inputs.device) if not isinstance(mask, torch.Tensor) else mask
+        if tuple(mask.shape) != (inputs.shape[0], inputs.shape[steps_axis]) or mask.is_complex():
+            raise ValueError(
+                f"{type(self).__name__} layer {self.name!r}: invalid value for argument `mask`: expected real or bool "
+                f"values of shape (batch, steps) = {(inputs.shape[0], inputs.shape[steps_axis])}. "
+                f"Received: mask with shape {tuple(mask.shape)} and dtype {mask.dtype}"
+            )
+        keep = mask.to(device=inputs.device, dtype=torch.bool).unsqueeze(3 - steps_axis)
+        total = torch.where(keep, inputs, 0).sum(dim=steps_axis, keepdim=self.keepdims)
+        count = keep.sum(dim=steps_axis, keepdim=self.keepdims).to(inputs.dtype)
+        return total / count.clamp(min=1)
+
+    def compute_mask(self, inputs: Any, previous_mask: Any = None) -> None:
+        # The steps are pooled away, so no mask goes on.
+        return None
 
 
 class GlobalAveragePooling2D(GlobalPooling):
