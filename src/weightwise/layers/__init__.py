@@ -63,7 +63,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from weightwise.layers.base import InputSpec, Layer
-from weightwise.layers.core import Activation, ActivityRegularization, Dense, Dropout, Input, InputLayer
+from weightwise.layers.core import Activation, ActivityRegularization, Dense, Dropout, Input, InputLayer, Wrapper
 from weightwise.layers.symbolic import KerasTensor
 from weightwise.layers.conv import Conv, Conv1D, Conv2D, Conv3D
 from weightwise.layers.pooling import (
@@ -103,7 +103,7 @@ _ALIASES = {
 }
 
 _LAYERS = [
-    Layer, InputLayer, Dense, Activation, Dropout, ActivityRegularization, Flatten, Reshape, Add, Concatenate,
+    Layer, InputLayer, Dense, Activation, Dropout, ActivityRegularization, Flatten, Reshape, Add, Concatenate, Wrapper,
     Conv, Conv1D, Conv2D, Conv3D,
     Pooling, MaxPooling1D, MaxPooling2D, MaxPooling3D, AveragePooling1D, AveragePooling2D, AveragePooling3D,
     GlobalPooling, GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAveragePooling3D,

@@ -19,8 +19,9 @@ from weightwise.layers.args import (
 )
 from weightwise.layers.base import InputSpec, Layer, WeightRule
 from weightwise.layers.symbolic import KerasTensor, Node
+from weightwise.serialization import deserialize_keras_object, serialize_keras_object
 
-__all__ = ["Activation", "ActivityRegularization", "Dense", "Dropout", "Input", "InputLayer", "KernelLayer"]
+__all__ = ["Activation", "ActivityRegularization", "Dense", "Dropout", "Input", "InputLayer", "KernelLayer", "Wrapper"]
 
 
 class KernelLayer(Layer):
@@ -183,6 +184,7 @@ class Activation(Layer):
         super().__init__(**kwargs)
         self.activation = self._resolve("activation", activation, activations.get)
         self.input_spec = InputSpec()
+        self.supports_masking = True
 
     def call(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.activation(inputs)
@@ -222,6 +224,7 @@ class Dropout(Layer):
         self.seed = None if seed is None else int(seed)
         self._generator: torch.Generator | None = None
         self.input_spec = InputSpec()
+        self.supports_masking = True
 
     def call(self, inputs: torch.Tensor, training: bool = False) -> torch.Tensor:
         if not training or self.rate == 0:
@@ -277,6 +280,44 @@ class ActivityRegularization(Layer):
         config = super().get_config()
         config.pop("activity_regularizer", None)
         return {**config, "l1": self.l1, "l2": self.l2}
+
+
+class Wrapper(Layer):
+    """Base class of layers that wrap another layer (``self.layer``) and change how it is applied.
+
+    A subclass defines ``call``; the wrapped layer is built with the wrapper, and saved
+    inside the wrapper's config under ``"layer"``.
+
+    >>> class Twice(Wrapper):
+    ...     def call(self, inputs):
+    ...         return self.layer(self.layer(inputs))
+    >>> from weightwise import ops
+    >>> Twice(Dense(2, kernel_initializer="ones", use_bias=False))(ops.ones((1, 2))).tolist()
+    [[4.0, 4.0]]
+    """
+
+    def __init__(self, layer: Layer, **kwargs: Any) -> None:
+        if not isinstance(layer, Layer):
+            raise ValueError(  # noqa: TRY004 -- Keras raises a ValueError here
+                f"Invalid value for argument `layer` of {type(self).__name__}: expected a layer. "
+                f"Received: layer={layer!r:.200}")
+        super().__init__(**kwargs)
+        self.layer = layer
+
+    def build(self, input_shape: Any = None) -> None:
+        if not self.layer.built:
+            self.layer._build_once(input_shape)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "layer": serialize_keras_object(self.layer)}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> Layer:
+        if not isinstance(config, dict) or "layer" not in config:
+            raise ValueError(f"{cls.__name__}.from_config: invalid value for argument `config`: expected a dict with "
+                             f"a 'layer' entry. Received: config={config!r:.200}")
+        layer = deserialize_keras_object(config["layer"], custom_objects=custom_objects)
+        return super().from_config({**config, "layer": layer})
 
 
 class InputLayer(Layer):
