@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Union
 import torch
 import torch.nn.functional as F
 
-from weightwise import arguments
+from weightwise import arguments, backend
 from weightwise.arguments import is_int
 
 if TYPE_CHECKING:
@@ -90,11 +90,13 @@ def standardize_shape(value: Any, argument: str, owner: str = "", allow_none: bo
 
 
 def standardize_data_format(layer: Layer, data_format: Any) -> str:
-    """``None`` is Keras's default, ``'channels_last'``."""
-    data_format = "channels_last" if data_format is None else data_format
-    if data_format not in ("channels_last", "channels_first"):
+    """The layer's ``data_format``: ``None`` takes :func:`weightwise.backend.image_data_format` now, at
+    construction, as Keras does; a name is lower-cased (``'Channels_First'`` works, as in Keras)."""
+    if data_format is None:
+        return backend.image_data_format()
+    if not isinstance(data_format, str) or data_format.lower() not in ("channels_last", "channels_first"):
         raise invalid(layer, "data_format", data_format, "one of {'channels_last', 'channels_first'}")
-    return data_format
+    return data_format.lower()
 
 
 def standardize_padding(layer: Layer, padding: Any, allow_causal: bool = False) -> str:
