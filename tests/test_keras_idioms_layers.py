@@ -139,6 +139,23 @@ def test_global_average_pooling1d_bad_mask_is_refused_by_name(mask: torch.Tensor
         layers.GlobalAveragePooling1D()(torch.ones(2, 3, 5), mask=mask)
 
 
+# -- masking flags and built-at-construction, as Keras reports them ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [("Dense", {"units": 2}), ("ActivityRegularization", {}), ("Conv2D", {"filters": 2, "kernel_size": 2}),
+     ("MaxPooling2D", {}), ("AveragePooling1D", {"pool_size": 2}), ("GlobalAveragePooling1D", {}),
+     ("GlobalAveragePooling2D", {}), ("GlobalMaxPooling1D", {}), ("Activation", {"activation": "relu"}),
+     ("Dropout", {"rate": 0.5}), ("Flatten", {}), ("Reshape", {"target_shape": (2,)})],
+)
+def test_supports_masking_and_built_match_keras(keras: Any, name: str, kwargs: dict) -> None:
+    theirs = getattr(keras.layers, name)(**kwargs)
+    ours = getattr(layers, name)(**kwargs)
+    assert ours.supports_masking == theirs.supports_masking
+    assert ours.built == theirs.built
+
+
 # -- Wrapper ---------------------------------------------------------------------------------
 
 

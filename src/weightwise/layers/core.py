@@ -185,6 +185,7 @@ class Activation(Layer):
         self.activation = self._resolve("activation", activation, activations.get)
         self.input_spec = InputSpec()
         self.supports_masking = True
+        self._build_at_init()
 
     def call(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.activation(inputs)
@@ -225,6 +226,7 @@ class Dropout(Layer):
         self._generator: torch.Generator | None = None
         self.input_spec = InputSpec()
         self.supports_masking = True
+        self._build_at_init()
 
     def call(self, inputs: torch.Tensor, training: bool = False) -> torch.Tensor:
         if not training or self.rate == 0:
@@ -275,6 +277,7 @@ class ActivityRegularization(Layer):
         self.l1 = self.activity_regularizer.l1
         self.l2 = self.activity_regularizer.l2
         self.supports_masking = True
+        self._build_at_init()
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

@@ -14,13 +14,11 @@ is a clear error rather than an empty or NaN result; an empty batch gives an emp
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from weightwise.layers.base import InputSpec, Layer
 from weightwise.layers.args import (
     IntOrTuple,
     invalid,
@@ -30,9 +28,9 @@ from weightwise.layers.args import (
     same_padding,
     standardize_data_format,
     standardize_padding,
-    standardize_shape,
     standardize_tuple,
 )
+from weightwise.layers.base import InputSpec, Layer
 
 __all__ = [
     "AveragePooling1D",
@@ -94,11 +92,6 @@ def _max_pool(x: torch.Tensor, pool_size: tuple[int, ...], strides: tuple[int, .
     return _MAX_POOL[len(pool_size)](pad_spatial(x, pads, value=lowest), pool_size, strides)
 
 
-def _check_input_shape(layer: Layer, input_shape: Any, rank: int) -> None:
-    input_shape = standardize_shape(input_shape, "input_shape", f"{type(layer).__name__} layer {layer.name!r}")
-    InputSpec(ndim=rank + 2).check(layer.name, input_shape)
-
-
 def _rank_config(layer: Layer) -> dict[str, Any]:
     """``rank`` and ``pool_type`` for the general classes, whose constructors take them."""
     parameters = inspect.signature(type(layer).__init__).parameters
@@ -137,9 +130,7 @@ class Pooling(Layer):
         self.padding = standardize_padding(self, padding)
         self.data_format = standardize_data_format(self, data_format)
         self.input_spec = InputSpec(ndim=rank + 2)
-
-    def build(self, input_shape: Sequence[int | None]) -> None:
-        _check_input_shape(self, input_shape, self.rank)
+        self._build_at_init()
 
     def call(self, inputs: torch.Tensor) -> torch.Tensor:
         inputs = _pool_inputs(self, inputs, self.pool_type)
@@ -330,9 +321,7 @@ class GlobalPooling(Layer):
             raise invalid(self, "keepdims", keepdims, "a bool")
         self.keepdims = keepdims
         self.input_spec = InputSpec(ndim=rank + 2)
-
-    def build(self, input_shape: Sequence[int | None]) -> None:
-        _check_input_shape(self, input_shape, self.rank)
+        self._build_at_init()
 
     def call(self, inputs: torch.Tensor) -> torch.Tensor:
         inputs = _pool_inputs(self, inputs, self.pool_type)

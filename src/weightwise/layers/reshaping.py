@@ -70,6 +70,7 @@ class Reshape(Layer):
             )
         self.target_shape = tuple(int(d) for d in target)
         self.input_spec = InputSpec(min_ndim=1)
+        self._build_at_init()
 
     def call(self, inputs: torch.Tensor) -> torch.Tensor:
         size = math.prod(inputs.shape[1:])
