@@ -147,7 +147,8 @@ def test_global_average_pooling1d_bad_mask_is_refused_by_name(mask: torch.Tensor
     [("Dense", {"units": 2}), ("ActivityRegularization", {}), ("Conv2D", {"filters": 2, "kernel_size": 2}),
      ("MaxPooling2D", {}), ("AveragePooling1D", {"pool_size": 2}), ("GlobalAveragePooling1D", {}),
      ("GlobalAveragePooling2D", {}), ("GlobalMaxPooling1D", {}), ("Activation", {"activation": "relu"}),
-     ("Dropout", {"rate": 0.5}), ("Flatten", {}), ("Reshape", {"target_shape": (2,)})],
+     ("Dropout", {"rate": 0.5}), ("Flatten", {}), ("Reshape", {"target_shape": (2,)}),
+     ("Lambda", {"function": abs})],
 )
 def test_supports_masking_and_built_match_keras(keras: Any, name: str, kwargs: dict) -> None:
     theirs = getattr(keras.layers, name)(**kwargs)

@@ -82,6 +82,7 @@ from weightwise.layers.pooling import (
     MaxPooling3D,
     Pooling,
 )
+from weightwise.layers.lambda_layer import Lambda
 from weightwise.layers.merging import Add, Concatenate
 from weightwise.layers.reshaping import Flatten, Reshape
 from weightwise.serialization import ObjectFamily
@@ -103,7 +104,7 @@ _ALIASES = {
 }
 
 _LAYERS = [
-    Layer, InputLayer, Dense, Activation, Dropout, ActivityRegularization, Flatten, Reshape, Add, Concatenate, Wrapper,
+    Layer, InputLayer, Dense, Activation, Dropout, ActivityRegularization, Flatten, Reshape, Add, Concatenate, Lambda, Wrapper,
     Conv, Conv1D, Conv2D, Conv3D,
     Pooling, MaxPooling1D, MaxPooling2D, MaxPooling3D, AveragePooling1D, AveragePooling2D, AveragePooling3D,
     GlobalPooling, GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAveragePooling3D,
