@@ -52,8 +52,6 @@ EXCLUDED: dict[str, str] = {
 
 # Why each failing test fails today: the first thing it trips on (a later stage may fail
 # for another reason once that is fixed). Section numbers are those of issue 12.
-NO_TRAINABLE_WEIGHTS = ("training check: fit on a model without trainable weights raises \"element 0 of tensors does "
-                        "not require grad\"; Keras trains and reports the loss (§1, the training loop)")
 SYMBOLIC = ("layers/symbolic.py KerasTensor: Keras's constructor KerasTensor(shape, dtype=...) is missing; the test "
             "builds KerasTensor((1, 2)) by hand (§4)")
 COMPUTE_DTYPE = "layers/base.py Layer: the compute_dtype property is missing; the test compares it after a round trip (§4)"
@@ -66,13 +64,7 @@ FAILING: dict[str, str] = {
     # dense_test.py
     "DenseTest::test_dense_errors": SYMBOLIC,
     # conv_test.py: none
-    # activity_regularization_test.py
-    "ActivityRegularizationTest::test_activity_regularization_basics": NO_TRAINABLE_WEIGHTS,
-    # the four pooling files
-    "MaxPoolingBasicTest::*": NO_TRAINABLE_WEIGHTS,
-    "AveragePoolingBasicTest::*": NO_TRAINABLE_WEIGHTS,
-    "GlobalAveragePoolingBasicTest::*": NO_TRAINABLE_WEIGHTS,
-    "GlobalMaxPoolingBasicTest::*": NO_TRAINABLE_WEIGHTS,
+    # activity_regularization_test.py and the four pooling files: none
     # serialization_lib_test.py
     "SerializationLibTest::test_builtin_layers": COMPUTE_DTYPE,
     "SerializationLibTest::test_registered_name_matching_function_name_passes_through": KL_DIVERGENCE,
