@@ -379,7 +379,6 @@ def test_guide_add_loss_layer_and_model_losses(keras) -> None:
 
 
 # -- idioms those scripts' readers use next ---------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="layer call: activation None")
 @pytest.mark.parametrize("cls_name", ["Dense", "Conv1D", "Conv2D"])
 def test_activation_set_to_none_after_construction_is_linear(keras, cls_name: str) -> None:
     shape = {"Dense": (3, 4), "Conv1D": (3, 5, 4), "Conv2D": (3, 5, 5, 4)}[cls_name]

@@ -44,6 +44,7 @@ __all__ = [
     "BinaryCrossentropy",
     "CategoricalCrossentropy",
     "Huber",
+    "KLDivergence",
     "Loss",
     "LossFunctionWrapper",
     "MeanAbsoluteError",
@@ -54,6 +55,7 @@ __all__ = [
     "deserialize",
     "get",
     "huber",
+    "kl_divergence",
     "mae",
     "mean_absolute_error",
     "mean_squared_error",
@@ -313,6 +315,21 @@ def mean_absolute_error(y_true: Any, y_pred: Any) -> torch.Tensor:
 
 mse = mean_squared_error
 mae = mean_absolute_error
+
+
+def kl_divergence(y_true: Any, y_pred: Any) -> torch.Tensor:
+    """Kullback-Leibler divergence per sample, both sides clipped to ``[epsilon, 1]`` as Keras does::
+
+        loss = sum(y_true * log(y_true / y_pred), axis=-1)
+
+    >>> kl_divergence([[0.0, 1.0]], [[0.4, 0.6]])
+    tensor([0.5108])
+    """
+    y_true, y_pred = _regression_pair(y_true, y_pred)
+    eps = backend.epsilon()
+    y_true = torch.clamp(y_true, eps, 1)
+    y_pred = torch.clamp(y_pred, eps, 1)
+    return torch.sum(y_true * torch.log(y_true / y_pred), dim=-1)
 
 
 def huber(y_true: Any, y_pred: Any, delta: float = 1.0) -> torch.Tensor:
@@ -653,6 +670,22 @@ class MeanSquaredError(LossFunctionWrapper):
         return Loss.get_config(self)
 
 
+class KLDivergence(LossFunctionWrapper):
+    """Mean of :func:`kl_divergence` over the batch.
+
+    >>> KLDivergence()([[0.0, 1.0], [1.0, 0.0]], [[0.4, 0.6], [0.4, 0.6]])
+    tensor(0.7136)
+    """
+
+    def __init__(
+        self, reduction: str | None = "sum_over_batch_size", name: str = "kl_divergence", dtype: Any = None
+    ) -> None:
+        super().__init__(kl_divergence, name=name, reduction=reduction, dtype=dtype)
+
+    def get_config(self) -> dict[str, Any]:
+        return Loss.get_config(self)
+
+
 class MeanAbsoluteError(LossFunctionWrapper):
     """Mean of absolute errors: ``mean(abs(y_true - y_pred))``.
 
@@ -808,12 +841,14 @@ _FAMILY = ObjectFamily(
         MeanSquaredError,
         MeanAbsoluteError,
         Huber,
+        KLDivergence,
         BinaryCrossentropy,
         CategoricalCrossentropy,
         SparseCategoricalCrossentropy,
         mean_squared_error,
         mean_absolute_error,
         huber,
+        kl_divergence,
         binary_crossentropy,
         categorical_crossentropy,
         sparse_categorical_crossentropy,
@@ -824,6 +859,8 @@ _FAMILY = ObjectFamily(
         "mae": mean_absolute_error,
         "MAE": mean_absolute_error,
         "bce": binary_crossentropy,
+        "kld": kl_divergence,
+        "KLD": kl_divergence,
         "BCE": binary_crossentropy,
     },
 )

@@ -40,6 +40,7 @@ __all__ = [
     "AutoAccuracy",
     "BinaryAccuracy",
     "CategoricalAccuracy",
+    "KLDivergence",
     "Mean",
     "MeanAbsoluteError",
     "MeanMetricWrapper",
@@ -51,9 +52,12 @@ __all__ = [
     "categorical_accuracy",
     "deserialize",
     "get",
+    "kl_divergence",
     "serialize",
     "sparse_categorical_accuracy",
 ]
+
+
 
 
 def _floatx() -> torch.dtype:
@@ -61,6 +65,9 @@ def _floatx() -> torch.dtype:
 
 
 # -- per-sample functions ---------------------------------------------------------------
+kl_divergence = losses.kl_divergence  # one function for both families, as in Keras
+
+
 def accuracy(y_true: Any, y_pred: Any) -> torch.Tensor:
     """1 where ``y_pred`` equals ``y_true`` exactly, else 0 (in ``floatx``).
 
@@ -441,6 +448,19 @@ class MeanSquaredError(MeanMetricWrapper):
         super().__init__(losses.mean_squared_error, name=name, dtype=dtype)
 
 
+class KLDivergence(MeanMetricWrapper):
+    """The mean of :func:`weightwise.losses.kl_divergence` over all samples seen.
+
+    >>> metric = KLDivergence()
+    >>> metric.update_state([[0.0, 1.0], [1.0, 0.0]], [[0.4, 0.6], [0.4, 0.6]])
+    >>> round(float(metric.result()), 4)
+    0.7136
+    """
+
+    def __init__(self, name: str = "kl_divergence", dtype: Any = None) -> None:
+        super().__init__(losses.kl_divergence, name=name, dtype=dtype)
+
+
 class MeanAbsoluteError(MeanMetricWrapper):
     """The mean of :func:`weightwise.losses.mean_absolute_error` over all samples seen.
 
@@ -514,11 +534,13 @@ _FAMILY = ObjectFamily(
         SparseCategoricalAccuracy,
         MeanSquaredError,
         MeanAbsoluteError,
+        KLDivergence,
         AutoAccuracy,
         accuracy,
         binary_accuracy,
         categorical_accuracy,
         sparse_categorical_accuracy,
+        kl_divergence,
     ],
     extra_names={"mse": MeanSquaredError, "MSE": MeanSquaredError, "mae": MeanAbsoluteError, "MAE": MeanAbsoluteError},
 )

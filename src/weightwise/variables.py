@@ -197,8 +197,8 @@ class Variable(torch.nn.Parameter):
     >>> isinstance(v, torch.nn.Parameter), v.dtype
     (True, torch.float32)
     >>> _ = v.assign_add([1.0, 2.0, 3.0])
-    >>> v.value
-    tensor([2., 3., 4.], grad_fn=<ViewBackward0>)
+    >>> v.numpy()
+    array([2., 3., 4.], dtype=float32)
     >>> v.assign([1.0, 2.0])
     Traceback (most recent call last):
     ...

@@ -50,24 +50,6 @@ EXCLUDED: dict[str, str] = {
     "SerializationLibTest::test_layer_sharing": "uses layers.Softmax, added with the next issue's layers",
 }
 
-# Why each failing test fails today: the first thing it trips on (a later stage may fail
-# for another reason once that is fixed). Section numbers are those of issue 12.
-SYMBOLIC = ("layers/symbolic.py KerasTensor: Keras's constructor KerasTensor(shape, dtype=...) is missing; the test "
-            "builds KerasTensor((1, 2)) by hand (§4)")
-COMPUTE_DTYPE = "layers/base.py Layer: the compute_dtype property is missing; the test compares it after a round trip (§4)"
-KL_DIVERGENCE = "metrics.py/losses.py: the function kl_divergence (keras.metrics.kl_divergence) is missing (§1)"
-SEQUENTIAL_CONFIG = ("models/sequential.py Sequential.from_config: Keras's ValueErrors for a config without 'name' "
-                     "and for a layer entry without 'config'")
-
-FAILING: dict[str, str] = {
-    # regularizers_test.py, constraints_test.py: none
-    # dense_test.py
-    "DenseTest::test_dense_errors": SYMBOLIC,
-    # conv_test.py: none
-    # activity_regularization_test.py and the four pooling files: none
-    # serialization_lib_test.py
-    "SerializationLibTest::test_builtin_layers": COMPUTE_DTYPE,
-    "SerializationLibTest::test_registered_name_matching_function_name_passes_through": KL_DIVERGENCE,
-    "SerializationLibTest::test_missing_name_for_sequential_model": SEQUENTIAL_CONFIG,
-    "SerializationLibTest::test_malformed_layer_for_sequential_model": SEQUENTIAL_CONFIG,
-}
+# Tests in scope that fail today, each with the first thing it trips on (strict expected
+# failures, so a fix that makes one pass must delete its entry). None at present.
+FAILING: dict[str, str] = {}

@@ -357,6 +357,16 @@ class Layer(torch.nn.Module):
         """The layer's weight and compute dtype, as a string (``'float32'``)."""
         return str(self._dtype).replace("torch.", "")
 
+    @property
+    def compute_dtype(self) -> str:
+        """The dtype the layer computes in; without mixed-precision policies, its :attr:`dtype`."""
+        return self.dtype
+
+    @property
+    def variable_dtype(self) -> str:
+        """The dtype of the layer's weights; without mixed-precision policies, its :attr:`dtype`."""
+        return self.dtype
+
     def _resolve(self, argument: str, value: Any, get: Callable[[Any], Any]) -> Any:
         """``get(value)``, with a failure naming this layer and the argument."""
         try:

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from weightwise import activations, ops
+from weightwise import activations, backend, ops
 from weightwise.serialization import to_snake_case
 from weightwise.variables import unique_name
 
@@ -36,6 +36,19 @@ _EXAMPLE_SIZES = ((1, 8), (2, 9))  # (batch size, size of other unknown axes) of
 MAX_EXAMPLE_VALUES = 2**30
 # Creation order of nodes: a layer's calls are numbered in this order in saved configs, as in Keras.
 _NODE_SERIALS = itertools.count()
+
+
+def _example_values(batch_shape: tuple[Any, ...], dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two sets of zeros of ``batch_shape``, each unknown axis given a different size in each."""
+    shapes = [tuple((batch if i == 0 else other) if d is None else d for i, d in enumerate(batch_shape))
+              for batch, other in _EXAMPLE_SIZES]
+    if math.prod(shapes[-1]) > MAX_EXAMPLE_VALUES:
+        raise ValueError(
+            f"Invalid value for argument `shape`: an input of shape {tuple(batch_shape)} needs example values of "
+            f"shape {shapes[-1]} to lay out a graph, more than {MAX_EXAMPLE_VALUES} values. "
+            f"Received: shape={tuple(batch_shape)}"
+        )
+    return tuple(torch.zeros(shape, dtype=dtype) for shape in shapes)  # type: ignore[return-value]
 
 
 class KerasTensor(ops.SymbolicTensor):
@@ -53,10 +66,19 @@ class KerasTensor(ops.SymbolicTensor):
     (None, 2)
     """
 
-    def __init__(self, shape: tuple[int | None, ...], dtype: torch.dtype, examples: tuple[torch.Tensor, torch.Tensor],
-                 node: Node | None = None, index: int = 0, name: str | None = None) -> None:
+    def __init__(self, shape: Any, dtype: Any = "float32", sparse: bool = False, ragged: bool = False,
+                 record_history: bool = True, name: str | None = None, *,
+                 examples: tuple[torch.Tensor, torch.Tensor] | None = None, node: Node | None = None,
+                 index: int = 0) -> None:
+        # Keras's signature, so ``KerasTensor((None, 3))`` made by hand works as a free input.
+        if sparse or ragged:
+            raise ValueError(f"weightwise has no sparse or ragged tensors. Received: sparse={sparse!r}, "
+                             f"ragged={ragged!r}")
+        torch_dtype = dtype if isinstance(dtype, torch.dtype) else backend.standardize_dtype(dtype)
+        if examples is None:
+            examples = _example_values(tuple(shape), torch_dtype)
         self.shape = tuple(shape)
-        self._torch_dtype = dtype
+        self._torch_dtype = torch_dtype
         self._examples = examples
         self.node = node
         self.index = index
@@ -73,16 +95,7 @@ class KerasTensor(ops.SymbolicTensor):
     @classmethod
     def placeholder(cls, batch_shape: tuple[int | None, ...], dtype: torch.dtype, name: str | None = None) -> KerasTensor:
         """A fresh input tensor of ``batch_shape``, with example values of zeros."""
-        shapes = [tuple((batch if i == 0 else other) if d is None else d for i, d in enumerate(batch_shape))
-                  for batch, other in _EXAMPLE_SIZES]
-        if math.prod(shapes[-1]) > MAX_EXAMPLE_VALUES:
-            raise ValueError(
-                f"Invalid value for argument `shape`: an input of shape {tuple(batch_shape)} needs example values of "
-                f"shape {shapes[-1]} to lay out a graph, more than {MAX_EXAMPLE_VALUES} values. "
-                f"Received: shape={tuple(batch_shape)}"
-            )
-        examples = tuple(torch.zeros(shape, dtype=dtype) for shape in shapes)
-        return cls(batch_shape, dtype, examples, name=name)  # type: ignore[arg-type]
+        return cls(batch_shape, dtype, name=name)
 
     def __repr__(self) -> str:
         name = f", name={self.name}" if self.name else ""
@@ -234,7 +247,7 @@ def _record(callee: Any, inputs: Any, args: tuple[Any, ...], kwargs: dict[str, A
         if not isinstance(first, torch.Tensor):
             return first
         shape = tuple(a if a == b else None for a, b in zip(first.shape, second.shape))
-        return KerasTensor(shape, first.dtype, (first, second), node, next(counter))
+        return KerasTensor(shape, first.dtype, examples=(first, second), node=node, index=next(counter))
 
     node.outputs = map_structure(wrap, _zip_structures(runs[0], runs[1]))
     return node.outputs

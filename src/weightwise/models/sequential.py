@@ -184,9 +184,16 @@ class Sequential(Model):
         if not isinstance(config, dict):
             raise TypeError(f"Sequential.from_config: invalid value for argument `config`: expected a dict. "
                             f"Received: config={config!r}")
+        if "name" not in config:
+            # Keras's wording: its own serialization tests check it.
+            raise ValueError("A Sequential model configuration must be a dictionary containing the 'name' and "
+                             f"'layers' keys. Received: config={config}")
         stack = config.get("layers", [])
         if not isinstance(stack, list):
             raise ValueError(f"Invalid Sequential config: 'layers' must be a list. Received: {stack!r}")
+        for entry in stack:
+            if not isinstance(entry, dict) or "config" not in entry:
+                raise ValueError(f"Expected a dictionary containing a 'config' key. Received: layer config={entry!r}")
         model = cls([layers_module.deserialize(c, custom_objects) for c in stack],
                     trainable=config.get("trainable", True), name=config.get("name"))
         shape = config.get("build_input_shape")
