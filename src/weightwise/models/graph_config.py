@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import numpy as np
 import torch
 
 from weightwise import ops
@@ -74,17 +73,7 @@ def functional_config(model: Any) -> dict[str, Any]:
             return [encode(v) for v in value]
         if isinstance(value, dict):
             return {key: encode(v) for key, v in value.items()}
-        if isinstance(value, slice):
-            return {"class_name": _SLICE, "config": {"start": value.start, "stop": value.stop, "step": value.step}}
-        if value is Ellipsis:
-            return {"class_name": _ELLIPSIS, "config": {}}
-        if isinstance(value, torch.Tensor):  # a constant argument of an op, as Keras writes one
-            return {"class_name": _TENSOR_VALUE, "config": {"value": ops.convert_to_numpy(value).tolist(),
-                                                            "dtype": str(value.dtype).replace("torch.", "")}}
-        if isinstance(value, np.ndarray) and value.ndim:
-            return {"class_name": _NUMPY, "config": {"value": value.tolist(), "dtype": str(value.dtype)}}
-        if isinstance(value, np.generic):
-            return value.item()
+        # Slices, Ellipsis and array constants take Keras's special forms there.
         return serialize_keras_object(value)
 
     layer_configs = []
