@@ -45,14 +45,38 @@ PUBLIC = {
                  "saving", "utils"],
     interop: ["Handle", "apply_constraints", "constrain", "describe", "per_unit_axis", "regularization_loss",
               "regularize", "regularize_activity"],
-    layers: ["Activation", "ActivityRegularization", "Add", "AveragePooling1D", "AveragePooling2D", "AveragePooling3D",
-             "AvgPool1D", "AvgPool2D", "AvgPool3D", "Concatenate", "Conv", "Conv1D", "Conv2D", "Conv3D",
-             "Convolution1D", "Convolution2D", "Convolution3D", "Dense", "Dropout", "Flatten",
-             "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D", "GlobalAvgPool1D",
-             "GlobalAvgPool2D", "GlobalAvgPool3D", "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalMaxPool3D",
-             "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D", "GlobalPooling", "Input", "InputLayer",
-             "InputSpec", "KerasTensor", "Lambda", "Layer", "MaxPool1D", "MaxPool2D", "MaxPool3D", "MaxPooling1D", "MaxPooling2D",
-             "MaxPooling3D", "Pooling", "Reshape", "Wrapper", "deserialize", "get", "serialize"],
+    # One line per group of layers, so each group's names are added in one place.
+    layers: [
+        *["Activation", "ActivityRegularization", "Add", "AveragePooling1D", "AveragePooling2D", "AveragePooling3D",
+          "AvgPool1D", "AvgPool2D", "AvgPool3D", "Concatenate", "Conv", "Conv1D", "Conv2D", "Conv3D",
+          "Convolution1D", "Convolution2D", "Convolution3D", "Dense", "Dropout", "Flatten",
+          "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D", "GlobalAvgPool1D",
+          "GlobalAvgPool2D", "GlobalAvgPool3D", "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalMaxPool3D",
+          "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D", "GlobalPooling", "Input", "InputLayer",
+          "InputSpec", "KerasTensor", "Lambda", "Layer", "MaxPool1D", "MaxPool2D", "MaxPool3D", "MaxPooling1D",
+          "MaxPooling2D", "MaxPooling3D", "Pooling", "Reshape", "Wrapper", "deserialize", "get", "serialize"],
+
+        # masking and merging
+        *[],
+
+        # recurrent
+        *[],
+
+        # recurrent wrappers
+        *[],
+
+        # normalization, embedding and activation layers
+        *[],
+
+        # depthwise, separable and transposed convolutions
+        *[],
+
+        # reshaping, padding, noise and other parameter-free layers
+        *[],
+
+        # attention
+        *[],
+    ],
     initializers: ["Constant", "GlorotNormal", "GlorotUniform", "HeNormal", "HeUniform", "Identity",
                    "IdentityInitializer", "Initializer", "LecunNormal", "LecunUniform", "Ones", "Orthogonal",
                    "OrthogonalInitializer", "RandomNormal", "RandomUniform", "TruncatedNormal", "VarianceScaling",

@@ -85,6 +85,21 @@ from weightwise.layers.pooling import (
 from weightwise.layers.lambda_layer import Lambda
 from weightwise.layers.merging import Add, Concatenate
 from weightwise.layers.reshaping import Flatten, Reshape
+
+# masking and merging
+
+# recurrent
+
+# recurrent wrappers
+
+# normalization, embedding and activation layers
+
+# depthwise, separable and transposed convolutions
+
+# reshaping, padding, noise and other parameter-free layers
+
+# attention
+
 from weightwise.serialization import ObjectFamily
 
 # Keras's alternative names for the same classes.
@@ -94,14 +109,16 @@ AvgPool1D, AvgPool2D, AvgPool3D = AveragePooling1D, AveragePooling2D, AveragePoo
 GlobalAvgPool1D, GlobalAvgPool2D, GlobalAvgPool3D = GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAveragePooling3D
 GlobalMaxPool1D, GlobalMaxPool2D, GlobalMaxPool3D = GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalMaxPooling3D
 
-_ALIASES = {
-    name: globals()[name]
-    for name in (
-        "Convolution1D", "Convolution2D", "Convolution3D", "MaxPool1D", "MaxPool2D", "MaxPool3D",
-        "AvgPool1D", "AvgPool2D", "AvgPool3D", "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalAvgPool3D",
-        "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalMaxPool3D",
-    )
-}
+_ALIAS_NAMES = [
+    "Convolution1D", "Convolution2D", "Convolution3D", "MaxPool1D", "MaxPool2D", "MaxPool3D",
+    "AvgPool1D", "AvgPool2D", "AvgPool3D", "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalAvgPool3D",
+    "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalMaxPool3D",
+
+    # depthwise, separable and transposed convolutions
+
+    # reshaping, padding, noise and other parameter-free layers
+]
+_ALIASES = {name: globals()[name] for name in _ALIAS_NAMES}
 
 _LAYERS = [
     Layer, InputLayer, Dense, Activation, Dropout, ActivityRegularization, Flatten, Reshape, Add, Concatenate, Lambda, Wrapper,
@@ -109,6 +126,20 @@ _LAYERS = [
     Pooling, MaxPooling1D, MaxPooling2D, MaxPooling3D, AveragePooling1D, AveragePooling2D, AveragePooling3D,
     GlobalPooling, GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAveragePooling3D,
     GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalMaxPooling3D,
+
+    # masking and merging
+
+    # recurrent
+
+    # recurrent wrappers
+
+    # normalization, embedding and activation layers
+
+    # depthwise, separable and transposed convolutions
+
+    # reshaping, padding, noise and other parameter-free layers
+
+    # attention
 ]
 
 __all__ = sorted([cls.__name__ for cls in _LAYERS] + list(_ALIASES) + ["Input", "InputSpec", "KerasTensor", "deserialize", "get", "serialize"])
