@@ -17,6 +17,7 @@ import functools
 import inspect
 import numbers
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,7 +34,9 @@ from weightwise.layers.symbolic import (
     call_symbolically,
     contains_symbolic,
     flatten,
+    get_keras_mask,
     map_structure,
+    set_keras_mask,
 )
 from weightwise.serialization import to_snake_case
 from weightwise.variables import Variable, current_path, name_scope, unique_name
@@ -262,12 +265,17 @@ class Layer(torch.nn.Module):
 
     # Whether ``call`` takes ``training`` (set per class, once).
     _call_takes_training = False
+    # Whether calls of the class need the mask machinery even for inputs without a mask: its ``call``
+    # takes ``mask`` (or ``<argument>_mask``), or it overrides ``compute_mask`` (set per class, once).
+    _handles_masks = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         parameters = inspect.signature(cls.call).parameters
         cls._call_takes_training = "training" in parameters or any(
             p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+        cls._handles_masks = cls.compute_mask is not Layer.compute_mask or any(
+            name == "mask" or name.endswith("_mask") for name in parameters)
         if "__init__" in cls.__dict__:
             cls.__init__ = _build_after_init(cls, cls.__dict__["__init__"])
         build = cls.__dict__.get("build")
@@ -831,8 +839,9 @@ class Layer(torch.nn.Module):
     def _forward(self, inputs: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if isinstance(inputs, torch.Tensor):
             # The common case, kept lean: per-layer Python overhead is what deep models pay for.
+            masked = getattr(inputs, "_keras_mask", None) is not None
             if inputs.dtype != self._dtype and inputs.is_floating_point():
-                inputs = inputs.to(self._dtype)
+                inputs = _with_mask_of(inputs, inputs.to(self._dtype))
             if self.input_spec is not None:
                 self.input_spec.check(self.name, inputs.shape)
             if not self.built:
@@ -845,6 +854,7 @@ class Layer(torch.nn.Module):
                     # Built on example values; what it was built for is the symbolic shape (batch None).
                     self.__dict__["_built_input_shape"] = _shape_of(inputs)
                 return outputs
+            masked = any(get_keras_mask(leaf) is not None for leaf in flatten(inputs))
             inputs = self._convert_inputs(inputs)
             if self.input_spec is not None:
                 if not isinstance(inputs, torch.Tensor):
@@ -866,13 +876,57 @@ class Layer(torch.nn.Module):
             kwargs["training"] = training
         _CALL_STATE.depth, _CALL_STATE.training = depth + 1, training
         try:
-            outputs = self.call(inputs, *args, **kwargs)
+            if masked or self._handles_masks:
+                outputs = self._call_with_masks(inputs, args, kwargs)
+            else:
+                outputs = self.call(inputs, *args, **kwargs)
         finally:
             _CALL_STATE.depth, _CALL_STATE.training = depth, outer_training
         if self.activity_regularizer is not None:
             for output in flatten(outputs):
                 if isinstance(output, torch.Tensor):
                     binding.record_call_loss(self, binding.Activity(self.activity_regularizer, output))
+        return outputs
+
+    def _call_with_masks(self, inputs: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """``call`` with Keras's mask steps: masks in, as ``mask=``; the outputs' masks from ``compute_mask``.
+
+        A ``call`` with a ``mask`` parameter, given one tensor argument (or a nest of them) and no
+        mask, receives that argument's ``_keras_mask`` (a nest of masks for a nest of tensors); with
+        several tensor arguments, a parameter ``<argument>_mask`` receives that argument's. After
+        the call, a layer that supports masking sets ``compute_mask(inputs, previous_mask)`` as
+        ``_keras_mask`` on outputs that have none, where ``previous_mask`` is the ``mask=`` of the call
+        or else the first input's mask. A layer that does not support masking drops the mask, with
+        Keras's warning.
+        """
+        try:
+            bound = _call_signature(type(self)).bind(inputs, *args, **kwargs).arguments
+        except TypeError:
+            return self.call(inputs, *args, **kwargs)  # the call's own error names what is wrong
+        tensors = {name: value for name, value in bound.items() if _is_tensor_nest(value)}
+        wanted = (("mask", next(iter(tensors.values()))),) if len(tensors) == 1 else \
+            tuple((f"{name}_mask", value) for name, value in tensors.items())
+        parameters = _call_signature(type(self)).parameters
+        for name, value in wanted:
+            if name in parameters and bound.get(name) is None:
+                kwargs[name] = map_structure(get_keras_mask, value)
+        previous = kwargs.get("mask")
+        if previous is None:
+            previous = map_structure(get_keras_mask, inputs)
+        outputs = self.call(inputs, *args, **kwargs)
+        if self.supports_masking:
+            flat = [t for t in flatten(outputs) if isinstance(t, torch.Tensor)]
+            if not all(get_keras_mask(t) is not None for t in flat):
+                masks = self.compute_mask(inputs, previous)
+                if masks is not None:
+                    for tensor, mask in zip(flatten(outputs), flatten(masks)):
+                        if isinstance(tensor, torch.Tensor) and mask is not None and get_keras_mask(tensor) is None:
+                            set_keras_mask(tensor, mask)
+        elif any(mask is not None for mask in flatten(previous)):
+            warnings.warn(
+                f"Layer '{self.name}' (of type {type(self).__name__}) was passed an input with a mask attached to "
+                "it. However, this layer does not support masking and will therefore destroy the mask "
+                "information. Downstream layers will not see the mask.", stacklevel=4)
         return outputs
 
     def _convert_inputs(self, inputs: Any) -> Any:
@@ -892,7 +946,7 @@ class Layer(torch.nn.Module):
             except (TypeError, ValueError) as error:
                 raise self._not_a_tensor(inputs) from error
         if tensor.is_floating_point() and tensor.dtype != self._dtype:
-            tensor = tensor.to(self._dtype)
+            tensor = _with_mask_of(tensor, tensor.to(self._dtype))
         return tensor
 
     def _check_leaf(self, value: Any) -> Any:
@@ -911,6 +965,30 @@ class Layer(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}"
+
+
+@functools.cache
+def _call_signature(cls: type) -> inspect.Signature:
+    """The signature of ``cls.call`` without ``self``."""
+    signature = inspect.signature(cls.call)
+    return signature.replace(parameters=list(signature.parameters.values())[1:])
+
+
+def _is_tensor_nest(value: Any) -> bool:
+    """Whether ``value`` is a tensor, or a non-empty nest of tensors and ``None`` (Keras's tensor arguments)."""
+    if isinstance(value, (torch.Tensor, KerasTensor)):
+        return True
+    if isinstance(value, (list, tuple, dict)) and value:
+        return all(x is None or isinstance(x, (torch.Tensor, KerasTensor)) for x in flatten(value))
+    return False
+
+
+def _with_mask_of(original: torch.Tensor, converted: torch.Tensor) -> torch.Tensor:
+    """``converted`` (a cast of ``original``) carrying ``original``'s mask, as Keras keeps it through a cast."""
+    mask = getattr(original, "_keras_mask", None)
+    if mask is not None and converted is not original:
+        converted._keras_mask = mask
+    return converted
 
 
 def _is_shape(value: Any) -> bool:

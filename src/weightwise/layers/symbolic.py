@@ -28,7 +28,16 @@ from weightwise import activations, backend, ops
 from weightwise.serialization import to_snake_case
 from weightwise.variables import unique_name
 
-__all__ = ["KerasTensor", "Node", "Operation", "call_symbolically", "contains_symbolic", "map_structure"]
+__all__ = [
+    "KerasTensor",
+    "Node",
+    "Operation",
+    "call_symbolically",
+    "contains_symbolic",
+    "get_keras_mask",
+    "map_structure",
+    "set_keras_mask",
+]
 
 _EXAMPLE_SIZES = ((1, 8), (2, 9))  # (batch size, size of other unknown axes) of the two runs
 # The most values an example input may hold (4 GiB of float32): a larger declared shape is
@@ -96,6 +105,28 @@ class KerasTensor(ops.SymbolicTensor):
     def placeholder(cls, batch_shape: tuple[int | None, ...], dtype: torch.dtype, name: str | None = None) -> KerasTensor:
         """A fresh input tensor of ``batch_shape``, with example values of zeros."""
         return cls(batch_shape, dtype, name=name)
+
+    @property
+    def _keras_mask(self) -> KerasTensor | None:
+        """The mask of the tensor (a symbolic bool tensor), or ``None``; read and set as on a torch tensor.
+
+        It is what the layer that made the tensor computed as its mask on the example values.
+        """
+        first, second = (getattr(example, "_keras_mask", None) for example in self._examples)
+        if first is None or second is None:
+            return None
+        cached = self.__dict__.get("_mask_tensor")
+        if cached is None or cached._examples[0] is not first or cached._examples[1] is not second:
+            shape = tuple(a if a == b else None for a, b in zip(first.shape, second.shape))
+            cached = self.__dict__["_mask_tensor"] = KerasTensor(shape, first.dtype, examples=(first, second))
+        return cached
+
+    @_keras_mask.setter
+    def _keras_mask(self, mask: Any) -> None:
+        if mask is not None and not isinstance(mask, KerasTensor):
+            raise TypeError(f"The mask of a symbolic tensor must be a symbolic tensor or None. Received: mask={mask!r}")
+        for which, example in enumerate(self._examples):
+            example._keras_mask = None if mask is None else mask._examples[which]
 
     def __repr__(self) -> str:
         name = f", name={self.name}" if self.name else ""
@@ -191,6 +222,32 @@ class Node:
     outputs: Any = None
     input_tensors: list[KerasTensor] = field(default_factory=list)
     serial: int = field(default_factory=lambda: next(_NODE_SERIALS))
+
+
+def get_keras_mask(tensor: Any) -> Any:
+    """The mask carried by ``tensor`` (its ``_keras_mask``), or ``None``; ``None`` for anything not a tensor.
+
+    >>> import torch
+    >>> x = torch.ones(2, 3)
+    >>> get_keras_mask(x) is None
+    True
+    >>> set_keras_mask(x, torch.tensor([[True, True, False]] * 2))
+    >>> get_keras_mask(x).tolist()
+    [[True, True, False], [True, True, False]]
+    """
+    return getattr(tensor, "_keras_mask", None) if isinstance(tensor, (torch.Tensor, KerasTensor)) else None
+
+
+def set_keras_mask(tensor: Any, mask: Any) -> None:
+    """Attach ``mask`` to ``tensor`` as its ``_keras_mask`` (``None`` clears it), where Keras's torch backend keeps it.
+
+    >>> import torch
+    >>> x = torch.ones(2)
+    >>> set_keras_mask(x, torch.tensor([True, False]))
+    >>> x._keras_mask
+    tensor([ True, False])
+    """
+    tensor._keras_mask = mask
 
 
 def map_structure(fn: Callable[[Any], Any], structure: Any) -> Any:

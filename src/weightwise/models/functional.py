@@ -7,7 +7,13 @@ from typing import Any
 import torch
 
 from weightwise.layers import InputLayer, KerasTensor, Layer
-from weightwise.layers.symbolic import Node, Operation, flatten, map_structure
+from weightwise.layers.symbolic import (
+    Node,
+    Operation,
+    flatten,
+    map_structure,
+    set_keras_mask,
+)
 from weightwise.models.graph_config import functional_config, functional_from_config
 from weightwise.models.model import Model
 
@@ -171,9 +177,15 @@ class Functional(Model, functional=True):
             raise ValueError(f"Model {self.name!r} expects {len(flat)} inputs, but received {len(values)}.")
         return {id(t): v for t, v in zip(flat, values)}
 
-    def call(self, inputs: Any, training: bool | None = None) -> Any:
+    def call(self, inputs: Any, training: bool | None = None, mask: Any = None) -> Any:
         # ``training`` reaches every layer of the graph through the call state (see Layer.forward).
+        # Masks travel on the tensors (``_keras_mask``); a ``mask`` given here goes onto the inputs, as in Keras.
         values = self._input_values(inputs)
+        if mask is not None:
+            for tensor, input_mask in zip(self.inputs, flatten(mask)):
+                value = values[id(tensor)]
+                if input_mask is not None and isinstance(value, torch.Tensor):
+                    set_keras_mask(value, input_mask)
         for node in self._nodes:
             if isinstance(node.layer, InputLayer):
                 continue
