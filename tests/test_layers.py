@@ -399,7 +399,7 @@ def test_concatenate_and_add() -> None:
     np.testing.assert_allclose(Add()([a, a, a]).numpy(), 3 * a.numpy())
     with pytest.raises(ValueError, match="matching shapes"):
         Concatenate(axis=0)([a, b])
-    with pytest.raises(ValueError, match="same shape"):
+    with pytest.raises(ValueError, match="incompatible shapes"):
         Add()([a, b])
     with pytest.raises(ValueError, match="list of inputs"):
         Add()(a)

@@ -57,7 +57,8 @@ PUBLIC = {
           "MaxPooling2D", "MaxPooling3D", "Pooling", "Reshape", "Wrapper", "deserialize", "get", "serialize"],
 
         # masking and merging
-        *[],
+        *["Average", "Dot", "Masking", "Maximum", "Minimum", "Multiply", "Subtract", "add", "average", "concatenate",
+          "dot", "maximum", "minimum", "multiply", "subtract"],
 
         # recurrent
         *[],

@@ -19,6 +19,8 @@ KERAS_TEST_FILES: tuple[str, ...] = (
     "layers/pooling/average_pooling_test.py",
     "layers/pooling/global_average_pooling_test.py",
     "layers/pooling/global_max_pooling_test.py",
+    "layers/core/masking_test.py",
+    "layers/merging/merging_test.py",
     "saving/serialization_lib_test.py",
 )
 
@@ -51,5 +53,12 @@ EXCLUDED: dict[str, str] = {
 }
 
 # Tests in scope that fail today, each with the first thing it trips on (strict expected
-# failures, so a fix that makes one pass must delete its entry). None at present.
-FAILING: dict[str, str] = {}
+# failures, so a fix that makes one pass must delete its entry).
+FAILING: dict[str, str] = {
+    "MaskingTest::test_masking_correctness":
+        "weightwise lays out a graph by running each layer on example values (zeros), so the test layer's `call` "
+        "runs there with an all-False mask and its assertion on the mask values fails; Keras only asks its "
+        "compute_output_shape there",
+    "MaskingTest::test_masking_with_tensor": "uses layers.LSTM, which the recurrent layers bring",
+    "MergingLayersTest::test_dot_higher_dim": "uses keras.src.backend.standardize_shape, which weightwise lacks",
+}

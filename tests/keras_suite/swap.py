@@ -30,7 +30,8 @@ MODULES: dict[str, tuple[str, ...]] = {
     "keras": ("weightwise",),
     "keras.src.activations": ("weightwise.activations",),
     # Keras's backend module also carries the core tensor functions and ``Variable``.
-    "keras.src.backend": ("weightwise.backend", "weightwise.ops", "weightwise"),
+    # get_keras_mask / set_keras_mask live beside KerasTensor.
+    "keras.src.backend": ("weightwise.backend", "weightwise.ops", "weightwise", "weightwise.layers.symbolic"),
     "keras.src.backend.common.keras_tensor": ("weightwise.layers.symbolic",),
     "keras.src.callbacks": ("weightwise.callbacks",),
     "keras.src.constraints": ("weightwise.constraints",),

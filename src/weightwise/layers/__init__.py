@@ -87,6 +87,25 @@ from weightwise.layers.merging import Add, Concatenate
 from weightwise.layers.reshaping import Flatten, Reshape
 
 # masking and merging
+from weightwise.layers.masking import Masking
+from weightwise.layers.merging import (
+    Average,
+    Dot,
+    Maximum,
+    Minimum,
+    Multiply,
+    Subtract,
+    add,
+    average,
+    concatenate,
+    dot,
+    maximum,
+    minimum,
+    multiply,
+    subtract,
+)
+
+_MERGE_FUNCTIONS = [fn.__name__ for fn in (add, average, concatenate, dot, maximum, minimum, multiply, subtract)]
 
 # recurrent
 
@@ -128,6 +147,7 @@ _LAYERS = [
     GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalMaxPooling3D,
 
     # masking and merging
+    Masking, Subtract, Multiply, Average, Maximum, Minimum, Dot,
 
     # recurrent
 
@@ -142,7 +162,7 @@ _LAYERS = [
     # attention
 ]
 
-__all__ = sorted([cls.__name__ for cls in _LAYERS] + list(_ALIASES) + ["Input", "InputSpec", "KerasTensor", "deserialize", "get", "serialize"])
+__all__ = sorted([cls.__name__ for cls in _LAYERS] + list(_ALIASES) + _MERGE_FUNCTIONS + ["Input", "InputSpec", "KerasTensor", "deserialize", "get", "serialize"])
 
 _FAMILY = ObjectFamily("layer", "keras.layers", _LAYERS, extra_names=_ALIASES)
 

@@ -36,6 +36,7 @@ from weightwise.layers.symbolic import (
     flatten,
     get_keras_mask,
     map_structure,
+    record_function,
     set_keras_mask,
 )
 from weightwise.serialization import to_snake_case
@@ -206,6 +207,27 @@ def _undo_on_error(method: Callable[..., Any]) -> Callable[..., Any]:
     return build
 
 
+def _symbolic_compute_mask(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap ``compute_mask`` so that it takes symbolic tensors too.
+
+    Written with :mod:`weightwise.ops` functions, it runs on them as it is and its ops become
+    graph nodes (which Keras files hold); otherwise it runs on their example values, recorded
+    as one :class:`~weightwise.layers.symbolic.GraphFunction` node.
+    """
+
+    @functools.wraps(method)
+    def compute_mask(self: Layer, *args: Any, **kwargs: Any) -> Any:
+        if not contains_symbolic((args, kwargs)):
+            return method(self, *args, **kwargs)
+        try:
+            return method(self, *args, **kwargs)
+        except Exception:  # noqa: BLE001 -- a real error shows again in the run on example values
+            return record_function(functools.partial(method, self), f"{self.name}_compute_mask", args, kwargs)
+
+    compute_mask._takes_symbolic = True  # type: ignore[attr-defined]
+    return compute_mask
+
+
 def _training_flag(layer: Layer, value: Any) -> bool | None:
     """``training=`` of a call: ``None``, a bool (numpy's too), or a one-element bool tensor."""
     if value is None or isinstance(value, bool):
@@ -281,6 +303,9 @@ class Layer(torch.nn.Module):
         build = cls.__dict__.get("build")
         if callable(build) and not getattr(build, "_undoes_failures", False):
             cls.build = _undo_on_error(build)
+        compute_mask = cls.__dict__.get("compute_mask")
+        if callable(compute_mask) and not getattr(compute_mask, "_takes_symbolic", False):
+            cls.compute_mask = _symbolic_compute_mask(compute_mask)
 
     def __init__(
         self,

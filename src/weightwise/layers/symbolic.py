@@ -33,9 +33,11 @@ __all__ = [
     "Node",
     "Operation",
     "call_symbolically",
+    "GraphFunction",
     "contains_symbolic",
     "get_keras_mask",
     "map_structure",
+    "record_function",
     "set_keras_mask",
 ]
 
@@ -110,15 +112,15 @@ class KerasTensor(ops.SymbolicTensor):
     def _keras_mask(self) -> KerasTensor | None:
         """The mask of the tensor (a symbolic bool tensor), or ``None``; read and set as on a torch tensor.
 
-        It is what the layer that made the tensor computed as its mask on the example values.
+        It is what the layer that made the tensor computed as its mask on the example values,
+        and a tensor of the graph: a model may take it as an output, a layer as an argument.
         """
         first, second = (getattr(example, "_keras_mask", None) for example in self._examples)
         if first is None or second is None:
             return None
         cached = self.__dict__.get("_mask_tensor")
         if cached is None or cached._examples[0] is not first or cached._examples[1] is not second:
-            shape = tuple(a if a == b else None for a, b in zip(first.shape, second.shape))
-            cached = self.__dict__["_mask_tensor"] = KerasTensor(shape, first.dtype, examples=(first, second))
+            cached = self.__dict__["_mask_tensor"] = record_function(get_keras_mask, "keras_mask", (self,), {})
         return cached
 
     @_keras_mask.setter
@@ -271,14 +273,39 @@ def contains_symbolic(structure: Any) -> bool:
     return any(isinstance(leaf, KerasTensor) for leaf in flatten(structure))
 
 
+class GraphFunction:
+    """A function of tensors recorded in a functional graph, which no Keras file can hold: the mask a
+    tensor carries (``x._keras_mask``) and a layer's ``compute_mask`` worked out on example values.
+
+    A model holding one runs as usual; saving it raises a ``TypeError`` that says so.
+    """
+
+    def __init__(self, fn: Callable[..., Any], name: str) -> None:
+        self.fn = fn
+        self.name = unique_name(name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<GraphFunction {self.name}>"
+
+
+def record_function(fn: Callable[..., Any], name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``fn(*args, **kwargs)`` on symbolic tensors: run on their example values, recorded as a graph node.
+
+    >>> from weightwise.layers import Input
+    >>> x = Input(shape=(3,))
+    >>> record_function(lambda t: t > 0, "positive", (x,), {})
+    <KerasTensor shape=(None, 3), dtype=bool>
+    """
+    return _record(GraphFunction(fn, name), args[0], args[1:], kwargs)
+
+
 def call_symbolically(layer: Any, inputs: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
                       clear_losses: Callable[[Any], None]) -> Any:
-    """Call ``layer`` on symbolic ``inputs``: run it on the example values, record a :class:`Node`."""
-    if contains_symbolic((args, kwargs)):
-        raise ValueError(
-            f"Layer {getattr(layer, 'name', type(layer).__name__)!r}: symbolic tensors may only be passed as the "
-            "first argument (`inputs`)."
-        )
+    """Call ``layer`` on symbolic ``inputs`` (and symbolic tensors among the other arguments, such as
+    ``mask=``): run it on the example values, record a :class:`Node`."""
     outputs = _record(layer, inputs, args, kwargs)
     # Laying out the graph is not a training call: drop what the example runs recorded.
     clear_losses(layer)

@@ -23,7 +23,7 @@ import torch
 
 from weightwise import ops
 from weightwise.layers import InputLayer, KerasTensor
-from weightwise.layers.symbolic import Node, Operation, flatten, map_structure
+from weightwise.layers.symbolic import GraphFunction, Node, Operation, flatten, map_structure
 from weightwise.serialization import deserialize_keras_object, serialize_keras_object
 
 __all__ = ["functional_config", "functional_from_config"]
@@ -80,6 +80,13 @@ def functional_config(model: Any) -> dict[str, Any]:
     for layer in model._operations:
         if isinstance(layer, Operation):
             entry = layer.serialize()
+        elif isinstance(layer, GraphFunction):
+            raise TypeError(
+                f"Model {model.name!r} cannot be serialized: its graph takes {layer.name!r}, a mask worked out on "
+                "example values (a symbolic tensor's `_keras_mask`, or a `compute_mask` not written with "
+                "weightwise.ops), which no Keras file can hold. Pass the mask on through the layers instead, or "
+                "write `compute_mask` with weightwise.ops functions."
+            )
         elif hasattr(layer, "get_config"):
             entry = serialize_keras_object(layer)
         else:
