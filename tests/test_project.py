@@ -61,7 +61,7 @@ PUBLIC = {
           "dot", "maximum", "minimum", "multiply", "subtract"],
 
         # recurrent
-        *[],
+        *["GRU", "GRUCell", "LSTM", "LSTMCell", "RNN", "SimpleRNN", "SimpleRNNCell", "StackedRNNCells"],
 
         # recurrent wrappers
         *[],

@@ -108,6 +108,16 @@ from weightwise.layers.merging import (
 _MERGE_FUNCTIONS = [fn.__name__ for fn in (add, average, concatenate, dot, maximum, minimum, multiply, subtract)]
 
 # recurrent
+from weightwise.layers.rnn import (
+    GRU,
+    LSTM,
+    RNN,
+    GRUCell,
+    LSTMCell,
+    SimpleRNN,
+    SimpleRNNCell,
+    StackedRNNCells,
+)
 
 # recurrent wrappers
 
@@ -150,6 +160,7 @@ _LAYERS = [
     Masking, Subtract, Multiply, Average, Maximum, Minimum, Dot,
 
     # recurrent
+    RNN, SimpleRNNCell, LSTMCell, GRUCell, StackedRNNCells, SimpleRNN, LSTM, GRU,
 
     # recurrent wrappers
 

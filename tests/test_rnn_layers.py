@@ -1,0 +1,183 @@
+"""Recurrent layers on their own: the shared checker, rules on the cells' weights, training, masks, errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from helpers import rule_arguments, run_layer_test
+
+import weightwise
+from weightwise import binding, constraints, layers, regularizers
+
+WEIGHT_RULES = ("kernel_regularizer", "recurrent_regularizer", "bias_regularizer", "kernel_constraint",
+                "recurrent_constraint", "bias_constraint")
+LAYERS = [layers.SimpleRNN, layers.LSTM, layers.GRU]
+CELLS = [layers.SimpleRNNCell, layers.LSTMCell, layers.GRUCell]
+
+
+def rand(*shape: int, seed: int = 0) -> torch.Tensor:
+    return torch.from_numpy(np.random.default_rng(seed).normal(size=shape).astype(np.float32))
+
+
+@pytest.mark.parametrize("cls", LAYERS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("flags", [{}, {"return_sequences": True}, {"go_backwards": True, "use_bias": False}])
+def test_every_layer_through_the_shared_checker(cls: type, flags: dict[str, Any]) -> None:
+    # The weight rules sit on the cell, where the next test follows them; the checker covers the rest.
+    expected = (2, 4, 3) if flags.get("return_sequences") else (2, 3)
+    run_layer_test(cls, {"units": 3, **flags}, (2, 4, 5), expected_output_shape=expected,
+                   expected_num_weights=3 if flags.get("use_bias", True) else 2, exclude=WEIGHT_RULES)
+
+
+@pytest.mark.parametrize("cls", LAYERS + CELLS, ids=lambda c: c.__name__)
+def test_every_rule_argument_reaches_the_cells_weight(cls: type) -> None:
+    names = rule_arguments(cls)
+    assert set(WEIGHT_RULES) <= set(names)
+    given = {name: regularizers.L1(0.01 * (i + 1)) if name.endswith("_regularizer") else constraints.MaxNorm(i + 1.0)
+             for i, name in enumerate(names)}
+    layer = cls(3, **given)
+    if cls in CELLS:
+        layer.build((2, 5))
+        cell = layer
+    else:
+        layer(rand(2, 4, 5))
+        cell = layer.cell
+    weight_of = {"kernel": "kernel", "recurrent": "recurrent_kernel", "bias": "bias"}
+    for name, rule in given.items():
+        assert getattr(layer, name) is rule, name
+        if name == "activity_regularizer":
+            continue
+        part, kind = name.rsplit("_", 1)
+        bound = binding.rule_of(cell, weight_of[part])
+        assert getattr(bound, kind) is rule, name
+    activity = 1 if "activity_regularizer" in given and cls not in CELLS else 0
+    assert len(layer.losses) == 3 + activity
+
+
+def test_setting_a_rule_on_the_built_layer_rebinds_the_cells_weight() -> None:
+    layer = layers.LSTM(3)
+    layer(rand(2, 4, 5))
+    assert layer.losses == []
+    layer.recurrent_regularizer = regularizers.L2(0.5)
+    expected = 0.5 * float((layer.cell.recurrent_kernel.detach() ** 2).sum())
+    assert [float(v.detach()) for v in layer.losses] == pytest.approx([expected])
+
+
+@pytest.mark.parametrize("cls", LAYERS, ids=lambda c: c.__name__)
+def test_one_fit_step_leaves_constrained_weights_within_bounds(cls: type) -> None:
+    model = weightwise.Sequential([
+        layers.Input((6, 4)),
+        cls(5, kernel_constraint=constraints.MaxNorm(0.3), recurrent_constraint=constraints.UnitNorm(),
+            bias_constraint=constraints.NonNeg(), recurrent_regularizer=regularizers.L2(0.01)),
+        layers.Dense(1),
+    ])
+    model.compile(optimizer=weightwise.optimizers.SGD(1.0), loss="mse")
+    x, y = rand(8, 6, 4, seed=1) * 5, rand(8, 1, seed=2) * 5
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    cell = model.layers[0].cell
+    assert (cell.kernel.detach().norm(dim=0) <= 0.3 + 1e-6).all()
+    np.testing.assert_allclose(cell.recurrent_kernel.detach().norm(dim=0).numpy(), 1.0, rtol=1e-5)
+    assert (cell.bias.detach() >= 0).all()
+
+
+@pytest.mark.parametrize("cls", LAYERS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("rates", [(0.5, 0.0), (0.0, 0.5), (0.3, 0.4)])
+def test_training_with_dropout_keeps_shapes_and_differs_from_inference(cls: type, rates: tuple[float, float]) -> None:
+    layer = cls(4, dropout=rates[0], recurrent_dropout=rates[1], return_sequences=True, return_state=True, seed=3)
+    x = rand(3, 5, 6)
+    inference = layer(x)
+    trained = layer(x, training=True)
+    assert [tuple(t.shape) for t in trained] == [tuple(t.shape) for t in inference]
+    assert not torch.allclose(trained[0], inference[0])
+    # Masks are drawn per call: the cell holds none afterwards.
+    assert layer.cell.get_dropout_mask.__self__.__dict__.get("_dropout_mask") is None
+    torch.testing.assert_close(layer(x), inference)
+
+
+def test_dropout_uses_one_mask_for_every_step() -> None:
+    # With an identity-like recurrence, a dropped input feature is dropped at every step.
+    cell = layers.SimpleRNNCell(1, dropout=0.5, seed=0, kernel_initializer="ones", recurrent_initializer="zeros",
+                                use_bias=False, activation=None)
+    layer = layers.RNN(cell, return_sequences=True)
+    x = torch.ones(64, 5, 1)
+    out = layer(x, training=True)[..., 0]
+    assert set(out.unique().tolist()) <= {0.0, 2.0}
+    assert (out == out[:, :1]).all()
+
+
+def test_mask_keeps_states_and_repeats_outputs() -> None:
+    layer = layers.SimpleRNN(2, return_sequences=True, return_state=True)
+    x = rand(2, 4, 3)
+    mask = torch.tensor([[True, True, False, False], [True, True, True, True]])
+    outputs, state = layer(x, mask=mask)
+    short, short_state = layer(x[:1, :2])
+    torch.testing.assert_close(outputs[0, 2], outputs[0, 1])
+    torch.testing.assert_close(state[0], short_state[0])
+    torch.testing.assert_close(outputs[0, :2], short[0])
+
+
+def test_fully_masked_sequence_gives_zeros_and_the_initial_state() -> None:
+    layer = layers.GRU(2, return_state=True)
+    out, state = layer(rand(1, 3, 2), mask=torch.zeros(1, 3, dtype=torch.bool))
+    assert out.abs().sum() == 0 and state.abs().sum() == 0
+
+
+def test_stateful_layer_needs_no_reset_to_continue_and_reset_zeroes() -> None:
+    layer = layers.LSTM(3, stateful=True)
+    x = rand(2, 6, 4)
+    layer(x[:, :3])
+    whole = layers.LSTM(3)
+    whole(x)
+    whole.set_weights(layer.get_weights())
+    layer.reset_state()
+    layer(x[:, :3])
+    torch.testing.assert_close(layer(x[:, 3:]), whole(x))
+    layer.reset_states()
+    assert all(s.abs().sum() == 0 for s in layer.states)
+
+
+def test_rnn_takes_any_keras_style_cell() -> None:
+    class Accumulate:
+        state_size = 2
+
+        def call(self, inputs, states):
+            total = states[0] + inputs
+            return total, [total]
+
+    out = layers.RNN(Accumulate(), return_sequences=True)(torch.ones(1, 3, 2))
+    assert out[0, :, 0].tolist() == [1.0, 2.0, 3.0]
+
+
+def test_lstm_and_gru_give_keras_bias_layouts() -> None:
+    lstm = layers.LSTM(2)
+    lstm(rand(1, 2, 3))
+    assert lstm.cell.bias.tolist() == [0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]
+    for reset_after, shape in ((True, (2, 6)), (False, (6,))):
+        gru = layers.GRU(2, reset_after=reset_after)
+        gru(rand(1, 2, 3))
+        assert tuple(gru.cell.bias.shape) == shape
+
+
+@pytest.mark.parametrize("make, argument, shown", [
+    (lambda: layers.LSTM(0), "units", "units=0"),
+    (lambda: layers.GRU(3, dropout=1.5), "dropout", "dropout=1.5"),
+    (lambda: layers.SimpleRNN(3, recurrent_dropout="x"), "recurrent_dropout", "recurrent_dropout='x'"),
+    (lambda: layers.LSTM(3, use_cudnn="yes"), "use_cudnn", "use_cudnn='yes'"),
+    (lambda: layers.GRU(3, return_sequences=1), "return_sequences", "return_sequences=1"),
+    (lambda: layers.GRU(3, reset_after="no"), "reset_after", "reset_after='no'"),
+    (lambda: layers.RNN(object()), "cell", "cell="),
+    (lambda: layers.LSTMCell(3, seed=-1), "seed", "seed=-1"),
+])
+def test_bad_arguments_name_the_argument_and_value(make, argument: str, shown: str) -> None:
+    with pytest.raises(ValueError) as info:
+        make()
+    assert argument in str(info.value) and shown in str(info.value)
+
+
+def test_bad_sequences_build_nothing() -> None:
+    layer = layers.LSTM(3)
+    with pytest.raises(ValueError, match="ndim=3"):
+        layer(rand(2, 5))
+    assert not layer.built and layer.weights == []
