@@ -181,3 +181,85 @@ def test_bad_sequences_build_nothing() -> None:
     with pytest.raises(ValueError, match="ndim=3"):
         layer(rand(2, 5))
     assert not layer.built and layer.weights == []
+
+
+FUSED_CASES = [
+    (layers.LSTM, {}), (layers.LSTM, {"go_backwards": True, "return_sequences": True, "use_bias": False}),
+    (layers.LSTM, {"return_state": True, "unit_forget_bias": False}),
+    (layers.GRU, {}), (layers.GRU, {"go_backwards": True, "return_sequences": True, "return_state": True}),
+    (layers.GRU, {"use_bias": False, "return_state": True}),
+    (layers.SimpleRNN, {"return_sequences": True}), (layers.SimpleRNN, {"activation": "relu", "return_state": True}),
+    (layers.SimpleRNN, {"use_bias": False, "go_backwards": True}),
+]
+
+
+@pytest.mark.parametrize("cls, flags", FUSED_CASES, ids=lambda v: getattr(v, "__name__", str(v)))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_kernel_matches_the_step_loop(monkeypatch, cls: type, flags: dict[str, Any], dtype) -> None:
+    from weightwise.layers.rnn import fused
+
+    calls = []
+    original = fused.run_fused
+    monkeypatch.setattr("weightwise.layers.rnn.cell_rnn.run_fused",
+                        lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs))
+    kwargs = {"kernel_regularizer": regularizers.L2(0.1), "recurrent_regularizer": regularizers.L1(0.1),
+              "dtype": "float32" if dtype == torch.float32 else "float64", **flags}
+    fast, loop = cls(4, **kwargs), cls(4, **kwargs)
+    x = rand(3, 6, 5).to(dtype)
+    fast(x)
+    loop(x)
+    loop.set_weights(fast.get_weights())
+    loop.use_cudnn = False
+    initial = [rand(3, 4, seed=i).to(dtype) for i in range(2 if cls is layers.LSTM else 1)]
+    for call in ({}, {"initial_state": initial}, {"mask": torch.ones(3, 6, dtype=torch.bool)}):
+        calls.clear()
+        got, expected = fast(x, **call), loop(x, **call)
+        assert calls == [1]
+        got, expected = as_list(got), as_list(expected)
+        tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == torch.float32 else {"rtol": 1e-10, "atol": 1e-12}
+        for a, b in zip(got, expected):
+            torch.testing.assert_close(a, b, **tol)
+        probe = [rand(*a.shape, seed=5 + i).to(dtype) for i, a in enumerate(got)]
+        grads = [torch.autograd.grad(sum((t * p).sum() for t, p in zip(outs, probe)) + sum(layer.losses),
+                                     layer.trainable_weights)
+                 for outs, layer in ((got, fast), (expected, loop))]
+        for a, b in zip(*grads):
+            torch.testing.assert_close(a, b, **tol)
+
+
+def as_list(value: Any) -> list[torch.Tensor]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+@pytest.mark.parametrize("make, call", [
+    (lambda: layers.LSTM(3, unroll=True), {}),
+    (lambda: layers.LSTM(3, activation="relu"), {}),
+    (lambda: layers.GRU(3, reset_after=False), {}),
+    (lambda: layers.GRU(3, recurrent_dropout=0.5), {"training": True}),
+    (lambda: layers.LSTM(3, dropout=0.5, implementation=1), {"training": True}),
+    (lambda: layers.SimpleRNN(3, activation="sigmoid"), {}),
+    (lambda: layers.LSTM(3), {"mask": torch.tensor([[True, True, False, False]] * 2)}),
+    (lambda: layers.LSTM(3, use_cudnn=False), {}),
+])
+def test_configurations_the_fused_kernel_cannot_compute_take_the_loop(monkeypatch, make, call) -> None:
+    monkeypatch.setattr("weightwise.layers.rnn.cell_rnn.run_fused", lambda *a, **k: pytest.fail("fused path taken"))
+    assert make()(rand(2, 4, 5), **call).shape == (2, 3)
+
+
+def test_use_cudnn_true_raises_where_keras_does() -> None:
+    with pytest.raises(ValueError, match="use_cudnn=True"):
+        layers.LSTM(3, use_cudnn=True)(rand(2, 4, 5), mask=torch.tensor([[True, False, True, True]] * 2))
+    with pytest.raises(ValueError, match="use_cudnn=True"):
+        layers.GRU(3, use_cudnn=True, reset_after=False)(rand(2, 4, 5))
+    assert layers.LSTM(3, use_cudnn=True)(rand(2, 4, 5)).shape == (2, 3)
+
+
+def test_fused_dropout_uses_the_cells_mask_for_every_step() -> None:
+    layer = layers.GRU(3, dropout=0.5, seed=0, return_sequences=True)
+    x = rand(4, 5, 6)
+    trained = layer(x, training=True)
+    loop = layers.GRU(3, dropout=0.5, seed=0, return_sequences=True, use_cudnn=False)
+    loop(x)
+    loop.set_weights(layer.get_weights())
+    # The same seed draws the same single mask on both paths.
+    torch.testing.assert_close(loop(x, training=True), trained)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from weightwise import regularizers
 from weightwise.layers.base import InputSpec, Layer
+from weightwise.layers.rnn.fused import fusable, run_fused
 from weightwise.layers.rnn.gated import check_use_cudnn
 from weightwise.layers.rnn.rnn import RNN
 
@@ -69,6 +72,24 @@ class CellRNN(RNN):
                 setattr(cls, name, _delegate(name, settable=name in _RULES))
 
     delegated: tuple[str, ...] = _READ + _RULES
+
+    def inner_loop(self, sequences: torch.Tensor, initial_state: list[Any], mask: torch.Tensor | None,
+                   training: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[Any]]:
+        """torch's fused kernel where the configuration allows it (``use_cudnn`` not False), else the step loop.
+
+        ``use_cudnn=True`` raises Keras's error where Keras would not fuse either: with a
+        recurrent dropout while training, a mask that drops steps, or GRU's ``reset_after=False``.
+        """
+        while isinstance(mask, (list, tuple)):
+            mask = mask[0] if mask else None
+        if self.use_cudnn is not False and fusable(self, mask, training):
+            return run_fused(self, sequences, initial_state, training)
+        if self.use_cudnn is True and (
+                (training and self.cell.recurrent_dropout > 0) or (mask is not None and not bool(mask.all()))
+                or not getattr(self.cell, "reset_after", True)):
+            raise ValueError("use_cudnn=True was specified, but cuDNN is not supported for this layer configuration "
+                             "with this backend. Pass use_cudnn='auto' to fallback to a non-cuDNN implementation.")
+        return super().inner_loop(sequences, initial_state, mask, training=training)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

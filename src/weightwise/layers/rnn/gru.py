@@ -8,6 +8,7 @@ import torch
 
 from weightwise import arguments
 from weightwise.layers.rnn.cell_rnn import CellRNN
+from weightwise.layers.rnn.fused import SIGMOID, TANH
 from weightwise.layers.rnn.gated import GatedCell
 
 __all__ = ["GRU", "GRUCell"]
@@ -75,6 +76,11 @@ class GRUCell(GatedCell):
         candidate = self.activation(x_h + recurrent_h)
         h = z * h_prev + (1 - z) * candidate
         return h, [h] if nested else h
+
+    def fused_kernel(self) -> str | None:
+        """``"gru"``, torch's fused kernel, with ``reset_after=True`` and Keras's default activations."""
+        fits = self.reset_after and self.activation in TANH and self.recurrent_activation in SIGMOID
+        return "gru" if fits else None
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "reset_after": self.reset_after}

@@ -8,6 +8,7 @@ import torch
 
 from weightwise import arguments, initializers
 from weightwise.layers.rnn.cell_rnn import CellRNN
+from weightwise.layers.rnn.fused import SIGMOID, TANH
 from weightwise.layers.rnn.gated import GatedCell
 
 __all__ = ["LSTM", "LSTMCell"]
@@ -67,6 +68,10 @@ class LSTMCell(GatedCell):
         c = self.recurrent_activation(z_f) * c_prev + self.recurrent_activation(z_i) * self.activation(z_c)
         h = self.recurrent_activation(z_o) * self.activation(c)
         return h, [h, c]
+
+    def fused_kernel(self) -> str | None:
+        """``"lstm"``, torch's fused kernel, where the activations are Keras's defaults."""
+        return "lstm" if self.activation in TANH and self.recurrent_activation in SIGMOID else None
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "unit_forget_bias": self.unit_forget_bias}

@@ -8,6 +8,7 @@ import torch
 
 from weightwise.layers.rnn.cell import RecurrentCell
 from weightwise.layers.rnn.cell_rnn import CellRNN
+from weightwise.layers.rnn.fused import RELU, TANH
 
 __all__ = ["SimpleRNN", "SimpleRNNCell"]
 
@@ -47,6 +48,10 @@ class SimpleRNNCell(RecurrentCell):
         if self.activation is not None:
             output = self.activation(output)
         return output, [output] if nested else output
+
+    def fused_kernel(self) -> str | None:
+        """``"rnn_tanh"`` or ``"rnn_relu"``, torch's fused kernels, for those two activations."""
+        return "rnn_tanh" if self.activation in TANH else "rnn_relu" if self.activation in RELU else None
 
 
 class SimpleRNN(CellRNN):
