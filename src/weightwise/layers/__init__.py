@@ -122,6 +122,7 @@ from weightwise.layers.rnn import (
 # recurrent wrappers
 
 # normalization, embedding and activation layers
+from weightwise.layers.normalization import BatchNormalization
 
 # depthwise, separable and transposed convolutions
 
@@ -165,6 +166,7 @@ _LAYERS = [
     # recurrent wrappers
 
     # normalization, embedding and activation layers
+    BatchNormalization,
 
     # depthwise, separable and transposed convolutions
 

@@ -1,0 +1,168 @@
+"""BatchNormalization, LayerNormalization and GroupNormalization: rules, Keras conformance, fit and files."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from helpers import keras_or_skip, run_layer_test, to_numpy
+from layer_conformance import TOL, compare_calls, fit_both, twins
+
+import weightwise
+from weightwise import constraints, layers
+
+RNG = np.random.default_rng(0)
+
+
+def rand(*shape: int, loc: float = 2.0, scale: float = 3.0, seed: int = 0) -> np.ndarray:
+    return (np.random.default_rng(seed).normal(size=shape) * scale + loc).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def keras() -> Any:
+    return keras_or_skip()
+
+
+# -- BatchNormalization ----------------------------------------------------------------------
+
+BN_CASES = [
+    ({}, (6, 3)),
+    ({"momentum": 0.7}, (5, 4, 3)),
+    ({"axis": 1, "momentum": 0.5, "epsilon": 1e-5}, (4, 3, 5, 5)),  # channels_first conv outputs
+    ({"axis": -2, "center": False}, (4, 3, 2)),
+    ({"scale": False, "gamma_regularizer": "l2", "beta_regularizer": "l1"}, (6, 4)),
+    ({"gamma_regularizer": "l2", "beta_regularizer": {"class_name": "L1", "config": {"l1": 0.2}}}, (6, 2, 2, 4)),
+    ({"renorm": True, "momentum": 0.8, "renorm_momentum": 0.6}, (6, 3)),
+    ({"renorm": True, "renorm_clipping": {"rmax": 1.2, "rmin": 0.8, "dmax": 0.1}, "center": False}, (6, 2, 3)),
+]
+TRAIN_THEN_INFER = [{"training": True}, {"training": True}, {"training": False}, {"training": True}, {}]
+
+
+@pytest.mark.parametrize(("kwargs", "shape"), BN_CASES)
+def test_batch_norm_matches_keras(keras, kwargs, shape) -> None:
+    ours, theirs = twins(keras, "BatchNormalization", kwargs, shape)
+    compare_calls(ours, theirs, rand(*shape), TRAIN_THEN_INFER)
+
+
+def test_batch_norm_mask_matches_keras(keras) -> None:
+    ours, theirs = twins(keras, "BatchNormalization", {"momentum": 0.6}, (4, 5, 3))
+    mask = np.array([[1, 1, 0, 1, 0], [1, 0, 0, 0, 0], [1, 1, 1, 1, 1], [0, 1, 1, 0, 1]], dtype=bool)
+    compare_calls(ours, theirs, rand(4, 5, 3), [{"training": True, "mask": mask}] * 2 + [{"mask": mask}])
+
+
+def test_batch_norm_frozen_runs_in_inference_mode(keras) -> None:
+    ours, theirs = twins(keras, "BatchNormalization", {"momentum": 0.5}, (6, 3))
+    ours.trainable = theirs.trainable = False
+    before = ours.get_weights()
+    compare_calls(ours, theirs, rand(6, 3), [{"training": True}])
+    for old, new in zip(before, ours.get_weights()):
+        np.testing.assert_array_equal(old, new)
+    assert ours.trainable_weights == [] and len(ours.non_trainable_weights) == 4
+
+
+def test_batch_norm_formula_by_hand() -> None:
+    x = rand(8, 3)
+    layer = layers.BatchNormalization(momentum=0.9, epsilon=0.01)
+    out = to_numpy(layer(torch.tensor(x), training=True))
+    mean, var = x.mean(axis=0), x.var(axis=0)  # the biased variance
+    np.testing.assert_allclose(out, (x - mean) / np.sqrt(var + 0.01), **TOL)
+    np.testing.assert_allclose(to_numpy(layer.moving_mean), 0.1 * mean, **TOL)
+    np.testing.assert_allclose(to_numpy(layer.moving_variance), 0.9 + 0.1 * var, **TOL)
+    inference = to_numpy(layer(torch.tensor(x)))
+    np.testing.assert_allclose(inference, (x - 0.1 * mean) / np.sqrt(0.9 + 0.1 * var + 0.01), **TOL)
+
+
+def test_batch_norm_layer_checker() -> None:
+    layer = run_layer_test(layers.BatchNormalization, {}, (4, 3), expected_output_shape=(4, 3), expected_num_weights=4)
+    assert [w.name for w in layer.weights] == ["gamma", "beta", "moving_mean", "moving_variance"]
+    assert [w.requires_grad for w in layer.weights] == [True, True, False, False]
+    run_layer_test(layers.BatchNormalization, {"axis": 1, "renorm": True}, (2, 3, 4, 4), expected_num_weights=7)
+
+
+def test_batch_norm_arguments() -> None:
+    with pytest.raises(ValueError, match="synchronized=True"):
+        layers.BatchNormalization(synchronized=True)
+    with pytest.raises(ValueError, match="momentum"):
+        layers.BatchNormalization(momentum=1.5)
+    with pytest.raises(ValueError, match="axis"):
+        layers.BatchNormalization(axis=1.5)
+    with pytest.raises(ValueError, match="center"):
+        layers.BatchNormalization(center="yes")
+    with pytest.raises(ValueError, match="Received invalid keys"):
+        layers.BatchNormalization(renorm=True, renorm_clipping={"rmaxx": 1.0})
+    with pytest.raises(ValueError, match="out of bounds"):
+        layers.BatchNormalization(axis=3)(torch.ones(2, 3))
+    with pytest.raises(ValueError, match="one dimension less"):
+        layers.BatchNormalization()(torch.ones(2, 3), mask=torch.ones(2, 3), training=True)
+    layer = layers.BatchNormalization()
+    layer.build((None, 3))
+    with pytest.raises(ValueError, match="expected axis -1 of input shape to have value 3"):
+        layer(torch.ones(2, 4))
+
+
+def test_batch_norm_fit_updates_moving_statistics_only_by_momentum(keras) -> None:
+    x, y = rand(24, 4, seed=1), rand(24, 2, seed=2)
+
+    def build(lib: Any) -> Any:
+        lib.utils.set_random_seed(0)
+        return lib.Sequential([
+            lib.Input(shape=(4,)),
+            lib.layers.BatchNormalization(momentum=0.5, gamma_regularizer=lib.regularizers.L2(0.1),
+                                          gamma_constraint=lib.constraints.MaxNorm(1.05, axis=0),
+                                          beta_constraint=lib.constraints.NonNeg()),
+            lib.layers.Dense(2),
+        ])
+
+    ours, theirs = fit_both(keras, build, x, y, steps=3)
+    for mine, reference in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(mine, reference, **TOL)
+    bn = ours.layers[0]
+    assert not np.allclose(to_numpy(bn.moving_mean), 0.0)
+    assert np.linalg.norm(to_numpy(bn.gamma)) <= 1.05 + 1e-6
+    assert (to_numpy(bn.beta) >= 0).all()
+    np.testing.assert_allclose(ours.predict(x, verbose=0), to_numpy(theirs.predict(x, verbose=0)), **TOL)
+
+
+def test_one_fit_step_keeps_constrained_gamma_and_beta_in_bounds() -> None:
+    model = weightwise.Sequential([
+        weightwise.Input(shape=(5,)),
+        layers.BatchNormalization(gamma_initializer="ones", gamma_constraint=constraints.MaxNorm(0.5, axis=0),
+                                  beta_initializer="ones", beta_constraint=constraints.NonNeg()),
+        layers.Dense(1),
+    ])
+    model.compile(optimizer=weightwise.optimizers.SGD(10.0), loss="mse")
+    model.fit(rand(8, 5), rand(8, 1) * 100, batch_size=8, epochs=1, verbose=0)
+    bn = model.layers[0]
+    assert np.linalg.norm(to_numpy(bn.gamma)) <= 0.5 + 1e-6
+    assert (to_numpy(bn.beta) >= 0).all()
+
+
+def _bn_model(lib: Any) -> Any:
+    return lib.Sequential([
+        lib.Input(shape=(6, 6, 2)),
+        lib.layers.Conv2D(3, 3, name="conv"),
+        lib.layers.BatchNormalization(momentum=0.8, gamma_regularizer=lib.regularizers.L2(0.05),
+                                      beta_constraint=lib.constraints.NonNeg(), name="bn"),
+        lib.layers.Flatten(name="flat"),
+        lib.layers.Dense(2, name="out"),
+    ], name="bn_model")
+
+
+@pytest.mark.parametrize("writer", ["keras", "weightwise"])
+def test_batch_norm_keras_file_round_trip(keras, tmp_path, writer) -> None:
+    x, y = rand(8, 6, 6, 2), rand(8, 2)
+    ours, theirs = fit_both(keras, _bn_model, x, y, steps=2)
+    path = tmp_path / "bn.keras"
+    if writer == "keras":
+        theirs.save(path)
+        ours = weightwise.models.load_model(path)
+    else:
+        ours.save(path)
+        theirs = keras.saving.load_model(path)
+    bn = next(layer for layer in ours.layers if layer.name == "bn")
+    assert not np.allclose(to_numpy(bn.moving_mean), 0.0)  # moving statistics came across
+    for mine, reference in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(mine, to_numpy(reference), **TOL)
+    np.testing.assert_allclose(ours.predict(x, verbose=0), to_numpy(theirs.predict(x, verbose=0)), **TOL)
