@@ -67,7 +67,7 @@ PUBLIC = {
         *[],
 
         # normalization, embedding and activation layers
-        *["BatchNormalization"],
+        *["BatchNormalization", "Embedding"],
 
         # depthwise, separable and transposed convolutions
         *[],

@@ -97,12 +97,13 @@ def _flatten(structure: Any) -> list[Any]:
 
 
 def _eager_tensor(shape: tuple[int, ...], dtype: str) -> torch.Tensor:
-    # Keras's helper draws uniform values for floats and small integers otherwise.
+    # Keras's helper draws uniform values for floats, and integers from uniform values times 3
+    # (0, 1 or 2: valid indices for the small Embedding layers its tests build).
     dtype = dtype or "float32"
     if dtype.startswith("float") or dtype == "bfloat16":
         values = np.random.uniform(size=shape)
     else:
-        values = np.random.randint(0, 10, size=shape)
+        values = np.random.uniform(size=shape) * 3
     return ops.convert_to_tensor(values.astype(np.float32 if dtype == "bfloat16" else dtype),
                                  dtype=dtype)
 

@@ -122,6 +122,7 @@ from weightwise.layers.rnn import (
 # recurrent wrappers
 
 # normalization, embedding and activation layers
+from weightwise.layers.embedding import Embedding
 from weightwise.layers.normalization import BatchNormalization
 
 # depthwise, separable and transposed convolutions
@@ -166,7 +167,7 @@ _LAYERS = [
     # recurrent wrappers
 
     # normalization, embedding and activation layers
-    BatchNormalization,
+    BatchNormalization, Embedding,
 
     # depthwise, separable and transposed convolutions
 
