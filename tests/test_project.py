@@ -73,7 +73,8 @@ PUBLIC = {
         *[],
 
         # reshaping, padding, noise and other parameter-free layers
-        *[],
+        *["AlphaDropout", "GaussianDropout", "GaussianNoise", "Permute", "SpatialDropout1D", "SpatialDropout2D",
+          "SpatialDropout3D"],
 
         # attention
         *[],

@@ -24,6 +24,11 @@ KERAS_TEST_FILES: tuple[str, ...] = (
     "layers/normalization/batch_normalization_test.py",
     "layers/core/embedding_test.py",
     "saving/serialization_lib_test.py",
+    "layers/regularization/spatial_dropout_test.py",
+    "layers/regularization/gaussian_noise_test.py",
+    "layers/regularization/gaussian_dropout_test.py",
+    "layers/regularization/alpha_dropout_test.py",
+    "layers/reshaping/permute_test.py",
 )
 
 # Keras test files for layers weightwise does not have yet; each joins KERAS_TEST_FILES

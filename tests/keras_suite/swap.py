@@ -33,6 +33,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     # get_keras_mask / set_keras_mask live beside KerasTensor.
     "keras.src.backend": ("weightwise.backend", "weightwise.ops", "weightwise", "weightwise.layers.symbolic"),
     "keras.src.backend.common.keras_tensor": ("weightwise.layers.symbolic",),
+    "keras.src.backend.config": ("weightwise.config",),
     "keras.src.callbacks": ("weightwise.callbacks",),
     "keras.src.constraints": ("weightwise.constraints",),
     "keras.src.initializers": ("weightwise.initializers",),

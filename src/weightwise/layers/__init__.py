@@ -128,6 +128,15 @@ from weightwise.layers.normalization import BatchNormalization
 # depthwise, separable and transposed convolutions
 
 # reshaping, padding, noise and other parameter-free layers
+from weightwise.layers.noise import (
+    AlphaDropout,
+    GaussianDropout,
+    GaussianNoise,
+    SpatialDropout1D,
+    SpatialDropout2D,
+    SpatialDropout3D,
+)
+from weightwise.layers.reshaping import Permute
 
 # attention
 
@@ -172,6 +181,7 @@ _LAYERS = [
     # depthwise, separable and transposed convolutions
 
     # reshaping, padding, noise and other parameter-free layers
+    Permute, SpatialDropout1D, SpatialDropout2D, SpatialDropout3D, GaussianNoise, GaussianDropout, AlphaDropout,
 
     # attention
 ]

@@ -212,17 +212,15 @@ class Dropout(Layer):
 
     def __init__(self, rate: float, noise_shape: Sequence[int | None] | None = None, seed: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate <= 1:
-            raise ValueError(f"Invalid value received for argument `rate`. Expected a float value between 0 and 1. Received: rate={rate!r}")
-        if seed is not None and not (is_int(seed) and seed >= 0):
-            raise ValueError(f"Invalid value for argument `seed`: expected a non-negative int or None. Received: seed={seed!r}")
+        rate = noise_fraction(rate, "rate")
+        seed = noise_seed(seed)
         if noise_shape is not None:
             noise_shape = standardize_shape(noise_shape, "noise_shape", f"Dropout layer {self.name!r}")
             if 0 in noise_shape:
                 raise invalid(self, "noise_shape", noise_shape, "positive ints or None")
-        self.rate = rate if isinstance(rate, (int, float)) else float(rate)
+        self.rate = rate
         self.noise_shape = noise_shape
-        self.seed = None if seed is None else int(seed)
+        self.seed = seed
         self._generator: torch.Generator | None = None
         self.input_spec = InputSpec()
         self.supports_masking = True
@@ -255,6 +253,21 @@ class Dropout(Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "rate": self.rate, "seed": self.seed, "noise_shape": self.noise_shape}
+
+
+def noise_fraction(value: Any, argument: str) -> float:
+    """``value`` as a noise layer's fraction (Dropout's ``rate``): a real number in ``[0, 1]``, not a bool."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
+        raise ValueError(f"Invalid value received for argument `{argument}`. Expected a float value between 0 and 1. "
+                         f"Received: {argument}={value!r}")
+    return value if isinstance(value, (int, float)) else float(value)
+
+
+def noise_seed(seed: Any) -> int | None:
+    """``seed`` of a noise layer: ``None`` or an int ``>= 0``."""
+    if seed is not None and not (is_int(seed) and seed >= 0):
+        raise ValueError(f"Invalid value for argument `seed`: expected a non-negative int or None. Received: seed={seed!r}")
+    return None if seed is None else int(seed)
 
 
 class ActivityRegularization(Layer):

@@ -1,4 +1,4 @@
-"""Layers that only rearrange their input: Flatten and Reshape."""
+"""Layers that only rearrange their input: Flatten, Reshape, Permute and RepeatVector."""
 
 from __future__ import annotations
 
@@ -11,7 +11,16 @@ import torch
 from weightwise.layers.args import MAX_SIZE, is_int, standardize_data_format
 from weightwise.layers.base import InputSpec, Layer
 
-__all__ = ["Flatten", "Reshape"]
+__all__ = ["Flatten", "Permute", "Reshape"]
+
+
+class ShapeLayer(Layer):
+    """A layer without weights that Keras leaves unbuilt until its first call or ``build`` (Permute,
+    RepeatVector, the padding, cropping and up-sampling layers): ``build`` only marks it built, as
+    Keras's default ``build`` does."""
+
+    def build(self, input_shape: Any) -> None:
+        """Create nothing: the layer has no weights."""
 
 
 class Flatten(Layer):
@@ -85,3 +94,36 @@ class Reshape(Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "target_shape": self.target_shape}
+
+
+class Permute(ShapeLayer):
+    """Reorders the non-batch axes: output axis ``i`` is input axis ``dims[i - 1]`` (numbered from 1).
+
+    ``dims`` is a permutation of ``1..n`` for inputs of rank ``n + 1``; the batch axis stays first.
+
+    >>> from weightwise import ops
+    >>> Permute((2, 1))(ops.ones((4, 10, 64))).shape
+    torch.Size([4, 64, 10])
+    >>> Permute((2, 1)).compute_output_shape((None, 10, 64))
+    (None, 64, 10)
+    """
+
+    def __init__(self, dims: Sequence[int], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not isinstance(dims, (tuple, list, torch.Size)):
+            raise TypeError(f"Invalid permutation argument `dims` for Permute layer: expected a tuple of ints. "
+                            f"Received: dims={dims!r}")
+        if not all(is_int(d) for d in dims) or sorted(dims) != list(range(1, len(dims) + 1)):
+            raise ValueError("Invalid permutation argument `dims` for Permute layer. The set of indices in `dims` "
+                             f"must be consecutive and start from 1. Received: dims={tuple(dims)!r}")
+        self.dims = tuple(int(d) for d in dims)
+        self.input_spec = InputSpec(ndim=len(self.dims) + 1)
+
+    def compute_output_shape(self, input_shape: Sequence[int | None]) -> tuple[int | None, ...]:
+        return (input_shape[0], *(input_shape[d] for d in self.dims))
+
+    def call(self, inputs: torch.Tensor) -> torch.Tensor:
+        return inputs.permute(0, *self.dims)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "dims": self.dims}
