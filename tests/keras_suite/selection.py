@@ -70,12 +70,8 @@ FAILING: dict[str, str] = {
         "weightwise lays out a graph by running each layer on example values (zeros), so the test layer's `call` "
         "runs there with an all-False mask and its assertion on the mask values fails; Keras only asks its "
         "compute_output_shape there",
-    "MaskingTest::test_masking_with_tensor": "uses layers.LSTM, which the recurrent layers bring",
     "MergingLayersTest::test_dot_higher_dim": "uses keras.src.backend.standardize_shape, which weightwise lacks",
     # normalization, embedding and activation layers
-    "BatchNormalizationTest::test_correctness*": "needs layers.Masking, which lands with the masking layers",
-    "BatchNormalizationTest::test_bachnorm_ignore_masked_values*":
-        "needs layers.Masking, which lands with the masking layers",
     "BatchNormalizationTest::test_renorm_correctness":
         "keras.src.utils has no stand-in in tests/keras_suite/swap.py MODULES (weightwise.utils.set_random_seed exists)",
 }
