@@ -77,7 +77,7 @@ PUBLIC = {
           "SpatialDropout3D"],
 
         # attention
-        *[],
+        *["EinsumDense", "GroupQueryAttention", "GroupedQueryAttention", "MultiHeadAttention"],
     ],
     initializers: ["Constant", "GlorotNormal", "GlorotUniform", "HeNormal", "HeUniform", "Identity",
                    "IdentityInitializer", "Initializer", "LecunNormal", "LecunUniform", "Ones", "Orthogonal",

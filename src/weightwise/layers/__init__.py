@@ -139,6 +139,11 @@ from weightwise.layers.noise import (
 from weightwise.layers.reshaping import Permute
 
 # attention
+from weightwise.layers.attention import MultiHeadAttention
+from weightwise.layers.einsum_dense import EinsumDense
+from weightwise.layers.grouped_query_attention import GroupedQueryAttention
+
+GroupQueryAttention = GroupedQueryAttention
 
 from weightwise.serialization import ObjectFamily
 
@@ -157,6 +162,9 @@ _ALIAS_NAMES = [
     # depthwise, separable and transposed convolutions
 
     # reshaping, padding, noise and other parameter-free layers
+
+    # attention
+    "GroupQueryAttention",
 ]
 _ALIASES = {name: globals()[name] for name in _ALIAS_NAMES}
 
@@ -184,6 +192,7 @@ _LAYERS = [
     Permute, SpatialDropout1D, SpatialDropout2D, SpatialDropout3D, GaussianNoise, GaussianDropout, AlphaDropout,
 
     # attention
+    EinsumDense, MultiHeadAttention, GroupedQueryAttention,
 ]
 
 __all__ = sorted([cls.__name__ for cls in _LAYERS] + list(_ALIASES) + _MERGE_FUNCTIONS + ["Input", "InputSpec", "KerasTensor", "deserialize", "get", "serialize"])
