@@ -88,6 +88,13 @@ def _map_data(fn: Any, data: Any) -> Any:
     return fn(data)
 
 
+def _call_arguments(inputs: Any) -> Any:
+    """Inputs made from a dict of shapes are the call's keyword arguments: ``query_shape`` feeds ``query``."""
+    if isinstance(inputs, dict):
+        return {key.removesuffix("_shape"): value for key, value in inputs.items()}
+    return inputs
+
+
 def _flatten(structure: Any) -> list[Any]:
     if isinstance(structure, dict):
         return [leaf for key in sorted(structure) for leaf in _flatten(structure[key])]
@@ -271,7 +278,7 @@ class TestCase(parameterized.TestCase):
 
         if has_input:
             if input_data is None:
-                input_data = _map_shapes(_eager_tensor, input_shape, input_dtype)
+                input_data = _call_arguments(_map_shapes(_eager_tensor, input_shape, input_dtype))
             # Counts not given are those of an eager call, as in Keras.
             layer = layer_cls(**init_kwargs)
             call(layer, input_data)
@@ -341,7 +348,7 @@ class TestCase(parameterized.TestCase):
             check_built(layer)
 
             if input_shape is not None:
-                symbolic_inputs = _map_shapes(_symbolic_tensor, input_shape, input_dtype)
+                symbolic_inputs = _call_arguments(_map_shapes(_symbolic_tensor, input_shape, input_dtype))
             else:
                 symbolic_inputs = _map_data(lambda x: _symbolic_tensor(tuple(x.shape), dtype_name(x.dtype)), input_data)
             layer = layer_cls(**init_kwargs)

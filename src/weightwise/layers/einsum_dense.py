@@ -249,7 +249,18 @@ class EinsumDense(KernelLayer):
         (None, 7)
         """
         input_shape = standardize_shape(input_shape, "input_shape", f"EinsumDense layer {self.name!r}")
-        return tuple(_analyze_einsum_string(self.equation, self.bias_axes, input_shape, self.partial_output_shape)[2])
+        output = _analyze_einsum_string(self.equation, self.bias_axes, input_shape, self.partial_output_shape)[2]
+        # An output axis left None that the equation carries over from the input has the input's size
+        # (what the docs promise, and what a call gives); Keras's own answer leaves it None.
+        input_spec, _, output_spec, left_elided = _parse(self.equation)
+        elided = len(input_shape) - len(input_spec)
+        for position, dim in enumerate(output_spec):
+            if dim in input_spec:
+                index = position + (elided if left_elided else 0)
+                source = input_spec.index(dim) + (elided if left_elided else 0)
+                if output[index] is None:
+                    output[index] = input_shape[source]
+        return tuple(output)
 
     def call(self, inputs: torch.Tensor, training: bool | None = None) -> torch.Tensor:
         if not inputs.is_floating_point():
