@@ -294,3 +294,18 @@ def test_keras_file_with_attention_moves_both_ways(tmp_path) -> None:
     np.testing.assert_allclose(to_numpy(back.predict(x, verbose=0)), to_numpy(mine.predict(x, verbose=0)),
                                rtol=1e-5, atol=1e-5)
     assert back.get_layer("mha").get_config()["kernel_constraint"]["class_name"] == "MaxNorm"
+
+
+@pytest.mark.parametrize("layer, shapes, expected", [
+    (MultiHeadAttention(2, 3), [(None, 4, 6), (None, 7, 5)], [(None, 4, 6), (None, 2, 4, 7)]),
+    (MultiHeadAttention(2, 3, output_shape=(2, 3), attention_axes=(1, 2)), [(None, 4, 5, 6), (None, 3, 2, 6)],
+     [(None, 4, 5, 2, 3), (None, 2, 4, 5, 3, 2)]),
+    (MultiHeadAttention(2, 3, attention_axes=2), [(None, 4, 5, 6), (None, 4, 2, 6)], [(None, 4, 5, 6), (None, 4, 2, 5, 2)]),
+    (GroupedQueryAttention(2, 4, 2), [(None, 4, 6), (None, 7, 6)], [(None, 4, 6), (None, 4, 4, 7)]),
+])
+def test_output_specs_give_the_shapes_a_call_gives(layer, shapes, expected) -> None:
+    specs = layer.compute_output_spec(*(layers.Input(batch_shape=s) for s in shapes), return_attention_scores=True)
+    assert [spec.shape for spec in specs] == expected
+    outputs = layer(*(torch.ones(*(2 if d is None else d for d in s)) for s in shapes), return_attention_scores=True)
+    assert [tuple(o.shape)[1:] for o in outputs] == [e[1:] for e in expected]
+    assert layer.compute_output_shape(*shapes) == expected[0]

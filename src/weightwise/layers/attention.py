@@ -347,6 +347,24 @@ class AttentionMixin:
                 "attention to access attention scores."
             )
 
+    def compute_output_spec(self, query: Any, value: Any, key: Any = None, query_mask: Any = None,
+                            value_mask: Any = None, key_mask: Any = None, attention_mask: Any = None,
+                            return_attention_scores: bool = False, training: bool | None = None,
+                            use_causal_mask: bool = False) -> Any:
+        """The output's :class:`~weightwise.layers.KerasTensor` (and the scores', if asked) for these inputs.
+
+        >>> from weightwise.layers import Input
+        >>> MultiHeadAttention(2, 4).compute_output_spec(Input((3, 8)), Input((5, 8)), return_attention_scores=True)
+        (<KerasTensor shape=(None, 3, 8), dtype=float32>, <KerasTensor shape=(None, 2, 3, 5), dtype=float32>)
+        """
+        from weightwise.layers.symbolic import KerasTensor
+
+        shapes = [_shape_of(t) for t in (query, value, key)]
+        output = KerasTensor.placeholder(tuple(self.compute_output_shape(*shapes)), self._dtype)
+        if not return_attention_scores:
+            return output
+        return output, KerasTensor.placeholder(self._scores_shape(shapes[0], shapes[2] or shapes[1]), self._dtype)
+
     def _set_output_mask(self, outputs: torch.Tensor, query_mask: Any) -> None:
         if query_mask is not None and isinstance(outputs, torch.Tensor):
             outputs._keras_mask = query_mask
@@ -698,6 +716,15 @@ class MultiHeadAttention(AttentionMixin, Layer):
         scores = self._masked_softmax_over(scores, attention_mask, self._mask_axis, self._norm_axes)
         output = torch.einsum(self._combine_equation, self._attention_dropout(scores, training), value)
         return output, scores
+
+    def _scores_shape(self, query_shape: tuple[Any, ...], key_shape: tuple[Any, ...]) -> tuple[Any, ...]:
+        # (<query batch axes>, heads, <query attention axes>, <key attention axes>); Keras's own answer
+        # repeats the query's length for the key's.
+        rank = len(query_shape) + 1
+        axes = tuple(range(1, rank - 2)) if self._attention_axes is None else tuple(
+            a if a >= 0 else rank - 1 + a for a in self._attention_axes)
+        batch = [query_shape[i] for i in range(rank - 2) if i not in axes]
+        return (*batch, self._num_heads, *(query_shape[i] for i in axes), *(key_shape[i] for i in axes))
 
     def compute_output_shape(self, query_shape: Sequence[int | None], value_shape: Sequence[int | None],
                              key_shape: Sequence[int | None] | None = None) -> tuple[int | None, ...]:

@@ -217,6 +217,9 @@ class GroupedQueryAttention(AttentionMixin, Layer):
         output = torch.einsum(self._combine_equation, self._attention_dropout(scores, training), value)
         return output, scores
 
+    def _scores_shape(self, query_shape: tuple[Any, ...], key_shape: tuple[Any, ...]) -> tuple[Any, ...]:
+        return (query_shape[0], self.num_query_heads, query_shape[1], key_shape[1])
+
     def compute_output_shape(self, query_shape: Sequence[int | None], value_shape: Sequence[int | None],
                              key_shape: Sequence[int | None] | None = None) -> Any:
         """The output's shape, the query's; the query's and value's last sizes must agree, as in Keras.
