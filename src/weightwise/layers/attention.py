@@ -115,6 +115,7 @@ class AttentionMixin:
     """
 
     _SUBLAYERS: tuple[str, ...] = ()
+    _bool_given_mask = True
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if not args and "query" in kwargs:
@@ -204,22 +205,36 @@ class AttentionMixin:
         tensor = value if isinstance(value, torch.Tensor) else ops.convert_to_tensor(np.asarray(value))
         return tensor.to(like.device)
 
-    def _call_masks(self, query: Any, value: Any, key: Any, query_mask: Any, value_mask: Any,
-                    key_mask: Any) -> tuple[Any, Any, Any]:
-        """The masks of a call: each given argument, else the Keras mask its tensor carries."""
+    def _call_inputs(self, owner: type, query: torch.Tensor, value: Any, key: Any, query_mask: Any, value_mask: Any,
+                     key_mask: Any, attention_mask: Any, use_causal_mask: Any) -> tuple[Any, Any, Any, Any, bool]:
+        """A call's ``value``, ``key`` (``value`` if not given), query mask, attention mask, and whether
+        causal masking is all there is.
+
+        Each mask is the argument given, else the Keras mask its tensor carries. Causal masking
+        alone runs torch's causal kernel rather than a ``(T, S)`` mask, unless a subclass computes
+        attention its own way (it would then get no mask at all), as in Keras.
+        """
+        use_causal_mask = _call_flag(self, use_causal_mask, "use_causal_mask")
         query_mask = query_mask if query_mask is not None else getattr(query, "_keras_mask", None)
         value_mask = value_mask if value_mask is not None else getattr(value, "_keras_mask", None)
         if key is not None and key_mask is None:
             key_mask = getattr(key, "_keras_mask", None)
-        return query_mask, value_mask, key_mask
+        value, key = self._tensor(value, query), self._tensor(key, query)
+        key = value if key is None else key
+        causal_only = (use_causal_mask and query_mask is None and value_mask is None and key_mask is None
+                       and attention_mask is None and self._window is None
+                       and type(self)._compute_attention is owner._compute_attention)
+        if not causal_only:
+            attention_mask = self._combine_masks(query, value, query_mask, value_mask, key_mask, attention_mask,
+                                                 use_causal_mask)
+        return value, key, query_mask, None if causal_only else attention_mask, causal_only
 
     def _combine_masks(self, query: torch.Tensor, value: torch.Tensor, query_mask: Any, value_mask: Any,
-                       key_mask: Any, attention_mask: Any, use_causal_mask: bool, sliding_window: int | None,
-                       cast_given: bool) -> torch.Tensor | None:
+                       key_mask: Any, attention_mask: Any, use_causal_mask: bool) -> torch.Tensor | None:
         """Keras's attention mask ``(B, T, S)``: the given one and-ed with the automatic ones.
 
-        ``cast_given``: multi-head attention makes the given mask bool always; grouped-query
-        attention only when there is an automatic mask to and it with.
+        Multi-head attention makes the given mask bool always; grouped-query attention only when
+        there is an automatic mask to and it with (``_bool_given_mask``), as Keras's two layers do.
         """
         auto = None
         for mask, axis in ((query_mask, -1), (value_mask, -2), (key_mask, -2)):
@@ -229,11 +244,11 @@ class AttentionMixin:
         if use_causal_mask:
             mask = self._compute_causal_mask(query, value)
             auto = mask if auto is None else auto & mask
-        if sliding_window is not None:
+        if self._window is not None:
             mask = self._compute_sliding_window_mask(query, value)
             auto = mask if auto is None else auto & mask
         attention_mask = self._mask(attention_mask, query)
-        if attention_mask is not None and (cast_given or auto is not None):
+        if attention_mask is not None and (self._bool_given_mask or auto is not None):
             attention_mask = attention_mask.bool()
         if auto is None:
             return attention_mask
@@ -651,20 +666,8 @@ class MultiHeadAttention(AttentionMixin, Layer):
         use_causal_mask: bool = False,
     ) -> Any:
         return_attention_scores = _call_flag(self, return_attention_scores, "return_attention_scores")
-        use_causal_mask = _call_flag(self, use_causal_mask, "use_causal_mask")
-        query_mask, value_mask, key_mask = self._call_masks(query, value, key, query_mask, value_mask, key_mask)
-        value, key = self._tensor(value, query), self._tensor(key, query)
-        key = value if key is None else key
-        # Causal masking alone runs torch's causal kernel rather than a (T, S) mask, unless a subclass
-        # computes attention its own way (it would then get no mask at all).
-        causal_only = (use_causal_mask and query_mask is None and value_mask is None and key_mask is None
-                       and attention_mask is None and self._sliding_window is None
-                       and type(self)._compute_attention is MultiHeadAttention._compute_attention)
-        if causal_only:
-            attention_mask = None
-        else:
-            attention_mask = self._combine_masks(query, value, query_mask, value_mask, key_mask, attention_mask,
-                                                 use_causal_mask, self._sliding_window, cast_given=True)
+        value, key, query_mask, attention_mask, causal_only = self._call_inputs(
+            MultiHeadAttention, query, value, key, query_mask, value_mask, key_mask, attention_mask, use_causal_mask)
         gate = self._gate_dense(_unmasked(query)) if self._use_gate else None
         projected_query = self.query_dense(_unmasked(query))
         projected_key = self.key_dense(_unmasked(key))

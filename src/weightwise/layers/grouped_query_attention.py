@@ -44,6 +44,7 @@ class GroupedQueryAttention(AttentionMixin, Layer):
     ((2, 5, 8), (2, 4, 5, 3), [(8, 4, 4), (4, 4), (8, 2, 4), (2, 4)])
     """
 
+    _bool_given_mask = False
     _SUBLAYERS = ("_query_dense", "_key_dense", "_gate_dense", "_value_dense", "_output_dense")
 
     kernel_regularizer = _ProjectionRule()
@@ -160,18 +161,9 @@ class GroupedQueryAttention(AttentionMixin, Layer):
         use_causal_mask: bool = False,
     ) -> Any:
         self._return_attention_scores = _call_flag(self, return_attention_scores, "return_attention_scores")
-        use_causal_mask = _call_flag(self, use_causal_mask, "use_causal_mask")
-        query_mask, value_mask, key_mask = self._call_masks(query, value, key, query_mask, value_mask, key_mask)
-        value, key = self._tensor(value, query), self._tensor(key, query)
-        key = value if key is None else key
-        causal_only = (use_causal_mask and query_mask is None and value_mask is None and key_mask is None
-                       and attention_mask is None and self.sliding_window is None
-                       and type(self)._compute_attention is GroupedQueryAttention._compute_attention)
-        if causal_only:
-            attention_mask = None
-        else:
-            attention_mask = self._combine_masks(query, value, query_mask, value_mask, key_mask, attention_mask,
-                                                 use_causal_mask, self.sliding_window, cast_given=False)
+        value, key, query_mask, attention_mask, causal_only = self._call_inputs(
+            GroupedQueryAttention, query, value, key, query_mask, value_mask, key_mask, attention_mask,
+            use_causal_mask)
         gate = self._gate_dense(_unmasked(query)) if self.use_gate else None
         projected_query = self._query_dense(_unmasked(query))
         # Each key/value head serves `num_repeats` consecutive query heads.
