@@ -272,11 +272,6 @@ def attention_model(lib: Any) -> Any:
     return lib.Model([tokens, memory], mixed, name="attn")
 
 
-SYMBOLIC_ARGS = ("the functional graph takes symbolic tensors only in a layer's first argument "
-                 "(weightwise.layers.symbolic.call_symbolically); attention layers take `value` as the second")
-
-
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=SYMBOLIC_ARGS)
 def test_keras_file_with_attention_moves_both_ways(tmp_path) -> None:
     keras = keras_or_skip()
     x = [rand(3, 5, 6), rand(3, 7, 4, seed=1)]

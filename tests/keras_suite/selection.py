@@ -44,9 +44,6 @@ PENDING_FILES: dict[str, str] = {
 
 _LORA = "LoRA (low-rank adaptation of kernels) is not part of weightwise"
 _QUANTIZATION = "quantization (int8/int4/float8, GPTQ, AWQ) is not part of weightwise"
-_EMBEDDING = "uses layers.Embedding(mask_zero=True) to make masked inputs; Embedding is not in weightwise yet"
-_SYMBOLIC_ARGS = ("calls the layer on symbolic tensors in its second argument (`value`); "
-                  "weightwise.layers.symbolic.call_symbolically accepts them only in the first")
 
 EXCLUDED: dict[str, str] = {
     "*::*lora*": _LORA,
@@ -61,11 +58,6 @@ EXCLUDED: dict[str, str] = {
     "EinsumDenseTest::test_legacy_load_own_variables": _QUANTIZATION,
     # Presets quantized dtype policies (QuantizedDTypePolicy, DTypePolicyMap) for the projections.
     "MultiHeadAttentionTest::test_dtype_policy_map": _QUANTIZATION,
-    # Attention tests whose masks come from an Embedding(mask_zero=True) layer; each entry goes when
-    # Embedding (issue 13's embedding layers) lands.
-    **{f"{cls}::{test}": _EMBEDDING for cls in ("MultiHeadAttentionTest", "GroupedQueryAttentionTest")
-       for test in ("test_query_mask_propagation", "test_masking_causal", "test_masking_not_causal")},
-    "MultiHeadAttentionTest::test_no_warning_with_keras_mask": _EMBEDDING,
     # Layers the next issue adds; each entry goes when its layer lands.
     "SerializationLibTest::test_layer_instance_as_activation": "uses layers.ReLU, added with the next issue's layers",
     "SerializationLibTest::test_layer_instance_with_config_as_activation":
@@ -88,11 +80,5 @@ FAILING: dict[str, str] = {
     # normalization, embedding and activation layers
     "BatchNormalizationTest::test_renorm_correctness":
         "keras.src.utils has no stand-in in tests/keras_suite/swap.py MODULES (weightwise.utils.set_random_seed exists)",
-    **{f"MultiHeadAttentionTest::{test}": _SYMBOLIC_ARGS for test in (
-        "test_basics", "test_basics_with_flash_attention", "test_high_dim_attention_*",
-        "test_symbolic_return_attention_scores*")},
-    **{f"GroupedQueryAttentionTest::{test}": _SYMBOLIC_ARGS for test in (
-        "test_basics", "test_basics_with_flash_attention", "test_symbolic_shape_with_return_attention_scores",
-        "test_symbolic_shape_without_return_attention_scores")},
     "MultiHeadAttentionTest::test_masking_with_different_shapes": "uses ops.tril, which weightwise.ops lacks",
 }

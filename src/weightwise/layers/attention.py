@@ -32,6 +32,7 @@ from weightwise import arguments, constraints, initializers, ops, random, regula
 from weightwise.layers.args import standardize_shape
 from weightwise.layers.base import Layer, unchanged_on_error
 from weightwise.layers.einsum_dense import EinsumDense
+from weightwise.layers.symbolic import KerasTensor, get_keras_mask, set_keras_mask
 
 __all__ = ["AttentionMixin", "MultiHeadAttention"]
 
@@ -69,7 +70,7 @@ def _shape_of(value: Any) -> tuple[int | None, ...] | None:
 def _unmasked(tensor: torch.Tensor) -> torch.Tensor:
     """``tensor`` without its Keras mask, for the projections (which take none); the caller's tensor
     keeps its mask, where Keras removes it."""
-    return tensor.view_as(tensor) if getattr(tensor, "_keras_mask", None) is not None else tensor
+    return tensor.view_as(tensor) if get_keras_mask(tensor) is not None else tensor
 
 
 def _call_flag(layer: Layer, value: Any, name: str) -> bool:
@@ -215,10 +216,10 @@ class AttentionMixin:
         attention its own way (it would then get no mask at all), as in Keras.
         """
         use_causal_mask = _call_flag(self, use_causal_mask, "use_causal_mask")
-        query_mask = query_mask if query_mask is not None else getattr(query, "_keras_mask", None)
-        value_mask = value_mask if value_mask is not None else getattr(value, "_keras_mask", None)
+        query_mask = query_mask if query_mask is not None else get_keras_mask(query)
+        value_mask = value_mask if value_mask is not None else get_keras_mask(value)
         if key is not None and key_mask is None:
-            key_mask = getattr(key, "_keras_mask", None)
+            key_mask = get_keras_mask(key)
         value, key = self._tensor(value, query), self._tensor(key, query)
         key = value if key is None else key
         causal_only = (use_causal_mask and query_mask is None and value_mask is None and key_mask is None
@@ -372,8 +373,6 @@ class AttentionMixin:
         >>> MultiHeadAttention(2, 4).compute_output_spec(Input((3, 8)), Input((5, 8)), return_attention_scores=True)
         (<KerasTensor shape=(None, 3, 8), dtype=float32>, <KerasTensor shape=(None, 2, 3, 5), dtype=float32>)
         """
-        from weightwise.layers.symbolic import KerasTensor
-
         shapes = [_shape_of(t) for t in (query, value, key)]
         output = KerasTensor.placeholder(tuple(self.compute_output_shape(*shapes)), self._dtype)
         if not return_attention_scores:
@@ -382,7 +381,7 @@ class AttentionMixin:
 
     def _set_output_mask(self, outputs: torch.Tensor, query_mask: Any) -> None:
         if query_mask is not None and isinstance(outputs, torch.Tensor):
-            outputs._keras_mask = query_mask
+            set_keras_mask(outputs, query_mask)
 
 
 def _attention_arguments(owner: str, dropout: Any, use_bias: Any, use_gate: Any, sliding_window: Any,
