@@ -168,3 +168,31 @@ def test_normalize_matches_keras_formula() -> None:
     check(ops.normalize(A, axis=0, order=1), A / np.abs(A).sum(axis=0, keepdims=True))
     with pytest.raises(ValueError, match="order=0"):
         ops.normalize(A, order=0)
+
+
+@pytest.mark.parametrize("k", [-2, -1, 0, 1, 3])
+@pytest.mark.parametrize("shape", [(3, 3), (2, 4), (2, 3, 5)])
+def test_tril_and_triu_match_numpy(shape, k) -> None:
+    x = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    np.testing.assert_array_equal(ops.tril(x, k=k).numpy(), np.tril(x, k=k))
+    np.testing.assert_array_equal(ops.triu(x, k=k).numpy(), np.triu(x, k=k))
+
+
+@pytest.mark.parametrize("fn", ["tril", "triu"])
+def test_tril_and_triu_refuse_vectors_and_bad_k(fn) -> None:
+    with pytest.raises(ValueError, match="rank 2"):
+        getattr(ops, fn)([1.0, 2.0])
+    with pytest.raises((TypeError, ValueError), match="k"):
+        getattr(ops, fn)([[1.0]], k=0.5)
+
+
+@pytest.mark.parametrize("repeats", [2, (2, 1), (1, 3), (2, 1, 2), [0, 1]])
+def test_tile_matches_numpy(repeats) -> None:
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_array_equal(ops.tile(x, repeats).numpy(), np.tile(x, repeats))
+
+
+def test_tile_refuses_negative_and_fractional_repeats() -> None:
+    for bad in (-1, (1.5, 1), "2"):
+        with pytest.raises(ValueError, match="repeats"):
+            ops.tile([[1.0]], bad)

@@ -78,7 +78,10 @@ __all__ = [
     "subtract",
     "sum",
     "tanh",
+    "tile",
     "transpose",
+    "tril",
+    "triu",
     "true_divide",
     "where",
     "zeros",
@@ -419,6 +422,59 @@ def eye(N: int, M: int | None = None, k: int = 0, dtype: Any = None) -> torch.Te
     k = count(k, "k", low=-INT64_MAX, high=INT64_MAX)
     out = torch.ones((N, M), dtype=backend.standardize_dtype(dtype))
     return torch.triu(torch.tril(out, diagonal=k), diagonal=k)
+
+
+@_clear_errors
+def tile(x: TensorLike, repeats: int | Sequence[int]) -> torch.Tensor:
+    """Repeat ``x`` ``repeats[i]`` times along axis ``i`` (numpy's ``tile``).
+
+    With fewer repeats than axes, the leading axes repeat once; with more, ``x`` gains
+    leading axes of size 1 first.
+
+    >>> tile([[1.0, 2.0]], (2, 1))
+    tensor([[1., 2.],
+            [1., 2.]])
+    """
+    x = argument_tensor(x, "x")
+    reps = [repeats] if is_int(repeats) else list(repeats) if isinstance(repeats, (list, tuple)) else None
+    if reps is None or not all(is_int(r) and r >= 0 for r in reps):
+        raise ValueError(f"Invalid value for argument `repeats`: expected an int >= 0 or a sequence of them. "
+                         f"Received: repeats={echo(repeats)}")
+    return torch.tile(x, tuple(int(r) for r in reps))
+
+
+@_clear_errors
+def tril(x: TensorLike, k: int = 0) -> torch.Tensor:
+    """Keep the entries of the last two axes on and below the ``k``-th diagonal; zero the rest.
+
+    ``out[..., i, j] = x[..., i, j]`` where ``j - i <= k``, else 0 (numpy's ``tril``).
+
+    >>> tril([[1.0, 2.0], [3.0, 4.0]])
+    tensor([[1., 0.],
+            [3., 4.]])
+    """
+    x = argument_tensor(x, "x")
+    k = count(k, "k", low=-INT64_MAX, high=INT64_MAX)
+    if x.dim() < 2:
+        raise ValueError(f"`tril` needs a tensor of rank 2 or more. Received: x of shape {tuple(x.shape)}")
+    return torch.tril(x, diagonal=k)
+
+
+@_clear_errors
+def triu(x: TensorLike, k: int = 0) -> torch.Tensor:
+    """Keep the entries of the last two axes on and above the ``k``-th diagonal; zero the rest.
+
+    ``out[..., i, j] = x[..., i, j]`` where ``j - i >= k``, else 0 (numpy's ``triu``).
+
+    >>> triu([[1.0, 2.0], [3.0, 4.0]], k=1)
+    tensor([[0., 2.],
+            [0., 0.]])
+    """
+    x = argument_tensor(x, "x")
+    k = count(k, "k", low=-INT64_MAX, high=INT64_MAX)
+    if x.dim() < 2:
+        raise ValueError(f"`triu` needs a tensor of rank 2 or more. Received: x of shape {tuple(x.shape)}")
+    return torch.triu(x, diagonal=k)
 
 
 def _dims(axis: Any, rank: int, name: str = "axis") -> int | tuple[int, ...] | None:

@@ -80,5 +80,4 @@ FAILING: dict[str, str] = {
     # normalization, embedding and activation layers
     "BatchNormalizationTest::test_renorm_correctness":
         "keras.src.utils has no stand-in in tests/keras_suite/swap.py MODULES (weightwise.utils.set_random_seed exists)",
-    "MultiHeadAttentionTest::test_masking_with_different_shapes": "uses ops.tril, which weightwise.ops lacks",
 }
