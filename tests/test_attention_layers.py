@@ -304,3 +304,23 @@ def test_output_specs_give_the_shapes_a_call_gives(layer, shapes, expected) -> N
     outputs = layer(*(torch.ones(*(2 if d is None else d for d in s)) for s in shapes), return_attention_scores=True)
     assert [tuple(o.shape)[1:] for o in outputs] == [e[1:] for e in expected]
     assert layer.compute_output_shape(*shapes) == expected[0]
+
+
+def test_global_flash_attention_switch_sets_the_default_of_new_layers() -> None:
+    keras = keras_or_skip()
+    from keras.src.backend.common import global_state
+
+    from weightwise import config
+
+    try:
+        for lib in (keras, weightwise):
+            lib.config.disable_flash_attention()
+            assert lib.config.is_flash_attention_enabled() is False
+            layer = lib.layers.MultiHeadAttention(num_heads=2, key_dim=2)
+            assert layer._flash_attention is False
+            lib.config.enable_flash_attention()
+            assert lib.config.is_flash_attention_enabled() is None
+            assert lib.layers.MultiHeadAttention(num_heads=2, key_dim=2)._flash_attention is None
+    finally:
+        global_state.set_global_attribute("flash_attention", None)
+        config.enable_flash_attention()

@@ -30,12 +30,15 @@ from weightwise.backend import (
 
 __all__ = [
     "backend",
+    "disable_flash_attention",
     "disable_traceback_filtering",
+    "enable_flash_attention",
     "enable_traceback_filtering",
     "enable_unsafe_deserialization",
     "epsilon",
     "floatx",
     "image_data_format",
+    "is_flash_attention_enabled",
     "is_traceback_filtering_enabled",
     "set_epsilon",
     "set_floatx",
@@ -43,6 +46,8 @@ __all__ = [
 ]
 
 _TRACEBACK_FILTERING = True
+# None: attention layers may use flash attention where torch can (Keras's default); False: they never do.
+_FLASH_ATTENTION: bool | None = None
 # None: no global decision, each load follows its own `safe_mode` argument.
 _SAFE_MODE: bool | None = None
 
@@ -56,6 +61,8 @@ def enable_traceback_filtering() -> None:
     """
     global _TRACEBACK_FILTERING
     _TRACEBACK_FILTERING = True
+# None: attention layers may use flash attention where torch can (Keras's default); False: they never do.
+_FLASH_ATTENTION: bool | None = None
 
 
 def disable_traceback_filtering() -> None:
@@ -77,6 +84,41 @@ def is_traceback_filtering_enabled() -> bool:
     True
     """
     return _TRACEBACK_FILTERING
+
+
+def enable_flash_attention() -> None:
+    """Let attention layers created from now on (with ``flash_attention=None``) use flash attention.
+
+    As in Keras this is the default, "attempt": torch picks its flash kernel where the inputs
+    allow it. :func:`is_flash_attention_enabled` then gives ``None``.
+
+    >>> enable_flash_attention()
+    >>> is_flash_attention_enabled() is None
+    True
+    """
+    global _FLASH_ATTENTION
+    _FLASH_ATTENTION = None
+
+
+def disable_flash_attention() -> None:
+    """Make attention layers created from now on with ``flash_attention=None`` avoid the flash kernel.
+
+    >>> disable_flash_attention()
+    >>> is_flash_attention_enabled()
+    False
+    >>> enable_flash_attention()
+    """
+    global _FLASH_ATTENTION
+    _FLASH_ATTENTION = False
+
+
+def is_flash_attention_enabled() -> bool | None:
+    """``False`` after :func:`disable_flash_attention`; otherwise ``None``, meaning enabled where possible (Keras's values).
+
+    >>> is_flash_attention_enabled() is None
+    True
+    """
+    return _FLASH_ATTENTION
 
 
 def enable_unsafe_deserialization() -> None:

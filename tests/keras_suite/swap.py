@@ -61,11 +61,6 @@ MODULES: dict[str, tuple[str, ...]] = {
 FALLBACKS: dict[str, Any] = {
     "keras.src.backend.backend": lambda: "torch",
     "keras.src.backend.SUPPORTS_SPARSE_TENSORS": False,
-    # Keras's global flash-attention switch (keras.config): weightwise's attention layers take
-    # `flash_attention=` per layer only; the attention tests turn the switch off and on around each test.
-    "keras.src.backend.config.disable_flash_attention": lambda: None,
-    "keras.src.backend.config.enable_flash_attention": lambda: None,
-    "keras.src.backend.config.is_flash_attention_enabled": lambda: False,
 }
 
 KERAS_SOURCE = Path(importlib.util.find_spec("keras").origin).parent / "src"

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from weightwise import arguments, constraints, initializers, ops, random, regularizers
+from weightwise import arguments, config, constraints, initializers, ops, random, regularizers
 from weightwise.layers.args import standardize_shape
 from weightwise.layers.base import Layer, unchanged_on_error
 from weightwise.layers.einsum_dense import EinsumDense
@@ -529,7 +529,8 @@ class MultiHeadAttention(AttentionMixin, Layer):
         self._output_shape = output_shape
         self._attention_axes = attention_axes
         self._sliding_window = self._window = sliding_window
-        self._flash_attention = flash_attention
+        # As in Keras, an unset flag takes the global default when the layer is made.
+        self._flash_attention = config.is_flash_attention_enabled() if flash_attention is None else flash_attention
         self.seed = seed
         self._initializers = (self._resolve("kernel_initializer", kernel_initializer, initializers.get),
                               self._resolve("bias_initializer", bias_initializer, initializers.get))

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from weightwise import arguments, constraints, initializers, random, regularizers
+from weightwise import arguments, config, constraints, initializers, random, regularizers
 from weightwise.layers.attention import (
     _RULES,
     AttentionMixin,
@@ -91,7 +91,8 @@ class GroupedQueryAttention(AttentionMixin, Layer):
         self.use_bias = use_bias
         self.use_gate = use_gate
         self.sliding_window = self._window = sliding_window
-        self._flash_attention = flash_attention
+        # As in Keras, an unset flag takes the global default when the layer is made.
+        self._flash_attention = config.is_flash_attention_enabled() if flash_attention is None else flash_attention
         self.seed = seed
         self._initializers = (self._resolve("kernel_initializer", kernel_initializer, initializers.get),
                               self._resolve("bias_initializer", bias_initializer, initializers.get))
