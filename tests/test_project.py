@@ -70,7 +70,9 @@ PUBLIC = {
         *["BatchNormalization", "Embedding"],
 
         # depthwise, separable and transposed convolutions
-        *[],
+        *["Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose", "ConvTranspose", "Convolution1DTranspose",
+          "Convolution2DTranspose", "Convolution3DTranspose", "DepthwiseConv", "DepthwiseConv1D", "DepthwiseConv2D",
+          "SeparableConv", "SeparableConv1D", "SeparableConv2D", "SeparableConvolution1D", "SeparableConvolution2D"],
 
         # reshaping, padding, noise and other parameter-free layers
         *["AlphaDropout", "GaussianDropout", "GaussianNoise", "Permute", "SpatialDropout1D", "SpatialDropout2D",

@@ -14,6 +14,9 @@ KERAS_TEST_FILES: tuple[str, ...] = (
     "constraints/constraints_test.py",
     "layers/core/dense_test.py",
     "layers/convolutional/conv_test.py",
+    "layers/convolutional/conv_transpose_test.py",
+    "layers/convolutional/depthwise_conv_test.py",
+    "layers/convolutional/separable_conv_test.py",
     "layers/regularization/activity_regularization_test.py",
     "layers/pooling/max_pooling_test.py",
     "layers/pooling/average_pooling_test.py",
@@ -37,9 +40,6 @@ KERAS_TEST_FILES: tuple[str, ...] = (
 # Keras test files for layers weightwise does not have yet; each joins KERAS_TEST_FILES
 # with the layer it tests.
 PENDING_FILES: dict[str, str] = {
-    "layers/convolutional/conv_transpose_test.py": "Conv1DTranspose/Conv2DTranspose/Conv3DTranspose",
-    "layers/convolutional/depthwise_conv_test.py": "DepthwiseConv1D/DepthwiseConv2D",
-    "layers/convolutional/separable_conv_test.py": "SeparableConv1D/SeparableConv2D",
 }
 
 _LORA = "LoRA (low-rank adaptation of kernels) is not part of weightwise"

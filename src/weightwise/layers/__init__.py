@@ -126,6 +126,12 @@ from weightwise.layers.embedding import Embedding
 from weightwise.layers.normalization import BatchNormalization
 
 # depthwise, separable and transposed convolutions
+from weightwise.layers.conv_transpose import Conv1DTranspose, Conv2DTranspose, Conv3DTranspose, ConvTranspose
+from weightwise.layers.depthwise_conv import DepthwiseConv, DepthwiseConv1D, DepthwiseConv2D
+from weightwise.layers.separable_conv import SeparableConv, SeparableConv1D, SeparableConv2D
+
+Convolution1DTranspose, Convolution2DTranspose, Convolution3DTranspose = Conv1DTranspose, Conv2DTranspose, Conv3DTranspose
+SeparableConvolution1D, SeparableConvolution2D = SeparableConv1D, SeparableConv2D
 
 # reshaping, padding, noise and other parameter-free layers
 from weightwise.layers.noise import (
@@ -160,6 +166,8 @@ _ALIAS_NAMES = [
     "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalMaxPool3D",
 
     # depthwise, separable and transposed convolutions
+    "Convolution1DTranspose", "Convolution2DTranspose", "Convolution3DTranspose", "SeparableConvolution1D",
+    "SeparableConvolution2D",
 
     # reshaping, padding, noise and other parameter-free layers
 
@@ -187,6 +195,8 @@ _LAYERS = [
     BatchNormalization, Embedding,
 
     # depthwise, separable and transposed convolutions
+    DepthwiseConv, DepthwiseConv1D, DepthwiseConv2D, SeparableConv, SeparableConv1D, SeparableConv2D,
+    ConvTranspose, Conv1DTranspose, Conv2DTranspose, Conv3DTranspose,
 
     # reshaping, padding, noise and other parameter-free layers
     Permute, SpatialDropout1D, SpatialDropout2D, SpatialDropout3D, GaussianNoise, GaussianDropout, AlphaDropout,

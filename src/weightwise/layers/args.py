@@ -44,19 +44,21 @@ def positive_int(layer: Layer, value: Any, argument: str) -> int:
     return int(value)
 
 
-def standardize_tuple(layer: Layer, value: Any, rank: int, argument: str) -> tuple[int, ...]:
-    """``value`` (an int or ``rank`` ints, a list after JSON) as a tuple of ``rank`` positive ints.
+def standardize_tuple(layer: Layer, value: Any, rank: int, argument: str, allow_zero: bool = False) -> tuple[int, ...]:
+    """``value`` (an int or ``rank`` ints, a list after JSON) as a tuple of ``rank`` positive ints
+    (ints ``>= 0`` with ``allow_zero``, as for ``output_padding``).
 
     The message is Keras's, after the layer's name: ``The `strides` argument must be a tuple
     of 2 integers. Received strides=(1, 0), including values {0} that do not satisfy `value > 0`.``
     """
     values = (value,) * rank if is_int(value) else value
     if isinstance(values, (tuple, list)) and len(values) == rank and all(is_int(v) for v in values):
-        bad = {int(v) for v in values if not 0 < v <= MAX_SIZE}
+        least = 0 if allow_zero else 1
+        bad = {int(v) for v in values if not least <= v <= MAX_SIZE}
         if not bad:
             return tuple(int(v) for v in values)
-        detail = f", including values {bad} that do not satisfy `value > 0`" if min(bad) <= 0 \
-            else f", including values {bad} beyond {MAX_SIZE}"
+        detail = f", including values {bad} that do not satisfy `value {'>=' if allow_zero else '>'} 0`" \
+            if min(bad) < least else f", including values {bad} beyond {MAX_SIZE}"
     else:
         detail = ""
     raise ValueError(f"{_owner(layer)}: The `{argument}` argument must be a tuple of {rank} integers. "
@@ -123,6 +125,30 @@ def output_length(size: int, kernel: int, stride: int, padding: str, dilation: i
     if padding in ("same", "causal"):
         return math.ceil(size / stride)
     return (size - ((kernel - 1) * dilation + 1)) // stride + 1
+
+
+def transpose_padding(
+    kernel: int, stride: int, dilation: int, padding: str, output_padding: int | None
+) -> tuple[int, int]:
+    """Keras's transposed-convolution padding of one axis, relative to torch's unpadded output.
+
+    torch's ``conv_transpose`` without padding gives ``(size - 1) * stride + effective_kernel``
+    values; Keras's output is that, padded by ``(before, after)`` (negative: cropped).
+    ``"valid"`` gives ``(size - 1) * stride + effective_kernel + output_padding`` (with
+    ``output_padding`` ``max(effective_kernel, stride) - effective_kernel`` when ``None``);
+    ``"same"`` gives ``size * stride`` (``output_padding=None``) or
+    ``(size - 1) * stride + effective_kernel % 2 + output_padding``.
+
+    >>> transpose_padding(3, 2, 1, "same", None), transpose_padding(3, 2, 1, "valid", 1)
+    ((0, -1), (0, 1))
+    """
+    effective = (kernel - 1) * dilation + 1
+    if padding == "valid":
+        extra = max(effective, stride) - effective if output_padding is None else output_padding
+        return 0, extra
+    total = stride + effective - 2 if output_padding is None else effective + effective % 2 - 2 + output_padding
+    before = min(total // 2 + total % 2, effective - 1)
+    return before - (effective - 1), total - before - (effective - 1)
 
 
 def pad_spatial(inputs: torch.Tensor, pads: Sequence[tuple[int, int]], value: float = 0.0) -> torch.Tensor:

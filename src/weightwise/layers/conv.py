@@ -37,10 +37,140 @@ from weightwise.layers.core import KernelLayer
 __all__ = ["Conv", "Conv1D", "Conv2D", "Conv3D"]
 
 
-_CONV_FN = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+CONV_FN = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
 
-class Conv(KernelLayer):
+class ConvGeometry:
+    """What every convolution derives from ``rank``, ``kernel_size``, ``strides``, ``padding``,
+    ``data_format`` and ``dilation_rate``: argument checks, input checks and the padded call.
+
+    A mixin for layers built on :class:`~weightwise.layers.core.KernelLayer` or
+    :class:`~weightwise.layers.base.Layer` (the plain, depthwise, separable and transposed
+    convolutions); it holds no state of its own beyond those arguments.
+
+    >>> layer = Conv2D(1, 3, strides=2, padding="same")
+    >>> layer._padding((7, 8))
+    [(1, 1), (0, 1)]
+    """
+
+    rank: int
+    kernel_size: tuple[int, ...]
+    strides: tuple[int, ...]
+    dilation_rate: tuple[int, ...]
+    padding: str
+    data_format: str
+    name: str
+
+    def _set_geometry(
+        self,
+        kernel_size: Any,
+        strides: Any,
+        padding: Any,
+        data_format: Any,
+        dilation_rate: Any,
+        *,
+        allow_causal: bool = False,
+        strides_with_dilation: bool = False,
+    ) -> None:
+        """Check and store the geometry arguments (``self.rank`` already set), in Keras's order."""
+        rank = self.rank
+        self.kernel_size = standardize_tuple(self, kernel_size, rank, "kernel_size")
+        self.strides = standardize_tuple(self, strides, rank, "strides")
+        self.dilation_rate = standardize_tuple(self, dilation_rate, rank, "dilation_rate")
+        if not strides_with_dilation and max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ValueError(
+                f"{type(self).__name__} layer {self.name!r}: invalid value for argument `strides`: "
+                f"`strides > 1` not supported in conjunction with `dilation_rate > 1`. "
+                f"Received: strides={self.strides} and dilation_rate={self.dilation_rate}"
+            )
+        self.padding = standardize_padding(self, padding, allow_causal=allow_causal)
+        self.data_format = standardize_data_format(self, data_format)
+
+    def _set_rank(self, rank: Any) -> None:
+        if not is_int(rank) or rank not in CONV_FN:
+            raise invalid(self, "rank", rank, "1, 2 or 3")  # type: ignore[arg-type]
+        self.rank = int(rank)
+
+    @property
+    def _channel_axis(self) -> int:
+        return -1 if self.data_format == "channels_last" else 1
+
+    def _input_channels(self, input_shape: Sequence[int | None]) -> tuple[tuple[int | None, ...], int]:
+        """The standardized ``input_shape`` and its channel count; the rank and channels checked."""
+        owner = f"{type(self).__name__} layer {self.name!r}"
+        input_shape = standardize_shape(input_shape, "input_shape", owner)
+        InputSpec(ndim=self.rank + 2).check(self.name, input_shape)
+        in_channels = input_shape[self._channel_axis]
+        if in_channels is None:
+            raise ValueError(
+                f"{owner}: the channel dimension of the inputs must be known. Received: input_shape={tuple(input_shape)}"
+            )
+        return input_shape, in_channels
+
+    def _spatial(self, shape: Sequence[int | None]) -> Sequence[int | None]:
+        return shape[1:-1] if self.data_format == "channels_last" else shape[2:]
+
+    def _output_spatial(self, shape: Sequence[int | None]) -> list[int | None]:
+        return [None if size is None else output_length(size, k, s, self.padding, d)
+                for size, k, s, d in zip(self._spatial(shape), self.kernel_size, self.strides, self.dilation_rate)]
+
+    def _output_shape(self, shape: Sequence[int | None], channels: int) -> tuple[int | None, ...]:
+        """``shape`` with its spatial sizes replaced by :meth:`_output_spatial` and ``channels`` channels."""
+        spatial = self._output_spatial(shape)
+        if self.data_format == "channels_last":
+            return (shape[0], *spatial, channels)
+        return (shape[0], channels, *spatial)
+
+    def _check_spatial(self, shape: Sequence[int | None]) -> None:
+        if any(size is not None and size <= 0 for size in self._output_spatial(shape)):
+            raise ValueError(
+                f"{type(self).__name__} layer {self.name!r}: Computed output size would be zero or negative: "
+                f"the input is too small for the kernel. Received: input_shape={tuple(shape)}, "
+                f"kernel_size={self.kernel_size}, strides={self.strides}, dilation_rate={self.dilation_rate}, "
+                f"padding={self.padding!r}"
+            )
+
+    def _padding(self, spatial: Sequence[int]) -> list[tuple[int, int]]:
+        if self.padding == "same":
+            return [same_padding(*args) for args in zip(spatial, self.kernel_size, self.strides, self.dilation_rate)]
+        if self.padding == "causal":
+            return [((self.kernel_size[0] - 1) * self.dilation_rate[0], 0)]
+        return [(0, 0)] * self.rank
+
+    def _channels_first(self, inputs: torch.Tensor) -> torch.Tensor:
+        return inputs.movedim(-1, 1) if self.data_format == "channels_last" else inputs
+
+    def _channels_back(self, outputs: torch.Tensor) -> torch.Tensor:
+        return outputs.movedim(1, -1) if self.data_format == "channels_last" else outputs
+
+    def _convolve(self, x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None, groups: int) -> torch.Tensor:
+        """Pad the channels-first ``x`` as ``padding`` says, then convolve with a torch-layout ``kernel``.
+
+        Symmetric padding goes to torch's convolution; the odd pixel of ``"same"`` (after the
+        data) and ``"causal"`` padding need an explicit pad first.
+        """
+        pads = self._padding(tuple(x.shape[2:]))
+        if all(before == after for before, after in pads):
+            padding: Any = tuple(before for before, _ in pads)
+        else:
+            x, padding = pad_spatial(x, pads), 0
+        return self._apply_kernel(  # type: ignore[attr-defined]
+            CONV_FN[self.rank], x, kernel, bias, stride=self.strides, padding=padding,
+            dilation=self.dilation_rate, groups=groups,
+        )
+
+
+def torch_kernel(kernel: torch.Tensor) -> torch.Tensor:
+    """A Keras-layout kernel ``(*kernel_size, in, out)`` as torch's ``(out, in, *kernel_size)`` (a view).
+
+    >>> tuple(torch_kernel(torch.zeros(3, 5, 2, 4)).shape)
+    (4, 2, 3, 5)
+    """
+    rank = kernel.dim() - 2
+    return kernel.permute(rank + 1, rank, *range(rank))
+
+
+class Conv(ConvGeometry, KernelLayer):
     """N-D convolution (cross-correlation): ``output = activation(conv(inputs, kernel) + bias)``.
 
     ``rank`` (1, 2 or 3) is the number of spatial axes; :class:`Conv1D`, :class:`Conv2D`
@@ -91,21 +221,9 @@ class Conv(KernelLayer):
             bias_constraint=bias_constraint,
             **kwargs,
         )
-        if not is_int(rank) or rank not in _CONV_FN:
-            raise invalid(self, "rank", rank, "1, 2 or 3")
-        self.rank = int(rank)
-        self.filters = filters = _filters(self, filters)
-        self.kernel_size = standardize_tuple(self, kernel_size, rank, "kernel_size")
-        self.strides = standardize_tuple(self, strides, rank, "strides")
-        self.dilation_rate = standardize_tuple(self, dilation_rate, rank, "dilation_rate")
-        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
-            raise ValueError(
-                f"{type(self).__name__} layer {self.name!r}: invalid value for argument `strides`: "
-                f"`strides > 1` not supported in conjunction with `dilation_rate > 1`. "
-                f"Received: strides={self.strides} and dilation_rate={self.dilation_rate}"
-            )
-        self.padding = standardize_padding(self, padding, allow_causal=rank == 1)
-        self.data_format = standardize_data_format(self, data_format)
+        self._set_rank(rank)
+        self.filters = filters = strictly_positive(self, filters, "filters")
+        self._set_geometry(kernel_size, strides, padding, data_format, dilation_rate, allow_causal=self.rank == 1)
         if not is_int(groups) or groups <= 0:
             raise ValueError(f"{type(self).__name__} layer {self.name!r}: invalid value for argument `groups`: The number "
                              f"of groups must be a positive integer. Received: groups={echo(groups)}.")
@@ -113,22 +231,11 @@ class Conv(KernelLayer):
             raise ValueError(f"{type(self).__name__} layer {self.name!r}: invalid value for argument `groups`: The number "
                              f"of filters must be evenly divisible by the number of groups. Received: groups={groups}, filters={filters}.")
         self.groups = groups
-        self.input_spec = InputSpec(ndim=rank + 2)
-
-    @property
-    def _channel_axis(self) -> int:
-        return -1 if self.data_format == "channels_last" else 1
+        self.input_spec = InputSpec(ndim=self.rank + 2)
 
     def build(self, input_shape: Sequence[int | None]) -> None:
         # Check the shape and rank first, so a wrong input builds nothing.
-        input_shape = standardize_shape(input_shape, "input_shape", f"{type(self).__name__} layer {self.name!r}")
-        InputSpec(ndim=self.rank + 2).check(self.name, input_shape)
-        in_channels = input_shape[self._channel_axis]
-        if in_channels is None:
-            raise ValueError(
-                f"{type(self).__name__} layer {self.name!r}: the channel dimension of the inputs must be known. "
-                f"Received: input_shape={tuple(input_shape)}"
-            )
+        input_shape, in_channels = self._input_channels(input_shape)
         if in_channels % self.groups:
             raise ValueError(
                 f"{type(self).__name__} layer {self.name!r}: the number of input channels must be evenly divisible "
@@ -139,76 +246,50 @@ class Conv(KernelLayer):
         self._add_kernel_and_bias((*self.kernel_size, in_channels // self.groups, self.filters), self.filters)
         self.input_spec = InputSpec(ndim=self.rank + 2, axes={self._channel_axis: in_channels})
 
-    def _spatial(self, shape: Sequence[int | None]) -> Sequence[int | None]:
-        return shape[1:-1] if self.data_format == "channels_last" else shape[2:]
-
-    def _check_spatial(self, shape: Sequence[int | None]) -> None:
-        for size, k, s, d in zip(self._spatial(shape), self.kernel_size, self.strides, self.dilation_rate):
-            if size is not None and output_length(size, k, s, self.padding, d) <= 0:
-                raise ValueError(
-                    f"{type(self).__name__} layer {self.name!r}: the input is too small for the kernel. "
-                    f"Received: input_shape={tuple(shape)}, kernel_size={self.kernel_size}, "
-                    f"dilation_rate={self.dilation_rate}, padding={self.padding!r}"
-                )
-
-    def _padding(self, spatial: Sequence[int]) -> list[tuple[int, int]]:
-        if self.padding == "same":
-            return [same_padding(*args) for args in zip(spatial, self.kernel_size, self.strides, self.dilation_rate)]
-        if self.padding == "causal":
-            return [((self.kernel_size[0] - 1) * self.dilation_rate[0], 0)]
-        return [(0, 0)] * self.rank
-
     def call(self, inputs: torch.Tensor) -> torch.Tensor:
         self._check_spatial(tuple(inputs.shape))
         if not inputs.is_floating_point():
             inputs = self._kernel_inputs(inputs)
-        x = inputs.movedim(-1, 1) if self.data_format == "channels_last" else inputs
-        pads = self._padding(tuple(x.shape[2:]))
-        if all(before == after for before, after in pads):
-            padding: Any = tuple(before for before, _ in pads)
-        else:
-            x, padding = pad_spatial(x, pads), 0
-        # Keras's (*kernel_size, in/groups, filters) -> torch's (filters, in/groups, *kernel_size).
-        kernel = self.kernel.permute(self.rank + 1, self.rank, *range(self.rank))
-        outputs = self._apply_kernel(
-            _CONV_FN[self.rank], x, kernel, self.bias, stride=self.strides, padding=padding,
-            dilation=self.dilation_rate, groups=self.groups,
-        )
-        if self.data_format == "channels_last":
-            outputs = outputs.movedim(1, -1)
-        return self._activate(outputs)
+        outputs = self._convolve(self._channels_first(inputs), torch_kernel(self.kernel), self.bias, self.groups)
+        return self._activate(self._channels_back(outputs))
 
     def get_config(self) -> dict[str, Any]:
-        base = super().get_config()
-        base.pop("activity_regularizer", None)
-        config = {key: base.pop(key) for key in ("name", "trainable", "dtype")}
-        if "rank" in inspect.signature(type(self).__init__).parameters:
-            # The general class: the rank is a constructor argument (Conv1D/2D/3D fix it).
-            config["rank"] = self.rank
-        config.update(
-            filters=self.filters,
-            kernel_size=self.kernel_size,
-            strides=self.strides,
-            padding=self.padding,
-            data_format=self.data_format,
-            dilation_rate=self.dilation_rate,
-            groups=self.groups,
-        )
-        # Keras's order; its convolutions always list `activity_regularizer`, `None` included.
-        for key in ("activation", "use_bias", "kernel_initializer", "bias_initializer", "kernel_regularizer",
-                    "bias_regularizer"):
-            config[key] = base.pop(key)
-        config["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
-        config.update(base)
-        return config
+        return keras_conv_config(self, super().get_config(), {
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "strides": self.strides,
+            "padding": self.padding,
+            "data_format": self.data_format,
+            "dilation_rate": self.dilation_rate,
+            "groups": self.groups,
+        })
 
 
-def _filters(layer: Conv, filters: Any) -> int:
-    """``filters`` as a positive int, refused in the words of Keras's own test."""
-    if is_int(filters) and filters <= 0:
-        raise ValueError(f"{type(layer).__name__} layer {layer.name!r}: Invalid value for argument `filters`. "
-                         f"Expected a strictly positive value. Received filters={filters}.")
-    return positive_int(layer, filters, "filters")
+def keras_conv_config(layer: KernelLayer, base: dict[str, Any], arguments: dict[str, Any]) -> dict[str, Any]:
+    """A kernel convolution's config in Keras's key order: name, trainable, dtype, ``rank`` (for the
+    general classes only), ``arguments``, then the activation, initializers and rules from ``base``
+    (the :class:`KernelLayer` config). Keras's convolutions always list ``activity_regularizer``."""
+    base = dict(base)
+    base.pop("activity_regularizer", None)
+    config = {key: base.pop(key) for key in ("name", "trainable", "dtype")}
+    if "rank" in inspect.signature(type(layer).__init__).parameters:
+        # The general class: the rank is a constructor argument (the 1D/2D/3D classes fix it).
+        config["rank"] = layer.rank  # type: ignore[attr-defined]
+    config.update(arguments)
+    for key in ("activation", "use_bias", "kernel_initializer", "bias_initializer", "kernel_regularizer",
+                "bias_regularizer"):
+        config[key] = base.pop(key)
+    config["activity_regularizer"] = regularizers.serialize(layer.activity_regularizer)
+    config.update(base)
+    return config
+
+
+def strictly_positive(layer: Any, value: Any, argument: str) -> int:
+    """``value`` (``filters``, ``depth_multiplier``) as a positive int, refused in the words of Keras's own tests."""
+    if is_int(value) and value <= 0:
+        raise ValueError(f"{type(layer).__name__} layer {layer.name!r}: Invalid value for argument `{argument}`. "
+                         f"Expected a strictly positive value. Received {argument}={value}.")
+    return positive_int(layer, value, argument)
 
 
 class Conv1D(Conv):
