@@ -266,12 +266,13 @@ class Conv(ConvGeometry, KernelLayer):
 
 
 def keras_conv_config(layer: KernelLayer, base: dict[str, Any], arguments: dict[str, Any]) -> dict[str, Any]:
-    """A kernel convolution's config in Keras's key order: name, trainable, dtype, ``rank`` (for the
-    general classes only), ``arguments``, then the activation, initializers and rules from ``base``
-    (the :class:`KernelLayer` config). Keras's convolutions always list ``activity_regularizer``."""
+    """A kernel convolution's config in Keras's key order: name, trainable, dtype, a set activity
+    regularizer, ``rank`` (for the general classes only), ``arguments``, then the activation,
+    initializers and rules from ``base`` (the :class:`KernelLayer` config). Keras's convolutions
+    always list ``activity_regularizer``."""
     base = dict(base)
-    base.pop("activity_regularizer", None)
-    config = {key: base.pop(key) for key in ("name", "trainable", "dtype")}
+    # A set activity regularizer sits after the dtype, where Keras's base config puts it.
+    config = {key: base.pop(key) for key in ("name", "trainable", "dtype", "activity_regularizer") if key in base}
     if "rank" in inspect.signature(type(layer).__init__).parameters:
         # The general class: the rank is a constructor argument (the 1D/2D/3D classes fix it).
         config["rank"] = layer.rank  # type: ignore[attr-defined]

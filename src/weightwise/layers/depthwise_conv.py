@@ -144,7 +144,7 @@ class DepthwiseBase(ConvGeometry, Layer):
 
     def _base_config(self) -> dict[str, Any]:
         base = super().get_config()
-        config = {key: base[key] for key in ("name", "trainable", "dtype")}
+        config = {key: base[key] for key in ("name", "trainable", "dtype", "activity_regularizer") if key in base}
         if "rank" in inspect.signature(type(self).__init__).parameters:
             # The general class: the rank is a constructor argument (the 1D/2D classes fix it).
             config["rank"] = self.rank
