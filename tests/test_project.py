@@ -70,7 +70,8 @@ PUBLIC = {
         *["BatchNormalization", "Embedding"],
 
         # depthwise, separable and transposed convolutions
-        *["Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose", "ConvTranspose", "Convolution1DTranspose",
+        *["Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose", "ConvLSTM", "ConvLSTM1D", "ConvLSTM2D",
+          "ConvLSTM3D", "ConvTranspose", "Convolution1DTranspose",
           "Convolution2DTranspose", "Convolution3DTranspose", "DepthwiseConv", "DepthwiseConv1D", "DepthwiseConv2D",
           "SeparableConv", "SeparableConv1D", "SeparableConv2D", "SeparableConvolution1D", "SeparableConvolution2D"],
 

@@ -39,6 +39,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "keras.src.initializers": ("weightwise.initializers",),
     "keras.src.layers": ("weightwise.layers",),
     "keras.src.layers.core.einsum_dense": ("weightwise.layers.einsum_dense",),
+    "keras.src.layers.rnn.conv_lstm": ("weightwise.layers.conv_lstm",),
     "keras.src.losses": ("weightwise.losses",),
     "keras.src.metrics": ("weightwise.metrics",),
     "keras.src.models": ("weightwise.models",),

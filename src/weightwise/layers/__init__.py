@@ -126,6 +126,7 @@ from weightwise.layers.embedding import Embedding
 from weightwise.layers.normalization import BatchNormalization
 
 # depthwise, separable and transposed convolutions
+from weightwise.layers.conv_lstm import ConvLSTM, ConvLSTM1D, ConvLSTM2D, ConvLSTM3D
 from weightwise.layers.conv_transpose import Conv1DTranspose, Conv2DTranspose, Conv3DTranspose, ConvTranspose
 from weightwise.layers.depthwise_conv import DepthwiseConv, DepthwiseConv1D, DepthwiseConv2D
 from weightwise.layers.separable_conv import SeparableConv, SeparableConv1D, SeparableConv2D
@@ -196,7 +197,7 @@ _LAYERS = [
 
     # depthwise, separable and transposed convolutions
     DepthwiseConv, DepthwiseConv1D, DepthwiseConv2D, SeparableConv, SeparableConv1D, SeparableConv2D,
-    ConvTranspose, Conv1DTranspose, Conv2DTranspose, Conv3DTranspose,
+    ConvTranspose, Conv1DTranspose, Conv2DTranspose, Conv3DTranspose, ConvLSTM, ConvLSTM1D, ConvLSTM2D, ConvLSTM3D,
 
     # reshaping, padding, noise and other parameter-free layers
     Permute, SpatialDropout1D, SpatialDropout2D, SpatialDropout3D, GaussianNoise, GaussianDropout, AlphaDropout,

@@ -130,11 +130,16 @@ class ConvGeometry:
                 f"padding={self.padding!r}"
             )
 
-    def _padding(self, spatial: Sequence[int]) -> list[tuple[int, int]]:
+    def _padding(self, spatial: Sequence[int], kernel_size: Sequence[int] | None = None,
+                 same_unit: bool = False) -> list[tuple[int, int]]:
+        """``(before, after)`` per spatial axis; ``same_unit``: ``"same"`` with unit strides and dilation."""
+        kernel_size = kernel_size or self.kernel_size
+        if same_unit:
+            return [same_padding(size, k, 1) for size, k in zip(spatial, kernel_size)]
         if self.padding == "same":
-            return [same_padding(*args) for args in zip(spatial, self.kernel_size, self.strides, self.dilation_rate)]
+            return [same_padding(*args) for args in zip(spatial, kernel_size, self.strides, self.dilation_rate)]
         if self.padding == "causal":
-            return [((self.kernel_size[0] - 1) * self.dilation_rate[0], 0)]
+            return [((kernel_size[0] - 1) * self.dilation_rate[0], 0)]
         return [(0, 0)] * self.rank
 
     def _channels_first(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -143,20 +148,22 @@ class ConvGeometry:
     def _channels_back(self, outputs: torch.Tensor) -> torch.Tensor:
         return outputs.movedim(1, -1) if self.data_format == "channels_last" else outputs
 
-    def _convolve(self, x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None, groups: int) -> torch.Tensor:
+    def _convolve(self, x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None, groups: int,
+                  same_unit: bool = False) -> torch.Tensor:
         """Pad the channels-first ``x`` as ``padding`` says, then convolve with a torch-layout ``kernel``.
 
         Symmetric padding goes to torch's convolution; the odd pixel of ``"same"`` (after the
-        data) and ``"causal"`` padding need an explicit pad first.
+        data) and ``"causal"`` padding need an explicit pad first. ``same_unit`` convolves with
+        ``"same"`` padding, unit strides and no dilation instead (a ConvLSTM's recurrent step).
         """
-        pads = self._padding(tuple(x.shape[2:]))
+        pads = self._padding(tuple(x.shape[2:]), tuple(kernel.shape[2:]), same_unit)
         if all(before == after for before, after in pads):
             padding: Any = tuple(before for before, _ in pads)
         else:
             x, padding = pad_spatial(x, pads), 0
+        stride, dilation = ((1,) * self.rank, (1,) * self.rank) if same_unit else (self.strides, self.dilation_rate)
         return self._apply_kernel(  # type: ignore[attr-defined]
-            CONV_FN[self.rank], x, kernel, bias, stride=self.strides, padding=padding,
-            dilation=self.dilation_rate, groups=groups,
+            CONV_FN[self.rank], x, kernel, bias, stride=stride, padding=padding, dilation=dilation, groups=groups,
         )
 
 
