@@ -994,12 +994,13 @@ class Custom(nn.Module):
     (nn.Bilinear(2, 3, 4), "weight", [1, 2]),
     (nn.Linear(3, 2), "bias", None),
     (nn.Conv2d(2, 4, 3), "bias", None),
-    (nn.LayerNorm(4), "weight", None),
+    (nn.LayerNorm(4), "weight", []),
+    (nn.LayerNorm(4), "eps", None),
     (Custom(), "weight", None),
 ], ids=lambda v: type(v).__name__ if isinstance(v, nn.Module) else str(v))
 def test_per_unit_axis(module, name, expected):
     assert per_unit_axis(module, name) == expected
-    if expected is not None:
+    if expected not in (None, []):  # [] is each entry on its own
         # Norms over that axis leave one value per output unit.
         weight = getattr(module, name)
         out_dim = 1 if isinstance(module, nn.modules.conv._ConvTransposeNd) else 0

@@ -30,9 +30,10 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import inspect
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import torch
 
@@ -51,26 +52,76 @@ RULE_STACKS_ATTR = "_rule_stacks"
 Selector = Any
 
 
+# Parameters that hold one entry per unit (biases, normalization scales and offsets, PReLU
+# slopes): per unit is each entry on its own, Keras's ``axis=[]``.
+_ELEMENTWISE: list[tuple[tuple[type, ...], tuple[str, ...]]] = [
+    ((torch.nn.modules.batchnorm._NormBase, torch.nn.LayerNorm, torch.nn.GroupNorm, torch.nn.RMSNorm),
+     ("weight", "bias")),
+    ((torch.nn.PReLU,), ("weight",)),
+    ((torch.nn.MultiheadAttention,), ("in_proj_bias",)),
+]
+# Matrices whose rows are units (torch's ``(out, in)``): the norm runs over axis 1.
+_ROWS: list[tuple[tuple[type, ...], tuple[str, ...]]] = [
+    ((torch.nn.Linear, torch.nn.Embedding), ("weight",)),
+    ((torch.nn.MultiheadAttention,), ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")),
+]
+# nn.RNN/LSTM/GRU parameter names: weight_ih_l0, weight_hh_l1_reverse, weight_hr_l0 (LSTM projection), bias_ih_l0.
+_RECURRENT_NAME = re.compile(r"(weight|bias)_(ih|hh|hr)_l\d+(_reverse)?")
+
+
+def _in_table(table: list[tuple[tuple[type, ...], tuple[str, ...]]], module: torch.nn.Module, name: str) -> bool:
+    return any(isinstance(module, types) and name in names for types, names in table)
+
+
 def per_unit_axis(module: torch.nn.Module, name: str) -> int | list[int] | None:
-    """The ``axis`` that makes a norm constraint act per output unit on a torch layer's weight.
+    """The ``axis`` that makes a norm constraint act per output unit on a torch layer's parameter.
 
     Keras kernels are ``(in, out)`` and Keras norms run over ``axis=0``; torch lays
-    weights out the other way round. ``None`` means the layout is not known.
+    weights out the other way round, so a per-unit norm of a torch ``(out, in)`` matrix
+    runs over axis 1. The rules, by module:
+
+    - ``nn.Linear``, ``nn.Embedding``, ``nn.MultiheadAttention``'s ``in_proj_weight`` and
+      ``q/k/v_proj_weight`` (and its ``out_proj``, an ``nn.Linear``): ``1``, each row.
+    - ``nn.RNN``/``nn.LSTM``/``nn.GRU``: ``weight_ih_l*``, ``weight_hh_l*``, ``weight_hr_l*``
+      (with ``_reverse``): ``1``, each gate row, as Keras's ``axis=0`` on ``kernel`` and
+      ``recurrent_kernel``; ``bias_ih_l*``, ``bias_hh_l*``: ``[]``, each entry.
+    - ``nn.ConvNd``: ``[1, ..., n+1]``; ``nn.ConvTransposeNd`` (``(in, out, *k)``): ``[0, 2, ..., n+1]``,
+      the input and kernel axes of each output channel.
+    - ``nn.BatchNorm*``/``nn.InstanceNorm*``, ``nn.LayerNorm``, ``nn.GroupNorm``, ``nn.RMSNorm``
+      (``weight``, ``bias``), ``nn.PReLU`` and ``in_proj_bias``: ``[]``, each entry on its own.
+    - ``nn.Bilinear``: ``[1, 2]``.
+
+    ``None`` means the layout is not known. A grouped transposed convolution raises a
+    ``ValueError``: no axis of its layout holds exactly one output channel.
 
     >>> import torch
     >>> per_unit_axis(torch.nn.Linear(3, 2), "weight"), per_unit_axis(torch.nn.Conv2d(3, 8, 3), "weight")
     (1, [1, 2, 3])
+    >>> per_unit_axis(torch.nn.LSTM(3, 4), "weight_hh_l0"), per_unit_axis(torch.nn.BatchNorm1d(4), "weight")
+    (1, [])
     """
     binding.check_module(module)
     if not isinstance(name, str):
         raise TypeError(f"Invalid value for argument `name`: expected a parameter name (str). Received: name={name!r}")
+    if isinstance(module, torch.nn.RNNBase):
+        match = _RECURRENT_NAME.fullmatch(name)
+        return None if match is None else (1 if match.group(1) == "weight" else [])
+    if _in_table(_ELEMENTWISE, module, name):
+        return []
+    if _in_table(_ROWS, module, name):
+        return 1
     if name != "weight":
         return None
-    if isinstance(module, (torch.nn.Linear, torch.nn.Embedding, torch.nn.Bilinear)):
-        return 1 if not isinstance(module, torch.nn.Bilinear) else [1, 2]
+    if isinstance(module, torch.nn.Bilinear):
+        return [1, 2]
     if isinstance(module, torch.nn.modules.conv._ConvTransposeNd):
-        rank = module.weight.dim()
-        return [0, *range(2, rank)]
+        if module.groups != 1:
+            raise ValueError(
+                f"A per-output-channel norm of {type(module).__name__} with groups={module.groups} is not an axis "
+                f"of its weight {tuple(module.weight.shape)} (each channel's inputs are one group's rows): "
+                f"pass the constraint an explicit `axis`. Received: module={module!r}"
+            )
+        return [0, *range(2, module.weight.dim())]
     if isinstance(module, torch.nn.modules.conv._ConvNd):
         return list(range(1, module.weight.dim()))
     return None
@@ -204,10 +255,10 @@ class Handle:
         while self._undo:
             self._undo.pop()()
 
-    def __enter__(self) -> Handle:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.remove()
 
 
@@ -327,7 +378,7 @@ def constrain(module: torch.nn.Module, rules: Any, *, strict: bool = True,
     """Bind constraints to the parameters of ``module`` that the rules select.
 
     A norm constraint without an explicit ``axis`` on a known torch layer acts per
-    output unit (``axis=1`` for ``nn.Linear``, ``[1, 2, 3]`` for ``nn.Conv2d``, ...), as
+    output unit (``axis=1`` for ``nn.Linear``, ``[1, 2, 3]`` for ``nn.Conv2d``; see :func:`per_unit_axis`), as
     Keras's does on its own layers; an explicit ``axis`` is always honoured.
 
     With ``optimizer``, every ``optimizer.step()`` is followed by the projection of the
