@@ -39,6 +39,7 @@ KERAS_TEST_FILES: tuple[str, ...] = (
     "layers/core/einsum_dense_test.py",
     "layers/attention/multi_head_attention_test.py",
     "layers/attention/grouped_query_attention_test.py",
+    "layers/rnn/time_distributed_test.py",
 )
 
 # Keras test files for layers weightwise does not have yet; each joins KERAS_TEST_FILES

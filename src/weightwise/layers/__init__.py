@@ -120,6 +120,7 @@ from weightwise.layers.rnn import (
 )
 
 # recurrent wrappers
+from weightwise.layers.time_distributed import TimeDistributed
 
 # normalization, embedding and activation layers
 from weightwise.layers.embedding import Embedding
@@ -191,6 +192,7 @@ _LAYERS = [
     RNN, SimpleRNNCell, LSTMCell, GRUCell, StackedRNNCells, SimpleRNN, LSTM, GRU,
 
     # recurrent wrappers
+    TimeDistributed,
 
     # normalization, embedding and activation layers
     BatchNormalization, Embedding,
