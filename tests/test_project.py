@@ -64,7 +64,7 @@ PUBLIC = {
         *["GRU", "GRUCell", "LSTM", "LSTMCell", "RNN", "SimpleRNN", "SimpleRNNCell", "StackedRNNCells"],
 
         # recurrent wrappers
-        *["TimeDistributed"],
+        *["Bidirectional", "TimeDistributed"],
 
         # normalization, embedding and activation layers
         *["BatchNormalization", "Embedding"],

@@ -120,6 +120,7 @@ from weightwise.layers.rnn import (
 )
 
 # recurrent wrappers
+from weightwise.layers.bidirectional import Bidirectional
 from weightwise.layers.time_distributed import TimeDistributed
 
 # normalization, embedding and activation layers
@@ -192,7 +193,7 @@ _LAYERS = [
     RNN, SimpleRNNCell, LSTMCell, GRUCell, StackedRNNCells, SimpleRNN, LSTM, GRU,
 
     # recurrent wrappers
-    TimeDistributed,
+    TimeDistributed, Bidirectional,
 
     # normalization, embedding and activation layers
     BatchNormalization, Embedding,
