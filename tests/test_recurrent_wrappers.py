@@ -455,3 +455,30 @@ def test_bidirectional_takes_the_two_layers_where_the_kernel_differs():
         wrapper(x)
         mask = kwargs.get("mask")
         assert wrapper._fused_kernel(mask, None, False) is None, name
+
+
+def _masked_tagger(lib: Any) -> Any:
+    """Embedding(mask_zero) -> Bidirectional(LSTM) -> Bidirectional(GRU) -> TimeDistributed(Dense): masks end to end."""
+    inputs = lib.Input((6,), dtype="int32")
+    h = lib.layers.Embedding(10, 4, mask_zero=True)(inputs)
+    h = lib.layers.Bidirectional(lib.layers.LSTM(3, return_sequences=True, recurrent_regularizer="l2"))(h)
+    h = lib.layers.Bidirectional(lib.layers.GRU(2, return_sequences=True), merge_mode="sum")(h)
+    outputs = lib.layers.TimeDistributed(lib.layers.Dense(2, kernel_constraint="max_norm"))(h)
+    return lib.Model(inputs, outputs)
+
+
+def test_masked_sequence_model_matches_keras_in_predict_evaluate_and_fit(keras):
+    keras.utils.set_random_seed(0)
+    theirs, ours = _masked_tagger(keras), _masked_tagger(weightwise)
+    ours.set_weights(theirs.get_weights())
+    x = np.array([[1, 2, 3, 0, 0, 0], [4, 5, 6, 7, 8, 9], [0, 1, 2, 3, 0, 0], [5, 0, 0, 0, 0, 0]])
+    y = rand(4, 6, 2, seed=9) * 3
+    np.testing.assert_allclose(ours.predict(x, verbose=0), to_numpy(theirs.predict(x, verbose=0)), **TOL)
+    for model, lib in ((theirs, keras), (ours, weightwise)):
+        model.compile(optimizer=lib.optimizers.SGD(0.5), loss="mse")
+    # The loss skips masked steps and includes the recurrent penalties, on both sides.
+    assert ours.evaluate(x, y, verbose=0) == pytest.approx(theirs.evaluate(x, y, verbose=0), rel=1e-5)
+    theirs.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
+    ours.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
+    for mine, reference in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(mine, reference, rtol=1e-4, atol=1e-5)
