@@ -16,7 +16,7 @@ import torch
 
 from weightwise import ops
 from weightwise.arguments import echo
-from weightwise.layers.base import Layer
+from weightwise.layers.base import Layer, _call_signature
 from weightwise.layers.rnn import GRU, LSTM, fused
 from weightwise.serialization import deserialize_keras_object, serialize_keras_object
 
@@ -255,7 +255,7 @@ class Bidirectional(Layer):
         kwargs: dict[str, Any] = {}
         if self.forward_layer._call_takes_training:
             kwargs["training"] = training
-        if mask is not None:
+        if mask is not None and "mask" in _call_signature(type(self.forward_layer)).parameters:
             kwargs["mask"] = ops.convert_to_tensor(mask)
         forward_state = backward_state = None
         if initial_state is not None:

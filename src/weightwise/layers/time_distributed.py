@@ -9,22 +9,16 @@ that depend on the batch (``BatchNormalization`` in training) behave as in Keras
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import torch
 
 from weightwise import ops
 from weightwise.arguments import echo
-from weightwise.layers.base import Layer
+from weightwise.layers.base import Layer, _call_signature
 from weightwise.layers.core import Wrapper
 
 __all__ = ["TimeDistributed"]
-
-
-def _call_takes_mask(layer: Layer) -> bool:
-    parameters = inspect.signature(layer.call).parameters
-    return "mask" in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
 
 
 class TimeDistributed(Wrapper):
@@ -88,7 +82,9 @@ class TimeDistributed(Wrapper):
                 f"`TimeDistributed` Layer should be passed an `input_shape` with at least 3 dimensions, "
                 f"received: {echo(getattr(inputs, 'shape', inputs))}")
         masks = self._step_masks(inputs, mask)
-        takes_mask, takes_training = _call_takes_mask(self.layer), self.layer._call_takes_training
+        # Keras's test: a parameter named `mask` (a `**kwargs` call gets none).
+        takes_mask = "mask" in _call_signature(type(self.layer)).parameters
+        takes_training = self.layer._call_takes_training
         outputs = []
         for step, x in enumerate(inputs.unbind(1)):
             kwargs: dict[str, Any] = {}
