@@ -8,15 +8,13 @@ what ``constrain`` + ``apply_constraints`` did to the torch parameter.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
+from typing import Any
 
-os.environ.setdefault("KERAS_BACKEND", "torch")
-
-import keras
 import pytest
 import torch
+from helpers import keras_or_skip
 from torch import nn
 
 from weightwise import binding, constraints
@@ -84,11 +82,16 @@ CASES = [
 ]
 
 RULES = [
-    ("max_norm", lambda axis: constraints.MaxNorm(0.5), lambda kw: keras.constraints.MaxNorm(0.5, **kw)),
-    ("unit_norm", lambda axis: constraints.UnitNorm(), lambda kw: keras.constraints.UnitNorm(**kw)),
-    ("min_max_norm", lambda axis: constraints.MinMaxNorm(0.4, 0.6, rate=0.7),
-     lambda kw: keras.constraints.MinMaxNorm(0.4, 0.6, rate=0.7, **kw)),
+    ("max_norm", lambda: constraints.MaxNorm(0.5), lambda k, kw: k.constraints.MaxNorm(0.5, **kw)),
+    ("unit_norm", lambda: constraints.UnitNorm(), lambda k, kw: k.constraints.UnitNorm(**kw)),
+    ("min_max_norm", lambda: constraints.MinMaxNorm(0.4, 0.6, rate=0.7),
+     lambda k, kw: k.constraints.MinMaxNorm(0.4, 0.6, rate=0.7, **kw)),
 ]
+
+
+@pytest.fixture(scope="module")
+def keras() -> Any:
+    return keras_or_skip()
 
 
 def _spread(param: torch.Tensor, seed: int) -> None:
@@ -100,17 +103,17 @@ def _spread(param: torch.Tensor, seed: int) -> None:
 
 @pytest.mark.parametrize("rule_id, ours, theirs", RULES, ids=[r[0] for r in RULES])
 @pytest.mark.parametrize("case_id, factory, name, to_keras, keras_axis", CASES, ids=[c[0] for c in CASES])
-def test_constrain_matches_keras_on_the_keras_layout(case_id, factory, name, to_keras, keras_axis, rule_id, ours,
-                                                     theirs):
+def test_constrain_matches_keras_on_the_keras_layout(keras, case_id, factory, name, to_keras, keras_axis, rule_id,
+                                                     ours, theirs):
     torch.manual_seed(0)
     module = factory()
     param = module.get_parameter(name)
     _spread(param, seed=len(case_id))
     before = param.detach().clone()
-    handle = constrain(module, {name: ours(None)})
+    handle = constrain(module, {name: ours()})
     assert handle.matched == [name]
     apply_constraints(module)
-    keras_rule = theirs({} if keras_axis == "default" else {"axis": keras_axis})
+    keras_rule = theirs(keras, {} if keras_axis == "default" else {"axis": keras_axis})
     expected = keras.ops.convert_to_numpy(keras_rule(to_keras(before)))
     got = to_keras(param.detach()).numpy()
     assert not torch.allclose(param.detach(), before)  # the rule did something
