@@ -21,3 +21,6 @@ for _path in KERAS_TEST_FILES:
             if _name in globals():
                 raise RuntimeError(f"Two Keras test files define {_name}; give one a distinct name here.")
             globals()[_name] = _value
+
+# The loop's last class would otherwise be collected a second time, as `_value`.
+del _path, _module, _name, _value
