@@ -23,4 +23,5 @@ for _path in KERAS_TEST_FILES:
             globals()[_name] = _value
 
 # The loop's last class would otherwise be collected a second time, as `_value`.
+# The loop's names would otherwise stay here, and pytest would collect the last class twice.
 del _path, _module, _name, _value

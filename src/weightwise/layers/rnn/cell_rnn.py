@@ -80,8 +80,6 @@ class CellRNN(RNN):
         ``use_cudnn=True`` raises Keras's error where Keras would not fuse either: with a
         recurrent dropout while training, a mask that drops steps, or GRU's ``reset_after=False``.
         """
-        while isinstance(mask, (list, tuple)):
-            mask = mask[0] if mask else None
         if self.use_cudnn is not False and fusable(self, mask, training):
             return run_fused(self, sequences, initial_state, training)
         if self.use_cudnn is True and (

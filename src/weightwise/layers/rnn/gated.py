@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from weightwise import activations
+from weightwise import activations, arguments
 from weightwise.layers.rnn.cell import RecurrentCell
 
 __all__ = ["GatedCell", "check_use_cudnn"]
@@ -38,7 +38,8 @@ class GatedCell(RecurrentCell):
                  **kwargs: Any) -> None:
         super().__init__(units, **kwargs)
         self.recurrent_activation = self._resolve("recurrent_activation", recurrent_activation, activations.get)
-        if isinstance(implementation, bool) or implementation not in (1, 2):
+        # Keras keeps any value (configs of older versions carry 0); only 1 changes the computation.
+        if not (arguments.is_int(implementation) and implementation >= 0):
             raise ValueError(f"{self._owner()}: invalid value for argument `implementation`: expected 1 or 2. "
                              f"Received: implementation={implementation!r}")
         self.implementation = 1 if self.recurrent_dropout else int(implementation)

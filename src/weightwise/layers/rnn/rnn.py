@@ -176,8 +176,6 @@ class RNN(Layer):
             output, new_states = call(inputs, states, **kwargs)
             return output, list(new_states) if _is_nested(new_states) else [new_states]
 
-        while _is_nested(mask):
-            mask = mask[0] if mask else None
         return run_steps(step, sequences, initial_state, mask=mask, go_backwards=self.go_backwards,
                          zero_output_for_mask=self.zero_output_for_mask, return_sequences=self.return_sequences)
 
@@ -200,6 +198,10 @@ class RNN(Layer):
                              initial_state)
         if not sequences.is_floating_point():
             sequences = sequences.to(self._dtype)
+        while _is_nested(mask):
+            mask = mask[0] if mask else None
+        if mask is not None:
+            mask = torch.as_tensor(mask, device=sequences.device).to(torch.bool)
         try:
             last_output, outputs, states = self.inner_loop(sequences, initial_state, mask, training=training)
         finally:
