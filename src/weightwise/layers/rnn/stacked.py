@@ -49,11 +49,22 @@ class StackedRNNCells(Layer):
                 raise ValueError(f"All cells must have a `state_size` attribute. Received cell without a `state_size`: "
                                  f"{cell}")
         super().__init__(**kwargs)
-        # A plain list, as in Keras; each cell that is a module is also registered, so weights and paths find it.
-        self.__dict__["cells"] = list(cells)
-        for index, cell in enumerate(self.cells):
-            if isinstance(cell, torch.nn.Module):
-                self.add_module(str(index), cell)
+        if all(isinstance(cell, torch.nn.Module) for cell in cells):
+            # Saved under ``cells/<cell class>`` as Keras saves its list of cells.
+            self.cells = torch.nn.ModuleList(cells)
+        else:
+            # Plain cells cannot sit in a ModuleList; the module cells among them are registered one by one.
+            self.__dict__["cells"] = list(cells)
+            for index, cell in enumerate(cells):
+                if isinstance(cell, torch.nn.Module):
+                    self.add_module(f"cell_{index}", cell)
+
+    @Layer.trainable.setter
+    def trainable(self, value: bool) -> None:
+        Layer.trainable.fset(self, value)
+        for cell in self.cells:
+            if isinstance(cell, Layer):
+                cell.trainable = value
 
     @property
     def state_size(self) -> list[Any]:
