@@ -263,3 +263,28 @@ def test_fused_dropout_uses_the_cells_mask_for_every_step() -> None:
     loop.set_weights(layer.get_weights())
     # The same seed draws the same single mask on both paths.
     torch.testing.assert_close(loop(x, training=True), trained)
+
+
+def test_wrong_initial_states_and_empty_sequences_name_the_argument() -> None:
+    layer = layers.LSTM(3)
+    with pytest.raises(ValueError, match=r"`initial_state`: expected 2 state\(s\).*Received: 1 state"):
+        layer(rand(2, 4, 5), initial_state=[rand(2, 3)])
+    for cls in LAYERS:
+        with pytest.raises(ValueError, match="at least one time step"):
+            cls(3)(torch.zeros(2, 0, 5))
+
+
+def test_a_cell_that_describes_its_own_states_runs_as_convlstm_does() -> None:
+    # ConvLSTM's cell sets state_size to -1 and makes its two states in get_initial_state.
+    class TwoStates(weightwise.Layer):
+        state_size = -1
+
+        def get_initial_state(self, batch_size=None):
+            return [torch.zeros(batch_size, 2), torch.ones(batch_size, 2)]
+
+        def call(self, inputs, states, training=False):
+            h = states[0] + states[1] + inputs
+            return h, [h, states[1]]
+
+    out, _, c = layers.RNN(TwoStates(), return_state=True)(torch.zeros(1, 3, 2))
+    assert out.tolist() == [[3.0, 3.0]] and c.tolist() == [[1.0, 1.0]]

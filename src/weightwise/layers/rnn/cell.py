@@ -118,7 +118,8 @@ class RecurrentCell(Layer, DropoutRNNCell):
     def get_initial_state(self, batch_size: int | None = None) -> list[torch.Tensor]:
         """Zero states, one ``(batch_size, size)`` tensor per entry of ``state_size``."""
         sizes = self.state_size if isinstance(self.state_size, (list, tuple)) else [self.state_size]
-        return [torch.zeros((batch_size, size), dtype=self._dtype) for size in sizes]
+        device = self.kernel.device if isinstance(self._parameters.get("kernel"), torch.Tensor) else None
+        return [torch.zeros((batch_size, size), dtype=self._dtype, device=device) for size in sizes]
 
     def get_config(self) -> dict[str, Any]:
         return {

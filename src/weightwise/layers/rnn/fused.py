@@ -31,7 +31,8 @@ def _kernel_name(layer: Any) -> str | None:
     A cell of a subclass may compute something else, so only the layer's own cell class qualifies.
     """
     cell = layer.cell
-    return cell.fused_kernel() if type(cell) is layer.cell_class else None
+    fused_kernel = getattr(cell, "fused_kernel", None)
+    return fused_kernel() if fused_kernel is not None and type(cell) is layer.cell_class else None
 
 
 def fusable(layer: Any, mask: torch.Tensor | None, training: bool) -> bool:

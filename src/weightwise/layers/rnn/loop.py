@@ -66,7 +66,7 @@ def run_steps(
         if return_sequences:
             outputs.append(output)
     if previous is None:
-        raise ValueError(f"Invalid value for argument `sequences`: a recurrent layer needs at least one time step. "
+        raise ValueError(f"Invalid value for argument `sequences`: expected at least one time step. "
                          f"Received: sequences of shape {tuple(sequences.shape)}")
     stacked = torch.stack(outputs, dim=1) if return_sequences else previous.unsqueeze(1)
     return previous, stacked, states

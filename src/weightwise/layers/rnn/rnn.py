@@ -13,6 +13,7 @@ from weightwise.layers.base import Layer
 from weightwise.layers.rnn.dropout_cell import DropoutRNNCell
 from weightwise.layers.rnn.loop import run_steps
 from weightwise.layers.rnn.stacked import StackedRNNCells
+from weightwise.layers.symbolic import flatten
 from weightwise.serialization import deserialize_keras_object, serialize_keras_object
 
 __all__ = ["RNN"]
@@ -193,6 +194,16 @@ class RNN(Layer):
             initial_state = self.states if self.stateful and self.states is not None \
                 else self.get_initial_state(batch_size=batch_size)
         initial_state = list(initial_state) if _is_nested(initial_state) else [initial_state]
+        # Cells with a custom state_size (ConvLSTM's is -1) describe their states themselves.
+        sized = all(arguments.is_int(size) and size > 0 for size in flatten(self.state_size))
+        if sized and len(initial_state) != len(self.state_size):
+            raise ValueError(f"{type(self).__name__} layer {self.name!r}: invalid value for argument `initial_state`: "
+                             f"expected {len(self.state_size)} state(s), for state sizes {self.state_size}. "
+                             f"Received: {len(initial_state)} state(s)")
+        if sequences.shape[1] == 0:
+            raise ValueError(f"{type(self).__name__} layer {self.name!r}: invalid value for argument `sequences`: a "
+                             f"recurrent layer needs at least one time step. Received: sequences of shape "
+                             f"{tuple(sequences.shape)}")
         initial_state = _map(lambda s: torch.as_tensor(s).to(device=sequences.device, dtype=sequences.dtype)
                              if sequences.is_floating_point() else torch.as_tensor(s).to(sequences.device),
                              initial_state)
