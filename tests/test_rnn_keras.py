@@ -139,13 +139,20 @@ def to_torch(value: Any) -> Any:
     return torch.from_numpy(value) if isinstance(value, np.ndarray) else value
 
 
+# Padded rows (right, left, none, all), which the fused kernels take by packing.
+PADDED = np.array([[True, True, True, True, False, False],
+                   [False, False, False, True, True, True],
+                   [True, True, True, True, True, True],
+                   [False, False, False, False, False, False]])
+
+
 @pytest.mark.parametrize("case", LAYER_CASES, ids=case_id)
-@pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
-def test_layer_matches_keras(keras, case: tuple[str, dict[str, Any]], masked: bool) -> None:
+@pytest.mark.parametrize("mask", [None, MASK, PADDED], ids=["unmasked", "masked", "padded"])
+def test_layer_matches_keras(keras, case: tuple[str, dict[str, Any]], mask: np.ndarray | None) -> None:
     name, kwargs = case
     x = rand(4, 6, 5, seed=1)
     theirs, ours = keras_pair(keras, name, kwargs, x)
-    compare(keras, theirs, ours, x, **({"mask": MASK} if masked else {}))
+    compare(keras, theirs, ours, x, **({} if mask is None else {"mask": mask}))
 
 
 @pytest.mark.parametrize("case", [c for c in LAYER_CASES if c[1].get("return_state")], ids=case_id)

@@ -238,7 +238,7 @@ def as_list(value: Any) -> list[torch.Tensor]:
     (lambda: layers.GRU(3, recurrent_dropout=0.5), {"training": True}),
     (lambda: layers.LSTM(3, dropout=0.5, implementation=1), {"training": True}),
     (lambda: layers.SimpleRNN(3, activation="sigmoid"), {}),
-    (lambda: layers.LSTM(3), {"mask": torch.tensor([[True, True, False, False]] * 2)}),
+    (lambda: layers.LSTM(3), {"mask": torch.tensor([[True, False, True, True]] * 2)}),
     (lambda: layers.LSTM(3, use_cudnn=False), {}),
 ])
 def test_configurations_the_fused_kernel_cannot_compute_take_the_loop(monkeypatch, make, call) -> None:
@@ -288,3 +288,44 @@ def test_a_cell_that_describes_its_own_states_runs_as_convlstm_does() -> None:
 
     out, _, c = layers.RNN(TwoStates(), return_state=True)(torch.zeros(1, 3, 2))
     assert out.tolist() == [[3.0, 3.0]] and c.tolist() == [[1.0, 1.0]]
+
+
+# Right padding, left padding, a row kept whole, a row kept in the middle, a row with no kept step.
+PADDED = torch.tensor([[True, True, True, False, False, False],
+                       [False, False, True, True, True, True],
+                       [True, True, True, True, True, True],
+                       [False, True, True, True, False, False],
+                       [False, False, False, False, False, False]])
+
+
+@pytest.mark.parametrize("cls", LAYERS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("flags", [
+    {"return_sequences": True, "return_state": True},
+    {"return_sequences": True, "go_backwards": True, "return_state": True},
+    {"return_sequences": True, "zero_output_for_mask": True},
+    {"go_backwards": True, "zero_output_for_mask": True, "return_state": True},
+    {},
+])
+def test_padded_masks_run_packed_on_the_fused_kernel_like_the_loop(monkeypatch, cls: type, flags) -> None:
+    calls = []
+    from weightwise.layers.rnn import fused
+
+    original = fused._run_masked
+    monkeypatch.setattr(fused, "_run_masked", lambda *a, **k: calls.append(1) or original(*a, **k))
+    fast, loop = cls(3, **flags), cls(3, **flags)
+    x = rand(5, 6, 4)
+    fast(x)
+    loop(x)
+    loop.set_weights(fast.get_weights())
+    loop.use_cudnn = False
+    initial = [rand(5, 3, seed=i) for i in range(2 if cls is layers.LSTM else 1)]
+    got, expected = as_list(fast(x, mask=PADDED, initial_state=initial)), as_list(
+        loop(x, mask=PADDED, initial_state=initial))
+    assert calls == [1]
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    probe = [rand(*a.shape, seed=9 + i) for i, a in enumerate(got)]
+    grads = [torch.autograd.grad(sum((t * p).sum() for t, p in zip(outs, probe)), layer.trainable_weights)
+             for outs, layer in ((got, fast), (expected, loop))]
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

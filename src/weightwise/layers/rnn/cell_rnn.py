@@ -77,13 +77,13 @@ class CellRNN(RNN):
                    training: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[Any]]:
         """torch's fused kernel where the configuration allows it (``use_cudnn`` not False), else the step loop.
 
-        ``use_cudnn=True`` raises Keras's error where Keras would not fuse either: with a
-        recurrent dropout while training, a mask that drops steps, or GRU's ``reset_after=False``.
+        ``use_cudnn=True`` raises Keras's error where the configuration cannot be fused: a
+        recurrent dropout while training, a mask with holes, or GRU's ``reset_after=False``.
         """
         if self.use_cudnn is not False and fusable(self, mask, training):
-            return run_fused(self, sequences, initial_state, training)
+            return run_fused(self, sequences, initial_state, training, mask)
         if self.use_cudnn is True and (
-                (training and self.cell.recurrent_dropout > 0) or (mask is not None and not bool(mask.all()))
+                (training and self.cell.recurrent_dropout > 0) or mask is not None
                 or not getattr(self.cell, "reset_after", True)):
             raise ValueError("use_cudnn=True was specified, but cuDNN is not supported for this layer configuration "
                              "with this backend. Pass use_cudnn='auto' to fallback to a non-cuDNN implementation.")
