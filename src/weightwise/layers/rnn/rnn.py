@@ -148,6 +148,14 @@ class RNN(Layer):
                 self.states = [_map(torch.Tensor.detach, s) for s in self.get_initial_state(sequences_shape[0])]
                 self._expected_batch_size = int(sequences_shape[0])
 
+    def build_from_config(self, config: dict[str, Any]) -> None:
+        """Build from a build config; Keras's ``shapes_dict`` of a call given ``initial_state`` too is read
+        for its ``sequences_shape`` (the states have no weights)."""
+        shapes = config.get("shapes_dict") if isinstance(config, dict) else None
+        if isinstance(shapes, dict) and "sequences_shape" in shapes:
+            config = {"input_shape": shapes["sequences_shape"]}
+        super().build_from_config(config)
+
     def get_initial_state(self, batch_size: int) -> list[Any]:
         """The states a call starts from when none is given: the cell's, or zeros."""
         get_initial_state = getattr(self.cell, "get_initial_state", None)
