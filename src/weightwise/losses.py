@@ -123,6 +123,13 @@ def _apply_mask(
     if sample_weight is None:
         return float_mask
     float_mask, sample_weight = squeeze_or_expand_to_same_rank(float_mask, sample_weight.to(dtype))
+    if 0 < sample_weight.dim() < float_mask.dim():
+        # One weight per sample weighs all its steps, as the docs promise; Keras's torch backend fails to
+        # broadcast a (batch,) weight against a (batch, steps) mask, or silently pairs the wrong axes when
+        # steps == batch.
+        sample_weight = sample_weight.reshape(sample_weight.shape + (1,) * (float_mask.dim() - sample_weight.dim()))
+    # Never in place: Keras's `*=` here rescales the caller's weights, so the weighted metrics that read
+    # them next count the masked mean's total/valid factor too; ours see the weights they were given.
     return sample_weight * float_mask
 
 

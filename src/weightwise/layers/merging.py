@@ -61,10 +61,11 @@ def _check_list(layer: Layer, inputs: Any) -> Sequence[torch.Tensor]:
 
 def _check_mask_list(inputs: Any, mask: Any) -> None:
     """Keras's checks of ``compute_mask`` arguments of a merge layer."""
+    # ValueError, not TypeError: Keras's type, which code catching it relies on.
     if not isinstance(mask, (tuple, list)):
-        raise ValueError(f"`mask` should be a list. Received: mask={echo(mask)}")
+        raise ValueError(f"`mask` should be a list. Received: mask={echo(mask)}")  # noqa: TRY004
     if not isinstance(inputs, (tuple, list)):
-        raise ValueError(f"`inputs` should be a list. Received: inputs={echo(inputs)}")
+        raise ValueError(f"`inputs` should be a list. Received: inputs={echo(inputs)}")  # noqa: TRY004
     if len(mask) != len(inputs):
         raise ValueError(
             "The lists `inputs` and `mask` should have the same length. "
@@ -403,8 +404,7 @@ class Dot(Merge):
         return None
 
     def get_config(self) -> dict[str, Any]:
-        axes = list(self.axes) if isinstance(self.axes, tuple) else self.axes
-        return {**super().get_config(), "axes": axes, "normalize": self.normalize}
+        return {**super().get_config(), "axes": self.axes, "normalize": self.normalize}
 
 
 def _batch_dot(x: torch.Tensor, y: torch.Tensor, axes: list[int]) -> torch.Tensor:

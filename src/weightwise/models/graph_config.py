@@ -16,6 +16,7 @@ entries, as Keras writes them. Loading builds only the operations of a fixed tab
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -23,7 +24,13 @@ import torch
 
 from weightwise import ops
 from weightwise.layers import InputLayer, KerasTensor
-from weightwise.layers.symbolic import GraphFunction, Node, Operation, flatten, map_structure
+from weightwise.layers.symbolic import (
+    GraphFunction,
+    Node,
+    Operation,
+    flatten,
+    map_structure,
+)
 from weightwise.serialization import deserialize_keras_object, serialize_keras_object
 
 __all__ = ["functional_config", "functional_from_config"]
@@ -151,6 +158,7 @@ def functional_from_config(
     created: dict[str, Any] = {}
     produced: dict[str, list[Any]] = {}
     pending: dict[str, list[Any]] = {}
+    operations: dict[str, Mapping[str, Any]] = {}
     for layer_config in layer_configs:
         if not isinstance(layer_config, Mapping) or not isinstance(layer_config.get("name"), str):
             raise ValueError(f"Invalid functional model config: each layer needs a 'name'. Received: {layer_config!r}")
@@ -164,17 +172,28 @@ def functional_from_config(
                 f"Received: inbound_nodes={inbound!r:.200}"
             )
         module = layer_config.get("module")
+        pending[name] = list(inbound)
         if isinstance(module, str) and module.startswith(_OPERATION_MODULES):
-            layer = Operation.from_keras(module, layer_config.get("class_name"), layer_config.get("config"))
-        elif make_layer:
-            layer = make_layer(dict(layer_config))
-        else:
-            layer = deserialize_keras_object(layer_config, custom_objects)
+            # Made once it is known to be needed: Keras writes the ops of its masks too (see below).
+            operations[name] = layer_config
+            created[name], produced[name] = None, []
+            continue
+        layer = make_layer(dict(layer_config)) if make_layer else deserialize_keras_object(layer_config, custom_objects)
         if not isinstance(layer, (torch.nn.Module, Operation)):
             raise TypeError(f"Layer {name!r} of the config deserialized to {layer!r}, which is not a layer.")
         created[name] = layer
         produced[name] = [layer.output] if isinstance(layer, InputLayer) else [None] * _node_offset(layer)
-        pending[name] = list(inbound)
+        pending[name] = [_without_propagated_masks(layer, node) for node in inbound]
+    # Keras records the masks it passed on by itself (``mask=``, ``<argument>_mask=``) among a call's
+    # arguments, with the ops that computed them. Masks travel on the tensors here, so those arguments
+    # are left out, and so are the ops that nothing else needs.
+    needed = _layers_needed(output_layers, pending)
+    for name, layer_config in operations.items():
+        if name in needed:
+            created[name] = Operation.from_keras(
+                layer_config.get("module"), layer_config.get("class_name"), layer_config.get("config"))
+        else:
+            del created[name], produced[name], pending[name]
 
     def tensor(history: Any) -> Any:
         if not _is_history(history):
@@ -272,6 +291,62 @@ def functional_from_config(
 
     inputs, outputs = outputs_of(input_layers), outputs_of(output_layers)
     return cls(inputs, outputs, **config)
+
+
+def _references(value: Any) -> list[str]:
+    """The names of the layers whose tensors a call's arguments (as written in a config) refer to."""
+    if isinstance(value, list):
+        return [name for item in value for name in _references(item)]
+    if isinstance(value, Mapping):
+        if value.get("class_name") == _TENSOR and isinstance(value.get("config"), Mapping):
+            history = value["config"].get("keras_history")
+            return [history[0]] if _is_history(history) else []
+        return [name for item in value.values() for name in _references(item)]
+    return []
+
+
+def _layers_needed(output_layers: Any, pending: Mapping[str, list[Any]]) -> set[str]:
+    """The layers the outputs depend on, through the calls' arguments."""
+    needed: set[str] = set()
+    stack = _references([{"class_name": _TENSOR, "config": {"keras_history": h}}
+                         for h in _histories(output_layers)])
+    while stack:
+        name = stack.pop()
+        if name in needed or name not in pending:
+            continue
+        needed.add(name)
+        for node in pending[name]:
+            if isinstance(node, Mapping):
+                stack.extend(_references([node.get("args", []), node.get("kwargs", {})]))
+    return needed
+
+
+def _histories(structure: Any) -> Any:
+    """The ``[layer, node, tensor]`` references of ``input_layers`` / ``output_layers``, as a list."""
+    if _is_history(structure):
+        return [list(structure)]
+    if isinstance(structure, Mapping):
+        return [h for value in structure.values() for h in _histories(value)]
+    if isinstance(structure, (list, tuple)):
+        return [h for value in structure for h in _histories(value)]
+    return []
+
+
+def _without_propagated_masks(layer: Any, node: Any) -> Any:
+    """A call (as written in a config) without the masks Keras passes on by itself: ``mask`` when the call
+    has one tensor argument, ``<argument>_mask`` for each tensor argument when it has several."""
+    if not isinstance(node, Mapping) or not isinstance(node.get("kwargs"), Mapping) or not node["kwargs"] \
+            or not isinstance(node.get("args", []), list):
+        return node
+    try:
+        bound = inspect.signature(layer.call).bind_partial(
+            *node.get("args", []), **{k: v for k, v in node["kwargs"].items() if not k.endswith("mask")})
+    except (TypeError, ValueError):
+        return node
+    tensors = [name for name, value in bound.arguments.items() if _references(value)]
+    masks = {"mask"} if len(tensors) == 1 else {f"{name}_mask" for name in tensors}
+    kwargs = {key: value for key, value in node["kwargs"].items() if key not in masks}
+    return {**node, "kwargs": kwargs}
 
 
 def _array_constant(value: Mapping[str, Any]) -> Any:

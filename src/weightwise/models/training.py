@@ -29,7 +29,7 @@ from weightwise import losses as losses_module
 from weightwise import metrics as metrics_module
 from weightwise import optimizers as optimizers_module
 from weightwise.arguments import count, echo, flag, invalid, real
-from weightwise.layers.symbolic import flatten
+from weightwise.layers.symbolic import flatten, get_keras_mask, set_keras_mask
 from weightwise.models.data import (
     Batch,
     Batches,
@@ -390,7 +390,7 @@ class Trainer:
         # metric that cannot read these targets raises before any weight has moved.
         with torch.no_grad():
             for index, metric, weighted, _ in self._metric_objects or []:
-                metric.update_state(targets[index], preds[index].detach(),
+                metric.update_state(targets[index], _detached(preds[index]),
                                     sample_weight=sample_weight if weighted else None)
         # A loss that tracks no gradient is rare enough to pay for the weight list only then.
         if training and not differentiable.requires_grad and not self.trainable_weights:
@@ -801,6 +801,17 @@ def _deserialize_metric(config: Mapping[str, Any]) -> Any:
         return metrics_module.deserialize(config)
     except ValueError:
         return losses_module.deserialize(config)
+
+
+def _detached(prediction: Any) -> Any:
+    """``prediction`` cut from the graph, keeping its mask: metrics weight by it, as in Keras."""
+    if not isinstance(prediction, torch.Tensor):
+        return prediction
+    mask = get_keras_mask(prediction)
+    detached = prediction.detach()
+    if mask is not None:
+        set_keras_mask(detached, mask)
+    return detached
 
 
 def _batch_size(x: Any) -> int:
