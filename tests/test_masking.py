@@ -125,6 +125,7 @@ def test_an_explicit_mask_argument_wins_and_becomes_the_previous_mask() -> None:
         np.testing.assert_array_equal(mask_of(out), given)
 
 
+@pytest.mark.filterwarnings("ignore:.*does not support masking")
 def test_nested_inputs_give_a_nest_of_masks_and_several_tensor_arguments_their_own() -> None:
     keras = keras_or_skip()
     x = sequences()
@@ -206,6 +207,7 @@ def test_functional_models_propagate_masks_as_keras() -> None:
     assert ours.outputs[0]._keras_mask.dtype == "bool"
 
 
+@pytest.mark.filterwarnings("ignore:.*does not support masking")
 def test_a_functional_model_call_takes_mask_for_its_inputs() -> None:
     keras = keras_or_skip()
     x = sequences()
@@ -499,3 +501,64 @@ def test_a_model_with_masking_and_merging_layers_moves_both_ways(tmp_path: Any) 
     np.testing.assert_allclose(to_numpy(back([torch.tensor(x) for x in data])),
                                to_numpy(theirs([torch.tensor(x) for x in data])), atol=1e-5)
     assert [type(layer).__name__ for layer in back.layers] == [type(layer).__name__ for layer in theirs.layers]
+
+
+# -- with the layers that make and use masks -------------------------------------------------------
+def embedding_lstm_model(lib: Any) -> Any:
+    L = lib.layers
+    tokens = L.Input((7,), dtype="int32", name="tokens")
+    embedded = L.Embedding(10, 4, mask_zero=True, name="embed")(tokens)
+    hidden = L.LSTM(5, return_sequences=True, name="lstm")(embedded)
+    joined = L.Add(name="add")([hidden, L.Dense(5, name="side")(hidden)])
+    return lib.Model(tokens, L.Dense(2, name="out")(joined), name="tagger")
+
+
+def token_data() -> tuple[np.ndarray, np.ndarray]:
+    tokens = RNG.integers(1, 9, size=(6, 7))
+    tokens[0, 4:] = 0
+    tokens[2, 2:] = 0
+    tokens[5, :] = 0
+    return tokens, RNG.normal(size=(6, 7, 2)).astype("float32")
+
+
+def test_embedding_masks_reach_lstm_merge_and_loss_as_in_keras(tmp_path: Any) -> None:
+    keras = keras_or_skip()
+    tokens, targets = token_data()
+    theirs, ours = embedding_lstm_model(keras), embedding_lstm_model(weightwise)
+    ours.set_weights(theirs.get_weights())
+    expected, got = theirs(torch.tensor(tokens)), ours(torch.tensor(tokens))
+    np.testing.assert_allclose(to_numpy(got), to_numpy(expected), atol=1e-6)
+    np.testing.assert_array_equal(mask_of(got), mask_of(expected))
+    assert ours.outputs[0]._keras_mask.shape == theirs.outputs[0]._keras_mask.shape
+    histories = []
+    for model in (theirs, ours):
+        model.compile(optimizer="adam", loss="mse", metrics=["mae"])
+        histories.append(model.fit(tokens, targets, batch_size=4, epochs=3, verbose=0, shuffle=False).history)
+    for key in ("loss", "mae"):
+        np.testing.assert_allclose(histories[1][key], histories[0][key], rtol=1e-5)
+    for want, have in zip(theirs.get_weights(), ours.get_weights()):
+        np.testing.assert_allclose(have, want, atol=1e-5)
+    # Keras's file records the masks it passed to the LSTM and the Add, with the ops that made them.
+    theirs.save(str(tmp_path / "theirs.keras"))
+    loaded = weightwise.models.load_model(str(tmp_path / "theirs.keras"))
+    np.testing.assert_allclose(to_numpy(loaded(torch.tensor(tokens))), to_numpy(theirs(torch.tensor(tokens))), atol=1e-5)
+    loaded.save(str(tmp_path / "ours.keras"))
+    back = keras.models.load_model(str(tmp_path / "ours.keras"))
+    np.testing.assert_allclose(to_numpy(back(torch.tensor(tokens))), to_numpy(theirs(torch.tensor(tokens))), atol=1e-5)
+    np.testing.assert_array_equal(mask_of(back(torch.tensor(tokens))), mask_of(expected))
+
+
+def test_propagated_masks_are_left_out_of_loaded_calls_but_other_mask_arguments_stay() -> None:
+    from weightwise.models.graph_config import _without_propagated_masks
+
+    def ref(name: str) -> dict[str, Any]:
+        return {"class_name": "__keras_tensor__", "config": {"keras_history": [name, 0, 0]}}
+
+    class Attention(layers.Layer):
+        def call(self, query, value, query_mask=None, value_mask=None, attention_mask=None):
+            return query
+
+    node = {"args": [ref("q"), ref("v")], "kwargs": {"query_mask": ref("m"), "attention_mask": ref("a")}}
+    assert _without_propagated_masks(Attention(), node)["kwargs"] == {"attention_mask": ref("a")}
+    single = {"args": [ref("x")], "kwargs": {"mask": ref("m"), "training": False}}
+    assert _without_propagated_masks(layers.GlobalAveragePooling1D(), single)["kwargs"] == {"training": False}

@@ -339,8 +339,9 @@ def _without_propagated_masks(layer: Any, node: Any) -> Any:
             or not isinstance(node.get("args", []), list):
         return node
     try:
-        bound = inspect.signature(layer.call).bind_partial(
-            *node.get("args", []), **{k: v for k, v in node["kwargs"].items() if not k.endswith("mask")})
+        signature = inspect.signature(layer.call)
+        named = {k: v for k, v in node["kwargs"].items() if k in signature.parameters and not k.endswith("mask")}
+        bound = signature.bind_partial(*node.get("args", []), **named)
     except (TypeError, ValueError):
         return node
     tensors = [name for name, value in bound.arguments.items() if _references(value)]
