@@ -562,3 +562,17 @@ def test_propagated_masks_are_left_out_of_loaded_calls_but_other_mask_arguments_
     assert _without_propagated_masks(Attention(), node)["kwargs"] == {"attention_mask": ref("a")}
     single = {"args": [ref("x")], "kwargs": {"mask": ref("m"), "training": False}}
     assert _without_propagated_masks(layers.GlobalAveragePooling1D(), single)["kwargs"] == {"training": False}
+
+
+@pytest.mark.filterwarnings("ignore:.*does not support masking")
+def test_dict_inputs_keep_their_own_masks_and_dict_masks_go_by_key() -> None:
+    first, second = layers.Input((3, 2), name="z_first"), layers.Input((3, 2), name="a_second")
+    consumers = [consumer_layer(weightwise)(), consumer_layer(weightwise)()]
+    model = weightwise.Model({"zz": first, "aa": second}, [consumers[0](first), consumers[1](second)])
+    given = np.array([[True, False, True]])
+    model({"zz": torch.ones(1, 3, 2), "aa": with_mask(np.ones((1, 3, 2), "float32"), given)})
+    assert consumers[0].seen[-1] is None
+    np.testing.assert_array_equal(to_numpy(consumers[1].seen[-1]), given)
+    model({"zz": torch.ones(1, 3, 2), "aa": torch.ones(1, 3, 2)}, mask={"aa": torch.tensor(~given)})
+    assert consumers[0].seen[-1] is None
+    np.testing.assert_array_equal(to_numpy(consumers[1].seen[-1]), ~given)

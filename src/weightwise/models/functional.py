@@ -182,8 +182,8 @@ class Functional(Model, functional=True):
         # Masks travel on the tensors (``_keras_mask``); a ``mask`` given here goes onto the inputs, as in Keras.
         values = self._input_values(inputs)
         if mask is not None:
-            for tensor, input_mask in zip(self.inputs, flatten(mask)):
-                value = values[id(tensor)]
+            for key, input_mask in self._input_masks(inputs, mask):
+                value = values.get(key)
                 if input_mask is not None and isinstance(value, torch.Tensor):
                     set_keras_mask(value, input_mask)
         for node in self._nodes:
@@ -199,6 +199,14 @@ class Functional(Model, functional=True):
             for symbolic, value in zip(flatten(node.outputs), flatten(produced)):
                 values[id(symbolic)] = value
         return map_structure(lambda t: values[id(t)], self._outputs_structure)
+
+    def _input_masks(self, inputs: Any, mask: Any) -> list[tuple[int, Any]]:
+        """``(id of the input tensor, its mask)`` pairs: dict masks by key, as the inputs are matched; else in order."""
+        if isinstance(mask, dict) and isinstance(inputs, dict):
+            structure = self._inputs_structure
+            by_key = structure if isinstance(structure, dict) else {t.name: t for t in self.inputs}
+            return [(id(by_key[key]), value) for key, value in mask.items() if key in by_key]
+        return [(id(tensor), value) for tensor, value in zip(self.inputs, flatten(mask))]
 
     def get_config(self) -> dict[str, Any]:
         """The graph in Keras 3's form: every layer with its calls, and the inputs and outputs.
