@@ -92,10 +92,10 @@ def _broadcast_shape(shape1: tuple[int | None, ...], shape2: tuple[int | None, .
 
 def _shape_list(layer: Layer, input_shape: Any) -> list[tuple[int | None, ...]]:
     """``input_shape`` of a merge layer's build: a list of shapes, or a ``ValueError`` as in Keras."""
-    if not isinstance(input_shape, (list, tuple)) or not input_shape \
-            or not all(isinstance(shape, (list, tuple)) for shape in input_shape):
+    if not isinstance(input_shape, (list, tuple)) or not input_shape or not all(
+            isinstance(shape, (list, tuple)) and all(d is None or is_int(d) for d in shape) for shape in input_shape):
         raise ValueError(f"A merge layer ({type(layer).__name__} {layer.name!r}) should be called on a list of inputs. "
-                         f"Received: input_shape={echo(input_shape)} (not a list of shapes)")
+                         f"Received: input_shape={echo(input_shape)} (not a list of tensors)")
     return [tuple(shape) for shape in input_shape]
 
 
@@ -115,10 +115,13 @@ class Merge(Layer):
     def _check_shapes(self, shapes: list[tuple[int | None, ...]]) -> None:
         batch_sizes = {shape[0] for shape in shapes if shape} - {None}
         if len(batch_sizes) > 1:
-            raise ValueError(f"Cannot merge tensors with different batch sizes. Received tensors with shapes {shapes}")
+            raise ValueError(f"Cannot merge tensors with different batch sizes. Received: input_shape={shapes}")
         output = shapes[0][1:]
-        for shape in shapes[1:]:
-            output = _broadcast_shape(output, shape[1:])
+        try:
+            for shape in shapes[1:]:
+                output = _broadcast_shape(output, shape[1:])
+        except ValueError as error:
+            raise ValueError(f"{error}. Received: input_shape={shapes}") from None
 
     def call(self, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
         tensors = list(_check_list(self, inputs))
