@@ -91,8 +91,8 @@ def run_layer_test(
     """The checks every layer gets; returns the built layer.
 
     - it builds on first call and gives ``expected_output_shape``;
-    - every ``*_regularizer`` and ``*_constraint`` argument reaches its parameter
-      (``activity_regularizer`` reaches ``layer.losses``), and ``losses`` counts them;
+    - every ``*_regularizer`` and ``*_constraint`` argument reaches its parameter, in the layer
+      or a sublayer (``activity_regularizer`` reaches ``layer.losses``), and ``losses`` counts them;
     - ``get_config``/``from_config``/``serialize``/JSON round trips agree;
     - ``set_weights(get_weights())`` restores the outputs, and a bad list changes nothing.
     """
@@ -124,16 +124,20 @@ def run_layer_test(
     ruled = layer_cls(**{**init_kwargs, **given})
     ruled(x)
     weight_penalties = 0
+    entries = list(binding.bound(ruled))
     for arg, obj in given.items():
         assert getattr(ruled, arg) is obj, arg
         if arg == "activity_regularizer":
             continue
         weight, kind = arg.rsplit("_", 1)
-        if ruled._parameters.get(weight) is None:
-            continue  # e.g. bias_* with use_bias=False
-        rule = binding.rule_of(ruled, weight)
-        assert rule is not None and getattr(rule, kind) is obj, arg
-        weight_penalties += kind == "regularizer"
+        # The weight may sit in a sublayer (an RNN's cell, an attention projection) or carry
+        # another name than the argument (a depthwise layer's `kernel`): find it by its rule.
+        holders = [entry for entry in entries if getattr(entry.rule, kind) is obj]
+        if not holders:
+            # Only a weight the configuration leaves out (bias_* with use_bias=False) may lack its rule.
+            assert not any(m._parameters.get(weight) is not None for m in ruled.modules()), arg
+            continue
+        weight_penalties += len(holders) if kind == "regularizer" else 0
     activity = ruled.activity_regularizer is not None
     assert len(ruled.losses) == weight_penalties + (1 if activity else 0)
 

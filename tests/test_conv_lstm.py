@@ -44,9 +44,8 @@ def keras() -> Any:
     ],
 )
 def test_every_layer_through_the_shared_checker(cls, kwargs, input_shape, output_shape) -> None:
-    # The weight rules sit on the cell, where the next test follows them; the checker covers the rest.
     run_layer_test(cls, kwargs, input_shape, expected_output_shape=output_shape,
-                   expected_num_weights=3 if kwargs.get("use_bias", True) else 2, exclude=RULES)
+                   expected_num_weights=3 if kwargs.get("use_bias", True) else 2)
 
 
 @pytest.mark.parametrize("cls", [layers.ConvLSTM2D, ConvLSTMCell])

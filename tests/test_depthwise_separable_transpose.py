@@ -66,11 +66,7 @@ def keras() -> Any:
     ],
 )
 def test_every_layer_through_the_shared_checker(cls, kwargs, input_shape, output_shape) -> None:
-    # The checker finds the weight of `x_regularizer` under the name `x`; the depthwise and
-    # pointwise rules bind to `kernel`/`depthwise_kernel`/`pointwise_kernel`, which the next
-    # test checks by name.
-    unmatched = ("depthwise_regularizer", "depthwise_constraint", "pointwise_regularizer", "pointwise_constraint")
-    run_layer_test(cls, kwargs, input_shape, expected_output_shape=output_shape, exclude=unmatched)
+    run_layer_test(cls, kwargs, input_shape, expected_output_shape=output_shape)
 
 
 # Which weight each rule argument binds to (the checker maps `x_regularizer` to weight `x`,

@@ -25,10 +25,9 @@ def rand(*shape: int, seed: int = 0) -> torch.Tensor:
 @pytest.mark.parametrize("cls", LAYERS, ids=lambda c: c.__name__)
 @pytest.mark.parametrize("flags", [{}, {"return_sequences": True}, {"go_backwards": True, "use_bias": False}])
 def test_every_layer_through_the_shared_checker(cls: type, flags: dict[str, Any]) -> None:
-    # The weight rules sit on the cell, where the next test follows them; the checker covers the rest.
     expected = (2, 4, 3) if flags.get("return_sequences") else (2, 3)
     run_layer_test(cls, {"units": 3, **flags}, (2, 4, 5), expected_output_shape=expected,
-                   expected_num_weights=3 if flags.get("use_bias", True) else 2, exclude=WEIGHT_RULES)
+                   expected_num_weights=3 if flags.get("use_bias", True) else 2)
 
 
 @pytest.mark.parametrize("cls", LAYERS + CELLS, ids=lambda c: c.__name__)
