@@ -109,3 +109,22 @@ def fit_both(keras: Any, build: Any, x: np.ndarray, y: np.ndarray, loss: str = "
     theirs.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0)
     ours.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0)
     return ours, theirs
+
+
+def file_round_trip(keras: Any, build: Any, x: np.ndarray, y: np.ndarray, tmp_path: Any, writer: str) -> tuple[Any, Any]:
+    """Train ``build(lib)`` two steps on both sides, save one side's model as ``.keras`` (``writer`` is
+    ``"keras"`` or ``"weightwise"``) and load it on the other; check weights and predictions agree."""
+    import weightwise
+
+    ours, theirs = fit_both(keras, build, x, y, steps=2)
+    path = tmp_path / "model.keras"
+    if writer == "keras":
+        theirs.save(path)
+        ours = weightwise.models.load_model(path)
+    else:
+        ours.save(path)
+        theirs = keras.saving.load_model(path)
+    for mine, reference in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(mine, to_numpy(reference), **TOL)
+    np.testing.assert_allclose(ours.predict(x, verbose=0), to_numpy(theirs.predict(x, verbose=0)), **TOL)
+    return ours, theirs

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import keras_or_skip, run_layer_test, to_numpy
-from layer_conformance import TOL, compare_calls, fit_both, twins
+from layer_conformance import TOL, compare_calls, file_round_trip, fit_both, twins
 
 import weightwise
 from weightwise import constraints, layers
@@ -123,16 +123,6 @@ def test_embedding_fit_matches_keras(keras) -> None:
 @pytest.mark.parametrize("writer", ["keras", "weightwise"])
 def test_embedding_keras_file_round_trip(keras, tmp_path, writer) -> None:
     x, y = indices(8, 5, high=9, dtype=np.int32), np.random.default_rng(2).normal(size=(8, 2)).astype(np.float32)
-    ours, theirs = fit_both(keras, _embedding_model, x, y, steps=2)
-    path = tmp_path / "emb.keras"
-    if writer == "keras":
-        theirs.save(path)
-        ours = weightwise.models.load_model(path)
-    else:
-        ours.save(path)
-        theirs = keras.saving.load_model(path)
+    ours, _ = file_round_trip(keras, _embedding_model, x, y, tmp_path, writer)
     emb = ours.layers[0]
     assert isinstance(emb, layers.Embedding) and isinstance(emb.embeddings_constraint, constraints.MaxNorm)
-    for mine, reference in zip(ours.get_weights(), theirs.get_weights()):
-        np.testing.assert_allclose(mine, to_numpy(reference), **TOL)
-    np.testing.assert_allclose(ours.predict(x, verbose=0), to_numpy(theirs.predict(x, verbose=0)), **TOL)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import keras_or_skip, run_layer_test, to_numpy
-from layer_conformance import TOL, compare_calls, fit_both, twins
+from layer_conformance import TOL, compare_calls, file_round_trip, fit_both, twins
 
 import weightwise
 from weightwise import constraints, layers
@@ -125,20 +125,6 @@ def test_batch_norm_fit_updates_moving_statistics_only_by_momentum(keras) -> Non
     np.testing.assert_allclose(ours.predict(x, verbose=0), to_numpy(theirs.predict(x, verbose=0)), **TOL)
 
 
-def test_one_fit_step_keeps_constrained_gamma_and_beta_in_bounds() -> None:
-    model = weightwise.Sequential([
-        weightwise.Input(shape=(5,)),
-        layers.BatchNormalization(gamma_initializer="ones", gamma_constraint=constraints.MaxNorm(0.5, axis=0),
-                                  beta_initializer="ones", beta_constraint=constraints.NonNeg()),
-        layers.Dense(1),
-    ])
-    model.compile(optimizer=weightwise.optimizers.SGD(10.0), loss="mse")
-    model.fit(rand(8, 5), rand(8, 1) * 100, batch_size=8, epochs=1, verbose=0)
-    bn = model.layers[0]
-    assert np.linalg.norm(to_numpy(bn.gamma)) <= 0.5 + 1e-6
-    assert (to_numpy(bn.beta) >= 0).all()
-
-
 def _bn_model(lib: Any) -> Any:
     return lib.Sequential([
         lib.Input(shape=(6, 6, 2)),
@@ -153,16 +139,129 @@ def _bn_model(lib: Any) -> Any:
 @pytest.mark.parametrize("writer", ["keras", "weightwise"])
 def test_batch_norm_keras_file_round_trip(keras, tmp_path, writer) -> None:
     x, y = rand(8, 6, 6, 2), rand(8, 2)
-    ours, theirs = fit_both(keras, _bn_model, x, y, steps=2)
-    path = tmp_path / "bn.keras"
-    if writer == "keras":
-        theirs.save(path)
-        ours = weightwise.models.load_model(path)
-    else:
-        ours.save(path)
-        theirs = keras.saving.load_model(path)
+    ours, _ = file_round_trip(keras, _bn_model, x, y, tmp_path, writer)
     bn = next(layer for layer in ours.layers if layer.name == "bn")
     assert not np.allclose(to_numpy(bn.moving_mean), 0.0)  # moving statistics came across
+
+
+# -- LayerNormalization and GroupNormalization ---------------------------------------------------
+
+LN_CASES = [
+    ({}, (4, 6)),
+    ({"epsilon": 1e-5, "gamma_regularizer": "l2", "beta_regularizer": "l1"}, (3, 4, 5)),
+    ({"axis": [-2, -1], "center": False}, (2, 3, 4, 5)),
+    ({"axis": (2, 3), "scale": False}, (2, 3, 4, 5)),
+    ({"axis": [1, 2, 3]}, (2, 3, 4, 5)),
+    ({"axis": [-1, 1]}, (2, 3, 4, 5)),  # not contiguous: Keras's general path
+]
+GN_CASES = [
+    ({"groups": 2}, (3, 4)),
+    ({"groups": 3, "gamma_regularizer": "l2", "beta_regularizer": "l1", "epsilon": 1e-4}, (2, 5, 6)),
+    ({"groups": -1}, (2, 4, 4, 3)),
+    ({"groups": 2, "axis": 1, "center": False}, (2, 4, 3, 3)),  # channels_first
+    ({"groups": 1, "axis": -2, "scale": False}, (2, 4, 6, 3)),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "shape"), LN_CASES)
+def test_layer_norm_matches_keras(keras, kwargs, shape) -> None:
+    ours, theirs = twins(keras, "LayerNormalization", kwargs, shape)
+    compare_calls(ours, theirs, rand(*shape), [{"training": True}, {}])
+
+
+@pytest.mark.parametrize(("kwargs", "shape"), GN_CASES)
+def test_group_norm_matches_keras(keras, kwargs, shape) -> None:
+    ours, theirs = twins(keras, "GroupNormalization", kwargs, shape)
+    compare_calls(ours, theirs, rand(*shape), [{"training": True}, {}])
+
+
+def test_layer_norm_rms_scaling_matches_keras(keras) -> None:
+    with pytest.warns(UserWarning, match="rms_scaling"):
+        ours, theirs = twins(keras, "LayerNormalization", {"rms_scaling": True}, (3, 5))
+    assert [w.name for w in ours.weights] == ["gamma"]
+    compare_calls(ours, theirs, rand(3, 5), [{}])
+
+
+def test_layer_norm_single_inner_axis_follows_the_docs() -> None:
+    # Keras's torch backend normalizes the last axis here (or fails when the sizes differ); the
+    # documented behaviour, normalizing axis 1, is checked against NumPy.
+    x = rand(2, 3, 5)
+    layer = layers.LayerNormalization(axis=1, gamma_initializer="ones")
+    reference = (x - x.mean(axis=1, keepdims=True)) / np.sqrt(x.var(axis=1, keepdims=True) + 1e-3)
+    np.testing.assert_allclose(to_numpy(layer(torch.tensor(x))), reference, **TOL)
+    assert tuple(layer.gamma.shape) == (3,)
+
+
+def test_group_norm_formula_by_hand() -> None:
+    x = rand(2, 3, 4)
+    out = to_numpy(layers.GroupNormalization(groups=2, epsilon=0.01)(torch.tensor(x)))
+    grouped = x.reshape(2, 3, 2, 2)
+    mean, var = grouped.mean(axis=(1, 3), keepdims=True), grouped.var(axis=(1, 3), keepdims=True)
+    np.testing.assert_allclose(out, ((grouped - mean) / np.sqrt(var + 0.01)).reshape(x.shape), **TOL)
+
+
+def test_layer_and_group_norm_layer_checker() -> None:
+    layer = run_layer_test(layers.LayerNormalization, {"axis": [1, 2]}, (2, 3, 4), expected_num_weights=2)
+    assert tuple(layer.gamma.shape) == (3, 4) and layer.get_config()["axis"] == [1, 2]
+    layer = run_layer_test(layers.GroupNormalization, {"groups": 2}, (2, 5, 4), expected_num_weights=2)
+    assert [w.name for w in layer.weights] == ["gamma", "beta"]
+
+
+def test_layer_and_group_norm_arguments() -> None:
+    with pytest.raises(TypeError, match="'axis'"):
+        layers.LayerNormalization(axis="last")
+    with pytest.raises(ValueError, match="out of bounds"):
+        layers.LayerNormalization(axis=[1, 4])(torch.ones(2, 3, 4))
+    with pytest.raises(ValueError, match="epsilon"):
+        layers.LayerNormalization(epsilon=-1.0)
+    with pytest.raises(ValueError, match="groups"):
+        layers.GroupNormalization(groups=0)
+    with pytest.raises(ValueError, match="groups"):
+        layers.GroupNormalization(groups=True)
+    with pytest.raises(ValueError, match=r"Number of groups \(3\) must be a multiple"):
+        layers.GroupNormalization(groups=3)(torch.ones(2, 4))
+    with pytest.raises(ValueError, match="cannot be more than"):
+        layers.GroupNormalization(groups=5)(torch.ones(2, 4))
+    layer = layers.GroupNormalization(groups=-1)
+    layer.build((None, 6))
+    assert layer.groups == 6  # instance normalization, fixed at build as in Keras
+
+
+@pytest.mark.parametrize("name", ["BatchNormalization", "LayerNormalization", "GroupNormalization"])
+def test_one_fit_step_keeps_constrained_gamma_and_beta_in_bounds(name) -> None:
+    extra = {"groups": 2} if name == "GroupNormalization" else {}
+    model = weightwise.Sequential([
+        weightwise.Input(shape=(4,)),
+        getattr(layers, name)(gamma_constraint=constraints.MaxNorm(0.5, axis=0), beta_initializer="ones",
+                              beta_constraint=constraints.NonNeg(), **extra),
+        layers.Dense(1),
+    ])
+    model.compile(optimizer=weightwise.optimizers.SGD(10.0), loss="mse")
+    model.fit(rand(8, 4), rand(8, 1) * 100, batch_size=8, epochs=1, verbose=0)
+    norm = model.layers[0]
+    assert np.linalg.norm(to_numpy(norm.gamma)) <= 0.5 + 1e-6
+    assert (to_numpy(norm.beta) >= 0).all()
+
+
+def _norms_model(lib: Any) -> Any:
+    return lib.Sequential([
+        lib.Input(shape=(4, 6)),
+        lib.layers.LayerNormalization(axis=[-2, -1], gamma_regularizer=lib.regularizers.L2(0.05), name="ln"),
+        lib.layers.GroupNormalization(groups=3, beta_constraint=lib.constraints.NonNeg(), name="gn"),
+        lib.layers.Flatten(name="flat"),
+        lib.layers.Dense(2, name="out"),
+    ], name="norms")
+
+
+def test_layer_and_group_norm_fit_matches_keras(keras) -> None:
+    x, y = rand(12, 4, 6), rand(12, 2)
+    ours, theirs = fit_both(keras, _norms_model, x, y, steps=3)
     for mine, reference in zip(ours.get_weights(), theirs.get_weights()):
-        np.testing.assert_allclose(mine, to_numpy(reference), **TOL)
-    np.testing.assert_allclose(ours.predict(x, verbose=0), to_numpy(theirs.predict(x, verbose=0)), **TOL)
+        np.testing.assert_allclose(mine, reference, **TOL)
+
+
+@pytest.mark.parametrize("writer", ["keras", "weightwise"])
+def test_layer_and_group_norm_keras_file_round_trip(keras, tmp_path, writer) -> None:
+    x, y = rand(8, 4, 6), rand(8, 2)
+    ours, _ = file_round_trip(keras, _norms_model, x, y, tmp_path, writer)
+    assert [type(layer).__name__ for layer in ours.layers][:2] == ["LayerNormalization", "GroupNormalization"]

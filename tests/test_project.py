@@ -67,7 +67,7 @@ PUBLIC = {
         *["Bidirectional", "TimeDistributed"],
 
         # normalization, embedding and activation layers
-        *["BatchNormalization", "Embedding"],
+        *["BatchNormalization", "Embedding", "GroupNormalization", "LayerNormalization"],
 
         # depthwise, separable and transposed convolutions
         *["Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose", "ConvLSTM", "ConvLSTM1D", "ConvLSTM2D",

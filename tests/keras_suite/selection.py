@@ -30,6 +30,8 @@ KERAS_TEST_FILES: tuple[str, ...] = (
     "layers/merging/merging_test.py",
     "layers/normalization/batch_normalization_test.py",
     "layers/core/embedding_test.py",
+    "layers/normalization/layer_normalization_test.py",
+    "layers/normalization/group_normalization_test.py",
     "saving/serialization_lib_test.py",
     "layers/regularization/spatial_dropout_test.py",
     "layers/regularization/gaussian_noise_test.py",
@@ -77,12 +79,14 @@ EXCLUDED: dict[str, str] = {
     "SerializationLibTest::test_layer_sharing": "uses layers.Softmax, added with the next issue's layers",
     # normalization, embedding and activation layers
     "EmbeddingTest::test_legacy_load_own_variables": _QUANTIZATION,
-    "BatchNormalizationTest::test_large_value_within_autocast_scope":
+    "*NormalizationTest::test_large_value_within_autocast_scope":
         "mixed-precision autocasting of variables (backend.AutocastScope) is not part of weightwise",
     # Keras's SeedGenerator keeps its state in a Variable that layers count; weightwise's dropout seeds are not
     # layer variables (the counts of trainable and non-trainable weights agree).
     "SimpleRNNTest::test_basics": "counts the dropout SeedGenerator's state among non_trainable_variables",
     "DropoutRNNCellTest::test_seed_tracking": "counts the dropout SeedGenerator's state among non_trainable_variables",
+    "GroupNormalizationTest::test_mixed_precision_large_input_no_nan":
+        "mixed-precision dtype policies (dtype='mixed_float16') are not part of weightwise",
 }
 
 # Tests in scope that fail today, each with the first thing it trips on (strict expected
@@ -98,6 +102,10 @@ FAILING: dict[str, str] = {
         "compute_output_shape there",
     "MergingLayersTest::test_dot_higher_dim": "uses keras.src.backend.standardize_shape, which weightwise lacks",
     # normalization, embedding and activation layers
+    "LayerNormalizationTest::test_correctness": "keras.ops.std: weightwise.ops has no std",
+    "GroupNormalizationTest::test_undefined_dim_error":
+        "a symbolic call builds the layer from example values (layers/symbolic.py call_symbolically), so build "
+        "never sees the unknown channel size and reports the groups instead",
     "BatchNormalizationTest::test_renorm_correctness":
         "keras.src.utils has no stand-in in tests/keras_suite/swap.py MODULES (weightwise.utils.set_random_seed exists)",
     # recurrent

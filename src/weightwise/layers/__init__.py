@@ -125,7 +125,9 @@ from weightwise.layers.time_distributed import TimeDistributed
 
 # normalization, embedding and activation layers
 from weightwise.layers.embedding import Embedding
-from weightwise.layers.normalization import BatchNormalization
+from weightwise.layers.batch_norm import BatchNormalization
+from weightwise.layers.group_norm import GroupNormalization
+from weightwise.layers.layer_norm import LayerNormalization
 
 # depthwise, separable and transposed convolutions
 from weightwise.layers.conv_lstm import ConvLSTM, ConvLSTM1D, ConvLSTM2D, ConvLSTM3D
@@ -196,7 +198,7 @@ _LAYERS = [
     TimeDistributed, Bidirectional,
 
     # normalization, embedding and activation layers
-    BatchNormalization, Embedding,
+    BatchNormalization, Embedding, GroupNormalization, LayerNormalization,
 
     # depthwise, separable and transposed convolutions
     DepthwiseConv, DepthwiseConv1D, DepthwiseConv2D, SeparableConv, SeparableConv1D, SeparableConv2D,

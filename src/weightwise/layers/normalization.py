@@ -1,25 +1,20 @@
-"""Normalization layers: BatchNormalization, LayerNormalization and GroupNormalization.
+"""What the normalization layers share: the ``gamma``/``beta`` base class, Keras's moments and masks.
 
-Each has Keras's weights (``gamma``, ``beta``; BatchNormalization also the non-trainable
-``moving_mean`` and ``moving_variance``), in Keras's order and layout, with the
-``gamma_*`` and ``beta_*`` regularizers and constraints bound to them.
+The layers themselves live in :mod:`~weightwise.layers.batch_norm`,
+:mod:`~weightwise.layers.layer_norm` and :mod:`~weightwise.layers.group_norm`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-from weightwise import arguments, backend, constraints, initializers, regularizers
-from weightwise.layers.args import invalid, is_int
-from weightwise.layers.base import InputSpec, Layer, WeightRule
+from weightwise import arguments, constraints, initializers, regularizers
+from weightwise.layers.base import Layer, WeightRule
 
-__all__ = ["BatchNormalization"]
-
-_CLIPPING_KEYS = ("rmax", "rmin", "dmax")
+__all__ = ["GammaBetaLayer", "as_mask", "moments", "scale_and_shift"]
 
 
 def as_mask(layer: Layer, mask: Any, inputs: torch.Tensor) -> torch.Tensor | None:
@@ -38,43 +33,31 @@ def as_mask(layer: Layer, mask: Any, inputs: torch.Tensor) -> torch.Tensor | Non
     return mask.to(device=inputs.device, dtype=torch.bool)
 
 
-def _channel_shape(inputs: torch.Tensor, axis: int) -> list[int]:
-    """The shape that puts a per-channel vector on ``axis`` and broadcasts it over the rest."""
-    shape = [1] * inputs.dim()
-    shape[axis] = inputs.shape[axis]
-    return shape
+def moments(inputs: torch.Tensor, axes: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and biased variance over ``axes`` (kept), as Keras's torch backend computes them:
+    ``mean(x**2) - mean(x)**2``."""
+    mean = inputs.mean(dim=list(axes), keepdim=True)
+    return mean, inputs.square().mean(dim=list(axes), keepdim=True) - mean.square()
 
 
-def _clone_initializer(initializer: Any) -> Any:
-    """A fresh copy of an initializer from its config, so a second draw is independent (as Keras does)."""
-    if isinstance(initializer, initializers.Initializer):
-        return type(initializer).from_config(initializer.get_config())
-    return initializer
+def scale_and_shift(
+    inputs: torch.Tensor, mean: torch.Tensor, variance: torch.Tensor, epsilon: float,
+    gamma: torch.Tensor | None, beta: torch.Tensor | None,
+) -> torch.Tensor:
+    """``inputs * inv + (beta - mean * inv)`` with ``inv = gamma / sqrt(variance + epsilon)``, Keras's
+    arrangement for layer and group normalization (all operands broadcast)."""
+    inv = torch.rsqrt(variance + epsilon)
+    if gamma is not None:
+        inv = inv * gamma
+    shift = -mean * inv
+    if beta is not None:
+        shift = shift + beta
+    return inputs * inv + shift
 
 
-class BatchNormalization(Layer):
-    """Normalizes each channel (the ``axis`` feature) with batch statistics in training, moving ones otherwise.
-
-    Training (``training=True`` and the layer trainable):
-    ``gamma * (x - mean(x)) / sqrt(var(x) + epsilon) + beta``, with the biased batch
-    variance ``mean(x**2) - mean(x)**2`` over every axis but ``axis``; afterwards
-    ``moving = moving * momentum + batch * (1 - momentum)`` for the mean and the variance.
-    Inference, and any call of a frozen layer (``trainable=False``, Keras's rule):
-    the same formula with ``moving_mean`` and ``moving_variance``.
-
-    A ``mask`` (one axis fewer than the inputs, ``True`` where an entry counts) limits the
-    batch statistics to the unmasked entries. With ``renorm=True``, Batch Renormalization
-    corrects the batch statistics towards moving ones (``renorm_clipping`` keys ``rmax``,
-    ``rmin``, ``dmax``; ``renorm_momentum``), and adds three non-trainable weights.
-
-    >>> from weightwise import ops
-    >>> layer = BatchNormalization(momentum=0.5)
-    >>> out = layer(ops.convert_to_tensor([[1.0], [3.0]]), training=True)
-    >>> [round(v, 3) for v in out.flatten().tolist()]  # (x - 2) / sqrt(1 + 0.001)
-    [-1.0, 1.0]
-    >>> layer.moving_mean.tolist(), layer.moving_variance.tolist()
-    ([1.0], [1.0])
-    """
+class GammaBetaLayer(Layer):
+    """What the normalization layers share: ``center``/``scale`` switches, and the ``gamma`` (scale) and
+    ``beta`` (offset) weights with their initializers, regularizers and constraints."""
 
     beta_regularizer = WeightRule("beta", "regularizer")
     gamma_regularizer = WeightRule("gamma", "regularizer")
@@ -83,222 +66,78 @@ class BatchNormalization(Layer):
 
     def __init__(
         self,
-        axis: int = -1,
-        momentum: float = 0.99,
-        epsilon: float = 1e-3,
         center: bool = True,
         scale: bool = True,
         beta_initializer: Any = "zeros",
         gamma_initializer: Any = "ones",
-        moving_mean_initializer: Any = "zeros",
-        moving_variance_initializer: Any = "ones",
         beta_regularizer: Any = None,
         gamma_regularizer: Any = None,
         beta_constraint: Any = None,
         gamma_constraint: Any = None,
-        renorm: bool = False,
-        renorm_clipping: dict[str, float] | None = None,
-        renorm_momentum: float = 0.99,
-        synchronized: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if not is_int(axis):
-            raise invalid(self, "axis", axis, "an int")
-        self.axis = int(axis)
-        if arguments.flag(synchronized, "synchronized", owner=f"BatchNormalization layer {self.name!r}"):
-            raise ValueError("Argument synchronized=True is only supported with the TensorFlow backend.")
-        self.synchronized = False
-        owner = f"BatchNormalization layer {self.name!r}"
-        self.momentum = arguments.real(momentum, "momentum", low=0, high=1, owner=owner)
-        self.epsilon = arguments.real(epsilon, "epsilon", low=0, owner=owner)
+        owner = self._owner()
+        if not self._dtype.is_floating_point:
+            raise arguments.invalid("dtype", "a float dtype", self.dtype, owner=owner)
         self.center = arguments.flag(center, "center", owner=owner)
         self.scale = arguments.flag(scale, "scale", owner=owner)
         self.beta_initializer = self._resolve("beta_initializer", beta_initializer, initializers.get)
         self.gamma_initializer = self._resolve("gamma_initializer", gamma_initializer, initializers.get)
-        self.moving_mean_initializer = self._resolve("moving_mean_initializer", moving_mean_initializer, initializers.get)
-        self.moving_variance_initializer = self._resolve(
-            "moving_variance_initializer", moving_variance_initializer, initializers.get)
         self.beta_regularizer = beta_regularizer
         self.gamma_regularizer = gamma_regularizer
         self.beta_constraint = beta_constraint
         self.gamma_constraint = gamma_constraint
-        self.renorm = arguments.flag(renorm, "renorm", owner=owner)
-        if self.renorm:
-            renorm_clipping = _renorm_clipping(renorm_clipping or {})
-        self.renorm_clipping = renorm_clipping
-        self.renorm_momentum = arguments.real(renorm_momentum, "renorm_momentum", low=0, high=1, owner=owner)
         self.supports_masking = True
-        self.gamma = self.beta = self.moving_mean = self.moving_variance = None
+        self.gamma = self.beta = None
 
-    def _check_axis(self, input_shape: Sequence[int | None]) -> int:
-        """``axis`` as a non-negative index of ``input_shape``, or Keras's out-of-bounds error."""
-        if not -len(input_shape) <= self.axis < len(input_shape):
-            raise ValueError(
-                f"Axis {self.axis} is out of bounds for input shape {tuple(input_shape)}. Received: axis={self.axis}")
-        return self.axis % len(input_shape)
+    def _owner(self) -> str:
+        return f"{type(self).__name__} layer {self.name!r}"
 
-    def build(self, input_shape: Sequence[int | None]) -> None:
-        axis = self._check_axis(input_shape)
-        channels = input_shape[axis]
-        if channels is None:
-            raise ValueError(
-                f"BatchNormalization layer {self.name!r}: axis {self.axis} of the inputs must have a known size. "
-                f"Received: input_shape={tuple(input_shape)}")
-        shape = (channels,)
-        for name in ("gamma", "beta", "moving_mean", "moving_variance"):
-            # The None placeholders set at construction (Keras's) make way for the weights.
+    def _add_gamma_beta(self, shape: tuple[int, ...], scale: bool, center: bool) -> None:
+        """Create ``gamma`` and ``beta`` of ``shape`` where used; ``None`` where not (as in Keras)."""
+        for name in ("gamma", "beta"):
+            # The None placeholders set at construction make way for the weights.
             self.__dict__.pop(name, None)
-        if self.scale:
+        if scale:
             self.gamma = self.add_weight("gamma", shape, self.gamma_initializer, self.gamma_regularizer,
                                          self.gamma_constraint)
-        if self.center:
-            self.beta = self.add_weight("beta", shape, self.beta_initializer, self.beta_regularizer, self.beta_constraint)
-        for name, used in (("gamma", self.scale), ("beta", self.center)):
-            if not used:
-                self.__dict__[name] = None
-        self.moving_mean = self.add_weight("moving_mean", shape, self.moving_mean_initializer, trainable=False)
-        self.moving_variance = self.add_weight("moving_variance", shape, self.moving_variance_initializer,
-                                               trainable=False)
-        if self.renorm:
-            def stddev_initializer(shape: Sequence[int], dtype: Any = None) -> torch.Tensor:
-                return torch.sqrt(_clone_initializer(self.moving_variance_initializer)(shape, dtype=dtype))
+        else:
+            self.gamma = None
+        if center:
+            self.beta = self.add_weight("beta", shape, self.beta_initializer, self.beta_regularizer,
+                                        self.beta_constraint)
+        else:
+            self.beta = None
 
-            self.moving_stddev = self.add_weight("moving_stddev", shape, stddev_initializer, trainable=False)
-            self.renorm_mean = self.add_weight("renorm_mean", shape, _clone_initializer(self.moving_mean_initializer),
-                                               trainable=False)
-            self.renorm_stddev = self.add_weight("renorm_stddev", shape, stddev_initializer, trainable=False)
-        self.input_spec = InputSpec(ndim=len(input_shape), axes={self.axis: channels})
-        self._reduction_axes = [i for i in range(len(input_shape)) if i != axis]
+    def _check_axes(self, input_shape: Sequence[int | None], axes: Sequence[int]) -> list[int]:
+        """``axes`` as non-negative indices of ``input_shape``, or Keras's out-of-bounds error."""
+        for axis in axes:
+            if not -len(input_shape) <= axis < len(input_shape):
+                raise ValueError(
+                    f"Axis {axis} is out of bounds for input shape {tuple(input_shape)}. Received: axis={self.axis}")
+        return [axis % len(input_shape) for axis in axes]
+
+    def _known_sizes(self, input_shape: Sequence[int | None], axes: Sequence[int]) -> tuple[int, ...]:
+        sizes = tuple(input_shape[axis] for axis in axes)
+        if None in sizes:
+            raise ValueError(
+                f"{self._owner()}: the normalized axes {list(axes)} of the inputs must have known sizes. "
+                f"Received: input_shape={tuple(input_shape)}")
+        return sizes
 
     def compute_output_shape(self, input_shape: Sequence[int | None]) -> tuple[int | None, ...]:
-        self._check_axis(input_shape)
+        self._check_axes(input_shape, self.axis if isinstance(self.axis, list) else [self.axis])
         return tuple(input_shape)
 
-    def call(self, inputs: torch.Tensor, training: bool | None = None, mask: Any = None) -> torch.Tensor:
-        mask = as_mask(self, mask, inputs)
-        if mask is not None and mask.dim() != inputs.dim() - 1:
-            raise ValueError(
-                "The mask provided should be one dimension less than the inputs. Received: "
-                f"mask.shape={tuple(mask.shape)}, inputs.shape={tuple(inputs.shape)}")
-        inputs = inputs.to(torch.promote_types(inputs.dtype, torch.float32))
-        gamma = None if self.gamma is None else self.gamma.to(inputs.dtype)
-        beta = None if self.beta is None else self.beta.to(inputs.dtype)
-        if training and self.trainable:
-            mean, variance = self._moments(inputs, mask)
-            if self.renorm:
-                gamma, beta = self._renorm(mean, variance, gamma, beta)
-            else:
-                self._update(self.moving_mean, mean, self.momentum)
-                self._update(self.moving_variance, variance, self.momentum)
-        else:
-            mean, variance = self.moving_mean.to(inputs.dtype), self.moving_variance.to(inputs.dtype)
-        outputs = _normalize(inputs, mean, variance, gamma, beta, self.epsilon, self._channel_axis(inputs))
-        return outputs.to(self._dtype)
-
-    def _channel_axis(self, inputs: torch.Tensor) -> int:
-        return self.axis % inputs.dim()
-
-    def _moments(self, inputs: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-channel mean and biased variance over the reduction axes (unmasked entries only)."""
-        axes = self._reduction_axes
-        if mask is None:
-            mean = inputs.mean(dim=axes, keepdim=True)
-            variance = inputs.square().mean(dim=axes, keepdim=True) - mean.square()
-        else:
-            keep = mask.unsqueeze(-1).expand(inputs.shape)
-            # backend.epsilon() keeps a fully masked batch finite (statistics of zero), as in Keras.
-            count = keep.to(inputs.dtype).sum(dim=axes, keepdim=True) + backend.epsilon()
-            zero = inputs.new_zeros(())
-            mean = torch.where(keep, inputs, zero).sum(dim=axes, keepdim=True) / count
-            variance = torch.where(keep, inputs - mean, zero).square().sum(dim=axes, keepdim=True) / count
-        return mean.reshape(-1), variance.reshape(-1)
-
-    @staticmethod
-    def _update(weight: torch.Tensor, value: torch.Tensor, momentum: float) -> None:
-        with torch.no_grad():
-            weight.copy_(weight.to(value.dtype) * momentum + value.detach() * (1.0 - momentum))
-
-    def _renorm(
-        self, mean: torch.Tensor, variance: torch.Tensor, gamma: torch.Tensor | None, beta: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Batch Renormalization: fold the correction ``(r, d)`` into gamma and beta, then update the statistics.
-
-        ``r = stddev / renorm_stddev`` and ``d = (mean - renorm_mean) / renorm_stddev``, clipped and
-        without gradient; ``(x_hat * r + d) * gamma + beta``.
-        """
-        with torch.no_grad():
-            stddev = torch.sqrt(variance.detach() + self.epsilon)
-            renorm_stddev = torch.clamp(self.renorm_stddev.to(mean.dtype), min=math.sqrt(self.epsilon))
-            r = stddev / renorm_stddev
-            d = (mean.detach() - self.renorm_mean.to(mean.dtype)) / renorm_stddev
-            clipping = self.renorm_clipping
-            if clipping.get("rmin") is not None:
-                r = torch.clamp(r, min=clipping["rmin"])
-            if clipping.get("rmax") is not None:
-                r = torch.clamp(r, max=clipping["rmax"])
-            if clipping.get("dmax") is not None:
-                d = torch.clamp(d, -clipping["dmax"], clipping["dmax"])
-            self._update(self.renorm_mean, mean, self.renorm_momentum)
-            self._update(self.renorm_stddev, stddev, self.renorm_momentum)
-            self._update(self.moving_mean, mean, self.momentum)
-            self._update(self.moving_stddev, stddev, self.momentum)
-            self.moving_variance.copy_(torch.relu(self.moving_stddev.square() - self.epsilon))
-        effective_gamma = r if gamma is None else r * gamma
-        effective_beta = d if gamma is None else d * gamma
-        if beta is not None:
-            effective_beta = effective_beta + beta
-        return effective_gamma, effective_beta
-
-    def get_config(self) -> dict[str, Any]:
+    def _gamma_beta_config(self) -> dict[str, Any]:
         return {
-            **super().get_config(),
-            "axis": self.axis,
-            "momentum": self.momentum,
-            "epsilon": self.epsilon,
             "center": self.center,
             "scale": self.scale,
             "beta_initializer": initializers.serialize(self.beta_initializer),
             "gamma_initializer": initializers.serialize(self.gamma_initializer),
-            "moving_mean_initializer": initializers.serialize(self.moving_mean_initializer),
-            "moving_variance_initializer": initializers.serialize(self.moving_variance_initializer),
             "beta_regularizer": regularizers.serialize(self.beta_regularizer),
             "gamma_regularizer": regularizers.serialize(self.gamma_regularizer),
             "beta_constraint": constraints.serialize(self.beta_constraint),
             "gamma_constraint": constraints.serialize(self.gamma_constraint),
-            "synchronized": self.synchronized,
-            "renorm": self.renorm,
-            "renorm_clipping": self.renorm_clipping,
-            "renorm_momentum": self.renorm_momentum,
         }
-
-
-def _renorm_clipping(clipping: Any) -> dict[str, float]:
-    """``renorm_clipping`` checked: only Keras's keys, ``rmin <= rmax``, ``dmax >= 0`` (Keras's messages)."""
-    if not isinstance(clipping, dict):
-        raise arguments.invalid("renorm_clipping", "a dict with keys among 'rmax', 'rmin', 'dmax'", clipping)
-    if set(clipping) - set(_CLIPPING_KEYS):
-        raise ValueError(
-            f"Received invalid keys for `renorm_clipping` argument: {clipping}. Supported values: {list(_CLIPPING_KEYS)}.")
-    for key, value in clipping.items():
-        arguments.real(value, f"renorm_clipping[{key!r}]", allow_none=True, allow_inf=True)
-    rmax, rmin, dmax = (clipping.get(key) for key in _CLIPPING_KEYS)
-    if rmax is not None and rmin is not None and rmax < rmin:
-        raise ValueError(
-            f"rmax should be greater than rmin in the `renorm_clipping` argument. Received: rmax={rmax}, rmin={rmin}.")
-    if dmax is not None and dmax < 0:
-        raise ValueError(f"dmax should be non-negative in the `renorm_clipping` argument. Received: dmax={dmax}.")
-    return dict(clipping)
-
-
-def _normalize(
-    inputs: torch.Tensor, mean: torch.Tensor, variance: torch.Tensor, gamma: torch.Tensor | None,
-    beta: torch.Tensor | None, epsilon: float, axis: int,
-) -> torch.Tensor:
-    """``(inputs - mean) * (gamma / sqrt(variance + epsilon)) + beta``, the vectors on ``axis``."""
-    shape = _channel_shape(inputs, axis)
-    factor = torch.rsqrt(variance.reshape(shape) + epsilon)
-    if gamma is not None:
-        factor = factor * gamma.reshape(shape)
-    outputs = (inputs - mean.reshape(shape)) * factor
-    return outputs if beta is None else outputs + beta.reshape(shape)
