@@ -67,7 +67,8 @@ PUBLIC = {
         *["Bidirectional", "TimeDistributed"],
 
         # normalization, embedding and activation layers
-        *["BatchNormalization", "Embedding", "GroupNormalization", "LayerNormalization"],
+        *["BatchNormalization", "ELU", "Embedding", "GroupNormalization", "LayerNormalization", "LeakyReLU", "PReLU",
+          "ReLU", "Softmax"],
 
         # depthwise, separable and transposed convolutions
         *["Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose", "ConvLSTM", "ConvLSTM1D", "ConvLSTM2D",

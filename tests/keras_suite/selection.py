@@ -32,6 +32,11 @@ KERAS_TEST_FILES: tuple[str, ...] = (
     "layers/core/embedding_test.py",
     "layers/normalization/layer_normalization_test.py",
     "layers/normalization/group_normalization_test.py",
+    "layers/activations/relu_test.py",
+    "layers/activations/leaky_relu_test.py",
+    "layers/activations/elu_test.py",
+    "layers/activations/softmax_test.py",
+    "layers/activations/prelu_test.py",
     "saving/serialization_lib_test.py",
     "layers/regularization/spatial_dropout_test.py",
     "layers/regularization/gaussian_noise_test.py",
@@ -72,11 +77,6 @@ EXCLUDED: dict[str, str] = {
     "EinsumDenseTest::test_legacy_load_own_variables": _QUANTIZATION,
     # Presets quantized dtype policies (QuantizedDTypePolicy, DTypePolicyMap) for the projections.
     "MultiHeadAttentionTest::test_dtype_policy_map": _QUANTIZATION,
-    # Layers the next issue adds; each entry goes when its layer lands.
-    "SerializationLibTest::test_layer_instance_as_activation": "uses layers.ReLU, added with the next issue's layers",
-    "SerializationLibTest::test_layer_instance_with_config_as_activation":
-        "uses layers.LeakyReLU, added with the next issue's layers",
-    "SerializationLibTest::test_layer_sharing": "uses layers.Softmax, added with the next issue's layers",
     # normalization, embedding and activation layers
     "EmbeddingTest::test_legacy_load_own_variables": _QUANTIZATION,
     "*NormalizationTest::test_large_value_within_autocast_scope":
@@ -103,6 +103,7 @@ FAILING: dict[str, str] = {
     "MergingLayersTest::test_dot_higher_dim": "uses keras.src.backend.standardize_shape, which weightwise lacks",
     # normalization, embedding and activation layers
     "LayerNormalizationTest::test_correctness": "keras.ops.std: weightwise.ops has no std",
+    "SerializationLibTest::test_layer_sharing": "Sequential has no `inputs` (models/sequential.py)",
     "GroupNormalizationTest::test_undefined_dim_error":
         "a symbolic call builds the layer from example values (layers/symbolic.py call_symbolically), so build "
         "never sees the unknown channel size and reports the groups instead",

@@ -44,6 +44,9 @@ MODULES: dict[str, tuple[str, ...]] = {
     "keras.src.layers.rnn.dropout_rnn_cell": ("weightwise.layers.rnn.dropout_cell",),
     # Keras's test files that others import helpers from (the cells of rnn_test.py), loaded under the swap.
     "keras.src.layers.rnn.rnn_test": ("keras_suite.own.layers.rnn.rnn_test",),
+    # Keras's test files import the activation layers' modules (`from keras.src.layers.activations import elu`).
+    **{f"keras.src.layers.activations.{module}": ("weightwise.layers",)
+       for module in ("elu", "leaky_relu", "prelu", "relu", "softmax")},
     "keras.src.losses": ("weightwise.losses",),
     "keras.src.metrics": ("weightwise.metrics",),
     "keras.src.models": ("weightwise.models",),

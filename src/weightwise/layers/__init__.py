@@ -124,6 +124,7 @@ from weightwise.layers.bidirectional import Bidirectional
 from weightwise.layers.time_distributed import TimeDistributed
 
 # normalization, embedding and activation layers
+from weightwise.layers.activation_layers import ELU, LeakyReLU, PReLU, ReLU, Softmax
 from weightwise.layers.embedding import Embedding
 from weightwise.layers.batch_norm import BatchNormalization
 from weightwise.layers.group_norm import GroupNormalization
@@ -156,6 +157,7 @@ from weightwise.layers.grouped_query_attention import GroupedQueryAttention
 
 GroupQueryAttention = GroupedQueryAttention
 
+from weightwise import activations as _activations
 from weightwise.serialization import ObjectFamily
 
 # Keras's alternative names for the same classes.
@@ -198,7 +200,7 @@ _LAYERS = [
     TimeDistributed, Bidirectional,
 
     # normalization, embedding and activation layers
-    BatchNormalization, Embedding, GroupNormalization, LayerNormalization,
+    BatchNormalization, Embedding, GroupNormalization, LayerNormalization, ELU, LeakyReLU, PReLU, ReLU, Softmax,
 
     # depthwise, separable and transposed convolutions
     DepthwiseConv, DepthwiseConv1D, DepthwiseConv2D, SeparableConv, SeparableConv1D, SeparableConv2D,
@@ -214,6 +216,8 @@ _LAYERS = [
 __all__ = sorted([cls.__name__ for cls in _LAYERS] + list(_ALIASES) + _MERGE_FUNCTIONS + ["Input", "InputSpec", "KerasTensor", "deserialize", "get", "serialize"])
 
 _FAMILY = ObjectFamily("layer", "keras.layers", _LAYERS, extra_names=_ALIASES)
+# A layer can be an activation (`Dense(4, activation=ReLU())`): its saved config loads as one.
+_activations._FAMILY.accept_members(_FAMILY)
 
 
 def serialize(layer: Layer) -> dict[str, Any] | None:
