@@ -126,3 +126,29 @@ def test_embedding_keras_file_round_trip(keras, tmp_path, writer) -> None:
     ours, _ = file_round_trip(keras, _embedding_model, x, y, tmp_path, writer)
     emb = ours.layers[0]
     assert isinstance(emb, layers.Embedding) and isinstance(emb.embeddings_constraint, constraints.MaxNorm)
+
+
+def _masked_model(lib: Any, mask_zero: bool = True) -> Any:
+    L = lib.layers
+    return lib.Sequential([
+        lib.Input(shape=(6,), dtype="int32"),
+        L.Embedding(9, 4, mask_zero=mask_zero, name="emb"),
+        L.BatchNormalization(momentum=0.5, name="bn"),  # masked moments
+        L.LayerNormalization(name="ln"),
+        L.PReLU(name="prelu"),
+        L.GlobalAveragePooling1D(name="gap"),  # masked mean
+        L.Dense(2, name="out"),
+    ])
+
+
+def test_embedding_mask_flows_through_the_normalization_and_activation_layers_as_in_keras(keras) -> None:
+    x = indices(12, 6, high=9, dtype=np.int32)
+    x[:, 4:] = 0  # padding
+    y = np.random.default_rng(3).normal(size=(12, 2)).astype(np.float32)
+    ours, theirs = fit_both(keras, _masked_model, x, y, steps=3)
+    for mine, reference in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(mine, reference, **TOL)
+    np.testing.assert_allclose(ours.predict(x, verbose=0), to_numpy(theirs.predict(x, verbose=0)), **TOL)
+    unmasked, _ = fit_both(keras, lambda lib: _masked_model(lib, mask_zero=False), x, y, steps=3)
+    bn = 3  # moving_mean: the padding positions are left out of the statistics only with the mask
+    assert not np.allclose(unmasked.get_weights()[bn], ours.get_weights()[bn])
