@@ -265,3 +265,23 @@ def test_layer_and_group_norm_keras_file_round_trip(keras, tmp_path, writer) -> 
     x, y = rand(8, 4, 6), rand(8, 2)
     ours, _ = file_round_trip(keras, _norms_model, x, y, tmp_path, writer)
     assert [type(layer).__name__ for layer in ours.layers][:2] == ["LayerNormalization", "GroupNormalization"]
+
+
+def test_batch_norm_on_channels_first_conv_outputs_trains_as_keras(keras) -> None:
+    def build(lib: Any) -> Any:
+        L = lib.layers
+        return lib.Sequential([
+            lib.Input(shape=(2, 6, 6)),
+            L.Conv2D(3, 3, data_format="channels_first", name="conv"),
+            L.BatchNormalization(axis=1, momentum=0.6, gamma_constraint=lib.constraints.MaxNorm(1.2, axis=0),
+                                 name="bn"),
+            L.Flatten(name="flat"),
+            L.Dense(2, name="out"),
+        ])
+
+    x, y = rand(12, 2, 6, 6), rand(12, 2)
+    ours, theirs = fit_both(keras, build, x, y, steps=3)
+    assert tuple(ours.layers[1].moving_mean.shape) == (3,)
+    for mine, reference in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(mine, reference, **TOL)
+    np.testing.assert_allclose(ours.predict(x, verbose=0), to_numpy(theirs.predict(x, verbose=0)), **TOL)
