@@ -60,6 +60,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "keras.src.saving.object_registration": ("weightwise.saving", "weightwise.serialization"),
     "keras.src.saving.serialization_lib": ("weightwise.saving", "weightwise.serialization"),
     "keras.src.testing": ("keras_suite.testing",),
+    "keras.src.utils": ("weightwise.utils",),
     "keras.src.testing.test_case": ("keras_suite.testing",),
 }
 
