@@ -196,3 +196,19 @@ def test_tile_refuses_negative_and_fractional_repeats() -> None:
     for bad in (-1, (1.5, 1), "2"):
         with pytest.raises(ValueError, match="repeats"):
             ops.tile([[1.0]], bad)
+
+
+@pytest.mark.parametrize("axis", [None, 0, 1, (0, 2), -1])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_var_and_std_match_numpy(axis, keepdims) -> None:
+    x = np.random.default_rng(1).normal(size=(3, 4, 5)).astype(np.float32)
+    np.testing.assert_allclose(ops.var(x, axis=axis, keepdims=keepdims).numpy(),
+                               np.var(x, axis=axis, keepdims=keepdims), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ops.std(x, axis=axis, keepdims=keepdims).numpy(),
+                               np.std(x, axis=axis, keepdims=keepdims), rtol=1e-5, atol=1e-6)
+
+
+def test_var_of_integers_is_float_and_bad_axis_is_refused() -> None:
+    assert ops.var([1, 2, 3]).dtype == torch.float32
+    with pytest.raises(ValueError, match="axis"):
+        ops.std([[1.0]], axis=3)

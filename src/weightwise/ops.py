@@ -74,6 +74,7 @@ __all__ = [
     "sqrt",
     "square",
     "squeeze",
+    "std",
     "stop_gradient",
     "subtract",
     "sum",
@@ -83,6 +84,7 @@ __all__ = [
     "tril",
     "triu",
     "true_divide",
+    "var",
     "where",
     "zeros",
     "zeros_like",
@@ -536,6 +538,34 @@ def mean(x: TensorLike, axis: Axis = None, keepdims: bool = False) -> torch.Tens
         out = torch.mean(x)
         return out.reshape((1,) * x.dim()) if keepdims else out
     return torch.mean(x, dim=dims, keepdim=keepdims)
+
+
+@_clear_errors
+def var(x: TensorLike, axis: Axis = None, keepdims: bool = False) -> torch.Tensor:
+    """Population variance of ``x`` over ``axis`` (all axes when ``None``): ``mean((x - mean(x))**2)``.
+
+    As numpy's and Keras's ``var``, it divides by the number of entries (no Bessel correction).
+
+    >>> var([1.0, 2.0, 6.0])
+    tensor(4.6667)
+    """
+    x = _float(x)
+    keepdims = flag(keepdims, "keepdims")
+    dims = _dims(axis, x.dim())
+    if dims == ():
+        return torch.zeros_like(x)
+    out = torch.var(x, dim=dims, correction=0, keepdim=keepdims)
+    return out
+
+
+@_clear_errors
+def std(x: TensorLike, axis: Axis = None, keepdims: bool = False) -> torch.Tensor:
+    """Population standard deviation of ``x`` over ``axis``: ``sqrt(var(x))``.
+
+    >>> std([1.0, 3.0])
+    tensor(1.)
+    """
+    return torch.sqrt(var(x, axis=axis, keepdims=keepdims))
 
 
 def _extreme(fn: Any, what: str, x: TensorLike, axis: Axis, keepdims: bool) -> torch.Tensor:

@@ -102,13 +102,10 @@ FAILING: dict[str, str] = {
         "compute_output_shape there",
     "MergingLayersTest::test_dot_higher_dim": "uses keras.src.backend.standardize_shape, which weightwise lacks",
     # normalization, embedding and activation layers
-    "LayerNormalizationTest::test_correctness": "keras.ops.std: weightwise.ops has no std",
     "SerializationLibTest::test_layer_sharing": "Sequential has no `inputs` (models/sequential.py)",
     "GroupNormalizationTest::test_undefined_dim_error":
         "a symbolic call builds the layer from example values (layers/symbolic.py call_symbolically), so build "
         "never sees the unknown channel size and reports the groups instead",
-    "BatchNormalizationTest::test_renorm_correctness":
-        "keras.src.utils has no stand-in in tests/keras_suite/swap.py MODULES (weightwise.utils.set_random_seed exists)",
     # recurrent
     "RNNTest::test_basics": _BY_MODULE,
     "RNNTest::test_serialization": _BY_MODULE,
