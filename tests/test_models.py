@@ -204,3 +204,31 @@ def test_sequential_layers_and_weights_match_keras(keras) -> None:
     x = rand(6, 5)
     np.testing.assert_allclose(to_numpy(ours.predict(x, verbose=0)), to_numpy(theirs.predict(x, verbose=0)),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_sequential_and_functional_inputs_outputs_and_shapes_as_keras() -> None:
+    from helpers import keras_or_skip
+
+    import weightwise
+
+    keras = keras_or_skip()
+    for lib in (keras, weightwise):
+        seq = lib.Sequential([lib.Input(shape=(3,)), lib.layers.Dense(5), lib.layers.Dense(2)])
+        assert [tuple(t.shape) for t in seq.inputs] == [(None, 3)]
+        assert [tuple(t.shape) for t in seq.outputs] == [(None, 2)]
+        assert tuple(seq.input_shape) == (None, 3) and tuple(seq.output_shape) == (None, 2)
+        func = lib.Model(inputs=seq.inputs, outputs=seq.outputs)
+        assert len(func.layers) == 3 and tuple(func.output_shape) == (None, 2)
+        a, b = lib.Input(shape=(3,)), lib.Input(shape=(4,))
+        two = lib.Model([a, b], [lib.layers.Dense(1)(a), lib.layers.Dense(6)(b)])
+        assert [tuple(s) for s in two.input_shape] == [(None, 3), (None, 4)]
+        assert [tuple(s) for s in two.output_shape] == [(None, 1), (None, 6)]
+        unbuilt = lib.Sequential([lib.layers.Dense(2)])
+        with pytest.raises(AttributeError):
+            unbuilt.inputs  # noqa: B018
+        unbuilt.build((None, 7))
+        assert tuple(unbuilt.input_shape) == (None, 7)
+    popped = weightwise.Sequential([weightwise.Input(shape=(3,)), weightwise.layers.Dense(5), weightwise.layers.Dense(2)])
+    popped.pop()
+    with pytest.raises(AttributeError):  # the stack changed since it was built
+        popped.outputs  # noqa: B018

@@ -102,7 +102,6 @@ FAILING: dict[str, str] = {
         "compute_output_shape there",
     "MergingLayersTest::test_dot_higher_dim": "uses keras.src.backend.standardize_shape, which weightwise lacks",
     # normalization, embedding and activation layers
-    "SerializationLibTest::test_layer_sharing": "Sequential has no `inputs` (models/sequential.py)",
     "GroupNormalizationTest::test_undefined_dim_error":
         "a symbolic call builds the layer from example values (layers/symbolic.py call_symbolically), so build "
         "never sees the unknown channel size and reports the groups instead",

@@ -142,6 +142,25 @@ class Functional(Model, functional=True):
         return flatten(self._outputs_structure)
 
     @property
+    def input_shape(self) -> Any:
+        """The inputs' shapes: one shape for a single input, else a list (Keras's rule).
+
+        >>> from weightwise import layers
+        >>> x = layers.Input(shape=(3,))
+        >>> model = Functional(x, layers.Dense(2)(x))
+        >>> model.input_shape, model.output_shape
+        ((None, 3), (None, 2))
+        """
+        shapes = [tensor.shape for tensor in self.inputs]
+        return shapes[0] if len(shapes) == 1 else shapes
+
+    @property
+    def output_shape(self) -> Any:
+        """The outputs' shapes: one shape for a single output, else a list (Keras's rule)."""
+        shapes = [tensor.shape for tensor in self.outputs]
+        return shapes[0] if len(shapes) == 1 else shapes
+
+    @property
     def layers(self) -> list[Layer]:
         """Every layer of the graph in Keras's order, InputLayers included (as Keras does)."""
         return [operation for operation in self._operations if isinstance(operation, Layer)]

@@ -147,11 +147,54 @@ class Sequential(Model):
                              f"(None, 3). Received: input_shape={input_shape!r}")
         batch_shape = (None, *tuple(input_shape)[1:])
         x: Any = Input(batch_shape=batch_shape, dtype=self.dtype) if self._input_layer is None else self._input_layer.output
+        graph_input = x
         for layer in self.layers:
             # A plain torch module does not know symbolic tensors; it is run on their example values.
             x = layer(x) if isinstance(layer, Layer) else call_symbolically(layer, x, (), {}, binding.clear_call_losses)
             if isinstance(x, KerasTensor):
                 self._output_shapes[id(layer)] = x.shape
+        # The symbolic graph of this stack, valid while the stack is the same (Keras's `inputs`/`outputs`).
+        self.__dict__["_graph"] = (tuple(map(id, self.layers)), graph_input, x)
+
+    def _graph_end(self, which: str) -> Any:
+        graph = self.__dict__.get("_graph")
+        if graph is None or graph[0] != tuple(map(id, self.layers)):
+            raise AttributeError(f"Sequential model {self.name!r} has no defined {which} yet: build it first, by "
+                                 f"starting it with an Input or calling `build(input_shape)`.")
+        return graph[1] if which.startswith("input") else graph[2]
+
+    @property
+    def inputs(self) -> list[KerasTensor]:
+        """The symbolic input of the built stack, in a list (Keras's ``Sequential.inputs``).
+
+        >>> from weightwise import layers
+        >>> model = Sequential([layers.Input(shape=(3,)), layers.Dense(2)])
+        >>> model.inputs[0].shape, model.outputs[0].shape
+        ((None, 3), (None, 2))
+        """
+        return [self._graph_end("inputs")]
+
+    @property
+    def outputs(self) -> list[KerasTensor]:
+        """The symbolic output of the built stack, in a list (Keras's ``Sequential.outputs``)."""
+        return [self._graph_end("outputs")]
+
+    @property
+    def input_shape(self) -> tuple[int | None, ...]:
+        """The built stack's input shape, batch axis ``None``.
+
+        >>> from weightwise import layers
+        >>> model = Sequential([layers.Dense(2)])
+        >>> model.build((None, 5))
+        >>> model.input_shape, model.output_shape
+        ((None, 5), (None, 2))
+        """
+        return self._graph_end("input shape").shape
+
+    @property
+    def output_shape(self) -> tuple[int | None, ...]:
+        """The built stack's output shape, batch axis ``None``."""
+        return self._graph_end("output shape").shape
 
     def build_from_config(self, config: dict[str, Any]) -> None:
         """Build the stack for the saved input shape."""
