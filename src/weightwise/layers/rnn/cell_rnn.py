@@ -55,6 +55,7 @@ class CellRNN(RNN):
     def __init__(self, given: dict[str, Any], kwargs: dict[str, Any]) -> None:
         """``given``: the subclass's named arguments; ``kwargs``: the rest (the base layer's, ``implementation``)."""
         given, kwargs = dict(given), dict(kwargs)
+        takes_cudnn = "use_cudnn" in given  # LSTM and GRU; Keras's SimpleRNN has no such argument
         use_cudnn = check_use_cudnn(given.pop("use_cudnn", "auto"))
         layer_args = {key: given.pop(key) for key in (*_RNN_FLAGS, "activity_regularizer") if key in given}
         if "implementation" in kwargs:
@@ -63,7 +64,8 @@ class CellRNN(RNN):
                                name=self.cell_name)
         super().__init__(cell, **layer_args, **kwargs)
         self.input_spec = InputSpec(ndim=3)
-        self.use_cudnn = use_cudnn
+        if takes_cudnn:
+            self.use_cudnn = use_cudnn
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -75,14 +77,15 @@ class CellRNN(RNN):
 
     def inner_loop(self, sequences: torch.Tensor, initial_state: list[Any], mask: torch.Tensor | None,
                    training: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[Any]]:
-        """torch's fused kernel where the configuration allows it (``use_cudnn`` not False), else the step loop.
+        """torch's fused kernel where the configuration allows it (``use_cudnn`` of LSTM and GRU not False), else the step loop.
 
         ``use_cudnn=True`` raises Keras's error where the configuration cannot be fused: a
         recurrent dropout while training, a mask with holes, or GRU's ``reset_after=False``.
         """
-        if self.use_cudnn is not False and fusable(self, mask, training):
+        use_cudnn = self.__dict__.get("use_cudnn", "auto")
+        if use_cudnn is not False and fusable(self, mask, training):
             return run_fused(self, sequences, initial_state, training, mask)
-        if self.use_cudnn is True and (
+        if use_cudnn is True and (
                 (training and self.cell.recurrent_dropout > 0) or mask is not None
                 or not getattr(self.cell, "reset_after", True)):
             raise ValueError("use_cudnn=True was specified, but cuDNN is not supported for this layer configuration "
