@@ -104,3 +104,23 @@ def test_clear_session_restarts_layer_and_operation_names_as_keras_does() -> Non
 def test_clear_session_refuses_a_non_bool_free_memory() -> None:
     with pytest.raises(ValueError, match="free_memory"):
         backend.clear_session(free_memory="no")
+
+
+@pytest.mark.parametrize("shape", [(2, 3), [None, 4], (), (0, 5)])
+def test_standardize_shape_matches_keras(shape) -> None:
+    from helpers import keras_or_skip
+
+    keras = keras_or_skip()
+    assert backend.standardize_shape(shape) == keras.src.backend.standardize_shape(shape)
+
+
+@pytest.mark.parametrize("shape", [None, 3, (2, -1), (2, 1.5), ("a",), (True,)])
+def test_standardize_shape_refuses_what_keras_refuses(shape) -> None:
+    from helpers import keras_or_skip
+
+    keras = keras_or_skip()
+    for fn in (backend.standardize_shape, keras.src.backend.standardize_shape):
+        if shape == (True,) and fn is not backend.standardize_shape:
+            continue  # Keras takes True as 1; a bool size is refused here
+        with pytest.raises(ValueError, match="shape"):
+            fn(shape)

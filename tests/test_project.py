@@ -124,7 +124,7 @@ PUBLIC = {
              "register_keras_serializable", "save_model", "save_weights", "serialize_keras_object"],
     backend: ["backend", "clear_session", "compute_dtype", "epsilon", "floatx", "get_uid", "image_data_format",
               "set_epsilon", "set_floatx",
-              "set_image_data_format", "standardize_data_format", "standardize_dtype"],
+              "set_image_data_format", "standardize_data_format", "standardize_dtype", "standardize_shape"],
     config: ["backend", "disable_flash_attention", "disable_traceback_filtering", "enable_flash_attention",
              "enable_traceback_filtering", "enable_unsafe_deserialization", "epsilon", "floatx", "image_data_format",
              "is_flash_attention_enabled", "is_traceback_filtering_enabled", "set_epsilon", "set_floatx",

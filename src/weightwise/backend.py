@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import numbers
+from typing import Any
 
 import torch
 
@@ -28,6 +29,7 @@ __all__ = [
     "set_image_data_format",
     "standardize_data_format",
     "standardize_dtype",
+    "standardize_shape",
 ]
 
 _FLOAT_DTYPES = {
@@ -245,3 +247,34 @@ def rule_dtype(dtype: torch.dtype) -> torch.dtype:
     if dtype.is_complex:
         return torch.complex64 if dtype == torch.complex32 else dtype
     return compute_dtype(dtype)
+
+
+def standardize_shape(shape: Any) -> tuple[int | None, ...]:
+    """``shape`` as a tuple of ints >= 0 and ``None`` for unknown sizes, with Keras's errors.
+
+    A ``torch.Size``, a list or numpy ints become a plain tuple; ``None``, strings, floats and
+    negative sizes raise a ``ValueError`` naming the shape.
+
+    >>> standardize_shape(torch.Size([2, 3])), standardize_shape([None, 4])
+    ((2, 3), (None, 4))
+    >>> standardize_shape((2, -1))
+    Traceback (most recent call last):
+    ...
+    ValueError: Cannot convert '(2, -1)' to a shape. Negative dimensions are not allowed.
+    """
+    if shape is None:
+        raise ValueError("Undefined shapes are not supported.")
+    if isinstance(shape, str) or not hasattr(shape, "__iter__"):
+        raise ValueError(f"Cannot convert '{shape}' to a shape.")
+    dims = tuple(shape)
+    out: list[int | None] = []
+    for d in dims:
+        if d is None or isinstance(d, torch.SymInt):
+            out.append(None)
+            continue
+        if isinstance(d, (str, float, bool)) or not hasattr(d, "__index__"):
+            raise ValueError(f"Cannot convert '{shape}' to a shape. Found invalid dimension '{d}' of type '{type(d)}'.")
+        if int(d) < 0:
+            raise ValueError(f"Cannot convert '{shape}' to a shape. Negative dimensions are not allowed.")
+        out.append(int(d))
+    return tuple(out)

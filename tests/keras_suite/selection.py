@@ -106,7 +106,6 @@ FAILING: dict[str, str] = {
         "weightwise lays out a graph by running each layer on example values (zeros), so the test layer's `call` "
         "runs there with an all-False mask and its assertion on the mask values fails; Keras only asks its "
         "compute_output_shape there",
-    "MergingLayersTest::test_dot_higher_dim": "uses keras.src.backend.standardize_shape, which weightwise lacks",
     # normalization, embedding and activation layers
     "GroupNormalizationTest::test_undefined_dim_error":
         "a symbolic call builds the layer from example values (layers/symbolic.py call_symbolically), so build "
