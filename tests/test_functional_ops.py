@@ -183,6 +183,16 @@ ONE_OP = {
     "cast": lambda K, x: K.cast(x, "float64"),
     "norm": lambda K, x: K.norm(x, axis=-1),
     "normalize": lambda K, x: K.normalize(x, axis=1),
+    "logical_and": lambda K, x: K.cast(K.logical_and(x > 1.0, x < 1.5), "float32"),
+    "logical_or": lambda K, x: K.cast(K.logical_or(x > 1.5, x < 0.9), "float32"),
+    "logical_not": lambda K, x: K.cast(K.logical_not(x > 1.0), "float32"),
+    "any": lambda K, x: K.cast(K.any(x > 1.5, axis=1), "float32"),
+    "all": lambda K, x: K.cast(K.all(x > 0.5, axis=-1, keepdims=True), "float32"),
+    "std": lambda K, x: K.std(x, axis=1),
+    "var": lambda K, x: K.var(x, axis=(1, 2), keepdims=True),
+    "tril": lambda K, x: K.tril(x, k=1),
+    "triu": lambda K, x: K.triu(x, k=-1),
+    "tile": lambda K, x: K.tile(x, (1, 2, 1)),
 }
 
 

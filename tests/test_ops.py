@@ -212,3 +212,32 @@ def test_var_of_integers_is_float_and_bad_axis_is_refused() -> None:
     assert ops.var([1, 2, 3]).dtype == torch.float32
     with pytest.raises(ValueError, match="axis"):
         ops.std([[1.0]], axis=3)
+
+
+@pytest.mark.parametrize("axis", [None, 0, 1, (0, 1)])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_any_and_all_match_numpy(axis, keepdims) -> None:
+    x = np.array([[0, 1, 0], [0, 0, 0]], dtype=np.float32)
+    np.testing.assert_array_equal(ops.any(x, axis=axis, keepdims=keepdims).numpy(),
+                                  np.any(x, axis=axis, keepdims=keepdims))
+    np.testing.assert_array_equal(ops.all(x == 0, axis=axis, keepdims=keepdims).numpy(),
+                                  np.all(x == 0, axis=axis, keepdims=keepdims))
+
+
+def test_logical_ops_match_numpy_and_broadcast() -> None:
+    a = np.array([[True, False, True]])
+    b = np.array([[True], [False]])
+    np.testing.assert_array_equal(ops.logical_and(a, b).numpy(), np.logical_and(a, b))
+    np.testing.assert_array_equal(ops.logical_or(a, b).numpy(), np.logical_or(a, b))
+    np.testing.assert_array_equal(ops.logical_not([0.0, 2.0]).numpy(), np.logical_not([0.0, 2.0]))
+    assert ops.logical_or([1.0, 0.0], 0).dtype == torch.bool
+
+
+def test_new_ops_record_keras_operations_in_a_functional_graph() -> None:
+    from weightwise import layers
+
+    x = layers.Input(shape=(3, 3))
+    for fn, cls in [(lambda t: ops.any(t, axis=-1), "Any"), (lambda t: ops.tril(t), "Tril"),
+                    (lambda t: ops.logical_or(t, t), "LogicalOr"), (lambda t: ops.std(t, axis=1), "Std"),
+                    (lambda t: ops.tile(t, (1, 2, 1)), "Tile")]:
+        assert fn(x).node.layer.class_name == cls

@@ -32,6 +32,8 @@ __all__ = [
     "abs",
     "absolute",
     "add",
+    "all",
+    "any",
     "cast",
     "clip",
     "concatenate",
@@ -51,6 +53,9 @@ __all__ = [
     "less",
     "less_equal",
     "log",
+    "logical_and",
+    "logical_not",
+    "logical_or",
     "matmul",
     "max",
     "maximum",
@@ -439,7 +444,7 @@ def tile(x: TensorLike, repeats: int | Sequence[int]) -> torch.Tensor:
     """
     x = argument_tensor(x, "x")
     reps = [repeats] if is_int(repeats) else list(repeats) if isinstance(repeats, (list, tuple)) else None
-    if reps is None or not all(is_int(r) and r >= 0 for r in reps):
+    if reps is None or not builtins.all(is_int(r) and r >= 0 for r in reps):
         raise ValueError(f"Invalid value for argument `repeats`: expected an int >= 0 or a sequence of them. "
                          f"Received: repeats={echo(repeats)}")
     return torch.tile(x, tuple(int(r) for r in reps))
@@ -565,6 +570,7 @@ def std(x: TensorLike, axis: Axis = None, keepdims: bool = False) -> torch.Tenso
     >>> std([1.0, 3.0])
     tensor(1.)
     """
+    x = _float(x)  # converts first, so a symbolic input records one Std operation
     return torch.sqrt(var(x, axis=axis, keepdims=keepdims))
 
 
@@ -818,6 +824,71 @@ def not_equal(x1: TensorLike, x2: TensorLike) -> torch.Tensor:
     tensor([ True, False])
     """
     return _binary(torch.ne, x1, x2)
+
+
+@_clear_errors
+def logical_and(x1: TensorLike, x2: TensorLike) -> torch.Tensor:
+    """Elementwise ``x1 and x2`` (non-zero is true), broadcast; a bool tensor.
+
+    >>> logical_and([True, True], [True, False])
+    tensor([ True, False])
+    """
+    return _binary(lambda a, b: torch.logical_and(torch.as_tensor(a), torch.as_tensor(b)), x1, x2)
+
+
+@_clear_errors
+def logical_or(x1: TensorLike, x2: TensorLike) -> torch.Tensor:
+    """Elementwise ``x1 or x2`` (non-zero is true), broadcast; a bool tensor.
+
+    >>> logical_or([True, False], [False, False])
+    tensor([ True, False])
+    """
+    return _binary(lambda a, b: torch.logical_or(torch.as_tensor(a), torch.as_tensor(b)), x1, x2)
+
+
+@_clear_errors
+def logical_not(x: TensorLike) -> torch.Tensor:
+    """Elementwise ``not x`` (non-zero is true); a bool tensor.
+
+    >>> logical_not([True, False])
+    tensor([False,  True])
+    """
+    return torch.logical_not(argument_tensor(x, "x"))
+
+
+def _truth(fn: Any, x: TensorLike, axis: Axis, keepdims: bool) -> torch.Tensor:
+    x = argument_tensor(x, "x")
+    keepdims = flag(keepdims, "keepdims")
+    dims = _dims(axis, x.dim())
+    x = x if x.dtype == torch.bool else x != 0
+    if dims == ():
+        return x.clone()
+    if dims is None:
+        out = fn(x)
+        return out.reshape((1,) * x.dim()) if keepdims else out
+    for dim in sorted([dims] if isinstance(dims, int) else dims, reverse=True):
+        x = fn(x, dim=dim, keepdim=keepdims)
+    return x
+
+
+@_clear_errors
+def any(x: TensorLike, axis: Axis = None, keepdims: bool = False) -> torch.Tensor:  # noqa: A001 -- Keras's name
+    """Whether any entry of ``x`` over ``axis`` (all axes when ``None``) is true (non-zero).
+
+    >>> any([[False, True], [False, False]], axis=1)
+    tensor([ True, False])
+    """
+    return _truth(torch.any, x, axis, keepdims)
+
+
+@_clear_errors
+def all(x: TensorLike, axis: Axis = None, keepdims: bool = False) -> torch.Tensor:  # noqa: A001 -- Keras's name
+    """Whether every entry of ``x`` over ``axis`` (all axes when ``None``) is true (non-zero).
+
+    >>> all([[True, True], [False, True]], axis=0)
+    tensor([False,  True])
+    """
+    return _truth(torch.all, x, axis, keepdims)
 
 
 @_clear_errors

@@ -365,6 +365,7 @@ _KERAS_OPERATIONS: list[tuple[Callable[..., Any], str, str, int]] = [
         (ops.matmul, "Matmul"), (ops.dot, "Dot"), (ops.maximum, "Maximum"), (ops.minimum, "Minimum"),
         (ops.greater, "Greater"), (ops.greater_equal, "GreaterEqual"), (ops.less, "Less"),
         (ops.less_equal, "LessEqual"), (ops.equal, "Equal"), (ops.not_equal, "NotEqual"), (ops.get_item, "GetItem"),
+        (ops.logical_and, "LogicalAnd"), (ops.logical_or, "LogicalOr"),
     ]),
     *((fn, _NUMPY, cls, 1) for fn, cls in [
         (ops.negative, "Negative"), (ops.absolute, "Absolute"), (ops.square, "Square"), (ops.sqrt, "Sqrt"),
@@ -372,6 +373,8 @@ _KERAS_OPERATIONS: list[tuple[Callable[..., Any], str, str, int]] = [
         (ops.sum, "Sum"), (ops.mean, "Mean"), (ops.max, "Max"), (ops.min, "Min"), (ops.transpose, "Transpose"),
         (ops.reshape, "Reshape"), (ops.expand_dims, "ExpandDims"), (ops.squeeze, "Squeeze"),
         (ops.concatenate, "Concatenate"), (ops.ones_like, "OnesLike"), (ops.zeros_like, "ZerosLike"),
+        (ops.logical_not, "LogicalNot"), (ops.any, "Any"), (ops.all, "All"), (ops.std, "Std"), (ops.var, "Var"),
+        (ops.tril, "Tril"), (ops.triu, "Triu"), (ops.tile, "Tile"),
     ]),
     (ops.where, _NUMPY, "Where", 3),
     (ops.rsqrt, "keras.src.ops.math", "Rsqrt", 1),
