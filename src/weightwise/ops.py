@@ -872,7 +872,7 @@ def _truth(fn: Any, x: TensorLike, axis: Axis, keepdims: bool) -> torch.Tensor:
 
 
 @_clear_errors
-def any(x: TensorLike, axis: Axis = None, keepdims: bool = False) -> torch.Tensor:  # noqa: A001 -- Keras's name
+def any(x: TensorLike, axis: Axis = None, keepdims: bool = False) -> torch.Tensor:
     """Whether any entry of ``x`` over ``axis`` (all axes when ``None``) is true (non-zero).
 
     >>> any([[False, True], [False, False]], axis=1)
@@ -882,7 +882,7 @@ def any(x: TensorLike, axis: Axis = None, keepdims: bool = False) -> torch.Tenso
 
 
 @_clear_errors
-def all(x: TensorLike, axis: Axis = None, keepdims: bool = False) -> torch.Tensor:  # noqa: A001 -- Keras's name
+def all(x: TensorLike, axis: Axis = None, keepdims: bool = False) -> torch.Tensor:
     """Whether every entry of ``x`` over ``axis`` (all axes when ``None``) is true (non-zero).
 
     >>> all([[True, True], [False, True]], axis=0)
