@@ -77,8 +77,10 @@ PUBLIC = {
           "SeparableConv", "SeparableConv1D", "SeparableConv2D", "SeparableConvolution1D", "SeparableConvolution2D"],
 
         # reshaping, padding, noise and other parameter-free layers
-        *["AlphaDropout", "GaussianDropout", "GaussianNoise", "Permute", "SpatialDropout1D", "SpatialDropout2D",
-          "SpatialDropout3D"],
+        *["AlphaDropout", "Cropping1D", "Cropping2D", "Cropping3D", "GaussianDropout", "GaussianNoise", "Identity",
+          "Permute", "RepeatVector", "Rescaling", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
+          "UnitNormalization", "UpSampling1D", "UpSampling2D", "UpSampling3D", "ZeroPadding1D", "ZeroPadding2D",
+          "ZeroPadding3D"],
 
         # attention
         *["EinsumDense", "GroupQueryAttention", "GroupedQueryAttention", "MultiHeadAttention"],

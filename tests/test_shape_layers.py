@@ -21,6 +21,41 @@ CASES = [
     ("Permute", {"dims": (3, 1, 2)}, (2, 3, 4, 5)),
     ("Permute", {"dims": [1, 3, 2, 4]}, (2, 3, 4, 5, 2)),
     ("Permute", {"dims": (1,)}, (3, 4)),
+    ("RepeatVector", {"n": 3}, (2, 5)),
+    ("RepeatVector", {"n": 1}, (4, 1)),
+    ("ZeroPadding1D", {}, (2, 4, 3)),
+    ("ZeroPadding1D", {"padding": (0, 3), "data_format": "channels_first"}, (2, 3, 4)),
+    ("ZeroPadding2D", {}, (2, 3, 4, 2)),
+    ("ZeroPadding2D", {"padding": ((1, 2), (0, 3)), "data_format": "channels_first"}, (2, 2, 3, 4)),
+    ("ZeroPadding2D", {"padding": (2, 1)}, (1, 3, 4, 2)),
+    ("ZeroPadding3D", {}, (1, 2, 3, 2, 2)),
+    ("ZeroPadding3D", {"padding": (1, 0, 2), "data_format": "channels_first"}, (1, 2, 2, 3, 2)),
+    ("ZeroPadding3D", {"padding": 2}, (1, 2, 2, 2, 1)),
+    ("Cropping1D", {}, (2, 5, 3)),
+    ("Cropping1D", {"cropping": (0, 3)}, (2, 5, 3)),
+    ("Cropping2D", {}, (2, 3, 4, 2)),
+    ("Cropping2D", {"cropping": ((1, 2), (0, 1)), "data_format": "channels_first"}, (2, 2, 5, 4)),
+    ("Cropping2D", {"cropping": 1}, (1, 4, 5, 2)),
+    ("Cropping3D", {}, (1, 3, 4, 5, 2)),
+    ("Cropping3D", {"cropping": ((0, 1), (2, 0), (1, 1)), "data_format": "channels_first"}, (1, 2, 3, 4, 5)),
+    ("UpSampling1D", {}, (2, 3, 4)),
+    ("UpSampling1D", {"size": 3}, (2, 2, 1)),
+    ("UpSampling2D", {}, (2, 3, 4, 2)),
+    ("UpSampling2D", {"size": (1, 3), "data_format": "channels_first"}, (2, 2, 3, 4)),
+    ("UpSampling2D", {"size": (2, 3), "interpolation": "bilinear"}, (2, 3, 4, 2)),
+    ("UpSampling2D", {"size": 3, "interpolation": "Bilinear", "data_format": "channels_first"}, (2, 2, 3, 4)),
+    ("UpSampling2D", {"size": (2, 2), "interpolation": "bicubic"}, (1, 4, 3, 2)),
+    ("UpSampling3D", {}, (1, 2, 3, 2, 2)),
+    ("UpSampling3D", {"size": (1, 2, 3), "data_format": "channels_first"}, (1, 2, 2, 3, 2)),
+    ("Identity", {}, (2, 3)),
+    ("UnitNormalization", {}, (3, 4)),
+    ("UnitNormalization", {"axis": (1, 2)}, (2, 3, 4)),
+    ("UnitNormalization", {"axis": [0, -1]}, (2, 3, 4)),
+    ("UnitNormalization", {"axis": 1}, (2, 3, 4)),
+    ("Rescaling", {"scale": 1 / 255, "offset": 0.5}, (2, 3)),
+    ("Rescaling", {"scale": 2, "offset": -1}, (2, 3, 4)),
+    ("Rescaling", {"scale": [0.5, 1.0, 2.0]}, (2, 4, 3)),
+    ("Rescaling", {"scale": np.array([0.5, 2.0]), "offset": np.array(1.0)}, (2, 3, 2)),
 ]
 IDS = [f"{name}-{i}" for i, (name, _, _) in enumerate(CASES)]
 
@@ -43,7 +78,9 @@ def test_configs_flags_and_shapes_are_keras(keras, name, kwargs, shape) -> None:
     again = type(ours).from_config(_json(theirs.get_config()))
     assert again.get_config() == ours.get_config()
     for batch in (None, shape[0]):
-        assert ours.compute_output_shape((batch, *shape[1:])) == theirs.compute_output_shape((batch, *shape[1:]))
+        # Keras's UpSampling1D alone answers with a list; ours is a tuple, as every other layer's.
+        wanted = tuple(theirs.compute_output_shape((batch, *shape[1:])))
+        assert ours.compute_output_shape((batch, *shape[1:])) == wanted
     symbolic = ours(layers.Input(shape[1:]))
     assert symbolic.shape == theirs(keras.Input(shape[1:])).shape
 
@@ -92,3 +129,137 @@ def test_permute_refuses_what_is_not_a_permutation(dims, error) -> None:
 def test_permute_checks_the_input_rank() -> None:
     with pytest.raises(ValueError, match="expected ndim=3"):
         layers.Permute((2, 1))(torch.ones(2, 3, 4, 5))
+
+
+@pytest.mark.parametrize(("make", "error", "match"), [
+    (lambda: layers.RepeatVector("3"), TypeError, "Expected an integer value for `n`"),
+    (lambda: layers.RepeatVector(True), TypeError, "Expected an integer value for `n`"),
+    (lambda: layers.RepeatVector(0), ValueError, "`n` should be a positive integer"),
+    (lambda: layers.UpSampling1D(2.5), TypeError, "Expected an integer value for `size`"),
+    (lambda: layers.UpSampling1D(-2), ValueError, "`size` should be a positive integer"),
+    (lambda: layers.UpSampling2D((2, 0)), ValueError, "The `size` argument must be a tuple of 2 integers"),
+    (lambda: layers.UpSampling3D((2, 2)), ValueError, "The `size` argument must be a tuple of 3 integers"),
+    (lambda: layers.UpSampling2D(interpolation="lanczos3"), ValueError, "Lanczos"),
+    (lambda: layers.UpSampling2D(interpolation="cubic"), ValueError, "interpolation"),
+    (lambda: layers.UpSampling2D(interpolation=None), ValueError, "interpolation"),
+    (lambda: layers.UpSampling3D(data_format="NHWC"), ValueError, "data_format"),
+    (lambda: layers.ZeroPadding1D((1,)), ValueError, "The `padding` argument must be a tuple of 2 integers"),
+    (lambda: layers.ZeroPadding1D(-1), ValueError, r"values \{-1\} that do not satisfy `value >= 0`"),
+    (lambda: layers.ZeroPadding1D("1"), ValueError, "padding"),
+    (lambda: layers.ZeroPadding2D((1, 2, 3)), ValueError, "`padding` should have two elements"),
+    (lambda: layers.ZeroPadding2D(((1, 2), (3, -4))), ValueError, "2nd entry of padding"),
+    (lambda: layers.ZeroPadding2D(((1, 2), "3")), ValueError, "2nd entry of padding"),
+    (lambda: layers.ZeroPadding2D(-1), ValueError, "`padding` cannot be negative"),
+    (lambda: layers.ZeroPadding2D(1.5), ValueError, "`padding` should be either an int"),
+    (lambda: layers.ZeroPadding3D((1, 2)), ValueError, "`padding` should have 3 elements"),
+    (lambda: layers.ZeroPadding3D(((1, 2), (3, 4), (5, True))), ValueError, "3rd entry of padding"),
+    (lambda: layers.Cropping1D((1, 2, 3)), ValueError, "The `cropping` argument must be a tuple of 2 integers"),
+    (lambda: layers.Cropping2D(-1), ValueError, "`cropping` cannot be negative"),
+    (lambda: layers.Cropping2D(((1, 2), (3, 4, 5))), ValueError, "2nd entry of cropping"),
+    (lambda: layers.Cropping3D("1"), ValueError, "cropping"),
+    (lambda: layers.Cropping3D(((1, 2), (3, 4), (5, -6))), ValueError, "3rd entry of cropping"),
+    (lambda: layers.UnitNormalization(axis={"axis": -1}), TypeError, "expected an int or a list/tuple of ints"),
+    (lambda: layers.UnitNormalization(axis=[1, 1.5]), TypeError, "expected an int or a list/tuple of ints"),
+    (lambda: layers.UnitNormalization(axis=True), TypeError, "expected an int or a list/tuple of ints"),
+    (lambda: layers.Rescaling("0.5"), ValueError, "scale"),
+    (lambda: layers.Rescaling(None), ValueError, "scale"),
+    (lambda: layers.Rescaling(True), ValueError, "scale"),
+    (lambda: layers.Rescaling(1.0, offset=[1, "a"]), ValueError, "offset"),
+])
+def test_bad_arguments_are_refused_naming_them(make, error, match) -> None:
+    with pytest.raises(error, match=match):
+        make()
+
+
+@pytest.mark.parametrize(("layer", "shape", "message"), [
+    (lambda: layers.Cropping1D((3, 3)), (3, 5, 7), "`cropping` parameter of `Cropping1D` layer must be smaller than"),
+    (lambda: layers.Cropping2D(((4, 5), (0, 0))), (3, 8, 9, 5), "Values in `cropping` argument should be smaller"),
+    (lambda: layers.Cropping2D(((0, 0), (7, 3)), data_format="channels_first"), (3, 5, 8, 9),
+     "Values in `cropping` argument should be smaller"),
+    (lambda: layers.Cropping3D(((1, 1), (1, 1), (14, 1))), (3, 7, 9, 13, 5), "Values in `cropping` argument"),
+])
+def test_cropping_everything_is_refused_in_calls_and_shapes(layer, shape, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        layer()(torch.ones(shape))
+    with pytest.raises(ValueError, match=message):
+        layer().compute_output_shape(shape)
+    with pytest.raises(ValueError, match=message):
+        layer()(layers.Input(batch_shape=shape))
+
+
+@pytest.mark.parametrize(("layer", "shape"), [
+    (lambda: layers.RepeatVector(2), (2, 3, 4)),
+    (lambda: layers.ZeroPadding2D(), (2, 3, 4)),
+    (lambda: layers.Cropping3D(), (2, 3, 4, 5)),
+    (lambda: layers.UpSampling1D(), (2, 3)),
+])
+def test_the_input_rank_is_checked(layer, shape) -> None:
+    with pytest.raises(ValueError, match="expected ndim"):
+        layer()(torch.ones(shape))
+
+
+@pytest.mark.parametrize("interpolation", ["nearest", "bilinear", "bicubic"])
+@pytest.mark.parametrize("dtype", ["int32", "uint8", "float64"])
+def test_up_sampling_keeps_the_input_dtype_as_keras(keras, interpolation, dtype) -> None:
+    x = RNG.integers(0, 200, size=(2, 3, 4, 2)).astype(dtype)
+    ours = layers.UpSampling2D((2, 3), interpolation=interpolation, dtype="float64")(torch.from_numpy(x))
+    theirs = keras.layers.UpSampling2D((2, 3), interpolation=interpolation, dtype="float64")(x)
+    assert str(ours.dtype).removeprefix("torch.") == keras.backend.standardize_dtype(theirs.dtype)
+    np.testing.assert_allclose(to_numpy(ours), to_numpy(theirs), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["int16", "uint8", "float64"])
+def test_rescaling_outputs_floats_from_any_input(keras, dtype) -> None:
+    x = RNG.integers(0, 255, size=(3, 4)).astype(dtype)
+    ours = layers.Rescaling(1 / 255, offset=-0.5)(torch.from_numpy(x))
+    theirs = keras.layers.Rescaling(1 / 255, offset=-0.5)(x)
+    assert ours.dtype == torch.float32
+    np.testing.assert_allclose(to_numpy(ours), to_numpy(theirs), rtol=1e-6, atol=1e-6)
+
+
+def test_rescaling_a_vector_scale_meets_the_channels_under_channels_first(keras) -> None:
+    from weightwise import backend
+
+    x = RNG.random((2, 3, 4, 5)).astype(np.float32) * 255
+    scale = [1 / 255, 1.5 / 255, 2 / 255]
+    for lib in (backend, keras.backend):
+        lib.set_image_data_format("channels_first")
+    try:
+        ours = layers.Rescaling(scale, offset=0.5)(torch.from_numpy(x))
+        theirs = keras.layers.Rescaling(scale, offset=0.5)(x)
+        with_offsets = layers.Rescaling(scale, offset=[1.0, 2.0, 3.0])(torch.from_numpy(x))
+    finally:
+        for lib in (backend, keras.backend):
+            lib.set_image_data_format("channels_last")
+    np.testing.assert_allclose(to_numpy(ours), to_numpy(theirs), rtol=1e-6, atol=1e-6)
+    # A per-channel offset meets the channels axis too (Keras reshapes only the scale).
+    expected = x * np.array(scale, np.float32)[:, None, None] + np.array([1.0, 2.0, 3.0], np.float32)[:, None, None]
+    np.testing.assert_allclose(to_numpy(with_offsets), expected, rtol=1e-6)
+
+
+def test_unit_normalization_leaves_a_zero_vector_zero_with_a_finite_gradient() -> None:
+    x = torch.zeros(2, 3, requires_grad=True)
+    out = layers.UnitNormalization()(x)
+    out.sum().backward()
+    assert bool((out == 0).all()) and bool(torch.isfinite(x.grad).all())
+
+
+def test_unit_normalization_refuses_an_axis_beyond_the_input() -> None:
+    with pytest.raises(ValueError, match="out of bounds"):
+        layers.UnitNormalization(axis=2)(torch.ones(2, 3))
+    with pytest.raises(ValueError, match="out of bounds"):
+        layers.UnitNormalization(axis=[1, -3]).compute_output_shape((2, 3))
+
+
+def test_identity_passes_any_structure_through() -> None:
+    x, y = torch.ones(2), torch.zeros(3)
+    assert layers.Identity()([x, y])[1] is y
+    assert layers.Identity().compute_output_shape((None, 4)) == (None, 4)
+
+
+def test_layers_keras_leaves_unbuilt_are_built_by_build() -> None:
+    for layer in (layers.Permute((2, 1)), layers.RepeatVector(2), layers.ZeroPadding1D(), layers.Cropping2D(),
+                  layers.UpSampling3D(), layers.Rescaling(2.0), layers.Flatten()):
+        assert not layer.built
+        layer.build((None, 3, 4))
+        assert layer.built

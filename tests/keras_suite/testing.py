@@ -390,6 +390,17 @@ class TestCase(parameterized.TestCase):
 
 
 
+def skip_if_backend(given_backend: str, reason: str) -> Any:
+    """Keras's repository conftest helper: skip a test on ``given_backend`` (this process runs torch).
+
+    >>> skip_if_backend("torch", "no sparse").mark.args
+    (True,)
+    """
+    import pytest
+
+    return pytest.mark.skipif(given_backend == "torch", reason=reason)
+
+
 # Device facts Keras's test files read in their skip conditions. This process runs
 # torch only, so the jax and tensorflow ones are always False.
 def torch_uses_gpu() -> bool:

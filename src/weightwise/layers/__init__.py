@@ -148,7 +148,17 @@ from weightwise.layers.noise import (
     SpatialDropout2D,
     SpatialDropout3D,
 )
-from weightwise.layers.reshaping import Permute
+from weightwise.layers.identity import Identity, Rescaling, UnitNormalization
+from weightwise.layers.padding import (
+    Cropping1D,
+    Cropping2D,
+    Cropping3D,
+    ZeroPadding1D,
+    ZeroPadding2D,
+    ZeroPadding3D,
+)
+from weightwise.layers.reshaping import Permute, RepeatVector
+from weightwise.layers.upsampling import UpSampling1D, UpSampling2D, UpSampling3D
 
 # attention
 from weightwise.layers.attention import MultiHeadAttention
@@ -207,7 +217,10 @@ _LAYERS = [
     ConvTranspose, Conv1DTranspose, Conv2DTranspose, Conv3DTranspose, ConvLSTM, ConvLSTM1D, ConvLSTM2D, ConvLSTM3D,
 
     # reshaping, padding, noise and other parameter-free layers
-    Permute, SpatialDropout1D, SpatialDropout2D, SpatialDropout3D, GaussianNoise, GaussianDropout, AlphaDropout,
+    Permute, RepeatVector, ZeroPadding1D, ZeroPadding2D, ZeroPadding3D, Cropping1D, Cropping2D, Cropping3D,
+    UpSampling1D, UpSampling2D, UpSampling3D,
+    SpatialDropout1D, SpatialDropout2D, SpatialDropout3D, GaussianNoise, GaussianDropout, AlphaDropout,
+    Identity, UnitNormalization, Rescaling,
 
     # attention
     EinsumDense, MultiHeadAttention, GroupedQueryAttention,

@@ -11,19 +11,19 @@ import torch
 from weightwise.layers.args import MAX_SIZE, is_int, standardize_data_format
 from weightwise.layers.base import InputSpec, Layer
 
-__all__ = ["Flatten", "Permute", "Reshape"]
+__all__ = ["Flatten", "Permute", "RepeatVector", "Reshape"]
 
 
-class ShapeLayer(Layer):
+class StatelessLayer(Layer):
     """A layer without weights that Keras leaves unbuilt until its first call or ``build`` (Permute,
-    RepeatVector, the padding, cropping and up-sampling layers): ``build`` only marks it built, as
+    RepeatVector, the padding, cropping and up-sampling layers, Rescaling): ``build`` only marks it built, as
     Keras's default ``build`` does."""
 
     def build(self, input_shape: Any) -> None:
         """Create nothing: the layer has no weights."""
 
 
-class Flatten(Layer):
+class Flatten(StatelessLayer):
     """Flattens every axis but the batch axis: ``(batch, d1, ..., dn) -> (batch, d1 * ... * dn)``.
 
     With ``data_format="channels_first"`` the channels axis is moved last before
@@ -71,11 +71,17 @@ class Reshape(Layer):
     def __init__(self, target_shape: Sequence[int], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         target = tuple(target_shape) if isinstance(target_shape, (tuple, list, torch.Size)) else None
-        if target is None or not all(is_int(d) and -1 <= d <= MAX_SIZE for d in target) or target.count(-1) > 1 \
-                or (-1 in target and 0 in target) or math.prod(target) > MAX_SIZE:
+        # Keras's messages, then ours for what Keras lets through.
+        if target is None or not all(is_int(d) and -1 <= d <= MAX_SIZE for d in target):
+            raise ValueError("Each dimension in `target_shape` must be a non-negative integer, or `-1` for a single "
+                             f"unknown dimension. Received: target_shape={target if target is not None else repr(target_shape)}.")
+        if target.count(-1) > 1:
+            raise ValueError(f"There must be at most one unknown dimension (-1) in `target_shape`. "
+                             f"Received: target_shape={target}.")
+        if (-1 in target and 0 in target) or math.prod(target) > MAX_SIZE:
             raise ValueError(
                 "Invalid value for argument `target_shape`: expected a tuple of ints >= 0 with at most one -1 "
-                f"(and no -1 beside a 0). Received: target_shape={target_shape!r}"
+                f"(and no -1 beside a 0), of at most {MAX_SIZE} values. Received: target_shape={target}"
             )
         self.target_shape = tuple(int(d) for d in target)
         self.input_spec = InputSpec(min_ndim=1)
@@ -96,7 +102,7 @@ class Reshape(Layer):
         return {**super().get_config(), "target_shape": self.target_shape}
 
 
-class Permute(ShapeLayer):
+class Permute(StatelessLayer):
     """Reorders the non-batch axes: output axis ``i`` is input axis ``dims[i - 1]`` (numbered from 1).
 
     ``dims`` is a permutation of ``1..n`` for inputs of rank ``n + 1``; the batch axis stays first.
@@ -127,3 +133,38 @@ class Permute(ShapeLayer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "dims": self.dims}
+
+
+def positive_count(value: Any, argument: str) -> int:
+    """``value`` as a positive Python int, with Keras's errors: a ``TypeError`` for anything but an int
+    (bools included), a ``ValueError`` for an int below 1."""
+    if not is_int(value):
+        raise TypeError(f"Expected an integer value for `{argument}`, got {type(value)}. "
+                        f"Received: {argument}={value!r}")
+    if not 0 < value <= MAX_SIZE:
+        raise ValueError(f"Argument `{argument}` should be a positive integer (at most {MAX_SIZE}). "
+                         f"Received: {argument}={value}")
+    return int(value)
+
+
+class RepeatVector(StatelessLayer):
+    """Repeats each ``(batch, features)`` input ``n`` times: the output is ``(batch, n, features)``.
+
+    >>> from weightwise import ops
+    >>> RepeatVector(3)(ops.convert_to_tensor([[1.0, 2.0]])).tolist()
+    [[[1.0, 2.0], [1.0, 2.0], [1.0, 2.0]]]
+    """
+
+    def __init__(self, n: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.n = positive_count(n, "n")
+        self.input_spec = InputSpec(ndim=2)
+
+    def compute_output_shape(self, input_shape: Sequence[int | None]) -> tuple[int | None, ...]:
+        return (input_shape[0], self.n, input_shape[1])
+
+    def call(self, inputs: torch.Tensor) -> torch.Tensor:
+        return inputs.unsqueeze(1).repeat(1, self.n, 1)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "n": self.n}
