@@ -221,3 +221,11 @@ def test_symbolic_calls_keep_the_shape() -> None:
     inputs = layers.Input((3, 2, 4))
     assert layers.SpatialDropout2D(0.5)(inputs, training=True).shape == (None, 3, 2, 4)
     assert layers.GaussianNoise(0.5)(inputs, training=True).shape == (None, 3, 2, 4)
+
+
+@pytest.mark.parametrize(("name", "kwargs", "shape"), CASES, ids=IDS)
+def test_masks_pass_through(name, kwargs, shape) -> None:
+    layer = getattr(layers, name)(**kwargs)
+    x = torch.ones(shape)
+    mask = torch.ones(shape[:2], dtype=torch.bool)
+    assert layer.compute_mask(x, mask) is mask

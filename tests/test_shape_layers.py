@@ -263,3 +263,9 @@ def test_layers_keras_leaves_unbuilt_are_built_by_build() -> None:
         assert not layer.built
         layer.build((None, 3, 4))
         assert layer.built
+
+
+@pytest.mark.parametrize("layer", [layers.Identity(), layers.UnitNormalization(), layers.Rescaling(0.5)])
+def test_element_wise_layers_pass_masks_through(layer) -> None:
+    mask = torch.tensor([[True, False, True]])
+    assert layer.supports_masking and layer.compute_mask(torch.ones(1, 3, 2), mask) is mask
