@@ -4,6 +4,7 @@ Identity, UnitNormalization and Rescaling: outputs, gradients, shapes and config
 from __future__ import annotations
 
 import json
+import warnings
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 import torch
 from helpers import keras_or_skip, run_layer_test, to_numpy
 
+import weightwise
 from weightwise import layers
 
 RNG = np.random.default_rng(0)
@@ -269,3 +271,28 @@ def test_layers_keras_leaves_unbuilt_are_built_by_build() -> None:
 def test_element_wise_layers_pass_masks_through(layer) -> None:
     mask = torch.tensor([[True, False, True]])
     assert layer.supports_masking and layer.compute_mask(torch.ones(1, 3, 2), mask) is mask
+
+
+MASK_CASES = {
+    "GaussianNoise": lambda L: L.GaussianNoise(0.1), "GaussianDropout": lambda L: L.GaussianDropout(0.1),
+    "SpatialDropout1D": lambda L: L.SpatialDropout1D(0.3), "AlphaDropout": lambda L: L.AlphaDropout(0.2),
+    "Identity": lambda L: L.Identity(), "UnitNormalization": lambda L: L.UnitNormalization(),
+    "Rescaling": lambda L: L.Rescaling(2.0), "Permute": lambda L: L.Permute((2, 1)),
+    "Cropping1D": lambda L: L.Cropping1D((1, 1)), "ZeroPadding1D": lambda L: L.ZeroPadding1D(),
+    "UpSampling1D": lambda L: L.UpSampling1D(),
+}
+
+
+@pytest.mark.parametrize("name", list(MASK_CASES))
+def test_an_embedding_mask_is_kept_or_dropped_as_in_keras(keras, name) -> None:
+    ids = np.array([[1, 2, 0, 0], [3, 0, 0, 0]])
+    seen = []
+    for lib, x in ((keras, ids), (weightwise, torch.from_numpy(ids))):
+        embedded = lib.layers.Embedding(5, 3, mask_zero=True)(x)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = MASK_CASES[name](lib.layers)(embedded, training=True)
+        mask = getattr(out, "_keras_mask", None)
+        # A layer that does not support masking drops the mask with a warning that says so.
+        seen.append((None if mask is None else to_numpy(mask).tolist(), any("mask" in str(w.message) for w in caught)))
+    assert seen[0] == seen[1]
