@@ -11,6 +11,7 @@ import pytest
 import torch
 from helpers import keras_or_skip, run_layer_test, to_numpy
 
+import weightwise
 from weightwise import layers, utils
 
 RNG = np.random.default_rng(0)
@@ -229,3 +230,28 @@ def test_masks_pass_through(name, kwargs, shape) -> None:
     x = torch.ones(shape)
     mask = torch.ones(shape[:2], dtype=torch.bool)
     assert layer.compute_mask(x, mask) is mask
+
+
+def test_fit_draws_the_noise_keras_draws(keras) -> None:
+    # Seeded noise layers in a model: fit from the same weights takes the same steps as Keras's fit.
+    x = RNG.normal(size=(8, 4, 4, 3)).astype(np.float32)
+    y = RNG.normal(size=(8, 2)).astype(np.float32)
+
+    def build(lib: Any) -> Any:
+        L = lib.layers
+        inputs = lib.Input((4, 4, 3))
+        h = L.GaussianNoise(0.2, seed=4)(L.SpatialDropout2D(0.5, seed=3)(inputs))
+        h = L.Flatten()(L.Permute((3, 1, 2))(h))
+        h = L.GaussianDropout(0.3, seed=6)(L.AlphaDropout(0.2, seed=5)(h))
+        model = lib.Model(inputs, L.Dense(2)(h))
+        model.compile(optimizer=lib.optimizers.SGD(0.1), loss="mse")
+        return model
+
+    theirs, ours = build(keras), build(weightwise)
+    before = theirs.get_weights()
+    ours.set_weights(before)
+    theirs.fit(x, y, batch_size=4, epochs=2, verbose=0, shuffle=False)
+    ours.fit(x, y, batch_size=4, epochs=2, verbose=0, shuffle=False)
+    for want, got in zip(theirs.get_weights(), ours.get_weights()):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    assert not np.allclose(ours.get_weights()[0], before[0])  # the steps did move the weights
