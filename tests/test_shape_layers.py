@@ -296,3 +296,23 @@ def test_an_embedding_mask_is_kept_or_dropped_as_in_keras(keras, name) -> None:
         # A layer that does not support masking drops the mask with a warning that says so.
         seen.append((None if mask is None else to_numpy(mask).tolist(), any("mask" in str(w.message) for w in caught)))
     assert seen[0] == seen[1]
+
+
+DTYPE_CASES = [
+    ("GaussianNoise", {"stddev": 0.1, "seed": 1}), ("GaussianDropout", {"rate": 0.1, "seed": 1}),
+    ("AlphaDropout", {"rate": 0.2, "seed": 1}), ("SpatialDropout1D", {"rate": 0.5, "seed": 1}),
+    ("UnitNormalization", {}), ("Rescaling", {"scale": 0.5}), ("Identity", {}), ("Permute", {"dims": (2, 1)}),
+    ("ZeroPadding1D", {}), ("Cropping1D", {}), ("UpSampling1D", {}), ("RepeatVector", {"n": 2}),
+]
+
+
+@pytest.mark.parametrize(("name", "kwargs"), DTYPE_CASES, ids=[name for name, _ in DTYPE_CASES])
+@pytest.mark.parametrize("layer_dtype", ["float32", "float64"])
+@pytest.mark.parametrize("training", [False, True])
+def test_integer_inputs_and_float64_layers_give_keras_dtypes_and_values(keras, name, kwargs, layer_dtype,
+                                                                        training) -> None:
+    x = np.arange(24).reshape((4, 6) if name == "RepeatVector" else (2, 3, 4)).astype("int32")
+    theirs = getattr(keras.layers, name)(dtype=layer_dtype, **kwargs)(x, training=training)
+    ours = getattr(layers, name)(dtype=layer_dtype, **kwargs)(torch.from_numpy(x), training=training)
+    assert to_numpy(ours).dtype == to_numpy(theirs).dtype
+    np.testing.assert_allclose(to_numpy(ours), to_numpy(theirs), rtol=1e-6, atol=1e-6)

@@ -230,7 +230,7 @@ class AlphaDropout(Dropout):
         b = -a * alpha_p * self.rate
 
         def draw() -> torch.Tensor:
-            keep = (random.uniform(shape, dtype=self.dtype, seed=self.seed_generator) >= self.rate).to(inputs.dtype)
+            keep = (random.uniform(shape, seed=self.seed_generator) >= self.rate).to(inputs.dtype)
             return a * (inputs * keep + alpha_p * (1 - keep)) + b
 
         return _noisy(inputs, draw)
