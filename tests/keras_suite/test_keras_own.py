@@ -9,11 +9,13 @@ from keras_suite.selection import KERAS_TEST_FILES
 from keras_suite.swap import load
 from keras_suite.testing import TestCase
 
-# Test classes collected under another name: Keras's bidirectional_test.py calls its class
-# SimpleRNNTest, as simple_rnn_test.py does.
-RENAMED = {("layers/rnn/bidirectional_test.py", "SimpleRNNTest"): "BidirectionalTest"}
 # Keras test classes whose name another file uses too, renamed here: (file, Keras name) -> name.
-RENAMED = {("layers/reshaping/repeat_vector_test.py", "FlattenTest"): "RepeatVectorTest"}
+# bidirectional_test.py calls its class SimpleRNNTest, as simple_rnn_test.py does; repeat_vector_test.py
+# calls its class FlattenTest, as flatten_test.py does.
+RENAMED = {
+    ("layers/rnn/bidirectional_test.py", "SimpleRNNTest"): "BidirectionalTest",
+    ("layers/reshaping/repeat_vector_test.py", "FlattenTest"): "RepeatVectorTest",
+}
 
 for _path in KERAS_TEST_FILES:
     _module = load(_path)
@@ -24,7 +26,5 @@ for _path in KERAS_TEST_FILES:
                 raise RuntimeError(f"Two Keras test files define {_name}; give one a distinct name here.")
             globals()[_name] = _value
 
-# The loop's last class would otherwise be collected a second time, as `_value`.
-# The loop's names would otherwise stay here, and pytest would collect the last class twice.
 # The loop's names would otherwise be collected too (the last class a second time, as `_value`).
 del _path, _module, _name, _value
