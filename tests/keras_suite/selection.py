@@ -136,8 +136,6 @@ FAILING: dict[str, str] = {
     # recurrent
     "StackedRNNTest::test_basics": "OneStateRNNCell has no get_config; Keras rebuilds it from the constructor "
                                    "arguments it records automatically, and weightwise's Layer records none",
-    "BatchNormalizationTest::test_renorm_correctness":
-        "keras.src.utils has no stand-in in tests/keras_suite/swap.py MODULES (weightwise.utils.set_random_seed exists)",
     # reshaping, padding, noise and other parameter-free layers
     "ReshapeTest::test_reshape_sets_static_shape":
         "a symbolic call runs the layer on example values (unknown axes of size 8 and 9), which Reshape((3, 5)) "
