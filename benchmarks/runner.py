@@ -60,6 +60,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
     parser.add_argument("--readme", action="store_true",
                         help="also print the README's performance table and memory line for this run")
+    parser.add_argument("--merge", action="store_true",
+                        help="with --out: keep the other models' results already in that file and replace only the "
+                             "models run now (same peers and settings required); each part's date and wall time "
+                             "are kept under 'runs'")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per child process (default 900)")
     parser.add_argument("--threads", type=int, help=f"intra-op threads per child (default {THREADS}; 1 with --smoke)")
     args = parser.parse_args(argv)
@@ -72,7 +76,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.peer_names = _names(args.only, PEERS, "peer") if args.only else list(smoke.get("peers", PEERS))
     args.model_names = _names(args.models, MODELS, "model") if args.models else list(smoke.get("models", MODELS))
     args.variant_names = _names(args.variants, dict.fromkeys(VARIANTS), "variant")
+    if args.merge and not args.out:
+        parser.error("--merge needs --out PATH, the run to merge into")
+    args.previous = _previous_run(parser, args) if args.merge else None
     return args
+
+
+def _previous_run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]:
+    """The run ``--merge`` adds to: it must exist, be complete, and share the peers and the settings."""
+    path = Path(args.out)
+    if not path.is_file():
+        parser.error(f"--merge: no previous run at {args.out}")
+    previous = json.loads(path.read_text())
+    settings = previous.get("settings", {})
+    mine = {"steps": args.steps, "repeats": args.repeats, "threads": args.threads, "smoke": args.smoke,
+            "peers": args.peer_names, "variants": args.variant_names}
+    theirs = {key: settings.get(key) for key in mine}
+    if theirs != mine or not previous.get("complete"):
+        parser.error(f"--merge: {args.out} is not a complete run with the same settings {mine} (it has {theirs}, "
+                     f"complete={previous.get('complete')})")
+    return previous
 
 
 def _version(dist: str) -> str | None:
@@ -210,6 +233,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _report(args: argparse.Namespace, info: dict[str, Any], results: list[dict[str, Any]], wall: float,
             complete: bool) -> dict[str, Any]:
+    part = {"models": args.model_names, "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "wall_s": wall, "machine": info}
+    previous = getattr(args, "previous", None)
+    if previous is not None:
+        # Results of the models run now replace theirs; every other model keeps its earlier run.
+        kept = [r for r in previous["results"] if r["model"] not in args.model_names]
+        models = [m for m in MODELS if m in args.model_names or m in previous["settings"]["models"]]
+        runs = [dict(run, models=[m for m in run["models"] if m not in args.model_names])
+                for run in previous.get("runs", [{"models": previous["settings"]["models"],
+                                                  "wall_s": previous.get("total_wall_s"),
+                                                  "machine": previous.get("machine")}])]
+        merged = _report(argparse.Namespace(**{**vars(args), "model_names": models, "previous": None}),
+                         info, kept + results, wall, complete)
+        merged["runs"] = [run for run in runs if run["models"]] + [part]
+        merged["total_wall_s"] = sum(run.get("wall_s") or 0.0 for run in merged["runs"])
+        return merged
     return {
         "machine": info,
         "settings": {"steps": args.steps, "repeats": args.repeats, "smoke": args.smoke, "threads": args.threads,
@@ -223,6 +262,7 @@ def _report(args: argparse.Namespace, info: dict[str, Any], results: list[dict[s
         "total_wall_s": wall,
         "results": results,
         "summary": summarize(results, args.model_names, args.peer_names),
+        "runs": [part],
     }
 
 
@@ -237,14 +277,15 @@ def save(report: dict[str, Any], out: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     report = run(args)
-    text = tables(report["results"], args.model_names, args.peer_names, markdown=args.markdown)
+    models = report["settings"]["models"]
+    text = tables(report["results"], models, args.peer_names, markdown=args.markdown)
     m = report["machine"]
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
     print(f"{m['cpu']}, {m['cores']} cores; {versions}; {args.steps} steps x {args.repeats} repeats, "
           f"{args.threads} threads per process\n")
     print(text)
     if args.readme:
-        print(readme_table(report, {m: MODELS[m].label for m in args.model_names}))
+        print(readme_table(report, {m: MODELS[m].label for m in models}))
     if args.out:
         print(f"results written to {args.out}")
     return 0

@@ -23,7 +23,11 @@ MAX_NORM = 3.0          # every layer's kernel, output layer included, per outpu
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A stack of ``Dense(relu)`` or ``Conv2D(3x3, same, relu)`` layers, then ``Dense(10)`` logits."""
+    """A stack of ``Dense(relu)`` or ``Conv2D(3x3, same, relu)`` layers, then ``Dense(10)`` logits.
+
+    With ``vocab``, the inputs are token ids instead: ``Embedding(vocab, embed_dim)``, then
+    ``LSTM(lstm_units)`` (its last output), then ``Dense(10)`` logits.
+    """
 
     name: str
     batch: int
@@ -31,17 +35,21 @@ class ModelSpec:
     dense_units: tuple[int, ...] = ()
     conv_filters: tuple[int, ...] = ()
     pool_after: tuple[int, ...] = ()        # MaxPooling2D(2) after these conv layers (0-based)
+    vocab: int = 0                          # > 0: integer token inputs of shape input_shape
+    embed_dim: int = 0
+    lstm_units: int = 0
     description: str = ""
     label: str = ""                         # the short form the README's table uses
 
     @property
     def hidden_layers(self) -> int:
-        return len(self.dense_units) + len(self.conv_filters)
+        return len(self.dense_units) + len(self.conv_filters) + (1 if self.lstm_units else 0)
 
     @property
     def regularized_tensors(self) -> int:
-        """Weight tensors carrying a regularizer in the reg variant (hidden kernels and biases)."""
-        return 2 * self.hidden_layers
+        """Weight tensors carrying a regularizer in the reg variant (hidden kernels and biases,
+        and the LSTM's recurrent kernel)."""
+        return 2 * self.hidden_layers + (1 if self.lstm_units else 0)
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -58,6 +66,9 @@ MODELS: dict[str, ModelSpec] = {
                   description="100 x Dense(32, relu) on 32 inputs, Dense(10); batch 32 "
                               "(200 regularized tensors in the reg variant)",
                   label="100 × Dense(32), 200 regularized tensors"),
+        ModelSpec("lstm", 64, (50,), vocab=1000, embed_dim=64, lstm_units=128,
+                  description="Embedding(1000, 64), LSTM(128) (its last output), Dense(10) on token "
+                              "sequences of length 50; batch 64", label="Embedding, LSTM(128), 50 steps"),
     )
 }
 

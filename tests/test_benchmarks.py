@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,6 +41,21 @@ def test_smoke_run_measures_weightwise_and_torch_in_subprocesses(tmp_path) -> No
     assert len(pids) == 4  # a fresh interpreter for every measurement
     assert data["summary"]["weightwise_over_peer_reg"]["deep"]["torch"] > 0
     assert "deep" in proc.stdout and "weightwise" in proc.stdout and "ww / torch" in proc.stdout
+
+    # --merge adds a model's rows to that run and keeps the deep rows as they were.
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--smoke", "--models", "wide", "--merge",
+                           "--out", str(out)], cwd=ROOT, check=False, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    merged = json.loads(out.read_text())
+    assert merged["complete"] and merged["settings"]["models"] == ["deep", "wide"]
+    merged_by_key = {(r["model"], r["variant"], r["peer"]): r for r in merged["results"]}
+    assert len(merged_by_key) == 8
+    assert all(merged_by_key[key] == by_key[key] for key in by_key)
+    assert [run["models"] for run in merged["runs"]] == [["deep"], ["wide"]]
+    assert merged["summary"]["ms_per_step"]["wide"]["reg"]["weightwise"] == merged_by_key[
+        ("wide", "reg", "weightwise")]["ms_per_step"]
+    with pytest.raises(SystemExit):  # other settings than the run it would join
+        runner.parse_args(["--smoke", "--steps", "5", "--merge", "--out", str(out)])
 
 
 # -- pure helpers ----------------------------------------------------------------------------------
@@ -103,6 +119,13 @@ def test_tables_flag_background_load() -> None:
     assert "timings are noisy" not in report.tables(RESULTS, ["deep"], ["weightwise", "torch"])
 
 
+def test_merge_needs_a_previous_run(tmp_path) -> None:
+    with pytest.raises(SystemExit):
+        runner.parse_args(["--smoke", "--merge"])
+    with pytest.raises(SystemExit):
+        runner.parse_args(["--smoke", "--merge", "--out", str(tmp_path / "missing.json")])
+
+
 def test_arguments() -> None:
     smoke = runner.parse_args(["--smoke"])
     assert (smoke.steps, smoke.repeats) == (SMOKE["steps"], SMOKE["repeats"])
@@ -131,10 +154,40 @@ def test_torch_and_keras_style_models_have_the_same_parameters(name: str) -> Non
     spec = MODELS[name]
     ours = keras_style.build(weightwise, spec, reg=True)
     theirs = torch_peer.build(spec)
-    assert ours.count_params() == sum(p.numel() for p in theirs.parameters())
+    # torch's LSTM keeps two bias vectors (input and hidden) where Keras keeps one.
+    extra_bias = 4 * spec.lstm_units
+    assert ours.count_params() == sum(p.numel() for p in theirs.parameters()) - extra_bias
     regularized = [b for b in weightwise.binding.bound(ours) if b.rule.regularizer is not None]
     assert len(regularized) == spec.regularized_tensors
     assert name != "many" or spec.regularized_tensors == 200
+
+
+def test_token_model_matches_keras_and_its_reg_step_projects() -> None:
+    import torch
+
+    from benchmarks.data import make_data
+    from benchmarks.peers import keras_style, torch_peer
+    from benchmarks.specs import MAX_NORM
+
+    from helpers import keras_or_skip
+
+    keras = keras_or_skip()
+    spec = MODELS["lstm"]
+    reference = keras_style.build(keras, spec, reg=True)
+    assert [tuple(w.shape) for w in reference.weights] == [
+        tuple(w.shape) for w in keras_style.build(__import__("weightwise"), spec, reg=True).weights]
+    lstm = reference.layers[1]
+    assert lstm.recurrent_regularizer is not None and lstm.recurrent_constraint is not None
+    x, y = make_data(spec, 1)
+    assert x.dtype == np.int64 and x.min() >= 1 and x.max() < spec.vocab
+    model = torch_peer.build(spec)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(50.0)
+    step = torch_peer.make_step(model, torch.optim.SGD(model.parameters(), lr=0.01), reg=True)
+    assert torch.isfinite(step(torch.from_numpy(x), torch.from_numpy(y)))
+    for w in (model.lstm.weight_ih_l0, model.lstm.weight_hh_l0, model.head.weight):
+        assert w.norm(dim=1).max() <= MAX_NORM + 1e-4
 
 
 def test_hand_written_reg_step_projects_onto_the_max_norm_ball() -> None:

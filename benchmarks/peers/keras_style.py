@@ -32,6 +32,15 @@ def build(K: Any, spec: ModelSpec, reg: bool) -> Any:
                        activity_regularizer=R.L1(ACTIVITY_L1))
         return out
 
+    if spec.vocab:
+        # Keras's LSTM kernel and recurrent kernel are (in, 4 * units): axis 0 is per gate unit.
+        recurrent = {"recurrent_regularizer": R.L2(KERNEL_L2), "recurrent_constraint": C.MaxNorm(MAX_NORM, axis=0)}
+        return K.Sequential([
+            K.Input(shape=spec.input_shape, dtype="int64"),
+            L.Embedding(spec.vocab, spec.embed_dim),
+            L.LSTM(spec.lstm_units, **rules(True, False), **(recurrent if reg else {})),
+            L.Dense(NUM_CLASSES, **rules(False, False)),
+        ])
     layers: list[Any] = [K.Input(shape=spec.input_shape)]
     for index, filters in enumerate(spec.conv_filters):
         layers.append(L.Conv2D(filters, 3, padding="same", activation="relu", **rules(True, True)))

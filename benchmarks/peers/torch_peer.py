@@ -32,8 +32,34 @@ from benchmarks.specs import (
 EPSILON = 1e-7  # Keras's backend epsilon, in MaxNorm's denominator
 
 
-def build(spec: ModelSpec) -> nn.Sequential:
-    """The model in torch's layouts: NCHW images, ``Linear`` weights ``(out, in)``."""
+class Recurrent(nn.Module):
+    """``Embedding`` -> ``LSTM`` (batch first, last output) -> ``Linear``, initialized as Keras's layers are."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(spec.vocab, spec.embed_dim)
+        self.lstm = nn.LSTM(spec.embed_dim, spec.lstm_units, batch_first=True)
+        self.head = nn.Linear(spec.lstm_units, NUM_CLASSES)
+        units = spec.lstm_units
+        nn.init.uniform_(self.embedding.weight, -0.05, 0.05)
+        nn.init.xavier_uniform_(self.lstm.weight_ih_l0)
+        nn.init.orthogonal_(self.lstm.weight_hh_l0)
+        nn.init.zeros_(self.lstm.bias_ih_l0)
+        nn.init.zeros_(self.lstm.bias_hh_l0)
+        with torch.no_grad():
+            self.lstm.bias_ih_l0[units:2 * units] = 1.0  # Keras's unit_forget_bias
+        nn.init.xavier_uniform_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def features(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.lstm(self.embedding(tokens))[0][:, -1]
+
+
+def build(spec: ModelSpec) -> nn.Module:
+    """The model in torch's layouts: NCHW images, ``Linear`` weights ``(out, in)``; for token
+    inputs, a :class:`Recurrent` model."""
+    if spec.vocab:
+        return Recurrent(spec)
     modules: list[nn.Module] = []
     if spec.conv_filters:
         height, width, channels = spec.input_shape
@@ -59,7 +85,39 @@ def build(spec: ModelSpec) -> nn.Sequential:
     return model
 
 
-def make_step(model: nn.Sequential, optimizer: torch.optim.Optimizer, reg: bool) -> Callable[[Any, Any], Any]:
+def _max_norm_(w: torch.Tensor) -> None:
+    norms = w.flatten(1).norm(dim=1).view(-1, *([1] * (w.dim() - 1)))
+    w.mul_(norms.clamp(0.0, MAX_NORM) / (EPSILON + norms))
+
+
+def make_recurrent_step(model: Recurrent, optimizer: torch.optim.Optimizer, reg: bool) -> Callable[[Any, Any], Any]:
+    """The step of the token model. ``reg`` puts the hidden-layer rules on the LSTM: L2 on both weight
+    matrices, L1 on both bias vectors (torch keeps two where Keras keeps one), L1 on its output, and
+    max-norm per gate unit (rows of ``weight_ih``/``weight_hh``, columns of Keras's kernels) plus on the head."""
+    lstm = model.lstm
+
+    def step(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        hidden = model.features(xb)
+        loss = F.cross_entropy(model.head(hidden), yb)
+        if reg:
+            loss = loss + ACTIVITY_L1 * hidden.abs().sum() / xb.shape[0]
+            loss = loss + KERNEL_L2 * (lstm.weight_ih_l0.pow(2).sum() + lstm.weight_hh_l0.pow(2).sum())
+            loss = loss + BIAS_L1 * (lstm.bias_ih_l0.abs().sum() + lstm.bias_hh_l0.abs().sum())
+        loss.backward()
+        optimizer.step()
+        if reg:
+            with torch.no_grad():
+                for w in (lstm.weight_ih_l0, lstm.weight_hh_l0, model.head.weight):
+                    _max_norm_(w)
+        return loss.detach()
+
+    return step
+
+
+def make_step(model: nn.Module, optimizer: torch.optim.Optimizer, reg: bool) -> Callable[[Any, Any], Any]:
+    if isinstance(model, Recurrent):
+        return make_recurrent_step(model, optimizer, reg)
     weighted = [m for m in model if isinstance(m, (nn.Linear, nn.Conv2d))]
     hidden = weighted[:-1]
 
@@ -81,9 +139,7 @@ def make_step(model: nn.Sequential, optimizer: torch.optim.Optimizer, reg: bool)
         if reg:
             with torch.no_grad():
                 for layer in weighted:
-                    w = layer.weight
-                    norms = w.flatten(1).norm(dim=1).view(-1, *([1] * (w.dim() - 1)))
-                    w.mul_(norms.clamp(0.0, MAX_NORM) / (EPSILON + norms))
+                    _max_norm_(layer.weight)
         return loss.detach()
 
     return step
