@@ -450,6 +450,14 @@ def tile(x: TensorLike, repeats: int | Sequence[int]) -> torch.Tensor:
     return torch.tile(x, tuple(int(r) for r in reps))
 
 
+def _triangle(fn: Any, name: str, x: TensorLike, k: int) -> torch.Tensor:
+    x = argument_tensor(x, "x")
+    k = count(k, "k", low=-INT64_MAX, high=INT64_MAX)
+    if x.dim() < 2:
+        raise ValueError(f"`{name}` needs a tensor of rank 2 or more. Received: x of shape {tuple(x.shape)}")
+    return fn(x, diagonal=k)
+
+
 @_clear_errors
 def tril(x: TensorLike, k: int = 0) -> torch.Tensor:
     """Keep the entries of the last two axes on and below the ``k``-th diagonal; zero the rest.
@@ -460,11 +468,7 @@ def tril(x: TensorLike, k: int = 0) -> torch.Tensor:
     tensor([[1., 0.],
             [3., 4.]])
     """
-    x = argument_tensor(x, "x")
-    k = count(k, "k", low=-INT64_MAX, high=INT64_MAX)
-    if x.dim() < 2:
-        raise ValueError(f"`tril` needs a tensor of rank 2 or more. Received: x of shape {tuple(x.shape)}")
-    return torch.tril(x, diagonal=k)
+    return _triangle(torch.tril, "tril", x, k)
 
 
 @_clear_errors
@@ -477,11 +481,7 @@ def triu(x: TensorLike, k: int = 0) -> torch.Tensor:
     tensor([[0., 2.],
             [0., 0.]])
     """
-    x = argument_tensor(x, "x")
-    k = count(k, "k", low=-INT64_MAX, high=INT64_MAX)
-    if x.dim() < 2:
-        raise ValueError(f"`triu` needs a tensor of rank 2 or more. Received: x of shape {tuple(x.shape)}")
-    return torch.triu(x, diagonal=k)
+    return _triangle(torch.triu, "triu", x, k)
 
 
 def _dims(axis: Any, rank: int, name: str = "axis") -> int | tuple[int, ...] | None:
