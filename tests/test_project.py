@@ -15,6 +15,7 @@ from weightwise import (
     backend,
     binding,
     callbacks,
+    clock,
     config,
     constraints,
     engine,
@@ -39,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 PUBLIC = {
     weightwise: ["Constraint", "Initializer", "Input", "InputSpec", "Layer", "Model", "Regularizer", "Sequential",
-                 "Variable", "activations", "apply_constraints", "backend", "binding", "callbacks", "config", "constrain",
+                 "Variable", "activations", "apply_constraints", "backend", "binding", "callbacks", "clock", "config", "constrain",
                  "constraints", "describe", "initializers", "interop", "layers", "losses", "metrics", "models", "ops",
                  "optimizers", "random", "regularization_loss", "regularize", "regularize_activity", "regularizers",
                  "saving", "utils"],
@@ -113,6 +114,7 @@ PUBLIC = {
                 "LearningRateScheduler", "ModelCheckpoint", "MonitorCallback", "ProgbarLogger", "ReduceLROnPlateau",
                 "TerminateOnNaN"],
     engine: ["Plan", "call_loss", "plan_for"],
+    clock: ["at_step", "follow", "is_scheduled", "set_step", "step", "value_at"],
     binding: ["Activity", "Bound", "Rule", "activity_penalty", "apply_constraints", "bind", "bound", "call_loss_entries", "call_losses", "clear_call_losses", "penalties",
               "record_call_loss", "regularization_loss", "replace_call_losses", "rule_of", "total_penalty",
               "unbind", "validate", "version"],

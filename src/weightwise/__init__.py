@@ -17,6 +17,7 @@ from weightwise import (
     backend,
     binding,
     callbacks,
+    clock,
     config,
     constraints,
     engine,  # noqa: F401  (registers the grouped fast path behind binding's public functions)
@@ -59,6 +60,7 @@ __all__ = [
     "backend",
     "binding",
     "callbacks",
+    "clock",
     "config",
     "constrain",
     "constraints",

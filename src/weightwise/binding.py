@@ -240,12 +240,29 @@ def bind(
         module.__dict__[RULES_ATTR] = rules
     rule = rules.setdefault(name, Rule())
     if new_regularizer is not _UNSET:
-        rule.regularizer = new_regularizer
+        rule.regularizer = _settle(rule.regularizer, new_regularizer, module, name, param)
     if new_constraint is not _UNSET:
-        rule.constraint = new_constraint
+        rule.constraint = _settle(rule.constraint, new_constraint, module, name, param)
     if rule.regularizer is None and rule.constraint is None:
         del rules[name]
     _changed()
+
+
+def _settle(old: Any, new: Any, module: torch.nn.Module, name: str, param: torch.nn.Parameter) -> Any:
+    """The rule to store for one slot: ``new`` itself, or the per-parameter copy it makes.
+
+    A rule that keeps state for each weight it acts on (a reference copy of the weight, a
+    power-iteration vector) defines ``bound_to(module, name, param)``, returning the rule
+    to store for that slot; ``unbound_from(module, name)`` is called on a rule that leaves
+    its slot, so it can drop what it stored there. Both run only after every check passed.
+    """
+    if old is new:
+        return new
+    if old is not None and hasattr(old, "unbound_from"):
+        old.unbound_from(module, name)
+    if new is not None and hasattr(new, "bound_to"):
+        return new.bound_to(module, name, param)
+    return new
 
 
 def unbind(module: torch.nn.Module, name: str) -> None:
@@ -258,7 +275,11 @@ def unbind(module: torch.nn.Module, name: str) -> None:
     >>> rule_of(linear, "bias") is None
     True
     """
-    _rules(check_module(module)).pop(_check_name(name), None)
+    rule = _rules(check_module(module)).pop(_check_name(name), None)
+    if rule is not None:
+        for kind in (rule.regularizer, rule.constraint):
+            if kind is not None and hasattr(kind, "unbound_from"):
+                kind.unbound_from(module, name)
     _changed()
 
 

@@ -327,8 +327,10 @@ def _current(target: _Target, kind: str) -> Any:
 
 
 def _push(target: _Target, kind: str, token: object, value: Any) -> None:
-    _stack(target, kind)["entries"].append((token, value))
+    entries = _stack(target, kind)["entries"]  # records what was bound before, first
     binding.bind(target.owner, target.attr, **{kind: value})
+    # What is stored may be the rule's own copy for this parameter (see binding's ``bound_to``).
+    entries.append((token, _current(target, kind)))
 
 
 def _pop(target: _Target, kind: str, token: object) -> None:

@@ -23,7 +23,7 @@ from typing import Any, final
 import numpy as np
 import torch
 
-from weightwise import binding, engine
+from weightwise import binding, clock, engine
 from weightwise import callbacks as callbacks_module
 from weightwise import losses as losses_module
 from weightwise import metrics as metrics_module
@@ -376,6 +376,8 @@ class Trainer:
         device = self._device()
         x, y, sample_weight = to_device((x, y, sample_weight), device)
         plan = engine.plan_for(self)
+        if training:
+            clock.set_step(self.optimizer.iterations)  # scheduled factors read this model's step
         y_pred = self._forward_for_step()(x, training=training)
         targets, preds = self._split_outputs(y, y_pred)
         data_loss, per_output = self._compiled_losses(targets, preds, sample_weight)

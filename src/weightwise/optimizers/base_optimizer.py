@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from weightwise import clock
 from weightwise.arguments import invalid, real
 from weightwise.optimizer_state import KerasStateMixin
 from weightwise.optimizers.constraint_lookup import project_constrained
@@ -274,6 +275,7 @@ class Optimizer(KerasStateMixin):
         self.torch_optimizer.step()
         self._last_step_lr = lr
         self.iterations += 1
+        clock.set_step(self.iterations)
 
     def apply(self, grads: Any, trainable_variables: Any = None) -> None:
         """Update ``trainable_variables`` with ``grads``, one gradient per variable, as Keras's ``apply``.

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from weightwise import clock
 from weightwise.optimizers.base_optimizer import Optimizer, _parameter_list
 from weightwise.optimizers.learning_rate_schedule import _validate_learning_rate
 from weightwise.serialization import (
@@ -99,6 +100,7 @@ class TorchOptimizer(Optimizer):
         assert self.torch_optimizer is not None
         self.torch_optimizer.step()
         self.iterations += 1
+        clock.set_step(self.iterations)
 
     def get_config(self) -> dict[str, Any]:
         raise TypeError(
