@@ -1,44 +1,26 @@
 """How an optimizer reads a learning rate from a number, a schedule or a callable.
 
 The schedule classes live in :mod:`weightwise.schedules`, below regularizers and
-constraints, whose factors and bounds may be schedules too.
+constraints, whose factors and bounds may be schedules too; ``weightwise.optimizers.schedules``
+is that module, as ``keras.optimizers.schedules`` is Keras's.
 """
 
 from __future__ import annotations
 
 import inspect
 import numbers
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from weightwise import schedules  # noqa: F401 - re-exported as weightwise.optimizers.schedules
 from weightwise.arguments import echo, finite_float, invalid
-from weightwise.schedules import _SCHEDULES, ExponentialDecay, LearningRateSchedule
-
-
-class _Schedules:
-    """``weightwise.optimizers.schedules``: the schedule classes and their serialize/deserialize.
-
-    >>> schedules.serialize(schedules.ExponentialDecay(0.1, 10, 0.5))["class_name"]
-    'ExponentialDecay'
-    """
-
-    LearningRateSchedule = LearningRateSchedule
-    ExponentialDecay = ExponentialDecay
-
-    @staticmethod
-    def serialize(schedule: Any) -> Any:
-        """Return the Keras 3 config dict of a schedule."""
-        return _SCHEDULES.serialize(schedule)
-
-    @staticmethod
-    def deserialize(config: Any, custom_objects: Mapping[str, Any] | None = None) -> Any:
-        """Build a schedule from its Keras 3 config dict."""
-        return _SCHEDULES.deserialize(config, custom_objects)
-
-
-schedules = _Schedules()
+from weightwise.schedules import (  # noqa: F401 - re-exported where the optimizers have always found them
+    _SCHEDULES,
+    ExponentialDecay,
+    LearningRateSchedule,
+)
 
 
 def _validate_learning_rate(value: Any) -> Any:
