@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from weightwise import binding, constraints, layers
+from weightwise import binding, clock, constraints, layers
 from weightwise.constraints import MaxNorm
 from weightwise.interop import (
     Handle,
@@ -475,6 +475,8 @@ class TestConstrain:
         """After remove(), opt.step() projects nothing, even constraints bound by another call."""
         model = mlp()
         opt = torch.optim.SGD(model.parameters(), lr=2.0)
+        # constrain() also counts the optimizer's steps for scheduled bounds (clock.follow), a hook that stays.
+        clock.follow(opt)
         hooks_before = len(opt._optimizer_step_post_hooks)
         hooked = constrain(model, {"0.weight": MaxNorm(0.2)}, optimizer=opt)
         assert len(opt._optimizer_step_post_hooks) == hooks_before + 1

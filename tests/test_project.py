@@ -37,6 +37,7 @@ from weightwise import (
     utils,
     variables,
 )
+from weightwise.optimizers import schedules as optimizer_schedules
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -119,7 +120,10 @@ PUBLIC = {
     clock: ["at_step", "follow", "is_scheduled", "set_step", "step", "value_at"],
     schedules: ["CosineDecay", "CosineDecayRestarts", "ExponentialDecay", "InverseTimeDecay", "LearningRateSchedule",
                 "PiecewiseConstantDecay", "PolynomialDecay", "deserialize", "serialize"],
-    factors: ["factor", "factor_config", "factor_from_config", "factor_value"],
+    optimizer_schedules: ["CosineDecay", "CosineDecayRestarts", "ExponentialDecay", "InverseTimeDecay",
+                          "LearningRateSchedule", "PiecewiseConstantDecay", "PolynomialDecay", "deserialize",
+                          "serialize"],
+    factors: ["Factor", "factor", "factor_config", "factor_from_config", "factor_value", "rule_repr"],
     binding: ["Activity", "Bound", "Rule", "activity_penalty", "apply_constraints", "bind", "bound", "call_loss_entries", "call_losses", "clear_call_losses", "penalties",
               "record_call_loss", "regularization_loss", "replace_call_losses", "rule_of", "total_penalty",
               "unbind", "validate", "version"],

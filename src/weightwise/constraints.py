@@ -16,6 +16,12 @@ their phase. ``NonNeg`` keeps the dtype of integer weights, leaves bools as they
 are, and refuses complex weights (they have no sign). ``axis=[]`` takes the norm of
 each single entry, its magnitude, as Keras's formula does.
 
+The bounds of ``MaxNorm`` and ``MinMaxNorm`` (``max_value``, ``min_value``, ``rate``) may
+be schedules of the training step (:mod:`weightwise.factors`), evaluated at
+:func:`weightwise.clock.step` at each projection: ``MaxNorm(PolynomialDecay(10.0, 1000,
+end_learning_rate=1.0))`` tightens the bound from 10 to 1 over 1000 steps. A config holds
+the schedule's Keras config.
+
 >>> class NonNegative(Constraint):
 ...
 ...  def __call__(self, w):
@@ -29,12 +35,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, Union
+from typing import Any
 
 import torch
 
-from weightwise import backend, ops
-from weightwise.arguments import INT64_MAX, invalid, is_int, real
+from weightwise import backend, clock, factors, ops
+from weightwise.arguments import INT64_MAX, invalid, is_int
+from weightwise.factors import Factor
 from weightwise.serialization import ObjectFamily
 
 __all__ = [
@@ -52,7 +59,7 @@ __all__ = [
     "unit_norm",
 ]
 
-Axis = Union[int, Sequence[int], None]
+Axis = int | Sequence[int] | None
 
 
 class _DefaultAxis(int):
@@ -178,8 +185,7 @@ class Constraint:
         return cls(**config)
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{key}={value!r}" for key, value in self.get_config().items())
-        return f"{type(self).__name__}({args})"
+        return factors.rule_repr(self, self.get_config())
 
 
 def _bound(value: float, dtype: torch.dtype) -> float:
@@ -254,7 +260,7 @@ class MaxNorm(_NormConstraint):
     Vectors within the bound keep their direction and (up to ``epsilon``) their length.
 
     Args:
-        max_value: the largest allowed norm, ``>= 0``.
+        max_value: the largest allowed norm, ``>= 0``, or a schedule of the step.
         axis: axis or axes along which norms are taken. For a Dense kernel
             ``(input_dim, output_dim)``, ``axis=0`` constrains each weight vector of
             length ``input_dim``; for a ``channels_last`` Conv2D kernel
@@ -266,17 +272,17 @@ class MaxNorm(_NormConstraint):
             [0.8000]])
     """
 
-    def __init__(self, max_value: float = 2, axis: Axis = DEFAULT_AXIS) -> None:
+    def __init__(self, max_value: Factor = 2, axis: Axis = DEFAULT_AXIS) -> None:
         # inf is no bound; an int bound stays an int in the config. 10**400 has no float to project with.
-        self.max_value = real(max_value, "max_value", low=0, allow_inf=True, keep_int=True)
+        self.max_value = factors.factor(max_value, "max_value", allow_inf=True, keep_int=True)
         super().__init__(axis)
 
     def _desired(self, norms: torch.Tensor, scale: Any = 1.0) -> torch.Tensor:
-        bound = _bound(self.max_value, norms.dtype)
+        bound = _bound(factors.factor_value(self.max_value, "max_value", allow_inf=True), norms.dtype)
         return torch.clamp(norms, max=bound / scale) if isinstance(scale, torch.Tensor) else torch.clamp(norms, 0, bound)
 
     def get_config(self) -> dict[str, Any]:
-        return {"max_value": self.max_value, "axis": self.axis}
+        return {"max_value": factors.factor_config(self.max_value), "axis": self.axis}
 
 
 class NonNeg(Constraint):
@@ -338,6 +344,9 @@ class MinMaxNorm(_NormConstraint):
     ``w * desired / (epsilon + norm)``. ``rate=1`` enforces the bounds strictly;
     a smaller rate moves the norm part of the way on each step.
 
+    Each of ``min_value``, ``max_value`` and ``rate`` may be a schedule of the step;
+    ``min_value <= max_value`` is then checked at each projection.
+
     Args:
         min_value: the smallest allowed norm, ``>= 0``.
         max_value: the largest allowed norm, ``>= min_value``.
@@ -349,27 +358,44 @@ class MinMaxNorm(_NormConstraint):
             [0.8000]])
     """
 
-    def __init__(self, min_value: float = 0.0, max_value: float = 1.0, rate: float = 1.0, axis: Axis = DEFAULT_AXIS) -> None:
-        self.min_value = real(min_value, "min_value", low=0, allow_inf=True, keep_int=True)
-        self.max_value = real(max_value, "max_value", low=0, allow_inf=True, keep_int=True)
-        if self.min_value > self.max_value:
-            raise ValueError(
-                "Invalid values for arguments `min_value` and `max_value`: min_value must not exceed "
-                f"max_value. Received: min_value={min_value!r}, max_value={max_value!r}"
-            )
-        self.rate = real(rate, "rate", low=0, high=1, keep_int=True)
+    def __init__(
+        self, min_value: Factor = 0.0, max_value: Factor = 1.0, rate: Factor = 1.0, axis: Axis = DEFAULT_AXIS
+    ) -> None:
+        self.min_value = factors.factor(min_value, "min_value", allow_inf=True, keep_int=True)
+        self.max_value = factors.factor(max_value, "max_value", allow_inf=True, keep_int=True)
+        if isinstance(self.min_value, (int, float)) and isinstance(self.max_value, (int, float)):
+            _check_order(self.min_value, self.max_value, "")
+        self.rate = factors.factor(rate, "rate", high=1, keep_int=True)
         super().__init__(axis)
 
     def _desired(self, norms: torch.Tensor, scale: Any = 1.0) -> torch.Tensor:
-        low, high = _bound(self.min_value, norms.dtype), _bound(self.max_value, norms.dtype)
+        min_value = factors.factor_value(self.min_value, "min_value", allow_inf=True)
+        max_value = factors.factor_value(self.max_value, "max_value", allow_inf=True)
+        rate = factors.factor_value(self.rate, "rate", high=1.0)
+        if clock.is_scheduled(self.min_value) or clock.is_scheduled(self.max_value):
+            _check_order(min_value, max_value, f" at step {clock.step()}")
+        low, high = _bound(min_value, norms.dtype), _bound(max_value, norms.dtype)
         if isinstance(scale, torch.Tensor):
             clipped = torch.minimum(torch.maximum(norms, low / scale), high / scale)
         else:
             clipped = torch.clamp(norms, low, high)
-        return self.rate * clipped + (1 - self.rate) * norms
+        return rate * clipped + (1 - rate) * norms
 
     def get_config(self) -> dict[str, Any]:
-        return {"min_value": self.min_value, "max_value": self.max_value, "rate": self.rate, "axis": self.axis}
+        return {
+            "min_value": factors.factor_config(self.min_value),
+            "max_value": factors.factor_config(self.max_value),
+            "rate": factors.factor_config(self.rate),
+            "axis": self.axis,
+        }
+
+
+def _check_order(min_value: float, max_value: float, when: str) -> None:
+    if min_value > max_value:
+        raise ValueError(
+            "Invalid values for arguments `min_value` and `max_value`: min_value must not exceed "
+            f"max_value{when}. Received: min_value={min_value!r}, max_value={max_value!r}"
+        )
 
 
 max_norm = MaxNorm

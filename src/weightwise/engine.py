@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from weightwise import backend, binding, constraints, regularizers
+from weightwise import backend, binding, clock, constraints, factors, regularizers
 
 __all__ = ["Plan", "call_loss", "plan_for"]
 
@@ -88,12 +88,12 @@ class Plan:
             for factor, slots in self.l1.items():
                 params = _trainable(slots)
                 if params:
-                    terms.append(factor * _norm_sum(params, 1))
+                    terms.append(factors.factor_value(factor, "l1") * _norm_sum(params, 1))
             for factor, slots in self.l2.items():
                 params = _trainable(slots)
                 if params:
                     # No graph here, so the squared 2-norm (no copy of the weights) is safe at w = 0.
-                    terms.append(factor * _norm_sum(params, 2, squared=True))
+                    terms.append(factors.factor_value(factor, "l2") * _norm_sum(params, 2, squared=True))
         return binding._sum(terms)
 
     def _other_penalties(self) -> list[torch.Tensor]:
@@ -107,11 +107,12 @@ class Plan:
     def add_penalty_gradients(self, scale: float = 1.0) -> None:
         """Add the exact gradients of the grouped L1/L2 penalties to ``.grad`` (times ``scale``)."""
         with torch.no_grad():
-            for factors, sign in ((self.l2, False), (self.l1, True)):
-                for factor, slots in factors.items():
+            for groups, sign, name in ((self.l2, False, "l2"), (self.l1, True, "l1")):
+                for factor, slots in groups.items():
                     params = _trainable(slots)
                     if not params:
                         continue
+                    factor = factors.factor_value(factor, name)  # a schedule's value at this step
                     for p in params:
                         if p.grad is None:
                             p.grad = torch.zeros_like(p)
@@ -127,10 +128,11 @@ class Plan:
     def differentiable_penalty(self) -> torch.Tensor:
         """The weight penalty as a differentiable scalar: one concatenation per group instead of a chain per weight."""
         terms = []
-        for factors, square in ((self.l1, False), (self.l2, True)):
-            for factor, slots in factors.items():
+        for groups, square, name in ((self.l1, False, "l1"), (self.l2, True, "l2")):
+            for factor, slots in groups.items():
                 params = _trainable(slots)
                 if params:
+                    factor = factors.factor_value(factor, name)  # a schedule's value at this step
                     # Half precision in float32, as the direct call computes: a float16 square or
                     # sum overflows past 65504. The cast is differentiable; the gradient comes back
                     # in the parameter's dtype.
@@ -204,6 +206,23 @@ def _norm_sum(params: list[torch.Tensor], order: int, squared: bool = False) -> 
     return (stacked.square() if squared else stacked).sum()
 
 
+def _groupable(rule: Any) -> bool:
+    """Whether a rule's factors can key a group: numbers, or schedules that hash (one a dataclass made
+    with ``eq=True`` does not)."""
+    try:
+        for value in vars(rule).values():
+            hash(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _scheduled(rule: Any) -> bool:
+    """Whether a built-in rule has a scheduled factor or bound: its batched copy, built from its config, would
+    rebuild the schedule, so it is projected on its own."""
+    return any(clock.is_scheduled(value) for value in vars(rule).values())
+
+
 def _batched(constraint: Any, rank: int) -> Any:
     """The same norm constraint for a stack of weights: every axis moved one place to the right."""
     axis = constraint.axis
@@ -223,7 +242,9 @@ def _build(module: torch.nn.Module) -> Plan:
         reg, con = entry.rule.regularizer, entry.rule.constraint
         if reg is not None:
             kind = type(reg)
-            if kind is regularizers.L1 and reg.l1:
+            if not _groupable(reg):
+                plan.other_penalties.append((slot, reg))
+            elif kind is regularizers.L1 and reg.l1:
                 plan.l1.setdefault(reg.l1, []).append(slot)
             elif kind is regularizers.L2 and reg.l2:
                 plan.l2.setdefault(reg.l2, []).append(slot)
@@ -240,7 +261,7 @@ def _build(module: torch.nn.Module) -> Plan:
                 key: Any = ("nonneg", p.dtype, p.device)
                 plan.projections.setdefault(key, (None, []))[1].append(slot)
             elif type(con) in (constraints.MaxNorm, constraints.UnitNorm, constraints.MinMaxNorm) and p.is_floating_point() \
-                    and p.dtype not in _HALF:
+                    and p.dtype not in _HALF and not _scheduled(con):
                 config = tuple(sorted((k, repr(v)) for k, v in con.get_config().items()))
                 key = (type(con), config, tuple(p.shape), p.dtype, p.device)
                 if key not in plan.projections:
@@ -276,7 +297,7 @@ def call_loss(module: torch.nn.Module) -> torch.Tensor:
         reg, out = entry.regularizer, entry.output
         kind = type(reg)
         if out.dim() == 0 or out.dtype not in (torch.float32, torch.float64) or kind not in (
-                regularizers.L1, regularizers.L2, regularizers.L1L2):
+                regularizers.L1, regularizers.L2, regularizers.L1L2) or not _groupable(reg):
             terms.append(entry.value())  # half precision in float32, through the direct call
             continue
         batch = max(out.shape[0], 1)
@@ -284,6 +305,7 @@ def call_loss(module: torch.nn.Module) -> torch.Tensor:
             if factor:
                 groups.setdefault((name, factor, batch), []).append(out)
     for (name, factor, batch), outputs in groups.items():
+        factor = factors.factor_value(factor, name)  # a schedule's value at this step
         values = torch._foreach_mul(outputs, outputs) if name == "l2" else outputs
         terms.append(factor * torch.stack(torch._foreach_norm(values, 1)).sum() / batch)
     return binding._sum(terms)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -39,7 +39,10 @@ from weightwise import clock, schedules
 from weightwise.arguments import echo, invalid, real
 from weightwise.serialization import deserialize_keras_object, serialize_keras_object
 
-__all__ = ["factor", "factor_config", "factor_from_config", "factor_value"]
+__all__ = ["Factor", "factor", "factor_config", "factor_from_config", "factor_value", "rule_repr"]
+
+# What a factor or bound argument takes: a number, or a schedule of the step.
+Factor = float | Callable[[int], Any]
 
 _NOT_A_CLASS = "a number or a schedule instance (a LearningRateSchedule or a callable of the step count), not a class"
 
@@ -160,3 +163,19 @@ def factor_from_config(value: Any, custom_objects: Mapping[str, Any] | None = No
     if value.get("class_name") in ("function", "__lambda__"):
         return deserialize_keras_object(value, custom_objects)
     return schedules.deserialize(value, custom_objects)
+
+
+def rule_repr(rule: Any, config: Mapping[str, Any]) -> str:
+    """``Name(key=value, ...)`` from a rule's config, showing a schedule as the object it is, not its config.
+
+    >>> from weightwise.regularizers import L2
+    >>> rule_repr(L2(0.1), {"l2": 0.1})
+    'L2(l2=0.1)'
+    >>> L2(schedules.ExponentialDecay(0.1, 10, 0.5))
+    L2(l2=ExponentialDecay(initial_learning_rate=0.1, decay_steps=10, decay_rate=0.5, staircase=False, name='ExponentialDecay'))
+    """
+    shown = []
+    for key, value in config.items():
+        held = getattr(rule, key, None)
+        shown.append(f"{key}={(held if clock.is_scheduled(held) else value)!r}")
+    return f"{type(rule).__name__}({', '.join(shown)})"

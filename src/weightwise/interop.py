@@ -37,7 +37,7 @@ from typing import Any, Self
 
 import torch
 
-from weightwise import binding, constraints, regularizers
+from weightwise import binding, clock, constraints, regularizers
 
 __all__ = ["Handle", "apply_constraints", "constrain", "describe", "per_unit_axis", "regularization_loss",
            "regularize", "regularize_activity"]
@@ -386,7 +386,10 @@ def constrain(module: torch.nn.Module, rules: Any, *, strict: bool = True,
     With ``optimizer``, every ``optimizer.step()`` is followed by the projection of the
     constrained parameters it holds that received a gradient. A step that
     ``torch.amp.GradScaler`` skips is not followed by one. Without it, call
-    :func:`apply_constraints` after each step.
+    :func:`apply_constraints` after each step. The optimizer's steps are also counted
+    (:func:`weightwise.clock.follow`), so a scheduled bound (``MaxNorm(schedule)``) is
+    evaluated after update ``k`` (counting from 0) at step ``k + 1``, the step the next
+    forward pass runs at, as in ``fit``.
 
     >>> import torch
     >>> model = torch.nn.Sequential(torch.nn.Linear(3, 2))
@@ -405,6 +408,8 @@ def constrain(module: torch.nn.Module, rules: Any, *, strict: bool = True,
         )
     handle = _attach(module, rules, "constraint", strict, _layout_aware)
     if optimizer is not None:
+        # Counted first, so a scheduled bound projects at the step the next forward pass reads, as in fit.
+        clock.follow(optimizer)
         hook = optimizer.register_step_post_hook(_project_after_step(module))
         handle._undo.insert(0, hook.remove)
     return handle

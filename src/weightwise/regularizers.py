@@ -14,6 +14,16 @@ Factors are kept as the Python floats given, so ``L1(0.01).get_config()`` is
 number ``>= 0`` (not a bool); ``None`` means the default. Anything else is a
 ``ValueError`` naming the argument (:func:`weightwise.arguments.real`).
 
+A factor may also be a schedule of the training step (:mod:`weightwise.factors`): a
+Keras learning rate schedule (``weightwise.optimizers.schedules``, registered custom
+ones too) or any callable ``schedule(step) -> float``. It is evaluated at
+:func:`weightwise.clock.step`, the optimizer's iteration count, each time the penalty is
+computed, and must give a finite float ``>= 0`` there. In a config it is the schedule's
+Keras config, so it saves and loads with the model. An L2 factor that warms up from 0
+to 1e-3 over the first 1000 steps, then stays::
+
+    L2(PolynomialDecay(0.0, 1000, end_learning_rate=1e-3, power=1.0))
+
 >>> regularizer = L2(2.)
 >>> tensor = ops.ones(shape=(5, 5))
 >>> regularizer(tensor)
@@ -31,8 +41,9 @@ from typing import Any
 
 import torch
 
-from weightwise import backend, ops
+from weightwise import backend, factors, ops
 from weightwise.arguments import echo, real
+from weightwise.factors import Factor
 from weightwise.serialization import ObjectFamily
 
 __all__ = [
@@ -131,11 +142,9 @@ class Regularizer:
 
     def __repr__(self) -> str:
         try:
-            config = self.get_config()
+            return factors.rule_repr(self, self.get_config())
         except NotImplementedError:
             return object.__repr__(self)
-        args = ", ".join(f"{key}={value!r}" for key, value in config.items())
-        return f"{type(self).__name__}({args})"
 
 
 class L1(Regularizer):
@@ -144,7 +153,7 @@ class L1(Regularizer):
     Available by string as ``'l1'``, with the default ``l1=0.01``.
 
     Args:
-        l1: non-negative float factor; ``None`` means 0.01.
+        l1: non-negative float factor, or a schedule of the step; ``None`` means 0.01.
 
     >>> L1(0.5)(ops.convert_to_tensor([[1.0, -2.0], [0.0, 3.0]]))
     tensor(3.)
@@ -152,14 +161,14 @@ class L1(Regularizer):
     {'l1': 0.01}
     """
 
-    def __init__(self, l1: float | None = 0.01) -> None:
-        self.l1 = 0.01 if l1 is None else real(l1, "l1", low=0)
+    def __init__(self, l1: Factor | None = 0.01) -> None:
+        self.l1 = 0.01 if l1 is None else factors.factor(l1, "l1")
 
     def __call__(self, x: Any) -> torch.Tensor:
-        return self.l1 * _abs_sum(_penalty_input(x))
+        return factors.factor_value(self.l1, "l1") * _abs_sum(_penalty_input(x))
 
     def get_config(self) -> dict[str, Any]:
-        return {"l1": self.l1}
+        return {"l1": factors.factor_config(self.l1)}
 
 
 class L2(Regularizer):
@@ -167,23 +176,32 @@ class L2(Regularizer):
 
     Available by string as ``'l2'``, with the default ``l2=0.01``.
 
+    The factor may be a schedule of the step (see the module docstring): below, a
+    factor that warms up from 0 to 1e-3 over the first 100 steps, at step 50.
+
     Args:
-        l2: non-negative float factor; ``None`` means 0.01.
+        l2: non-negative float factor, or a schedule of the step; ``None`` means 0.01.
 
     >>> L2(0.1)(ops.convert_to_tensor([3.0, 4.0]))
     tensor(2.5000)
     >>> L2(0.1).get_config()
     {'l2': 0.1}
+    >>> from weightwise import clock
+    >>> from weightwise.optimizers.schedules import PolynomialDecay
+    >>> warm = L2(PolynomialDecay(0.0, 100, end_learning_rate=1e-3, power=1.0))
+    >>> with clock.at_step(50):
+    ...     warm(ops.convert_to_tensor([3.0, 4.0]))
+    tensor(0.0125)
     """
 
-    def __init__(self, l2: float | None = 0.01) -> None:
-        self.l2 = 0.01 if l2 is None else real(l2, "l2", low=0)
+    def __init__(self, l2: Factor | None = 0.01) -> None:
+        self.l2 = 0.01 if l2 is None else factors.factor(l2, "l2")
 
     def __call__(self, x: Any) -> torch.Tensor:
-        return self.l2 * _square_sum(_penalty_input(x))
+        return factors.factor_value(self.l2, "l2") * _square_sum(_penalty_input(x))
 
     def get_config(self) -> dict[str, Any]:
-        return {"l2": self.l2}
+        return {"l2": factors.factor_config(self.l2)}
 
 
 class L1L2(Regularizer):
@@ -194,8 +212,8 @@ class L1L2(Regularizer):
     as the Keras documentation promises.
 
     Args:
-        l1: non-negative float L1 factor; ``None`` means 0.
-        l2: non-negative float L2 factor; ``None`` means 0.
+        l1: non-negative float L1 factor, or a schedule of the step; ``None`` means 0.
+        l2: non-negative float L2 factor, or a schedule of the step; ``None`` means 0.
 
     >>> L1L2(l1=0.5, l2=0.1)(ops.convert_to_tensor([3.0, -4.0]))
     tensor(6.)
@@ -203,21 +221,22 @@ class L1L2(Regularizer):
     {'l1': 0.01, 'l2': 0.01}
     """
 
-    def __init__(self, l1: float | None = 0.0, l2: float | None = 0.0) -> None:
-        self.l1 = 0.0 if l1 is None else real(l1, "l1", low=0)
-        self.l2 = 0.0 if l2 is None else real(l2, "l2", low=0)
+    def __init__(self, l1: Factor | None = 0.0, l2: Factor | None = 0.0) -> None:
+        self.l1 = 0.0 if l1 is None else factors.factor(l1, "l1")
+        self.l2 = 0.0 if l2 is None else factors.factor(l2, "l2")
 
     def __call__(self, x: Any) -> torch.Tensor:
         x = _penalty_input(x)
+        l1, l2 = factors.factor_value(self.l1, "l1"), factors.factor_value(self.l2, "l2")
         penalty = torch.zeros((), dtype=_real_dtype(x), device=x.device)
-        if self.l1 != 0.0:
-            penalty = penalty + self.l1 * _abs_sum(x)
-        if self.l2 != 0.0:
-            penalty = penalty + self.l2 * _square_sum(x)
+        if l1 != 0.0:
+            penalty = penalty + l1 * _abs_sum(x)
+        if l2 != 0.0:
+            penalty = penalty + l2 * _square_sum(x)
         return penalty
 
     def get_config(self) -> dict[str, Any]:
-        return {"l1": self.l1, "l2": self.l2}
+        return {"l1": factors.factor_config(self.l1), "l2": factors.factor_config(self.l2)}
 
 
 class OrthogonalRegularizer(Regularizer):
@@ -235,7 +254,7 @@ class OrthogonalRegularizer(Regularizer):
     Keras's NaN. For complex inputs ``P = N Nᴴ`` and cosines count by magnitude.
 
     Args:
-        factor: non-negative float factor; default 0.01.
+        factor: non-negative float factor, or a schedule of the step; default 0.01.
         mode: ``"rows"`` or ``"columns"``.
 
     >>> regularizer = OrthogonalRegularizer(factor=0.01)
@@ -245,8 +264,8 @@ class OrthogonalRegularizer(Regularizer):
     tensor(1.0000)
     """
 
-    def __init__(self, factor: float = 0.01, mode: str = "rows") -> None:
-        self.factor = 0.01 if factor is None else real(factor, "factor", low=0)
+    def __init__(self, factor: Factor = 0.01, mode: str = "rows") -> None:
+        self.factor = 0.01 if factor is None else factors.factor(factor, "factor")
         if mode not in ("rows", "columns"):
             raise ValueError(
                 'Invalid value for argument `mode`. Expected one of {"rows", "columns"}. '
@@ -272,10 +291,10 @@ class OrthogonalRegularizer(Regularizer):
         product = torch.abs(unit @ unit.conj().T if unit.is_complex() else unit @ unit.T)
         off_diagonal = product * (1.0 - torch.eye(size, dtype=product.dtype, device=x.device))
         num_pairs = size * (size - 1.0) / 2.0
-        return self.factor * 0.5 * torch.sum(off_diagonal) / num_pairs
+        return factors.factor_value(self.factor, "factor") * 0.5 * torch.sum(off_diagonal) / num_pairs
 
     def get_config(self) -> dict[str, Any]:
-        return {"factor": self.factor, "mode": self.mode}
+        return {"factor": factors.factor_config(self.factor), "mode": self.mode}
 
 
 l1 = L1
@@ -283,7 +302,7 @@ l2 = L2
 orthogonal_regularizer = OrthogonalRegularizer
 
 
-def l1_l2(l1: float | None = 0.01, l2: float | None = 0.01) -> L1L2:
+def l1_l2(l1: Factor | None = 0.01, l2: Factor | None = 0.01) -> L1L2:
     """Return an :class:`L1L2` regularizer, with both factors defaulting to 0.01.
 
     This follows the Keras documentation (and tf.keras), which promises 0.01 for

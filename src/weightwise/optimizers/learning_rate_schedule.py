@@ -1,8 +1,8 @@
 """How an optimizer reads a learning rate from a number, a schedule or a callable.
 
 The schedule classes live in :mod:`weightwise.schedules`, below regularizers and
-constraints, whose factors and bounds may be schedules too; ``weightwise.optimizers.schedules``
-is that module, as ``keras.optimizers.schedules`` is Keras's.
+constraints, whose factors and bounds may be schedules too; :mod:`weightwise.optimizers.schedules`
+gives them where Keras users look for them.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from weightwise import schedules  # noqa: F401 - re-exported as weightwise.optimizers.schedules
 from weightwise.arguments import echo, finite_float, invalid
+from weightwise.optimizers import schedules  # noqa: F401 - re-exported to the package, as before
 from weightwise.schedules import (  # noqa: F401 - re-exported where the optimizers have always found them
     _SCHEDULES,
     ExponentialDecay,
