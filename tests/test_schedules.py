@@ -282,7 +282,7 @@ def test_scheduled_l2_in_a_hand_torch_loop() -> None:
     for _ in range(6):
         opt.zero_grad()
         loss = F.mse_loss(linear(xs), ys) + regularization_loss(linear)
-        seen.append(float(loss))
+        seen.append(loss.item())
         loss.backward()
         opt.step()
     losses, weights = _reference(x, y, w0, 6, 0.1, WARM)
@@ -353,7 +353,7 @@ def test_scheduled_activity_regularizer_and_l1l2() -> None:
     x = torch.ones(4, 3)
     with clock.at_step(2):
         model(x)
-        value = float(sum(model.losses))
+        value = float(sum(model.losses).detach())
     # Each output is 3; per sample, l1 * 6 + l2 * 18, averaged over the batch as Keras does.
     assert value == pytest.approx(0.25 * 6 + 0.5 * 18)
 
@@ -373,7 +373,7 @@ def test_unhashable_schedules_go_through_autograd() -> None:
     plan = engine.plan_for(linear)
     assert not plan.l2 and len(plan.other_penalties) == 1
     with clock.at_step(3):
-        assert float(regularization_loss(linear)) == pytest.approx(0.3 * 2)
+        assert float(regularization_loss(linear).detach()) == pytest.approx(0.3 * 2)
 
 
 def test_one_schedule_shared_by_two_weights_is_one_group() -> None:
@@ -386,7 +386,7 @@ def test_one_schedule_shared_by_two_weights_is_one_group() -> None:
     with clock.at_step(5):
         expected = 0.05 * sum(float((p.detach() ** 2).sum()) for p in (model[0].weight, model[1].weight))
         expected += 0.01 * float(model[0].bias.detach().abs().sum())
-        assert float(regularization_loss(model)) == pytest.approx(expected, rel=1e-5)
+        assert float(regularization_loss(model).detach()) == pytest.approx(expected, rel=1e-5)
         assert float(plan.grouped_penalty_value()) == pytest.approx(expected, rel=1e-5)
 
 
@@ -433,7 +433,7 @@ def test_scheduled_rules_round_trip_through_a_keras_file(tmp_path: Any) -> None:
     assert isinstance(dense.kernel_regularizer.l2, PolynomialDecay)
     assert isinstance(dense.kernel_constraint.max_value, CosineDecay)
     with clock.at_step(4):
-        np.testing.assert_allclose(float(sum(loaded.losses)), float(sum(model.losses)), rtol=1e-6)
+        np.testing.assert_allclose(float(sum(loaded.losses).detach()), float(sum(model.losses).detach()), rtol=1e-6)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
 
 
