@@ -118,7 +118,33 @@ def _step_value(step: Any) -> tuple[float, bool]:
     return number, is_int(step)
 
 
-class ExponentialDecay(LearningRateSchedule):
+class _StepDecay(LearningRateSchedule):
+    """The arguments ExponentialDecay and InverseTimeDecay share, and their ``step / decay_steps``."""
+
+    def __init__(
+        self, initial_learning_rate: float, decay_steps: int, decay_rate: float, staircase: bool, name: str | None
+    ) -> None:
+        self.initial_learning_rate = _rate(initial_learning_rate, "initial_learning_rate")
+        self.decay_steps = _steps(decay_steps, "decay_steps")
+        self.decay_rate = _rate(decay_rate, "decay_rate")
+        self.staircase = flag(staircase, "staircase")
+        self.name = _name(name)
+
+    def _progress(self, step: Any) -> float:
+        progress = _step_value(step)[0] / self.decay_steps
+        return math.floor(progress) if self.staircase else progress
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "decay_steps": self.decay_steps,
+            "decay_rate": self.decay_rate,
+            "staircase": self.staircase,
+            "name": self.name,
+        }
+
+
+class ExponentialDecay(_StepDecay):
     """``initial_learning_rate * decay_rate ** (step / decay_steps)``, as Keras's schedule.
 
     With ``staircase=True`` the exponent is ``floor(step / decay_steps)``.
@@ -137,34 +163,12 @@ class ExponentialDecay(LearningRateSchedule):
     0.05
     """
 
-    def __init__(
-        self,
-        initial_learning_rate: float,
-        decay_steps: int,
-        decay_rate: float,
-        staircase: bool = False,
-        name: str | None = "ExponentialDecay",
-    ) -> None:
-        self.initial_learning_rate = _rate(initial_learning_rate, "initial_learning_rate")
-        self.decay_steps = _steps(decay_steps, "decay_steps")
-        self.decay_rate = _rate(decay_rate, "decay_rate")
-        self.staircase = flag(staircase, "staircase")
-        self.name = _name(name)
+    def __init__(self, initial_learning_rate: float, decay_steps: int, decay_rate: float, staircase: bool = False,
+                 name: str | None = "ExponentialDecay") -> None:
+        super().__init__(initial_learning_rate, decay_steps, decay_rate, staircase, name)
 
     def __call__(self, step: Any) -> float:
-        progress = _step_value(step)[0] / self.decay_steps
-        if self.staircase:
-            progress = math.floor(progress)
-        return float(self.initial_learning_rate * self.decay_rate**progress)
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            "initial_learning_rate": self.initial_learning_rate,
-            "decay_steps": self.decay_steps,
-            "decay_rate": self.decay_rate,
-            "staircase": self.staircase,
-            "name": self.name,
-        }
+        return float(self.initial_learning_rate * self.decay_rate ** self._progress(step))
 
 
 class PiecewiseConstantDecay(LearningRateSchedule):
@@ -276,7 +280,7 @@ class PolynomialDecay(LearningRateSchedule):
         }
 
 
-class InverseTimeDecay(LearningRateSchedule):
+class InverseTimeDecay(_StepDecay):
     """``initial_learning_rate / (1 + decay_rate * step / decay_steps)``, as Keras's schedule.
 
     With ``staircase=True``, ``step / decay_steps`` is floored.
@@ -292,34 +296,12 @@ class InverseTimeDecay(LearningRateSchedule):
     0.05
     """
 
-    def __init__(
-        self,
-        initial_learning_rate: float,
-        decay_steps: int,
-        decay_rate: float,
-        staircase: bool = False,
-        name: str | None = "InverseTimeDecay",
-    ) -> None:
-        self.initial_learning_rate = _rate(initial_learning_rate, "initial_learning_rate")
-        self.decay_steps = _steps(decay_steps, "decay_steps")
-        self.decay_rate = _rate(decay_rate, "decay_rate")
-        self.staircase = flag(staircase, "staircase")
-        self.name = _name(name)
+    def __init__(self, initial_learning_rate: float, decay_steps: int, decay_rate: float, staircase: bool = False,
+                 name: str | None = "InverseTimeDecay") -> None:
+        super().__init__(initial_learning_rate, decay_steps, decay_rate, staircase, name)
 
     def __call__(self, step: Any) -> float:
-        progress = _step_value(step)[0] / self.decay_steps
-        if self.staircase:
-            progress = math.floor(progress)
-        return float(self.initial_learning_rate / (1 + self.decay_rate * progress))
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            "initial_learning_rate": self.initial_learning_rate,
-            "decay_steps": self.decay_steps,
-            "decay_rate": self.decay_rate,
-            "staircase": self.staircase,
-            "name": self.name,
-        }
+        return float(self.initial_learning_rate / (1 + self.decay_rate * self._progress(step)))
 
 
 def _cosine(progress: float, alpha: float, scale: float = 1.0) -> float:

@@ -12,26 +12,6 @@ bounds may be schedules too; these are the same objects.
 
 from __future__ import annotations
 
-from weightwise.schedules import (
-    CosineDecay,
-    CosineDecayRestarts,
-    ExponentialDecay,
-    InverseTimeDecay,
-    LearningRateSchedule,
-    PiecewiseConstantDecay,
-    PolynomialDecay,
-    deserialize,
-    serialize,
-)
-
-__all__ = [
-    "CosineDecay",
-    "CosineDecayRestarts",
-    "ExponentialDecay",
-    "InverseTimeDecay",
-    "LearningRateSchedule",
-    "PiecewiseConstantDecay",
-    "PolynomialDecay",
-    "deserialize",
-    "serialize",
-]
+# The same objects under Keras's module name, not copies.
+from weightwise.schedules import *
+from weightwise.schedules import __all__  # noqa: F401
