@@ -449,6 +449,8 @@ def test_bad_factors_name_the_argument() -> None:
         (lambda: MaxNorm(max_value=None), "max_value"),
         (lambda: MinMaxNorm(rate=2.0), "rate"),
         (lambda: L2(PolynomialDecay), "l2"),  # the class, not a schedule
+        (lambda: L1(lambda: 0.1), "l1"),  # Keras's zero-argument learning rate form takes no step
+        (lambda: MaxNorm(lambda step, axis: 1.0), "max_value"),
     ]:
         with pytest.raises(ValueError, match=f"`{argument}`.*{argument}="):
             make()

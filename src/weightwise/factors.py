@@ -59,7 +59,8 @@ def factor(value: Any, name: str, **bounds: Any) -> Any:
     messages. A schedule instance or a callable of the step passes as it is; a schedule's
     config dict (``{"class_name": ..., "config": ...}``, as :func:`factor_config` writes)
     is deserialized, so ``cls(**config)`` rebuilds a rule whose factor is a schedule. A
-    class (not an instance) and any other value are refused with a ``ValueError``.
+    class (not an instance), a callable that cannot take the step (Keras's zero-argument
+    learning rate callables) and any other value are refused with a ``ValueError``.
 
     >>> factor(2, "l1")
     2.0
@@ -75,9 +76,25 @@ def factor(value: Any, name: str, **bounds: Any) -> Any:
     if inspect.isclass(value):
         raise invalid(name, _NOT_A_CLASS, value, bounds.get("owner", ""))
     if clock.is_scheduled(value):
+        if not _takes_the_step(value):
+            raise invalid(name, "a schedule: a callable of the step count, schedule(step)", value,
+                          bounds.get("owner", ""))
         return value
     bounds.setdefault("low", 0)
     return real(value, name, **bounds)
+
+
+def _takes_the_step(schedule: Callable[..., Any]) -> bool:
+    """Whether ``schedule(step)`` can be called; a callable whose signature is hidden gets the benefit of the doubt."""
+    try:
+        signature = inspect.signature(schedule)
+    except (TypeError, ValueError):
+        return True
+    try:
+        signature.bind(0)
+    except TypeError:
+        return False
+    return True
 
 
 def factor_value(value: Any, name: str, low: float = 0.0, high: float | None = None, allow_inf: bool = False) -> Any:
@@ -177,5 +194,6 @@ def rule_repr(rule: Any, config: Mapping[str, Any]) -> str:
     shown = []
     for key, value in config.items():
         held = getattr(rule, key, None)
-        shown.append(f"{key}={(held if clock.is_scheduled(held) else value)!r}")
+        scheduled = _is_schedule_config(value) and clock.is_scheduled(held)
+        shown.append(f"{key}={(held if scheduled else value)!r}")
     return f"{type(rule).__name__}({', '.join(shown)})"
