@@ -217,6 +217,26 @@ def test_registered_custom_schedule_round_trips() -> None:
     assert isinstance(optimizer._learning_rate, Halving)
 
 
+def test_unregistered_custom_schedule_loads_with_custom_objects() -> None:
+    class Steady(schedules.LearningRateSchedule):
+        def __init__(self, value: float) -> None:
+            self.value = value
+
+        def __call__(self, step: Any) -> float:
+            return self.value
+
+        def get_config(self) -> dict[str, Any]:
+            return {"value": self.value}
+
+    config = json.loads(json.dumps(constraints.serialize(MaxNorm(Steady(1.5)))))
+    with pytest.raises(ValueError, match="Unknown learning rate schedule: 'Steady'"):
+        constraints.deserialize(config)
+    again = constraints.deserialize(config, custom_objects={"Steady": Steady})
+    assert isinstance(again.max_value, Steady) and again.max_value.value == 1.5
+    with serialization.custom_object_scope({"Steady": Steady}):
+        assert isinstance(constraints.deserialize(config).max_value, Steady)
+
+
 # --------------------------------------------------------------------------------------
 # Scheduled factors and bounds
 # --------------------------------------------------------------------------------------
