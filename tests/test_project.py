@@ -115,7 +115,7 @@ PUBLIC = {
               "sparse_categorical_accuracy"],
     callbacks: ["CSVLogger", "Callback", "CallbackList", "EarlyStopping", "History", "LambdaCallback",
                 "LearningRateScheduler", "ModelCheckpoint", "MonitorCallback", "ProgbarLogger", "ReduceLROnPlateau",
-                "TerminateOnNaN"],
+                "TensorBoard", "TerminateOnNaN"],
     engine: ["Plan", "call_loss", "plan_for"],
     clock: ["at_step", "follow", "is_scheduled", "set_step", "step", "value_at"],
     schedules: ["CosineDecay", "CosineDecayRestarts", "ExponentialDecay", "InverseTimeDecay", "LearningRateSchedule",
