@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -84,6 +85,13 @@ def test_without_tensorboard_the_callback_says_how_to_install_it(monkeypatch) ->
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # makes the import fail
     with pytest.raises(ImportError, match=r"`tensorboard` package.*pip install tensorboard"):
         TensorBoard("logs")
+
+
+def test_the_extra_the_error_names_exists_and_ci_installs_it() -> None:
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11 and later
+    extras = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(requirement.startswith("tensorboard") for requirement in extras["tensorboard"])
+    assert any(requirement.startswith("tensorboard") for requirement in extras["test"])
 
 
 # -- arguments ---------------------------------------------------------------------------------
