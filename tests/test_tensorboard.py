@@ -109,6 +109,7 @@ def test_update_freq_batch_is_one_as_in_keras(tmp_path) -> None:
     assert TensorBoard(tmp_path, update_freq="batch").update_freq == 1
     assert TensorBoard(tmp_path).update_freq == "epoch"
     assert TensorBoard(tmp_path, update_freq=np.int64(5)).update_freq == 5
+    TensorBoard(tmp_path, profile_batch=False)  # 0 as Keras reads it
 
 
 @needs_tensorboard
@@ -117,6 +118,7 @@ def test_update_freq_batch_is_one_as_in_keras(tmp_path) -> None:
     ("write_graph", "yes"), ("write_images", 1), ("write_steps_per_second", None),
     ("update_freq", 0), ("update_freq", "epochs"), ("update_freq", 2.0), ("update_freq", True),
     ("profile_batch", 5), ("profile_batch", (2, 4)), ("profile_batch", "0"), ("profile_batch", None),
+    ("profile_batch", True),
     ("embeddings_freq", 1), ("embeddings_freq", -1), ("embeddings_metadata", 3),
 ])
 def test_bad_arguments_are_refused_naming_the_argument(tmp_path, argument, value) -> None:
@@ -199,6 +201,30 @@ def test_histograms_of_every_weight_every_histogram_freq_epochs(tmp_path) -> Non
             assert value.sum_squares == pytest.approx((weight ** 2).sum(), rel=1e-12, abs=1e-12)
             assert sum(value.bucket) == weight.size
             assert len(value.bucket) <= 31  # 30 buckets and an empty one on the left
+
+
+@needs_tensorboard
+def test_a_torch_module_inside_a_layer_gets_the_layer_path_and_its_parameter_names(tmp_path) -> None:
+    import torch
+
+    class Inner(layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.linear = torch.nn.Linear(3, 2)
+
+        def call(self, inputs):
+            return self.linear(inputs)
+
+    model = Sequential([layers.Input((3,)), Inner(), layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(X, Y[:, :1], epochs=1, verbose=0, callbacks=[TensorBoard(tmp_path, histogram_freq=1)])
+    train = _events(tmp_path / "train")
+    assert set(train.Tags()["histograms"]) == {
+        "sequential/inner/linear/weight/histogram", "sequential/inner/linear/bias/histogram",
+        "sequential/dense/kernel/histogram", "sequential/dense/bias/histogram"}
+    (event,) = train.Histograms("sequential/inner/linear/weight/histogram")
+    weight = model.layers[0].linear.weight.detach().double().numpy()
+    assert (event.histogram_value.num, event.histogram_value.max) == (weight.size, weight.max())
 
 
 @needs_tensorboard

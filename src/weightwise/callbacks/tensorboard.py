@@ -69,7 +69,7 @@ def _update_freq(value: Any) -> Any:
 
 def _check_profile_batch(value: Any) -> None:
     # Keras on its torch backend refuses any profile_batch but 0: torch has no trace it can write.
-    if is_int(value) and value == 0:
+    if (is_int(value) or isinstance(value, (bool, np.bool_))) and value == 0:
         return
     raise invalid(
         "profile_batch",
@@ -326,10 +326,16 @@ class TensorBoard(Callback):
     # -- weights -------------------------------------------------------------------------
     def _log_weights(self, epoch: int) -> None:
         writer = self._writer("train")
-        names = {id(param): name for name, param in self.model.named_parameters()}
         for layer in getattr(self.model, "layers", []):
+            names: dict[int, str] | None = None
             for weight in layer.weights:
-                path = getattr(weight, "path", None) or names.get(id(weight), "weight").replace(".", "/")
+                path = getattr(weight, "path", None)
+                if path is None:  # a parameter of a torch module inside the layer: the layer's path, then its name
+                    prefix = layer.path or layer.name
+                    if names is None:
+                        named = [*layer.named_parameters(), *layer.named_buffers()]
+                        names = {id(p): f"{prefix}/{name.replace('.', '/')}" for name, p in named}
+                    path = names.get(id(weight), f"{prefix}/weight")
                 tag = path.replace(":", "_")
                 values = weight.detach().to("cpu", torch.float64).numpy()
                 if values.size == 0:
