@@ -93,7 +93,7 @@ def _keras_model_summary(json_string: str) -> Any:
 def _weight_images(weight: np.ndarray) -> np.ndarray | None:
     """A weight as Keras shows it: images ``(n, height, width, channels)``, or ``None`` for shapes it skips."""
     image = np.squeeze(weight)
-    if image.ndim == 1:  # a bias: one row
+    if image.ndim == 1:  # a bias: one column
         image = image.reshape(1, image.shape[0], 1, 1)
     elif image.ndim == 2:  # a dense kernel, wider than high
         if image.shape[0] > image.shape[1]:
@@ -119,7 +119,9 @@ class TensorBoard(Callback):
       ``epoch_learning_rate`` (``epoch_learning_rate_<name>`` for each part of a
       multi-optimizer), at step ``epoch``. With ``update_freq`` ``"batch"`` or ``N``,
       also ``batch_<name>`` after every ``N``-th training batch, at the count of training
-      batches since ``fit`` began (1 for the first).
+      batches since ``fit`` began (1 for the first). Epoch summaries are written every
+      epoch whatever ``update_freq`` is (Keras 3.15 drops those of epochs that end off a
+      multiple of ``N``; its documentation promises them).
     - ``log_dir/validation``: ``epoch_<name>`` for each ``val_<name>`` (prefix removed)
       at step ``epoch``, and after each validation or ``evaluate``
       ``evaluation_<name>_vs_iterations`` at the optimizer's ``iterations``.
