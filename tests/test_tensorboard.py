@@ -272,6 +272,30 @@ def test_write_graph_writes_the_model_config_that_tensorboard_draws(tmp_path) ->
 
 
 @needs_tensorboard
+def test_write_graph_for_functional_models_and_not_for_subclassed_ones(tmp_path) -> None:
+    from weightwise import Model
+
+    inputs = layers.Input((3,))
+    functional = Model(inputs, layers.Dense(2)(inputs))
+    assert type(functional).__name__ == "Functional"
+
+    class Subclassed(Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = layers.Dense(2)
+
+        def call(self, inputs):
+            return self.dense(inputs)
+
+    for name, model in (("functional", functional), ("subclassed", Subclassed())):
+        model.compile(optimizer="sgd", loss="mse")
+        model.fit(X, Y, epochs=1, verbose=0, callbacks=[TensorBoard(tmp_path / name)])
+    (event,) = _events(tmp_path / "functional" / "train").Tensors("keras")
+    assert json.loads(event.tensor_proto.string_val[0]) == json.loads(functional.to_json())
+    assert "keras" not in _tags(_events(tmp_path / "subclassed" / "train"))
+
+
+@needs_tensorboard
 def test_no_graph_without_write_graph(tmp_path) -> None:
     _fit(_model(), TensorBoard(tmp_path, write_graph=False), epochs=1)
     assert "keras" not in _tags(_events(tmp_path / "train"))
