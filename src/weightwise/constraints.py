@@ -33,6 +33,7 @@ the schedule's Keras config.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -40,7 +41,7 @@ from typing import Any
 import torch
 
 from weightwise import backend, clock, factors, ops
-from weightwise.arguments import INT64_MAX, invalid, is_int
+from weightwise.arguments import INT64_MAX, invalid, is_int, real
 from weightwise.factors import Factor
 from weightwise.serialization import ObjectFamily
 
@@ -49,6 +50,7 @@ __all__ = [
     "MaxNorm",
     "MinMaxNorm",
     "NonNeg",
+    "SpectralNorm",
     "UnitNorm",
     "deserialize",
     "get",
@@ -56,6 +58,7 @@ __all__ = [
     "min_max_norm",
     "non_neg",
     "serialize",
+    "spectral_norm",
     "unit_norm",
 ]
 
@@ -63,24 +66,24 @@ Axis = int | Sequence[int] | None
 
 
 class _DefaultAxis(int):
-    """Keras's default ``axis=0``, marked as not chosen by the user.
+    """A default ``axis`` (Keras's ``0`` for norms, ``-1`` for :class:`SpectralNorm`), marked as not chosen by the user.
 
-    It is the int 0 everywhere (math, configs, JSON); :func:`axis_was_given` tells it
-    apart, so rules attached to torch layers can pick the per-unit axis of their layout.
+    It is that int everywhere (math, configs, JSON); :func:`axis_was_given` tells it
+    apart, so rules attached to torch layers can pick the axis of their layout.
     """
 
     def __repr__(self) -> str:
-        return "0"
+        return int.__repr__(self)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_DefaultAxis, (0,))
+        return (_DefaultAxis, (int(self),))
 
 
 DEFAULT_AXIS = _DefaultAxis(0)
 
 
 def axis_was_given(constraint: Any) -> bool:
-    """Whether a norm constraint's ``axis`` was chosen explicitly (not left at Keras's default 0).
+    """Whether a constraint's ``axis`` was chosen explicitly (not left at its default).
 
     >>> axis_was_given(MaxNorm(2.0)), axis_was_given(MaxNorm(2.0, axis=0))
     (False, True)
@@ -398,12 +401,149 @@ def _check_order(min_value: float, max_value: float, when: str) -> None:
         )
 
 
+# -- spectral norm -------------------------------------------------------------------------------
+
+DEFAULT_LAST_AXIS = _DefaultAxis(-1)
+# Extra power iterations when a weight's vector is new (first projection, new shape): the first
+# estimate is then already close, instead of converging over the first few training steps.
+_COLD_START_ITERATIONS = 15
+# The start vector comes from its own generator, so binding a rule never moves the global random
+# stream, and every process (every DDP rank) starts from the same vector.
+_START_SEED = 0
+
+
+def _matrix(w: torch.Tensor, axis: int) -> torch.Tensor:
+    """``w`` as a matrix with one column per output unit: ``axis`` moved last, the rest flattened."""
+    return torch.movedim(w, axis, -1).reshape(-1, w.shape[axis])
+
+
+def _unit(x: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+    """``x / ||x||``, or ``fallback`` where ``x`` is zero or not finite (no host sync, no NaN)."""
+    norm = torch.linalg.vector_norm(x)
+    ok = torch.isfinite(norm) & (norm > 0)
+    return torch.where(ok, x / torch.where(ok, norm, torch.ones_like(norm)), fallback)
+
+
+class SpectralNorm(Constraint):
+    """Cap the largest singular value of the weight: ``w * min(1, max_value / sigma)``.
+
+    ``sigma`` is the spectral norm (largest singular value) of the weight seen as a matrix
+    ``W`` with one column per output unit: ``axis`` (the output-unit axis) moved last and the
+    other axes flattened, ``W = moveaxis(w, axis, -1).reshape(-1, units)``. On Keras layouts
+    the output units are the last axis (Dense ``(in, out)``, Conv ``(*kernel, in, out)``), the
+    default. ``constrain`` on plain torch layers picks their output axis when ``axis`` is left
+    at its default (0 for ``nn.Linear`` and ``nn.ConvNd``, 1 for ``nn.ConvTransposeNd``).
+
+    ``sigma`` is estimated by power iteration, ``v = W u / ||W u||``, ``u = Wᵀ v / ||Wᵀ v||``,
+    ``sigma ≈ ||Wᵀ v||``, with the vector ``u`` (one entry per unit) kept in the rule and
+    warm-started from the previous step, so ``power_iterations=1`` per step converges as
+    training goes (Miyato et al., 2018). Binding makes a copy of the rule for each weight,
+    holding that weight's ``u``. The first estimate for a weight runs 15 more iterations
+    from a fixed pseudo-random start, the same in every process.
+
+    What is bounded. The estimate never exceeds the true ``sigma``, so after a projection
+    ``sigma(W) <= max_value * sigma / estimate``: at most ``max_value`` once the iteration has
+    converged, slightly above it before. For a Dense kernel, ``sigma(W)`` is the layer's
+    Lipschitz constant. For a convolution kernel it is the norm of the reshaped matrix, as
+    in Miyato et al., not of the convolution: the convolution's Lipschitz constant can
+    exceed it by up to ``sqrt(prod(kernel_size))`` (see :func:`weightwise.lipschitz_bound`).
+
+    The forward pass is untouched (the weight itself is rescaled after the optimizer step),
+    so ``torch.compile``, DDP and ``state_dict`` see an ordinary parameter. ``u`` is not in
+    the ``state_dict``: a model loaded in a new process starts a fresh estimate. A weight
+    holding NaN or inf comes back unchanged.
+
+    Args:
+        max_value: the largest allowed singular value, ``>= 0``.
+        power_iterations: power-iteration steps per projection, ``>= 1``.
+        axis: the axis of the output units (default: the last, Keras's layouts).
+
+    >>> import torch
+    >>> w = torch.tensor([[3.0, 0.0], [0.0, 1.0]])
+    >>> SpectralNorm(max_value=1.5)(w)
+    tensor([[1.5000, 0.0000],
+            [0.0000, 0.5000]])
+    >>> round(float(torch.linalg.matrix_norm(SpectralNorm(2.0)(10 * torch.eye(3)), ord=2)), 4)
+    2.0
+    """
+
+    def __init__(self, max_value: float = 1.0, power_iterations: int = 1, axis: int = DEFAULT_LAST_AXIS) -> None:
+        self.max_value = real(max_value, "max_value", low=0, allow_inf=True, keep_int=True)
+        if not _is_int(power_iterations) or power_iterations < 1:
+            raise invalid("power_iterations", "an int >= 1", power_iterations)
+        self.power_iterations = int(power_iterations)
+        if not _is_int(axis):
+            raise invalid("axis", "an int (the axis of the output units)", axis)
+        self.axis = axis if type(axis) is _DefaultAxis else int(axis)
+        self._u: torch.Tensor | None = None
+
+    def bound_to(self, module: torch.nn.Module, name: str, param: torch.Tensor) -> SpectralNorm:
+        """A copy of this rule for one weight, with its own power-iteration vector."""
+        clone = copy.copy(self)
+        clone._u = None
+        return clone
+
+    def _check_weight(self, weight: torch.Tensor) -> None:
+        _check_float(weight, type(self).__name__)
+        _check_axis_fits(self.axis, weight, type(self).__name__)
+
+    def estimate(self, w: Any) -> torch.Tensor:
+        """Run the power iteration on ``w`` and return the estimate of its largest singular value.
+
+        The vector ``u`` moves on (this is what each projection does first); ``w`` is not changed.
+
+        >>> import torch
+        >>> round(float(SpectralNorm().estimate(torch.diag(torch.tensor([1.0, 4.0, 2.0])))), 4)
+        4.0
+        """
+        w = ops.argument_tensor(w, "w")
+        self._check_weight(w)
+        with torch.no_grad():
+            return self._estimate(_matrix(w.detach().to(backend.rule_dtype(w.dtype)), self.axis))
+
+    def _estimate(self, m: torch.Tensor) -> torch.Tensor:
+        u, steps = self._u, self.power_iterations
+        if u is not None and u.shape == (m.shape[1],) and u.is_complex() == m.is_complex():
+            u = u.to(device=m.device, dtype=m.dtype)  # a weight moved to another device keeps its vector
+        else:
+            start = torch.randn(m.shape[1], generator=torch.Generator().manual_seed(_START_SEED), dtype=torch.float64)
+            u = (start / torch.linalg.vector_norm(start)).to(device=m.device, dtype=m.dtype)
+            steps += _COLD_START_ITERATIONS
+        sigma = torch.zeros((), dtype=m.real.dtype if m.is_complex() else m.dtype, device=m.device)
+        for _ in range(steps):
+            mu = m @ u
+            v = _unit(mu, torch.zeros_like(mu))
+            back = m.mH @ v
+            sigma = torch.linalg.vector_norm(back)
+            u = _unit(back, u)  # a zero weight keeps the vector it had
+        self._u = u
+        return sigma
+
+    def __call__(self, w: Any) -> torch.Tensor:
+        w = ops.argument_tensor(w, "w")
+        self._check_weight(w)
+        x = w.to(backend.rule_dtype(w.dtype))
+        if x.numel() == 0 or x.is_meta:
+            return x.clone().to(w.dtype)
+        with torch.no_grad():
+            sigma = self._estimate(_matrix(x.detach(), self.axis))
+            bound = _bound(clock.value_at(self.max_value), sigma.dtype)
+            over = torch.isfinite(sigma) & (sigma > bound)
+            scale = torch.where(over, bound / torch.where(over, sigma, torch.ones_like(sigma)), torch.ones_like(sigma))
+        return (x * scale).to(w.dtype)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"max_value": self.max_value, "power_iterations": self.power_iterations, "axis": self.axis}
+
+
 max_norm = MaxNorm
 non_neg = NonNeg
 unit_norm = UnitNorm
 min_max_norm = MinMaxNorm
+spectral_norm = SpectralNorm
 
-_FAMILY = ObjectFamily("constraint", "keras.constraints", [Constraint, MaxNorm, NonNeg, UnitNorm, MinMaxNorm])
+_FAMILY = ObjectFamily("constraint", "keras.constraints",
+                       [Constraint, MaxNorm, NonNeg, UnitNorm, MinMaxNorm, SpectralNorm])
 
 
 def serialize(constraint: Any) -> dict[str, Any] | None:

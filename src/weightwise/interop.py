@@ -366,13 +366,40 @@ def regularize(module: torch.nn.Module, rules: Any, *, strict: bool = True) -> H
     return _attach(module, rules, "regularizer", strict, lambda value, target: value)
 
 
+def _output_axis(module: torch.nn.Module, name: str) -> int | None:
+    """The axis of a torch layer's parameter that holds its output units: the one a per-unit norm keeps.
+
+    ``0`` for ``nn.Linear`` and ``nn.ConvNd`` (``(out, in, *k)``), ``1`` for ``nn.ConvTransposeNd``
+    (``(in, out, *k)``); ``None`` where :func:`per_unit_axis` does not know the layout.
+    """
+    if isinstance(module, torch.nn.modules.conv._ConvTransposeNd) and name == "weight":
+        return 1  # each group's block (in / groups, out / groups, *k) also has its outputs on axis 1
+    axes = per_unit_axis(module, name)
+    if axes is None:
+        return None
+    rank = module._parameters[name].dim()
+    reduced = {a % rank for a in ([axes] if isinstance(axes, int) else axes)}
+    kept = [a for a in range(rank) if a not in reduced]
+    return kept[0] if len(kept) == 1 else None
+
+
 def _layout_aware(constraint: Any, target: _Target) -> Any:
-    """A norm constraint left at Keras's default axis gets the per-unit axis of the torch layout."""
-    if isinstance(constraint, constraints._NormConstraint) and not constraints.axis_was_given(constraint):
+    """A constraint left at its default axis gets the axis of the torch layout.
+
+    Norm constraints get the per-unit axis (the axes a unit's norm runs over), ``SpectralNorm``
+    the output-unit axis (the one its matrix view keeps as columns).
+    """
+    if constraints.axis_was_given(constraint):
+        return constraint
+    if isinstance(constraint, constraints._NormConstraint):
         axis = per_unit_axis(target.owner, target.attr)
-        if axis is not None:
-            return type(constraint).from_config({**constraint.get_config(), "axis": axis})
-    return constraint
+    elif isinstance(constraint, constraints.SpectralNorm):
+        axis = _output_axis(target.owner, target.attr)
+    else:
+        return constraint
+    if axis is None:
+        return constraint
+    return type(constraint).from_config({**constraint.get_config(), "axis": axis})
 
 
 def constrain(module: torch.nn.Module, rules: Any, *, strict: bool = True,
@@ -381,7 +408,9 @@ def constrain(module: torch.nn.Module, rules: Any, *, strict: bool = True,
 
     A norm constraint without an explicit ``axis`` on a known torch layer acts per
     output unit (``axis=1`` for ``nn.Linear``, ``[1, 2, 3]`` for ``nn.Conv2d``; see :func:`per_unit_axis`), as
-    Keras's does on its own layers; an explicit ``axis`` is always honoured.
+    Keras's does on its own layers, and a ``SpectralNorm`` without one takes the layer's output
+    axis as its matrix columns (``0`` for ``nn.Linear`` and ``nn.Conv2d``, ``1`` for
+    ``nn.ConvTranspose2d``); an explicit ``axis`` is always honoured.
 
     With ``optimizer``, every ``optimizer.step()`` is followed by the projection of the
     constrained parameters it holds that received a gradient. A step that
