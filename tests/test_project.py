@@ -23,6 +23,7 @@ from weightwise import (
     initializers,
     interop,
     layers,
+    lipschitz,
     losses,
     metrics,
     models,
@@ -44,9 +45,11 @@ ROOT = Path(__file__).resolve().parents[1]
 PUBLIC = {
     weightwise: ["Constraint", "Initializer", "Input", "InputSpec", "Layer", "Model", "Regularizer", "Sequential",
                  "Variable", "activations", "apply_constraints", "backend", "binding", "callbacks", "clock", "config", "constrain",
-                 "constraints", "describe", "initializers", "interop", "layers", "losses", "metrics", "models", "ops",
+                 "constraints", "describe", "initializers", "interop", "layers", "lipschitz_bound", "losses", "metrics",
+                 "models", "ops",
                  "optimizers", "random", "regularization_loss", "regularize", "regularize_activity", "regularizers",
                  "saving", "utils"],
+    lipschitz: ["lipschitz_bound"],
     interop: ["Handle", "apply_constraints", "constrain", "describe", "per_unit_axis", "regularization_loss",
               "regularize", "regularize_activity"],
     # One line per group of layers, so each group's names are added in one place.

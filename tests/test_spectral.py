@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import copy
-import socket
-import time
-from pathlib import Path
+import itertools
+import math
 
 import numpy as np
 import pytest
@@ -18,12 +17,15 @@ import weightwise
 from weightwise import binding, clock, constraints, layers
 from weightwise.constraints import SpectralNorm
 from weightwise.interop import constrain
+from weightwise.lipschitz import lipschitz_bound
 
 RNG = np.random.default_rng(14)
 
 
 def np_sigma(matrix: np.ndarray) -> float:
-    return float(np.linalg.svd(np.asarray(matrix), compute_uv=False)[0])
+    matrix = np.asarray(matrix)
+    return float(np.linalg.svd(matrix.astype(np.complex128 if np.iscomplexobj(matrix) else np.float64),
+                               compute_uv=False)[0])
 
 
 def sigma(matrix: torch.Tensor) -> float:
@@ -77,7 +79,7 @@ def test_warm_start_converges_one_iteration_per_call() -> None:
     estimates = [float(rule.estimate(w)) for _ in range(60)]
     # Power iteration approaches sigma from below, never above it.
     assert all(e <= 5.0 + 1e-12 for e in estimates)
-    assert all(b >= a - 1e-12 for a, b in zip(estimates, estimates[1:]))
+    assert all(b >= a - 1e-12 for a, b in itertools.pairwise(estimates))
     assert estimates[-1] == pytest.approx(5.0, rel=1e-9)
     assert estimates[0] < estimates[-1]  # it did not start converged: the warm start did the work
 
@@ -305,3 +307,205 @@ def test_fit_with_jit_compile_keeps_the_spectral_norm_bounded() -> None:
         assert sigma(layer.kernel) <= bound * (1 + 1e-4)
     assert sigma(model.layers[0].kernel) >= 0.8 * (1 - 1e-3)  # the bound was reached, so it was enforced
     assert set(model.state_dict()) == keys
+
+
+# --------------------------------------------------------------------------------------
+# 4. lipschitz_bound
+# --------------------------------------------------------------------------------------
+def operator_norm(f, shape: tuple[int, ...]) -> float:
+    """The exact norm of an affine map: the largest singular value of its Jacobian (NumPy's SVD)."""
+    jac = torch.autograd.functional.jacobian(lambda x: f(x.reshape(shape)).reshape(-1),
+                                             torch.zeros(math.prod(shape), dtype=torch.float64))
+    return np_sigma(jac.numpy())
+
+
+def empirical_ratio(f, shape: tuple[int, ...], pairs: int = 200) -> float:
+    g = torch.Generator().manual_seed(11)
+    worst = 0.0
+    with torch.no_grad():
+        for _ in range(pairs):
+            x = torch.randn(shape, generator=g, dtype=torch.float64)
+            y = x + torch.randn(shape, generator=g, dtype=torch.float64) * float(torch.rand((), generator=g))
+            worst = max(worst, float((f(x) - f(y)).norm() / (x - y).norm()))
+    return worst
+
+
+def test_linear_stack_is_the_product_of_numpy_singular_values() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Sequential(nn.Linear(5, 4), nn.Sigmoid()), nn.Linear(4, 2))
+    weights = [model[0].weight, model[2][0].weight, model[3].weight]
+    expected = np.prod([np_sigma(w.detach().numpy()) for w in weights]) * 0.25
+    assert lipschitz_bound(model) == pytest.approx(expected, rel=1e-12)
+    assert isinstance(lipschitz_bound(model), float)
+    names = [name for name, _ in lipschitz_bound(model, per_layer=True)]
+    assert names == ["0", "1", "2.0", "2.1", "3"]
+    single = nn.Linear(7, 3).double()
+    assert lipschitz_bound(single) == pytest.approx(operator_norm(single, (7,)), rel=1e-9)  # exact for one layer
+
+
+def test_keras_dense_stack_against_numpy() -> None:
+    torch.manual_seed(1)
+    model = weightwise.Sequential([layers.Input(shape=(5,)), layers.Dense(4, activation="tanh"), layers.Dropout(0.5),
+                                   layers.Dense(3, activation="sigmoid"), layers.Dense(2, activation="softmax")])
+    kernels = [layer.kernel.detach().numpy() for layer in model.layers if isinstance(layer, layers.Dense)]
+    expected = np.prod([np_sigma(k) for k in kernels]) * 0.25 * 0.5
+    assert lipschitz_bound(model) == pytest.approx(expected, rel=1e-12)
+    assert [name for name, _ in lipschitz_bound(model, per_layer=True)] == [layer.name for layer in model.layers]
+
+
+CONVS = [
+    lambda: nn.Conv2d(2, 3, 3),
+    lambda: nn.Conv2d(2, 3, 3, stride=2, padding=1),
+    lambda: nn.Conv2d(4, 6, (3, 2), dilation=(2, 1), groups=2, padding=2),
+    lambda: nn.Conv1d(3, 4, 5, stride=3),
+    lambda: nn.ConvTranspose2d(2, 3, 3, stride=2, padding=1, output_padding=1),
+    lambda: nn.ConvTranspose1d(4, 6, 3, groups=2, dilation=2),
+]
+
+
+@pytest.mark.parametrize("make", CONVS)
+def test_torch_convolution_bounds_hold_against_the_exact_operator_norm(make) -> None:
+    torch.manual_seed(2)
+    conv = make().double()
+    shape = (1, conv.in_channels) + ((9,) if conv.weight.dim() == 3 else (7, 7))
+    exact = operator_norm(conv, shape)
+    bound = lipschitz_bound(conv)
+    assert exact <= bound * (1 + 1e-9)
+    assert bound <= exact * math.prod(conv.kernel_size) ** 0.5 * 1.5  # and it is not absurdly loose
+
+
+@pytest.mark.parametrize("make", [
+    lambda: layers.Conv2D(3, 3, padding="same"),
+    lambda: layers.Conv2D(4, 3, strides=2, groups=2),
+    lambda: layers.Conv1D(3, 4, dilation_rate=2, padding="causal"),
+    lambda: layers.Conv2DTranspose(3, 3, strides=2, padding="same"),
+    lambda: layers.Conv1DTranspose(2, 4, strides=3),
+])
+def test_keras_convolution_bounds_hold_against_the_exact_operator_norm(make) -> None:
+    torch.manual_seed(3)
+    layer = make()
+    shape = (1, 8, 4) if layer.rank == 1 else (1, 6, 6, 4)
+    layer.build(shape)
+    with torch.no_grad():
+        layer.bias.zero_()  # a linear map, whose exact norm the Jacobian gives
+    exact = operator_norm(lambda x: layer(x.float()).double(), shape)
+    assert exact <= lipschitz_bound(layer) * (1 + 1e-5)
+
+
+def test_the_reshaped_kernel_norm_alone_does_not_bound_a_convolution() -> None:
+    conv = nn.Conv2d(1, 1, 3, padding=1, bias=False).double()
+    with torch.no_grad():
+        conv.weight.fill_(1.0)
+    exact = operator_norm(conv, (1, 1, 12, 12))
+    miyato = sigma(conv.weight.reshape(1, -1))  # 3: what SpectralNorm bounds
+    assert miyato == pytest.approx(3.0)
+    assert exact > 2.5 * miyato  # close to 9, the gain on a constant image
+    assert lipschitz_bound(conv) == pytest.approx(9.0) and exact <= 9.0
+
+
+@pytest.mark.parametrize("make", [
+    lambda: nn.AvgPool2d(2),
+    lambda: nn.AvgPool2d(3, stride=1, padding=1),
+    lambda: nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False),
+    lambda: nn.AvgPool2d(2, ceil_mode=True),
+    lambda: nn.AvgPool2d(2, divisor_override=1),
+    lambda: layers.AveragePooling2D(2, strides=1, padding="same"),
+    lambda: layers.AveragePooling2D(3, strides=2),
+])
+def test_average_pooling_bounds_hold_against_the_exact_operator_norm(make) -> None:
+    pool = make()
+    shape = (1, 2, 7, 7) if isinstance(pool, nn.Module) and not isinstance(pool, layers.Layer) else (1, 7, 7, 2)
+    assert operator_norm(pool, shape) <= lipschitz_bound(pool) * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: nn.MaxPool2d(2), lambda: nn.MaxPool2d(3, stride=1, padding=1), lambda: nn.MaxPool1d(3, 2, dilation=2),
+    lambda: layers.MaxPooling2D(3, strides=1, padding="same"),
+])
+def test_max_pooling_bounds_hold_empirically(make) -> None:
+    pool = make()
+    keras = isinstance(pool, layers.Layer)
+    shape = (2, 9, 9, 3) if keras else (2, 3, 9) if isinstance(pool, nn.MaxPool1d) else (2, 3, 9, 9)
+    f = (lambda x: pool(x.float()).double()) if keras else pool
+    assert empirical_ratio(f, shape) <= lipschitz_bound(pool) * (1 + 1e-6)
+
+
+def test_pooling_without_overlap_is_one() -> None:
+    assert lipschitz_bound(nn.MaxPool2d(2)) == 1.0 and lipschitz_bound(layers.MaxPooling1D(3)) == 1.0
+    assert lipschitz_bound(nn.AvgPool2d(2)) == 0.5  # sqrt(1 / 4): the mean of 4 entries
+
+
+def test_overlapping_max_pool_can_reach_more_than_one() -> None:
+    pool = nn.MaxPool1d(3, stride=1)
+    x = torch.zeros(1, 1, 5, dtype=torch.float64)
+    y = x.clone()
+    y[0, 0, 2] = 1.0  # the middle entry is the max of all three windows
+    ratio = float((pool(y) - pool(x)).norm() / (y - x).norm())
+    assert ratio == pytest.approx(math.sqrt(3)) and lipschitz_bound(pool) == pytest.approx(math.sqrt(3))
+
+
+def test_batch_norm_uses_the_moving_statistics() -> None:
+    norm = nn.BatchNorm1d(3).double()
+    with torch.no_grad():
+        norm.weight.copy_(torch.tensor([0.5, -2.0, 1.0]))
+        norm.running_var.copy_(torch.tensor([1.0, 3.0, 0.25]))
+    expected = max(0.5 / math.sqrt(1 + 1e-5), 2.0 / math.sqrt(3 + 1e-5), 1.0 / math.sqrt(0.25 + 1e-5))
+    assert lipschitz_bound(norm) == pytest.approx(expected, rel=1e-12)
+    norm.eval()
+    assert operator_norm(norm, (2, 3)) == pytest.approx(expected, rel=1e-9)
+    keras_norm = layers.BatchNormalization(epsilon=0.01)
+    keras_norm.build((None, 2))
+    with torch.no_grad():
+        keras_norm.gamma.copy_(torch.tensor([3.0, 1.0]))
+        keras_norm.moving_variance.copy_(torch.tensor([8.99, 0.01]))
+    assert lipschitz_bound(keras_norm) == pytest.approx(max(3.0 / 3.0, 1.0 / math.sqrt(0.02)))
+
+
+def test_mixed_models_hold_on_random_pairs() -> None:
+    torch.manual_seed(5)
+    model = nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1), nn.LeakyReLU(0.1), nn.MaxPool2d(2), nn.BatchNorm2d(4), nn.Conv2d(4, 4, 3, stride=2),
+        nn.ELU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.3), nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2),
+    ).double().eval()
+    with torch.no_grad():
+        model[3].running_var.uniform_(0.5, 2.0)
+    bound = lipschitz_bound(model)
+    assert empirical_ratio(model, (4, 2, 10, 10)) <= bound
+
+    keras = weightwise.Sequential([
+        layers.Input(shape=(10, 10, 2)), layers.Conv2D(4, 3, activation="relu", padding="same"),
+        layers.AveragePooling2D(2), layers.Conv2DTranspose(3, 3, strides=2), layers.GlobalAveragePooling2D(),
+        layers.Dense(3, activation="elu"), layers.Dense(1)])
+    assert empirical_ratio(lambda x: keras(x.float()).double(), (4, 10, 10, 2)) <= lipschitz_bound(keras) * (1 + 1e-6)
+
+
+def test_spectral_norm_training_bounds_the_model() -> None:
+    model = _mlp()
+    _train(model, model, steps=30)
+    assert lipschitz_bound(model) <= 1.0 + 1e-4  # ReLU and Tanh are 1-Lipschitz
+
+
+@pytest.mark.parametrize(("model", "message"), [
+    (nn.Sequential(nn.Linear(2, 2), nn.GELU()), r"layer 1 \('1', GELU\)"),
+    (nn.Sequential(nn.Linear(2, 2), nn.LayerNorm(2)), r"layer 1 \('1', LayerNorm\)"),
+    (nn.Sequential(nn.Conv1d(1, 1, 3, padding=1, padding_mode="circular")), "padding_mode='circular'"),
+    (nn.Sequential(nn.BatchNorm1d(2, track_running_stats=False)), "running statistics of layer 0"),
+    (nn.Sequential(nn.Sequential(nn.Linear(2, 2)), nn.AdaptiveAvgPool1d(2)), r"layer 1 \('1', AdaptiveAvgPool1d\)"),
+    (nn.ModuleList([nn.Linear(2, 2)]), r"layer 0 \('ModuleList', ModuleList\)"),
+])
+def test_unknown_layers_are_named(model, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        lipschitz_bound(model)
+
+
+def test_unknown_keras_layers_and_arguments_are_named() -> None:
+    dense = layers.Dense(2, activation="gelu")
+    dense.build((None, 3))
+    with pytest.raises(ValueError, match=r"activation 'gelu' of layer 0 \('dense"):
+        lipschitz_bound(dense)
+    with pytest.raises(ValueError, match="threshold=0.5"):
+        lipschitz_bound(weightwise.Sequential([layers.ReLU(threshold=0.5)]))
+    with pytest.raises(TypeError, match="Received: model=3"):
+        lipschitz_bound(3)
+    with pytest.raises(TypeError, match="Received: per_layer=1"):
+        lipschitz_bound(nn.Linear(2, 2), per_layer=1)

@@ -39,6 +39,7 @@ from weightwise.constraints import Constraint
 from weightwise.initializers import Initializer
 from weightwise.interop import constrain, describe, regularize, regularize_activity
 from weightwise.layers import Input, InputSpec, Layer
+from weightwise.lipschitz import lipschitz_bound
 from weightwise.models import Model, Sequential
 from weightwise.regularizers import Regularizer
 from weightwise.variables import Variable
@@ -68,6 +69,7 @@ __all__ = [
     "initializers",
     "interop",
     "layers",
+    "lipschitz_bound",
     "losses",
     "metrics",
     "models",
