@@ -115,6 +115,25 @@ def _batch_norm(gamma: torch.Tensor | None, variance: torch.Tensor, epsilon: flo
     return float(scale.max()) if scale.numel() else 1.0
 
 
+# Layers of either kind that change no shape-dependent quantity: a constant, or a function of the layer.
+_SHARED: list[tuple[tuple[type, ...], Callable[[Any], float]]] = [
+    ((nn.ReLU, nn.ReLU6, nn.Tanh, nn.Hardtanh, nn.Softsign, nn.Softplus, nn.CELU, nn.Identity, nn.Flatten,
+      nn.Unflatten, nn.modules.dropout._DropoutNd, layers.Dropout, layers.GaussianNoise, layers.GaussianDropout,
+      layers.InputLayer, layers.Identity, layers.Flatten, layers.Reshape, layers.Permute, layers.GlobalPooling),
+     lambda layer: 1.0),
+    ((nn.LeakyReLU, layers.LeakyReLU), lambda layer: max(1.0, abs(layer.negative_slope))),
+    ((nn.ELU, layers.ELU), lambda layer: max(1.0, layer.alpha)),
+    ((nn.Softmax, layers.Softmax), lambda layer: 0.5),
+    ((nn.Sigmoid,), lambda layer: 0.25),
+    ((nn.Hardsigmoid,), lambda layer: 1.0 / 6.0),
+]
+_POOL_RANKS = {nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3, nn.AvgPool1d: 1, nn.AvgPool2d: 2, nn.AvgPool3d: 3}
+
+
+def _pool_rank(module: nn.Module) -> int:
+    return next(rank for kind, rank in _POOL_RANKS.items() if isinstance(module, kind))
+
+
 def _torch_layer(module: nn.Module, where: str) -> float | None:
     """The bound of a torch layer, or ``None`` if it is not one this module knows."""
     conv = nn.modules.conv
@@ -130,19 +149,6 @@ def _torch_layer(module: nn.Module, where: str) -> float | None:
         if isinstance(module, conv._ConvTransposeNd):  # (in, out / groups, *k)
             return _transposed(module.weight, 1, 0, 0, module.groups, *geometry)
         return _conv(module.weight, 0, 0, module.groups, *geometry)  # (out, in / groups, *k)
-    if isinstance(module, (nn.ReLU, nn.ReLU6, nn.Tanh, nn.Hardtanh, nn.Softsign, nn.Softplus, nn.CELU, nn.Identity,
-                           nn.Flatten, nn.Unflatten, nn.modules.dropout._DropoutNd)):
-        return 1.0
-    if isinstance(module, nn.LeakyReLU):
-        return max(1.0, abs(module.negative_slope))
-    if isinstance(module, nn.ELU):
-        return max(1.0, module.alpha)
-    if isinstance(module, nn.Sigmoid):
-        return 0.25
-    if isinstance(module, nn.Hardsigmoid):
-        return 1.0 / 6.0
-    if isinstance(module, nn.Softmax):
-        return 0.5
     if isinstance(module, nn.PReLU):
         return max(1.0, float(module.weight.detach().abs().max()))
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
@@ -152,12 +158,12 @@ def _torch_layer(module: nn.Module, where: str) -> float | None:
         return _batch_norm(module.weight, module.running_var, module.eps)
     pooling = nn.modules.pooling
     if isinstance(module, pooling._MaxPoolNd):
-        rank = {nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3}[type(module)]
+        rank = _pool_rank(module)
         kernel = _torch_tuple(module.kernel_size, rank)
         return math.sqrt(_overlap(kernel, _torch_tuple(module.stride or module.kernel_size, rank),
                                   _torch_tuple(module.dilation, rank)))
     if isinstance(module, pooling._AvgPoolNd):
-        rank = {nn.AvgPool1d: 1, nn.AvgPool2d: 2, nn.AvgPool3d: 3}[type(module)]
+        rank = _pool_rank(module)
         kernel = _torch_tuple(module.kernel_size, rank)
         strides = _torch_tuple(module.stride or module.kernel_size, rank)
         if getattr(module, "divisor_override", None):
@@ -185,19 +191,8 @@ def _keras_layer(layer: layers.Layer, where: str) -> float | None:
         if layer.threshold:
             raise ValueError(f"{where} jumps at its threshold={layer.threshold!r}: it has no Lipschitz bound.")
         return max(1.0, abs(layer.negative_slope))
-    if isinstance(layer, layers.LeakyReLU):
-        return max(1.0, abs(layer.negative_slope))
-    if isinstance(layer, layers.ELU):
-        return max(1.0, layer.alpha)
-    if isinstance(layer, layers.Softmax):
-        return 0.5
-    if isinstance(layer, (layers.Dropout, layers.GaussianNoise, layers.GaussianDropout, layers.InputLayer,
-                          layers.Identity, layers.Flatten, layers.Reshape, layers.Permute)):
-        return 1.0
     if isinstance(layer, layers.BatchNormalization):
         return _batch_norm(layer.gamma, layer.moving_variance, layer.epsilon)
-    if isinstance(layer, layers.GlobalPooling):
-        return 1.0
     if isinstance(layer, layers.Pooling):
         if layer.pool_type == "max":
             return math.sqrt(_overlap(layer.pool_size, layer.strides))
@@ -258,8 +253,11 @@ def lipschitz_bound(model: nn.Module, *, per_layer: bool = False) -> float | lis
     bounds = []
     for index, (name, layer) in enumerate(_stack(model)):
         where = f"layer {index} ({name!r}, {type(layer).__name__})"
-        known: Callable[[Any, str], float | None] = _keras_layer if isinstance(layer, layers.Layer) else _torch_layer
-        bound = known(layer, where)
+        shared = next((bound_of for kinds, bound_of in _SHARED if isinstance(layer, kinds)), None)
+        if shared is not None:
+            bound = shared(layer)
+        else:
+            bound = (_keras_layer if isinstance(layer, layers.Layer) else _torch_layer)(layer, where)
         if bound is None:
             raise ValueError(f"lipschitz_bound does not know a bound for {where}. It knows linear, dense and "
                              "convolution layers, pointwise activations with bounded slope, pooling, batch "
