@@ -14,7 +14,7 @@ from helpers import run_class_serialization_test
 from torch import nn
 
 import weightwise
-from weightwise import binding, clock, constraints, layers
+from weightwise import binding, clock, constraints, layers, schedules
 from weightwise.constraints import SpectralNorm
 from weightwise.interop import constrain
 from weightwise.lipschitz import lipschitz_bound
@@ -120,11 +120,17 @@ def test_complex_weights_against_numpy() -> None:
     np.testing.assert_allclose(out, w * (2.0 / np_sigma(w)), rtol=1e-8)
 
 
-def test_max_value_is_read_through_the_clock(monkeypatch) -> None:
-    # Schedules arrive through clock.value_at: the bound is whatever it returns at projection time.
-    rule = SpectralNorm(1.0, power_iterations=100)
-    monkeypatch.setattr(clock, "value_at", lambda value, at=None: 0.25)
-    assert sigma(rule(torch.eye(3) * 2)) == pytest.approx(0.25)
+def test_max_value_may_be_a_schedule() -> None:
+    rule = SpectralNorm(schedules.ExponentialDecay(2.0, decay_steps=10, decay_rate=0.5, staircase=True),
+                        power_iterations=100)
+    with clock.at_step(3):
+        assert sigma(rule(torch.eye(3) * 4)) == pytest.approx(2.0)
+    with clock.at_step(11):
+        assert sigma(rule(torch.eye(3) * 4)) == pytest.approx(1.0)
+    rebuilt = run_class_serialization_test(rule, constraints)
+    assert isinstance(rebuilt.max_value, schedules.ExponentialDecay)
+    with clock.at_step(2), pytest.raises(ValueError, match="`max_value`: the schedule .* gave -1.0 at step 2"):
+        SpectralNorm(lambda step: -1.0)(torch.eye(2))
 
 
 def test_config_round_trip_and_string_id() -> None:

@@ -454,7 +454,8 @@ class SpectralNorm(Constraint):
     holding NaN or inf comes back unchanged.
 
     Args:
-        max_value: the largest allowed singular value, ``>= 0``.
+        max_value: the largest allowed singular value, ``>= 0``, or a schedule of the step
+            (read at each projection; see :mod:`weightwise.factors`).
         power_iterations: power-iteration steps per projection, ``>= 1``.
         axis: the axis of the output units (default: the last, Keras's layouts).
 
@@ -468,7 +469,7 @@ class SpectralNorm(Constraint):
     """
 
     def __init__(self, max_value: float = 1.0, power_iterations: int = 1, axis: int = DEFAULT_LAST_AXIS) -> None:
-        self.max_value = real(max_value, "max_value", low=0, allow_inf=True, keep_int=True)
+        self.max_value = factors.factor(max_value, "max_value", allow_inf=True, keep_int=True)
         if not _is_int(power_iterations) or power_iterations < 1:
             raise invalid("power_iterations", "an int >= 1", power_iterations)
         self.power_iterations = int(power_iterations)
@@ -527,13 +528,14 @@ class SpectralNorm(Constraint):
             return x.clone().to(w.dtype)
         with torch.no_grad():
             sigma = self._estimate(_matrix(x.detach(), self.axis))
-            bound = _bound(clock.value_at(self.max_value), sigma.dtype)
+            bound = _bound(factors.factor_value(self.max_value, "max_value", allow_inf=True), sigma.dtype)
             over = torch.isfinite(sigma) & (sigma > bound)
             scale = torch.where(over, bound / torch.where(over, sigma, torch.ones_like(sigma)), torch.ones_like(sigma))
         return (x * scale).to(w.dtype)
 
     def get_config(self) -> dict[str, Any]:
-        return {"max_value": self.max_value, "power_iterations": self.power_iterations, "axis": self.axis}
+        return {"max_value": factors.factor_config(self.max_value), "power_iterations": self.power_iterations,
+                "axis": self.axis}
 
 
 max_norm = MaxNorm
