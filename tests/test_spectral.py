@@ -5,6 +5,9 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import socket
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -313,6 +316,58 @@ def test_fit_with_jit_compile_keeps_the_spectral_norm_bounded() -> None:
         assert sigma(layer.kernel) <= bound * (1 + 1e-4)
     assert sigma(model.layers[0].kernel) >= 0.8 * (1 - 1e-3)  # the bound was reached, so it was enforced
     assert set(model.state_dict()) == keys
+
+
+DDP_STEPS = 6
+
+
+def _ddp_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
+    """One DDP rank (module level, so torch.multiprocessing.spawn can pickle it)."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
+    try:
+        model = _mlp()
+        ddp = DistributedDataParallel(model)
+        opt = torch.optim.SGD(ddp.parameters(), lr=0.2)
+        constrain(ddp, {(nn.Linear, "weight"): SpectralNorm(1.0)}, optimizer=opt)
+        g = torch.Generator().manual_seed(100 + rank)  # each rank its own data
+        for _ in range(DDP_STEPS):
+            x = torch.randn(16, 8, generator=g)
+            opt.zero_grad()
+            F.mse_loss(ddp(x), x[:, :1] ** 2).backward()
+            opt.step()
+        vectors = [binding.rule_of(model[i], "weight").constraint._u for i in LINEARS]
+        torch.save({"state": model.state_dict(), "vectors": vectors}, Path(out_dir) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_ranks_project_identically(tmp_path) -> None:
+    import torch.multiprocessing as mp
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    context = mp.spawn(_ddp_worker, args=(2, port, str(tmp_path)), nprocs=2, join=False)
+    deadline = time.monotonic() + 90  # a few seconds by design: tiny model, six steps
+    while not context.join(timeout=max(0.1, deadline - time.monotonic())):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                if process.is_alive():
+                    process.kill()
+            pytest.fail("DDP workers did not finish within 90 s")
+    first, second = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))
+    assert set(first["state"]) == set(second["state"]) == set(_mlp().state_dict())
+    for key, value in first["state"].items():
+        assert torch.equal(value, second["state"][key]), key
+    for a, b in zip(first["vectors"], second["vectors"]):
+        assert torch.equal(a, b)
+    initial = _mlp()
+    for i in LINEARS:  # every weight starts above the bound and was projected down
+        assert sigma(first["state"][f"{i}.weight"]) < sigma(initial[i].weight) and sigma(initial[i].weight) > 1.5
 
 
 # --------------------------------------------------------------------------------------
