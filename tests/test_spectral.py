@@ -332,7 +332,7 @@ def _ddp_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
         model = _mlp()
         ddp = DistributedDataParallel(model)
         opt = torch.optim.SGD(ddp.parameters(), lr=0.2)
-        constrain(ddp, {(nn.Linear, "weight"): SpectralNorm(1.0)}, optimizer=opt)
+        constrain(ddp, {(nn.Linear, "weight"): SpectralNorm(0.5)}, optimizer=opt)
         g = torch.Generator().manual_seed(100 + rank)  # each rank its own data
         for _ in range(DDP_STEPS):
             x = torch.randn(16, 8, generator=g)
@@ -366,8 +366,9 @@ def test_ddp_ranks_project_identically(tmp_path) -> None:
     for a, b in zip(first["vectors"], second["vectors"]):
         assert torch.equal(a, b)
     initial = _mlp()
-    for i in LINEARS:  # every weight starts above the bound and was projected down
-        assert sigma(first["state"][f"{i}.weight"]) < sigma(initial[i].weight) and sigma(initial[i].weight) > 1.5
+    for i in LINEARS:  # every weight starts well above the bound and was projected down to about it
+        final = sigma(first["state"][f"{i}.weight"])
+        assert sigma(initial[i].weight) > 0.55 and final <= 0.5 * (1 + 1e-3)
 
 
 # --------------------------------------------------------------------------------------
