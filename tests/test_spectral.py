@@ -227,6 +227,15 @@ def test_torch_linear_projection_against_numpy() -> None:
     np.testing.assert_allclose(linear.weight.detach().numpy(), before / np_sigma(before), rtol=1e-5)
 
 
+def test_a_keras_file_keeps_the_rule(tmp_path) -> None:
+    model = weightwise.Sequential([layers.Input(shape=(4,)), layers.Dense(3, kernel_constraint=SpectralNorm(0.7, 2))])
+    model.save(tmp_path / "model.keras")
+    loaded = weightwise.saving.load_model(tmp_path / "model.keras")
+    rule = binding.rule_of(loaded.layers[0], "kernel").constraint
+    assert isinstance(rule, SpectralNorm) and rule.get_config() == {"max_value": 0.7, "power_iterations": 2, "axis": -1}
+    np.testing.assert_array_equal(loaded.layers[0].kernel.detach().numpy(), model.layers[0].kernel.detach().numpy())
+
+
 # --------------------------------------------------------------------------------------
 # 3. Training: torch.compile in a hand loop, fit(jit_compile=True)
 # --------------------------------------------------------------------------------------
