@@ -432,7 +432,10 @@ class SpectralNorm(Constraint):
     other axes flattened, ``W = moveaxis(w, axis, -1).reshape(-1, units)``. On Keras layouts
     the output units are the last axis (Dense ``(in, out)``, Conv ``(*kernel, in, out)``), the
     default. ``constrain`` on plain torch layers picks their output axis when ``axis`` is left
-    at its default (0 for ``nn.Linear`` and ``nn.ConvNd``, 1 for ``nn.ConvTransposeNd``).
+    at its default (0 for ``nn.Linear`` and ``nn.ConvNd``, 1 for ``nn.ConvTransposeNd``). A
+    Keras transposed-convolution kernel is ``(*kernel, out, in)``: the default takes its input
+    channels as the columns, ``axis=-2`` its output channels; either matrix bounds the layer up
+    to the same factor below.
 
     ``sigma`` is estimated by power iteration, ``v = W u / ||W u||``, ``u = Wᵀ v / ||Wᵀ v||``,
     ``sigma ≈ ||Wᵀ v||``, with the vector ``u`` (one entry per unit) kept in the rule and
@@ -443,10 +446,13 @@ class SpectralNorm(Constraint):
 
     What is bounded. The estimate never exceeds the true ``sigma``, so after a projection
     ``sigma(W) <= max_value * sigma / estimate``: at most ``max_value`` once the iteration has
-    converged, slightly above it before. For a Dense kernel, ``sigma(W)`` is the layer's
-    Lipschitz constant. For a convolution kernel it is the norm of the reshaped matrix, as
-    in Miyato et al., not of the convolution: the convolution's Lipschitz constant can
-    exceed it by up to ``sqrt(prod(kernel_size))`` (see :func:`weightwise.lipschitz_bound`).
+    converged, above it while the weight turns faster than one iteration per step follows
+    (large early updates); more ``power_iterations`` close that gap sooner. For a Dense
+    kernel, ``sigma(W)`` is the layer's Lipschitz constant. For a convolution kernel it is
+    the norm of the reshaped matrix, as in Miyato et al., not of the convolution: the
+    convolution's Lipschitz constant can exceed it by up to ``sqrt(prod(kernel_size))`` (a
+    3x3 kernel of ones has ``sigma(W) = 3`` and gain 9 on a constant image); see
+    :func:`weightwise.lipschitz_bound` for a true bound.
 
     The forward pass is untouched (the weight itself is rescaled after the optimizer step),
     so ``torch.compile``, DDP and ``state_dict`` see an ordinary parameter. ``u`` is not in
