@@ -41,7 +41,7 @@ from typing import Any
 import torch
 
 from weightwise import backend, clock, factors, ops
-from weightwise.arguments import INT64_MAX, invalid, is_int, real
+from weightwise.arguments import INT64_MAX, invalid, is_int
 from weightwise.factors import Factor
 from weightwise.serialization import ObjectFamily
 
