@@ -130,7 +130,7 @@ PUBLIC = {
     binding: ["Activity", "Bound", "Rule", "activity_penalty", "apply_constraints", "bind", "bound", "call_loss_entries", "call_losses", "clear_call_losses", "penalties",
               "record_call_loss", "regularization_loss", "replace_call_losses", "rule_of", "total_penalty",
               "unbind", "validate", "version"],
-    regularizers: ["L1", "L1L2", "L2", "OrthogonalRegularizer", "Regularizer", "deserialize", "get", "l1", "l1_l2",
+    regularizers: ["L1", "L1L2", "L2", "L2SP", "OrthogonalRegularizer", "Regularizer", "deserialize", "get", "l1", "l1_l2",
                    "l2", "orthogonal_regularizer", "serialize", "validate_float_arg"],
     constraints: ["Constraint", "MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm", "deserialize", "get", "max_norm",
                   "min_max_norm", "non_neg", "serialize", "unit_norm",

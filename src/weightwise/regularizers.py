@@ -39,9 +39,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 
-from weightwise import backend, factors, ops
+from weightwise import backend, clock, factors, ops
 from weightwise.arguments import echo, real
 from weightwise.factors import Factor
 from weightwise.serialization import ObjectFamily
@@ -50,6 +51,7 @@ __all__ = [
     "L1",
     "L1L2",
     "L2",
+    "L2SP",
     "OrthogonalRegularizer",
     "Regularizer",
     "deserialize",
@@ -297,6 +299,180 @@ class OrthogonalRegularizer(Regularizer):
         return {"factor": factors.factor_config(self.factor), "mode": self.mode}
 
 
+class L2SP(Regularizer):
+    """Decay toward reference weights (L2-SP): ``loss = l2 * sum((w - w0) ** 2)``.
+
+    The penalty of Li, Grandvalet and Davoine, "Explicit Inductive Bias for Transfer
+    Learning with Convolutional Networks" (ICML 2018), for fine-tuning a pretrained model:
+    rather than toward zero, as :class:`L2` does, each weight ``w`` is pulled toward its
+    reference ``w0``, by the gradient ``2 * l2 * (w - w0)``.
+
+    ``w0`` is captured when the rule is bound to a weight (a detached copy of the weight
+    at that moment), or given as ``reference`` (a tensor or array of the weight's shape;
+    another shape is a ``ValueError`` at bind time naming the parameter, and nothing is
+    bound). One instance bound to several weights (``regularize(model, {"*.weight":
+    L2SP(0.01)})``, or given to several layers) gives each weight its own reference: what
+    is stored for each weight is a copy holding that weight's ``w0``.
+
+    The reference is saved with the model's weights. It is a persistent buffer of the
+    module that owns the weight, named ``<weight>_l2sp_reference`` (``weight_l2sp_reference``
+    on ``torch.nn.Linear``, ``kernel_l2sp_reference`` on ``Dense``), so ``state_dict()``,
+    ``load_state_dict``, ``.to(device)``, ``copy.deepcopy`` and pickling carry it; the
+    ``.keras`` and ``.weights.h5`` files store it after the layer's own weights. A state
+    dict or weights file saved without it (pretrained weights from a model without L2-SP)
+    loads with the reference set to the loaded weights. Unbinding the rule removes the buffer.
+
+    ``reference`` is not part of the config: it lives with the weights, and a rule rebuilt
+    from its config captures its reference when it is bound again (then loading the
+    weights restores the saved one).
+
+    Args:
+        l2: non-negative float factor; ``None`` means 0.01.
+        reference: the weights to decay toward, or ``None`` to capture them at bind time.
+
+    >>> import torch
+    >>> from weightwise import regularize, regularization_loss
+    >>> model = torch.nn.Linear(2, 1)
+    >>> with torch.no_grad():
+    ...     _ = model.weight.fill_(0.5)
+    >>> handle = regularize(model, {"weight": L2SP(0.5)})  # captures w0 = [[0.5, 0.5]]
+    >>> with torch.no_grad():
+    ...     _ = model.weight.copy_(torch.tensor([[1.5, -1.5]]))
+    >>> regularization_loss(model)
+    tensor(2.5000, grad_fn=<ViewBackward0>)
+    >>> sorted(model.state_dict())
+    ['bias', 'weight', 'weight_l2sp_reference']
+    >>> L2SP(0.1, reference=[1.0, 2.0])(torch.tensor([2.0, 0.0]))
+    tensor(0.5000)
+    """
+
+    def __init__(self, l2: float | None = 0.01, reference: Any = None) -> None:
+        self.l2 = 0.01 if l2 is None else real(l2, "l2", low=0)
+        self._given = None if reference is None else _reference_tensor(reference)
+        # Set on the copy that bound_to stores for one weight: the owning module and the weight's name.
+        self._owner: torch.nn.Module | None = None
+        self._slot = ""
+        self._kept: torch.Tensor | None = None  # the reference while the copy is out of its slot
+
+    @property
+    def reference(self) -> torch.Tensor | None:
+        """The weights decayed toward: the bound weight's buffer, or the ``reference`` given (else ``None``)."""
+        if self._owner is not None:
+            live = self._owner._buffers.get(self._buffer_name())
+            if live is not None:
+                return live
+            return self._kept
+        return self._given
+
+    def _buffer_name(self) -> str:
+        return f"{self._slot}_l2sp_reference"
+
+    def _check_weight(self, weight: torch.Tensor) -> None:
+        if self._given is not None:
+            _check_reference(self._given, weight, "the weight")
+
+    def bound_to(self, module: torch.nn.Module, name: str, param: torch.nn.Parameter) -> L2SP:
+        """The rule stored for ``module``'s weight ``name``: a copy holding that weight's reference.
+
+        Called by :func:`weightwise.binding.bind`. The reference (``reference``, or a
+        detached copy of ``param``) becomes the persistent buffer ``<name>_l2sp_reference``
+        of ``module``. A copy put back into the slot it left (a ``Handle.remove()`` that
+        restores it) keeps the reference it had.
+
+        >>> import torch
+        >>> from weightwise import binding
+        >>> linear = torch.nn.Linear(2, 1)
+        >>> binding.bind(linear, "weight", regularizer=L2SP())
+        >>> bool((linear.weight_l2sp_reference == linear.weight).all())
+        True
+        """
+        buffer = f"{name}_l2sp_reference"
+        if buffer not in module._buffers and hasattr(module, buffer):
+            raise ValueError(
+                f"L2SP cannot keep the reference of weight {name!r} of {type(module).__name__}: the module already "
+                f"has an attribute {buffer!r}."
+            )
+        if self._owner is module and self._slot == name and self._kept is not None:
+            rule, value = self, self._kept
+        else:
+            rule = L2SP(self.l2)
+            rule._given = self._given
+            source = param if self._given is None else self._given
+            value = source.detach().to(device=param.device, dtype=param.dtype, copy=True)
+        rule._owner, rule._slot, rule._kept = module, name, None
+        module.register_buffer(buffer, value, persistent=True)
+        module.register_load_state_dict_pre_hook(rule._reference_from_weight)
+        return rule
+
+    def unbound_from(self, module: torch.nn.Module, name: str) -> None:
+        """Remove the reference buffer from ``module`` (kept in this copy, should it be bound there again).
+
+        >>> import torch
+        >>> from weightwise import binding
+        >>> linear = torch.nn.Linear(2, 1)
+        >>> binding.bind(linear, "weight", regularizer=L2SP())
+        >>> binding.unbind(linear, "weight")
+        >>> hasattr(linear, "weight_l2sp_reference")
+        False
+        """
+        if self._owner is not module or self._slot != name:
+            return
+        self._kept = module._buffers.pop(self._buffer_name(), None)
+        hooks = module._load_state_dict_pre_hooks
+        for key in [k for k, hook in hooks.items() if getattr(hook, "hook", None) == self._reference_from_weight]:
+            del hooks[key]
+
+    def _reference_from_weight(self, module: torch.nn.Module, state_dict: dict[str, Any], prefix: str,
+                               *args: Any) -> None:
+        # A state dict saved without the reference (pretrained weights) sets it to the weights loaded.
+        key, weight = prefix + self._buffer_name(), prefix + self._slot
+        if key not in state_dict and isinstance(state_dict.get(weight), torch.Tensor):
+            state_dict[key] = state_dict[weight].detach().clone()
+
+    def saved_tensors(self) -> list[tuple[str, torch.Tensor]]:
+        """The tensors saved with the bound weight in Keras-style files: ``(buffer name, reference)``.
+
+        >>> L2SP().saved_tensors()
+        []
+        """
+        live = self._owner._buffers.get(self._buffer_name()) if self._owner is not None else None
+        return [] if live is None else [(self._buffer_name(), live)]
+
+    def __call__(self, x: Any) -> torch.Tensor:
+        x = _penalty_input(x)
+        reference = self.reference
+        if reference is None:
+            raise ValueError(
+                f"{self!r} has no reference weights to decay toward: bind it to a weight (it captures the weight "
+                "then), or give `reference`."
+            )
+        _check_reference(reference, x, "the penalized tensor")
+        return clock.value_at(self.l2) * _square_sum(x - reference.to(device=x.device, dtype=x.dtype))
+
+    def get_config(self) -> dict[str, Any]:
+        return {"l2": self.l2}
+
+
+def _check_reference(reference: torch.Tensor, weight: torch.Tensor, what: str) -> None:
+    if tuple(reference.shape) != tuple(weight.shape):
+        raise ValueError(f"L2SP: the reference has shape {tuple(reference.shape)}, and {what} has shape "
+                         f"{tuple(weight.shape)}; they must be equal.")
+    if reference.is_complex() and not weight.is_complex():
+        raise ValueError(f"L2SP: the reference is complex, and {what} is real.")
+
+
+def _reference_tensor(reference: Any) -> torch.Tensor:
+    """``reference`` as a detached tensor of its own (numbers only), at the precision given."""
+    if isinstance(reference, (list, tuple)):
+        # Python floats as float64, not floatx: the reference is cast to the weight's dtype at bind time.
+        reference = np.asarray(reference)
+    tensor = ops.argument_tensor(reference, "reference")
+    if tensor.dtype == torch.bool:
+        raise TypeError(f"Invalid value for argument `reference`: expected numbers, not bools. "
+                        f"Received: reference={echo(reference)}")
+    return tensor.detach().clone()
+
+
 l1 = L1
 l2 = L2
 orthogonal_regularizer = OrthogonalRegularizer
@@ -319,7 +495,7 @@ def l1_l2(l1: Factor | None = 0.01, l2: Factor | None = 0.01) -> L1L2:
 _FAMILY = ObjectFamily(
     "regularizer",
     "keras.regularizers",
-    [Regularizer, L1, L2, L1L2, OrthogonalRegularizer],
+    [Regularizer, L1, L2, L1L2, OrthogonalRegularizer, L2SP],
     aliases={"l1_l2": l1_l2},
 )
 

@@ -58,6 +58,7 @@ from weightwise.saving.weights_h5 import (
     _read,
     cast_to,
     check_module,
+    rule_state,
 )
 from weightwise.serialization import get_registered_name, serialize_keras_object
 
@@ -91,6 +92,10 @@ def _legacy_weights(layer: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
     names = {id(p): n for n, p in layer.named_parameters(remove_duplicate=True)}
     if hasattr(layer, "trainable_weights") and hasattr(layer, "non_trainable_weights"):
         tensors = list(layer.trainable_weights) + list(layer.non_trainable_weights)
+        # Then what rules keep with the weights (an L2SP reference), as in .keras files; none for most layers.
+        state = [t for sub in layer.modules() if isinstance(sub, layers.Layer) for _, t, _ in rule_state(sub)]
+        tensors += state
+        names.update({id(t): n for n, t in layer.named_buffers() if any(t is s for s in state)})
     else:  # a plain torch module inside a model: its state, in order
         tensors = [t for t in layer.state_dict(keep_vars=True).values() if isinstance(t, torch.Tensor)]
         names.update({id(t): n for n, t in layer.state_dict(keep_vars=True).items()})

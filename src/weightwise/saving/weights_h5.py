@@ -10,6 +10,9 @@ and differ between two builds of the same model):
   private names last, and lists of layers under ``<attr>/<class>``;
 - each layer's own weights are the datasets ``<path>/vars/0``, ``1``, ...: its
   trainable weights, then its non-trainable ones; the group carries the layer's name;
+- then, in weightwise's files only, the state that rules bound to those weights keep
+  with them (an ``L2SP`` reference; see :func:`rule_state`). A layer without such rules
+  is stored exactly as Keras stores it;
 - the optimizer's state is under ``optimizer/vars``.
 
 A plain ``torch.nn.Module`` inside a model is stored like a layer, its ``state_dict``
@@ -36,6 +39,7 @@ import h5py
 import numpy as np
 import torch
 
+from weightwise import binding
 from weightwise.layers import Layer
 from weightwise.ops import (
     convert_to_numpy,  # bfloat16 becomes float32; loading casts back to the weight's dtype
@@ -44,7 +48,7 @@ from weightwise.optimizers import TorchOptimizer
 from weightwise.saving.files import open_regular
 from weightwise.serialization import to_snake_case
 
-__all__ = ["cast_to", "check_module", "read_weights", "weight_entries", "write_weights"]
+__all__ = ["cast_to", "check_module", "read_weights", "rule_state", "weight_entries", "write_weights"]
 
 Entry = tuple[str, str, list[torch.Tensor]]
 
@@ -85,6 +89,31 @@ def check_module(model: Any) -> torch.nn.Module:
     return model
 
 
+def rule_state(layer: Layer) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+    """What the rules bound to ``layer``'s own weights keep with them, saved after those weights.
+
+    A rule keeps such state (``L2SP``'s reference) by defining ``saved_tensors()``, which
+    returns ``(name, tensor)`` pairs. Returned here as ``(name, tensor, weight)`` in the
+    order of the weights, regularizer before constraint.
+
+    >>> import torch
+    >>> from weightwise import layers
+    >>> from weightwise.regularizers import L2SP
+    >>> dense = layers.Dense(2, kernel_regularizer=L2SP(), input_dim=3)
+    >>> [(name, weight.name) for name, _, weight in rule_state(dense)]
+    [('kernel_l2sp_reference', 'kernel')]
+    """
+    names = {id(p): n for n, p in layer._parameters.items() if p is not None}
+    state = []
+    for weight in layer._own_weights():
+        rule = binding.rule_of(layer, names[id(weight)])
+        for kind in (rule.regularizer, rule.constraint) if rule is not None else ():
+            saved = getattr(kind, "saved_tensors", None)
+            if callable(saved):
+                state.extend((name, tensor, weight) for name, tensor in saved())
+    return state
+
+
 def weight_entries(model: torch.nn.Module) -> list[Entry]:
     """``(path, name, tensors)`` for every layer of ``model``, in Keras's order; shared layers once."""
     entries: list[Entry] = []
@@ -97,7 +126,7 @@ def weight_entries(model: torch.nn.Module) -> list[Entry]:
         if not isinstance(obj, Layer):
             entries.append((path, type(obj).__name__, _module_tensors(obj)))
             return
-        entries.append((path, obj.name, list(obj._own_weights())))
+        entries.append((path, obj.name, list(obj._own_weights()) + [t for _, t, _ in rule_state(obj)]))
         children: list[tuple[str, Any]] = []
         if getattr(obj, "_layers_are_positional", False):
             children.append(("layers", list(obj.layers)))
@@ -436,6 +465,8 @@ def _check_weights(model: torch.nn.Module, handle: h5py.File, label: str) -> lis
     """Each weight of ``model`` and the dataset it loads from, checked from metadata alone."""
     problems: list[str] = []
     reads: list[tuple[torch.Tensor, Read]] = []
+    # Rule state (an L2SP reference) and the weight it belongs to.
+    belongs = {id(t): w for layer in model.modules() if isinstance(layer, Layer) for _, t, w in rule_state(layer)}
     for path, name, tensors in weight_entries(model):
         paths = _numbered(handle, _join(path, "vars"), label)
         where = f"layer {name!r} (path {path or '/'!r})"
@@ -447,12 +478,18 @@ def _check_weights(model: torch.nn.Module, handle: h5py.File, label: str) -> lis
         datasets = [_checked_dataset(handle, p, label, "biufc") for p in paths]
         expected = [tuple(t.shape) for t in tensors]
         found = [tuple(d.shape) for d in datasets]
-        if expected != found:
+        pairs = list(zip(tensors, datasets, paths))
+        own = [t for t in tensors if id(t) not in belongs]
+        if expected != found and len(own) < len(tensors) and [tuple(t.shape) for t in own] == found:
+            # Saved without the rules' state (pretrained weights, say): it takes its weight's loaded value.
+            source = {id(t): (d, p) for t, d, p in zip(own, datasets, paths)}
+            pairs = [(t, *source[id(belongs.get(id(t), t))]) for t in tensors]
+        elif expected != found:
             differ = [repr(p) for p, e, f in zip(paths, expected, found) if e != f] if len(expected) == len(found) else []
             problems.append(f"{where}: expected shapes {expected}, file has {found}"
                             + (f" (in {', '.join(differ)})" if differ else ""))
             continue
-        for tensor, dataset, dataset_path in zip(tensors, datasets, paths):
+        for tensor, dataset, dataset_path in pairs:
             if _numpy_kind(dataset.dtype) not in _ACCEPTS[_kind_of(tensor)]:
                 problems.append(f"{where}: {dataset_path!r} holds {dataset.dtype}, which does not cast to the "
                                 f"weight's {tensor.dtype}")
