@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 import weightwise
+from tests.helpers import keras_or_skip, to_numpy
 from weightwise import binding, layers, regularization_loss, regularize
 from weightwise.regularizers import L2, L2SP, deserialize, get, serialize
 from weightwise.saving.weights_h5 import weight_entries
@@ -142,6 +143,19 @@ def test_the_config_holds_the_factor_and_never_the_reference() -> None:
     assert isinstance(rebuilt, L2SP) and rebuilt.l2 == 0.05 and rebuilt.reference is None
     assert get("L2SP").l2 == 0.01 and get("l2sp").l2 == 0.01
     assert repr(L2SP()) == "L2SP(l2=0.01)"
+
+
+def test_the_factor_may_be_a_schedule_evaluated_at_the_clocks_step() -> None:
+    from weightwise import clock, schedules
+
+    schedule = schedules.ExponentialDecay(1.0, decay_steps=10, decay_rate=0.5)
+    rule = L2SP(schedule, reference=np.zeros(3))
+    w = torch.tensor([1.0, 2.0, 3.0])
+    for step in (0, 10, 20):
+        with clock.at_step(step):
+            np.testing.assert_allclose(float(rule(w)), 14.0 * 0.5 ** (step / 10), rtol=1e-6)
+    rebuilt = deserialize(serialize(rule))
+    assert type(rebuilt.l2).__name__ == "ExponentialDecay" and rebuilt.l2.get_config() == schedule.get_config()
 
 
 # -- where the reference lives -----------------------------------------------------------------
@@ -361,3 +375,23 @@ def test_fine_tuning_in_a_hand_torch_loop_stays_closer_and_has_numpys_gradient()
             optimizer.step()
         distances.append(distance(model, pretrained, list(model.parameters())))
     assert distances[1] < 0.5 * distances[0]
+
+
+def test_keras_pretrained_weights_load_into_a_model_with_l2sp_as_its_references(tmp_path) -> None:
+    keras = keras_or_skip()
+    keras.utils.set_random_seed(1)
+    theirs = keras.Sequential([keras.Input(shape=(6, 6, 2)), keras.layers.Conv2D(3, 3), keras.layers.Flatten(),
+                               keras.layers.Dense(4), keras.layers.Dense(1)])
+    theirs.save_weights(tmp_path / "keras.weights.h5")
+    model = keras_style()
+    model.load_weights(tmp_path / "keras.weights.h5")
+    kernels = [to_numpy(theirs.layers[i].kernel) for i in (0, 2)]
+    np.testing.assert_array_equal(model.layers[0].kernel_l2sp_reference.numpy(), kernels[0])
+    np.testing.assert_array_equal(model.layers[2].kernel_l2sp_reference.numpy(), kernels[1])
+    np.testing.assert_array_equal(model.layers[2].bias_l2sp_reference.numpy(), to_numpy(theirs.layers[2].bias))
+    # Fine-tuning then moves the weights away from Keras's, and the penalty measures how far.
+    moved(model)
+    expected = sum(numpy_l2sp(0.05, w.detach().numpy(), r) for w, r in
+                   ((model.layers[0].kernel, kernels[0]), (model.layers[2].kernel, kernels[1]),
+                    (model.layers[2].bias, to_numpy(theirs.layers[2].bias))))
+    np.testing.assert_allclose(penalty_of(model), expected, rtol=1e-5)

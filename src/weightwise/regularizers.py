@@ -327,7 +327,8 @@ class L2SP(Regularizer):
     weights restores the saved one).
 
     Args:
-        l2: non-negative float factor; ``None`` means 0.01.
+        l2: non-negative float factor, or a schedule of the training step
+            (:mod:`weightwise.factors`); ``None`` means 0.01.
         reference: the weights to decay toward, or ``None`` to capture them at bind time.
 
     >>> import torch
@@ -346,8 +347,8 @@ class L2SP(Regularizer):
     tensor(0.5000)
     """
 
-    def __init__(self, l2: float | None = 0.01, reference: Any = None) -> None:
-        self.l2 = 0.01 if l2 is None else real(l2, "l2", low=0)
+    def __init__(self, l2: Any = 0.01, reference: Any = None) -> None:
+        self.l2 = 0.01 if l2 is None else factors.factor(l2, "l2")
         self._given = None if reference is None else _reference_tensor(reference)
         # Set on the copy that bound_to stores for one weight: the owning module and the weight's name.
         self._owner: torch.nn.Module | None = None
@@ -447,10 +448,10 @@ class L2SP(Regularizer):
                 "then), or give `reference`."
             )
         _check_reference(reference, x, "the penalized tensor")
-        return clock.value_at(self.l2) * _square_sum(x - reference.to(device=x.device, dtype=x.dtype))
+        return factors.factor_value(self.l2, "l2") * _square_sum(x - reference.to(device=x.device, dtype=x.dtype))
 
     def get_config(self) -> dict[str, Any]:
-        return {"l2": self.l2}
+        return {"l2": factors.factor_config(self.l2)}
 
 
 def _check_reference(reference: torch.Tensor, weight: torch.Tensor, what: str) -> None:
