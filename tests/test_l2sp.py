@@ -58,8 +58,8 @@ def test_the_reference_is_captured_at_bind_time() -> None:
     # The buffer is a copy: moving the weight did not move the reference.
     np.testing.assert_array_equal(linear.weight_l2sp_reference.numpy(), w0)
     loss = regularization_loss(linear)
-    np.testing.assert_allclose(float(loss), numpy_l2sp(0.5, linear.weight.detach().numpy(), w0), rtol=1e-6)
-    assert float(loss) > 0
+    np.testing.assert_allclose(float(loss.detach()), numpy_l2sp(0.5, linear.weight.detach().numpy(), w0), rtol=1e-6)
+    assert float(loss.detach()) > 0
     loss.backward()
     np.testing.assert_allclose(linear.weight.grad.numpy(), 2 * 0.5 * (linear.weight.detach().numpy() - w0),
                                rtol=1e-5, atol=1e-7)
@@ -289,7 +289,29 @@ def test_the_weights_file_stores_the_reference_after_the_layers_weights(tmp_path
         assert sorted(handle["layers/dense/vars"]) == ["0", "1", "2", "3"]  # kernel, bias, their references
         np.testing.assert_array_equal(handle["layers/dense/vars/2"][()], model.layers[2].kernel_l2sp_reference.numpy())
         np.testing.assert_array_equal(handle["layers/dense/vars/3"][()], model.layers[2].bias_l2sp_reference.numpy())
+        assert handle["layers/dense/vars"].attrs["rule_state"] == 2
         assert sorted(handle["layers/dense_1/vars"]) == ["0", "1"]
+        assert "rule_state" not in handle["layers/dense_1/vars"].attrs
+
+
+def test_weights_saved_with_references_load_into_a_model_without_l2sp(tmp_path) -> None:
+    model = moved(keras_style())
+    model.save_weights(tmp_path / "tuned.weights.h5")
+    plain = keras_style(with_l2sp=False)
+    plain.load_weights(tmp_path / "tuned.weights.h5")  # the references are left unread
+    for ours, theirs in zip(plain.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_a_damaged_rule_state_count_is_refused(tmp_path) -> None:
+    model = keras_style()
+    model.save_weights(tmp_path / "m.weights.h5")
+    with h5py.File(tmp_path / "m.weights.h5", "a") as handle:
+        handle["layers/dense/vars"].attrs["rule_state"] = 7
+    before = [w.detach().clone() for w in model.weights]
+    with pytest.raises(ValueError, match=r"damaged.*says 7 of its 4 datasets hold rule state"):
+        model.load_weights(tmp_path / "m.weights.h5")
+    assert all(torch.equal(a, b) for a, b in zip(model.weights, before))
 
 
 def test_models_without_l2sp_keep_their_files(tmp_path) -> None:

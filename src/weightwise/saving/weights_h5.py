@@ -161,10 +161,14 @@ def write_weights(model: torch.nn.Module, target: Any, optimizer: Any = None) ->
 
     ``target`` is a path or a binary stream.
     """
+    belongs = _rule_state_owners(model)
     with h5py.File(target, "w") as handle:
         for path, name, tensors in weight_entries(model):
             group = handle.create_group(_join(path, "vars"))
             group.attrs["name"] = name
+            stored = sum(id(t) in belongs for t in tensors)
+            if stored:  # only then: other layers' groups stay exactly as Keras writes them
+                group.attrs[_RULE_STATE] = stored
             for index, tensor in enumerate(tensors):
                 group.create_dataset(str(index), data=convert_to_numpy(tensor))
         if optimizer is not None and getattr(optimizer, "built", False):
@@ -465,8 +469,7 @@ def _check_weights(model: torch.nn.Module, handle: h5py.File, label: str) -> lis
     """Each weight of ``model`` and the dataset it loads from, checked from metadata alone."""
     problems: list[str] = []
     reads: list[tuple[torch.Tensor, Read]] = []
-    # Rule state (an L2SP reference) and the weight it belongs to.
-    belongs = {id(t): w for layer in model.modules() if isinstance(layer, Layer) for _, t, w in rule_state(layer)}
+    belongs = _rule_state_owners(model)
     for path, name, tensors in weight_entries(model):
         paths = _numbered(handle, _join(path, "vars"), label)
         where = f"layer {name!r} (path {path or '/'!r})"
@@ -478,13 +481,8 @@ def _check_weights(model: torch.nn.Module, handle: h5py.File, label: str) -> lis
         datasets = [_checked_dataset(handle, p, label, "biufc") for p in paths]
         expected = [tuple(t.shape) for t in tensors]
         found = [tuple(d.shape) for d in datasets]
-        pairs = list(zip(tensors, datasets, paths))
-        own = [t for t in tensors if id(t) not in belongs]
-        if expected != found and len(own) < len(tensors) and [tuple(t.shape) for t in own] == found:
-            # Saved without the rules' state (pretrained weights, say): it takes its weight's loaded value.
-            source = {id(t): (d, p) for t, d, p in zip(own, datasets, paths)}
-            pairs = [(t, *source[id(belongs.get(id(t), t))]) for t in tensors]
-        elif expected != found:
+        pairs = _matched(tensors, list(zip(datasets, paths)), belongs, _stored_state(handle, path, label, len(paths)))
+        if pairs is None:
             differ = [repr(p) for p, e, f in zip(paths, expected, found) if e != f] if len(expected) == len(found) else []
             problems.append(f"{where}: expected shapes {expected}, file has {found}"
                             + (f" (in {', '.join(differ)})" if differ else ""))
@@ -497,6 +495,52 @@ def _check_weights(model: torch.nn.Module, handle: h5py.File, label: str) -> lis
                 reads.append((tensor, (dataset, dataset_path)))
     _refuse(model, label, problems)
     return reads
+
+
+# The attribute of a layer's ``vars`` group that counts its last datasets holding rule state.
+_RULE_STATE = "rule_state"
+
+
+def _rule_state_owners(model: torch.nn.Module) -> dict[int, torch.Tensor]:
+    """``id`` of each tensor of rule state under ``model`` (see :func:`rule_state`) -> its weight."""
+    return {id(t): w for layer in model.modules() if isinstance(layer, Layer) for _, t, w in rule_state(layer)}
+
+
+def _stored_state(handle: h5py.File, path: str, label: str, count: int) -> int:
+    """How many of the ``count`` datasets of a layer's group hold rule state (0 in Keras's files)."""
+    try:
+        value = _lookup(handle, _join(path, "vars"), label).attrs.get(_RULE_STATE, 0)
+    except (OSError, TypeError, KeyError, RuntimeError) as error:
+        raise ValueError(f"{label!r} is damaged: the attributes of {_join(path, 'vars')!r} are unreadable "
+                         f"({error}).") from error
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or not 0 <= value <= count:
+        shown = value.item() if isinstance(value, np.generic) else value
+        raise ValueError(f"{label!r} is damaged: {_join(path, 'vars')!r} says {shown!r:.100} of its {count} "
+                         "datasets hold rule state.")
+    return int(value)
+
+
+def _matched(tensors: list[torch.Tensor], stored: list[Read], belongs: dict[int, torch.Tensor],
+             stored_state: int) -> list[tuple[torch.Tensor, h5py.Dataset, str]] | None:
+    """The dataset each tensor of a layer loads from, or ``None`` when the file does not fit.
+
+    The layer's weights must match the file's. Rule state (an ``L2SP`` reference) loads
+    when the file holds the same; when the file holds none (pretrained weights, a Keras
+    file), each takes its weight's loaded value; state the file holds for rules this
+    model does not have is left unread.
+    """
+    own = [t for t in tensors if id(t) not in belongs]
+    state = [t for t in tensors if id(t) in belongs]
+    split = len(stored) - stored_state
+    if [tuple(t.shape) for t in own] != [tuple(d.shape) for d, _ in stored[:split]]:
+        return None
+    pairs = [(t, d, p) for t, (d, p) in zip(own, stored)]
+    if [tuple(t.shape) for t in state] == [tuple(d.shape) for d, _ in stored[split:]]:
+        return pairs + [(t, d, p) for t, (d, p) in zip(state, stored[split:])]
+    if stored_state == 0:
+        loaded = {id(t): (d, p) for t, d, p in pairs}
+        return pairs + [(t, *loaded[id(belongs[id(t)])]) for t in state]
+    return pairs if not state else None
 
 
 def _refuse(model: torch.nn.Module, label: str, problems: list[str]) -> None:
