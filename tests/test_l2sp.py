@@ -320,11 +320,12 @@ def test_models_without_l2sp_keep_their_files(tmp_path) -> None:
     assert not list(model.buffers())
 
 
-def test_pretrained_weights_without_references_become_the_references(tmp_path) -> None:
+@pytest.mark.parametrize("suffix", [".weights.h5", ".pt"])
+def test_pretrained_weights_without_references_become_the_references(tmp_path, suffix) -> None:
     pretrained = moved(keras_style(with_l2sp=False))
-    pretrained.save_weights(tmp_path / "pretrained.weights.h5")
+    pretrained.save_weights(tmp_path / f"pretrained{suffix}")
     model = keras_style()
-    model.load_weights(tmp_path / "pretrained.weights.h5")
+    model.load_weights(tmp_path / f"pretrained{suffix}")
     for ours, theirs in zip(model.get_weights(), pretrained.get_weights()):
         np.testing.assert_array_equal(ours, theirs)
     np.testing.assert_array_equal(model.layers[0].kernel_l2sp_reference.numpy(), pretrained.layers[0].kernel.numpy())

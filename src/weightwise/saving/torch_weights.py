@@ -22,7 +22,7 @@ from weightwise.saving.files import (
     open_regular,
     stream_size,
 )
-from weightwise.saving.weights_h5 import cast_to, check_module
+from weightwise.saving.weights_h5 import cast_to, check_module, slot_state
 
 __all__ = ["load_torch_weights", "save_torch_weights"]
 
@@ -48,6 +48,19 @@ def _check_archive(stream: Any, label: str) -> None:
     stream.seek(0)
 
 
+def _with_rule_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state``, where it lacks the state a rule keeps with a weight (an L2SP reference, saved
+    by pretrained weights from a model without L2SP), given that weight's value from ``state``."""
+    filled = dict(state)
+    for prefix, module in model.named_modules():
+        for name in list(module._parameters):
+            for key, _ in slot_state(module, name):
+                key, weight = f"{prefix}.{key}" if prefix else key, f"{prefix}.{name}" if prefix else name
+                if key not in filled and weight in filled:
+                    filled[key] = filled[weight]
+    return filled
+
+
 def save_torch_weights(model: torch.nn.Module, filepath: str | os.PathLike[str], overwrite: bool = True) -> None:
     """Write ``model.state_dict()`` to ``filepath`` with ``torch.save``, atomically.
 
@@ -68,7 +81,8 @@ def save_torch_weights(model: torch.nn.Module, filepath: str | os.PathLike[str],
 def load_torch_weights(model: torch.nn.Module, filepath: str | os.PathLike[str]) -> None:
     """Load a state dict written by :func:`save_torch_weights` into ``model``; all or nothing.
 
-    Every name must match, and every tensor have its weight's shape and a dtype
+    Every name must match (a file without the state a rule keeps with a weight, such as
+    an ``L2SP`` reference, gives it that weight's value), and every tensor have its weight's shape and a dtype
     that casts to the weight's as :func:`~weightwise.saving.weights_h5.cast_to`
     says, else a ``ValueError`` lists each problem and no weight changes.
 
@@ -98,6 +112,7 @@ def load_torch_weights(model: torch.nn.Module, filepath: str | os.PathLike[str])
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{label!r} does not hold a state dict of tensors. Received: {type(state).__name__}")
     current = model.state_dict(keep_vars=True)
+    state = _with_rule_state(model, state)
     missing, unexpected = sorted(set(current) - set(state)), sorted(map(str, set(state) - set(current)))
     problems = []
     values = {}

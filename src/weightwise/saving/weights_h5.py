@@ -11,8 +11,11 @@ and differ between two builds of the same model):
 - each layer's own weights are the datasets ``<path>/vars/0``, ``1``, ...: its
   trainable weights, then its non-trainable ones; the group carries the layer's name;
 - then, in weightwise's files only, the state that rules bound to those weights keep
-  with them (an ``L2SP`` reference; see :func:`rule_state`). A layer without such rules
-  is stored exactly as Keras stores it;
+  with them (an ``L2SP`` reference; see :func:`rule_state`), counted by the group's
+  attribute ``rule_state``. A layer without such rules is stored exactly as Keras
+  stores it. Loading matches the weights first; rule state loads when the file holds
+  the same, takes its weight's loaded value when the file holds none, and is left
+  unread when the model has no rules to keep it;
 - the optimizer's state is under ``optimizer/vars``.
 
 A plain ``torch.nn.Module`` inside a model is stored like a layer, its ``state_dict``
@@ -48,7 +51,7 @@ from weightwise.optimizers import TorchOptimizer
 from weightwise.saving.files import open_regular
 from weightwise.serialization import to_snake_case
 
-__all__ = ["cast_to", "check_module", "read_weights", "rule_state", "weight_entries", "write_weights"]
+__all__ = ["cast_to", "check_module", "read_weights", "rule_state", "slot_state", "weight_entries", "write_weights"]
 
 Entry = tuple[str, str, list[torch.Tensor]]
 
@@ -104,13 +107,26 @@ def rule_state(layer: Layer) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
     [('kernel_l2sp_reference', 'kernel')]
     """
     names = {id(p): n for n, p in layer._parameters.items() if p is not None}
+    return [(name, tensor, weight) for weight in layer._own_weights()
+            for name, tensor in slot_state(layer, names[id(weight)])]
+
+
+def slot_state(module: torch.nn.Module, name: str) -> list[tuple[str, torch.Tensor]]:
+    """The ``(name, tensor)`` pairs that the rules bound to ``module``'s weight ``name`` keep with it.
+
+    >>> import torch
+    >>> from weightwise.regularizers import L2SP
+    >>> linear = torch.nn.Linear(2, 1)
+    >>> binding.bind(linear, "weight", regularizer=L2SP())
+    >>> [key for key, _ in slot_state(linear, "weight")], slot_state(linear, "bias")
+    (['weight_l2sp_reference'], [])
+    """
+    rule = binding.rule_of(module, name)
     state = []
-    for weight in layer._own_weights():
-        rule = binding.rule_of(layer, names[id(weight)])
-        for kind in (rule.regularizer, rule.constraint) if rule is not None else ():
-            saved = getattr(kind, "saved_tensors", None)
-            if callable(saved):
-                state.extend((name, tensor, weight) for name, tensor in saved())
+    for kind in (rule.regularizer, rule.constraint) if rule is not None else ():
+        saved = getattr(kind, "saved_tensors", None)
+        if callable(saved):
+            state.extend(saved())
     return state
 
 
