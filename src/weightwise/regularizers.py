@@ -318,9 +318,14 @@ class L2SP(Regularizer):
     module that owns the weight, named ``<weight>_l2sp_reference`` (``weight_l2sp_reference``
     on ``torch.nn.Linear``, ``kernel_l2sp_reference`` on ``Dense``), so ``state_dict()``,
     ``load_state_dict``, ``.to(device)``, ``copy.deepcopy`` and pickling carry it; the
-    ``.keras`` and ``.weights.h5`` files store it after the layer's own weights. A state
-    dict or weights file saved without it (pretrained weights from a model without L2-SP)
-    loads with the reference set to the loaded weights. Unbinding the rule removes the buffer.
+    ``.keras``, ``.weights.h5`` and ``.h5`` files store it after the layer's own weights
+    (files of models without L2-SP are unchanged; a ``.keras`` file holding an L2SP does
+    not load in Keras, which has no such class). A state dict or weights file saved
+    without it (pretrained weights from a model without L2-SP, or from Keras) loads with
+    the reference set to the loaded weights; weights saved with it load into a model
+    without L2-SP, leaving it unread (``.weights.h5``). The reference does not follow
+    ``get_weights``/``set_weights``, so ``EarlyStopping(restore_best_weights=True)`` leaves
+    it in place. Unbinding the rule removes the buffer.
 
     ``reference`` is not part of the config: it lives with the weights, and a rule rebuilt
     from its config captures its reference when it is bound again (then loading the
