@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from weightwise import backend, clock, factors, ops
+from weightwise import backend, factors, ops
 from weightwise.arguments import echo, real
 from weightwise.factors import Factor
 from weightwise.serialization import ObjectFamily
