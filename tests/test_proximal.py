@@ -10,7 +10,15 @@ import torch
 from helpers import run_class_serialization_test
 
 import weightwise as ww
-from weightwise import binding, clock, layers, models, optimizers, regularizers
+from weightwise import (
+    binding,
+    clock,
+    layers,
+    models,
+    optimizers,
+    regularizers,
+    schedules,
+)
 from weightwise.regularizers import GroupLasso, ProximalL1
 
 RNG = np.random.default_rng(14)
@@ -438,8 +446,7 @@ def test_frozen_and_gradientless_weights_are_left_alone() -> None:
 
 
 def test_a_scheduled_factor_is_read_at_the_step_of_the_update() -> None:
-    reg = ProximalL1(0.1)
-    reg.l1 = lambda step: 0.1 * (step + 1)  # factors may become schedules; the step reads them through the clock
+    reg = ProximalL1(lambda step: 0.1 * (step + 1))
     linear = torch.nn.Linear(1, 1, bias=False)
     opt = torch.optim.SGD(linear.parameters(), lr=1.0)
     clock.set_step(0)
@@ -474,6 +481,27 @@ def test_the_penalty_shows_in_losses_and_regularization_loss_without_a_gradient(
 def test_configs_round_trip(reg) -> None:
     rebuilt = run_class_serialization_test(reg, regularizers)
     assert repr(rebuilt) == repr(reg)
+
+
+def test_scheduled_factors_round_trip_and_are_read_at_the_fit_step() -> None:
+    schedule = schedules.ExponentialDecay(0.4, decay_steps=1, decay_rate=0.5)
+    for reg in (ProximalL1(schedule), GroupLasso(schedule, axis=1)):
+        rebuilt = run_class_serialization_test(reg, regularizers)
+        with clock.at_step(2):
+            assert rebuilt(torch.ones(1, 1)).item() == pytest.approx(0.1)
+    # fit: update k reads the factor at step k, as its penalty does: 1 - 0.4 - 0.2 - 0.1.
+    model = models.Sequential([layers.Input((1,)), layers.Dense(
+        1, use_bias=False, kernel_initializer="ones", kernel_regularizer=ProximalL1(schedule))])
+    model.compile(optimizer=optimizers.SGD(learning_rate=1.0), loss="mse")
+    history = model.fit(np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32), epochs=3, verbose=0).history
+    np.testing.assert_allclose(model.layers[-1].kernel.item(), 0.3, rtol=1e-6)
+    np.testing.assert_allclose(history["regularization_loss"], [0.4 * 1.0, 0.2 * 0.6, 0.1 * 0.4], rtol=1e-6)
+
+
+def test_a_schedule_that_goes_negative_is_a_clear_error() -> None:
+    reg = ProximalL1(lambda step: -1.0)
+    with pytest.raises(ValueError, match="`l1`: the schedule .* gave -1.0 at step"):
+        reg.prox(torch.ones(2), lr=1.0)
 
 
 def test_string_ids() -> None:

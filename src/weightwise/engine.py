@@ -31,8 +31,9 @@ from typing import Any
 
 import torch
 
-from weightwise import backend, binding, clock, constraints, regularizers
+from weightwise import backend, binding, constraints, regularizers
 from weightwise.arguments import echo
+from weightwise.factors import factor_value
 
 __all__ = ["Plan", "call_loss", "plan_for"]
 
@@ -211,7 +212,7 @@ class Plan:
                     or (among is not None and id(p) not in among):
                 continue
             if isinstance(reg, regularizers.ProximalL1) and p.dtype in (torch.float32, torch.float64):
-                threshold = rate * clock.value_at(reg.l1)
+                threshold = rate * factor_value(reg.l1, "l1")
                 if threshold:
                     soft.setdefault((threshold, p.dtype), []).append(p)
             else:

@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from weightwise import backend, clock, constraints, ops
+from weightwise import backend, constraints, factors, ops
 from weightwise.arguments import echo, flag, real
 from weightwise.serialization import ObjectFamily
 
@@ -343,7 +343,8 @@ class ProximalL1(Regularizer):
     as ``'proximal_l1'``.
 
     Args:
-        l1: non-negative float factor; ``None`` means 0.01.
+        l1: non-negative float factor, or a schedule of the step (see :mod:`weightwise.factors`);
+            ``None`` means 0.01.
 
     >>> regularizer = ProximalL1(0.5)
     >>> w = ops.convert_to_tensor([0.3, -2.0, 1.0])
@@ -353,12 +354,12 @@ class ProximalL1(Regularizer):
     tensor([ 0.0000, -1.5000,  0.5000])
     """
 
-    def __init__(self, l1: float | None = 0.01) -> None:
-        self.l1 = 0.01 if l1 is None else real(l1, "l1", low=0)
+    def __init__(self, l1: Any = 0.01) -> None:
+        self.l1 = 0.01 if l1 is None else factors.factor(l1, "l1")
 
     def __call__(self, x: Any) -> torch.Tensor:
         with torch.no_grad():
-            return clock.value_at(self.l1) * _abs_sum(_penalty_input(x))
+            return factors.factor_value(self.l1, "l1") * _abs_sum(_penalty_input(x))
 
     def _check_weight(self, weight: torch.Tensor) -> None:
         constraints._check_float(weight, type(self).__name__)
@@ -371,7 +372,7 @@ class ProximalL1(Regularizer):
         """
         x = ops.argument_tensor(w, "w")
         self._check_weight(x)
-        threshold = _learning_rate(lr) * clock.value_at(self.l1)
+        threshold = _learning_rate(lr) * factors.factor_value(self.l1, "l1")
         wide = x.to(backend.rule_dtype(x.dtype))
         if wide.is_complex():
             out = _shrink(wide, torch.abs(wide), threshold)
@@ -380,7 +381,7 @@ class ProximalL1(Regularizer):
         return out.to(x.dtype)
 
     def get_config(self) -> dict[str, Any]:
-        return {"l1": self.l1}
+        return {"l1": factors.factor_config(self.l1)}
 
 
 class GroupLasso(Regularizer):
@@ -412,7 +413,8 @@ class GroupLasso(Regularizer):
     Available by string as ``'group_lasso'``.
 
     Args:
-        factor: non-negative float factor; default 0.01.
+        factor: non-negative float factor, or a schedule of the step (see :mod:`weightwise.factors`);
+            default 0.01.
         axis: the axis or axes each group's norm runs over: an int, a list of ints, or ``None``.
         proximal: ``True`` for proximal steps (exact zeros), ``False`` for the gradient.
 
@@ -425,8 +427,8 @@ class GroupLasso(Regularizer):
             [3.8869, 0.0000]])
     """
 
-    def __init__(self, factor: float = 0.01, axis: Any = constraints.DEFAULT_AXIS, proximal: bool = True) -> None:
-        self.factor = 0.01 if factor is None else real(factor, "factor", low=0)
+    def __init__(self, factor: Any = 0.01, axis: Any = constraints.DEFAULT_AXIS, proximal: bool = True) -> None:
+        self.factor = 0.01 if factor is None else factors.factor(factor, "factor")
         self.axis = constraints._validate_axis(axis)
         self.proximal = flag(proximal, "proximal")
 
@@ -447,7 +449,7 @@ class GroupLasso(Regularizer):
         constraints._check_axis_fits(self.axis, x, type(self).__name__)
         with torch.no_grad() if self.proximal else contextlib.nullcontext():
             norms, root_size = self._norms(x, keepdims=False)
-            return (clock.value_at(self.factor) * root_size) * torch.sum(norms)
+            return (factors.factor_value(self.factor, "factor") * root_size) * torch.sum(norms)
 
     def prox(self, w: Any, lr: float) -> torch.Tensor:
         """The weight after the proximal step of an update with learning rate ``lr`` (``w`` is not changed).
@@ -461,10 +463,10 @@ class GroupLasso(Regularizer):
         rate = _learning_rate(lr)
         wide = x.to(backend.rule_dtype(x.dtype))
         norms, root_size = self._norms(wide, keepdims=True)
-        return _shrink(wide, norms, rate * clock.value_at(self.factor) * root_size).to(x.dtype)
+        return _shrink(wide, norms, rate * factors.factor_value(self.factor, "factor") * root_size).to(x.dtype)
 
     def get_config(self) -> dict[str, Any]:
-        return {"factor": self.factor, "axis": self.axis, "proximal": self.proximal}
+        return {"factor": factors.factor_config(self.factor), "axis": self.axis, "proximal": self.proximal}
 
 
 l1 = L1
