@@ -283,6 +283,34 @@ def test_a_handle_removed_stops_the_steps_and_two_handles_step_once() -> None:
     handle.remove()
 
 
+def test_a_weight_takes_one_proximal_step_per_update_however_many_paths_ask() -> None:
+    linear = torch.nn.Linear(2, 1, bias=False)
+    model = torch.nn.Sequential(linear)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    ww.regularize(model, {"0.weight": ProximalL1(0.1)}, optimizer=opt)
+    ww.regularize(linear, {}, optimizer=opt)  # a module inside the one already followed
+    with torch.no_grad():
+        linear.weight.fill_(1.0)
+    linear.weight.grad = torch.zeros(1, 2)
+    opt.step()
+    binding.apply_proximal(model, opt)  # the same update: nothing more
+    np.testing.assert_allclose(linear.weight.detach().numpy(), 0.9, rtol=1e-6)
+    binding.apply_proximal(model, lr=1.0)  # an explicit rate is an explicit step
+    np.testing.assert_allclose(linear.weight.detach().numpy(), 0.8, rtol=1e-6)
+    opt.step()
+    np.testing.assert_allclose(linear.weight.detach().numpy(), 0.7, rtol=1e-6)
+
+
+def test_fit_with_a_followed_torch_optimizer_steps_once() -> None:
+    model = models.Sequential([layers.Input((2,)), layers.Dense(
+        1, use_bias=False, kernel_initializer="ones", kernel_regularizer=ProximalL1(0.1))])
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    ww.regularize(model, {}, optimizer=opt)
+    model.compile(optimizer=opt, loss="mse")
+    model.fit(np.zeros((1, 2), np.float32), np.zeros((1, 1), np.float32), epochs=2, verbose=0)
+    np.testing.assert_allclose(model.layers[-1].kernel.detach().numpy(), 0.8, rtol=1e-6)
+
+
 def test_each_parameter_group_steps_with_its_own_learning_rate() -> None:
     linear = torch.nn.Linear(3, 2)
     opt = torch.optim.SGD([{"params": [linear.weight], "lr": 0.1}, {"params": [linear.bias], "lr": 1.0}])

@@ -584,7 +584,9 @@ def apply_proximal(module: torch.nn.Module, lr: Any, *, only_with_grad: bool = F
         only_with_grad: leave alone the weights whose ``.grad`` is ``None``.
         among: if given, a set of ``id(param)``: leave alone the weights outside it.
 
-    Frozen weights (``requires_grad=False``) are never stepped.
+    Frozen weights (``requires_grad=False``) are never stepped. Given an optimizer, a weight
+    takes at most one proximal step per step of it: after ``fit``'s, ``apply``'s or a
+    ``regularize(..., optimizer=opt)`` hook's step, another call for the same update does nothing.
 
     >>> import torch
     >>> from weightwise.regularizers import ProximalL1

@@ -376,6 +376,18 @@ def regularize(module: torch.nn.Module, rules: Any, *, strict: bool = True,
     Traceback (most recent call last):
     ...
     ValueError: The regularizer rule '0.weigth' matches no parameter of Sequential. Close matches: ['0.weight', '1.weight', '0.bias']. Pass strict=False to allow rules that match nothing.
+
+    Exact zeros in a hand loop: each ``opt.step()`` soft-thresholds by ``lr * l1``.
+
+    >>> linear = torch.nn.Linear(2, 1, bias=False)
+    >>> opt = torch.optim.SGD(linear.parameters(), lr=1.0)
+    >>> _ = regularize(linear, {"weight": regularizers.ProximalL1(0.5)}, optimizer=opt)
+    >>> with torch.no_grad():
+    ...     _ = linear.weight.copy_(torch.tensor([[0.2, -2.0]]))
+    >>> linear.weight.grad = torch.zeros(1, 2)
+    >>> opt.step()
+    >>> linear.weight.data
+    tensor([[ 0.0000, -1.5000]])
     """
     _check_optimizer(optimizer)
     handle = _attach(module, rules, "regularizer", strict, _layout_aware)
@@ -408,7 +420,7 @@ def _check_optimizer(optimizer: Any) -> None:
 class _ProximalSteps:
     """The one step post hook of a torch optimizer that takes the proximal steps after its updates.
 
-    One per optimizer, whatever the number of ``regularize(..., optimizer=opt)`` calls, so a
+    One per optimizer, whatever the number of ``regularize(..., optimizer=opt)`` calls; a
     weight under several followed modules is stepped once per update. The hook goes first
     among the optimizer's post hooks: the proximal step comes before the projections of
     :func:`constrain` (update, proximal step, projection) and before
@@ -445,12 +457,9 @@ class _ProximalSteps:
         return undo
 
     def __call__(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        held = {id(p) for group in optimizer.param_groups for p in group["params"]}
-        modules = [module for module, _ in self.modules.values()]
-        for index, module in enumerate(modules):
-            binding.apply_proximal(module, optimizer, only_with_grad=True, among=held)
-            if index + 1 < len(modules):  # a tree inside another followed one is not stepped twice
-                held -= {id(p) for p in module.parameters()}
+        # Only weights this optimizer holds, once each (see engine.Plan.proximal_step), with a gradient.
+        for module, _ in list(self.modules.values()):
+            binding.apply_proximal(module, optimizer, only_with_grad=True)
 
 
 def constrain(module: torch.nn.Module, rules: Any, *, strict: bool = True,
