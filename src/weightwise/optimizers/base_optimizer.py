@@ -353,7 +353,7 @@ class Optimizer(KerasStateMixin):
             for p, grad in held:
                 p.grad = grad
         # Update, proximal step (its factors at the step of this update), projection.
-        after_update((variable for variable, _ in pairs), self, step=self.iterations - 1)
+        after_update((variable for variable, _ in pairs), self, step=max(self.iterations - 1, 0))
 
     def apply_gradients(self, grads_and_vars: Iterable[tuple[Any, Any]]) -> int:
         """Keras's ``apply_gradients``: :meth:`apply` on ``(gradient, variable)`` pairs; returns ``iterations``.
