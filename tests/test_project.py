@@ -50,7 +50,7 @@ PUBLIC = {
                  "optimizers", "random", "regularization_loss", "regularize", "regularize_activity", "regularizers",
                  "saving", "utils"],
     lipschitz: ["lipschitz_bound"],
-    interop: ["Handle", "apply_constraints", "constrain", "describe", "per_unit_axis", "regularization_loss",
+    interop: ["Handle", "apply_constraints", "apply_proximal", "constrain", "describe", "per_unit_axis", "regularization_loss",
               "regularize", "regularize_activity"],
     # One line per group of layers, so each group's names are added in one place.
     layers: [
@@ -127,11 +127,12 @@ PUBLIC = {
                           "LearningRateSchedule", "PiecewiseConstantDecay", "PolynomialDecay", "deserialize",
                           "serialize"],
     factors: ["Factor", "factor", "factor_config", "factor_from_config", "factor_value", "rule_repr"],
-    binding: ["Activity", "Bound", "Rule", "activity_penalty", "apply_constraints", "bind", "bound", "call_loss_entries", "call_losses", "clear_call_losses", "penalties",
+    binding: ["Activity", "Bound", "Rule", "activity_penalty", "apply_constraints", "apply_proximal", "bind", "bound", "call_loss_entries", "call_losses", "clear_call_losses", "penalties",
               "record_call_loss", "regularization_loss", "replace_call_losses", "rule_of", "total_penalty",
               "unbind", "validate", "version"],
-    regularizers: ["L1", "L1L2", "L2", "L2SP", "OrthogonalRegularizer", "Regularizer", "deserialize", "get", "l1", "l1_l2",
-                   "l2", "orthogonal_regularizer", "serialize", "validate_float_arg"],
+    regularizers: ["GroupLasso", "L1", "L1L2", "L2", "L2SP", "OrthogonalRegularizer", "ProximalL1", "Regularizer",
+                   "deserialize", "get", "group_lasso", "l1", "l1_l2", "l2", "orthogonal_regularizer", "proximal_l1",
+                   "serialize", "validate_float_arg"],
     constraints: ["Constraint", "MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm", "deserialize", "get", "max_norm",
                   "min_max_norm", "non_neg", "serialize", "unit_norm",
                   "SpectralNorm", "spectral_norm"],
@@ -160,9 +161,7 @@ PUBLIC = {
                     "serialize_keras_object", "to_snake_case"],
 }
 
-OPS_REQUIRED = """convert_to_tensor cast shape ones zeros eye sum mean max min abs absolute square sqrt exp log sign
-clip maximum minimum greater greater_equal less less_equal equal where matmul dot transpose reshape multiply add
-subtract divide divide_no_nan norm stop_gradient ones_like zeros_like""".split()
+OPS_REQUIRED = ["convert_to_tensor", "cast", "shape", "ones", "zeros", "eye", "sum", "mean", "max", "min", "abs", "absolute", "square", "sqrt", "exp", "log", "sign", "clip", "maximum", "minimum", "greater", "greater_equal", "less", "less_equal", "equal", "where", "matmul", "dot", "transpose", "reshape", "multiply", "add", "subtract", "divide", "divide_no_nan", "norm", "stop_gradient", "ones_like", "zeros_like"]
 
 
 @pytest.mark.parametrize("module", list(PUBLIC), ids=lambda m: m.__name__)
@@ -230,7 +229,7 @@ def test_seed_examples_run_and_print_the_documented_results() -> None:
 
 def _readme_block(heading: str) -> str:
     section = (ROOT / "README.md").read_text().split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```python\n(.+?)\n```", section, re.S)[0]
+    return re.findall(r"```python\n(.+?)\n```", section, re.DOTALL)[0]
 
 
 def test_readme_pytorch_example_runs_and_does_what_it_says(capsys) -> None:

@@ -44,6 +44,7 @@ __all__ = [
     "Rule",
     "activity_penalty",
     "apply_constraints",
+    "apply_proximal",
     "bind",
     "bound",
     "call_loss_entries",
@@ -524,6 +525,7 @@ def activity_penalty(regularizer: Callable[[torch.Tensor], torch.Tensor], output
     """
     if not isinstance(output, torch.Tensor):
         raise TypeError(f"Invalid value for argument `output`: expected a tensor. Received: output={echo(output)}")
+    regularizers._check_activity(regularizer)
     penalty = checked_penalty(regularizer(output), regularizer, f"an output of shape {tuple(output.shape)}")
     if output.dim() == 0:
         return penalty
@@ -549,6 +551,11 @@ def apply_constraints(module: torch.nn.Module, *, only_with_grad: bool = False,
     >>> linear.bias.item()
     0.0
     """
+    _plan(_check_selection(module, only_with_grad, among)).project(only_with_grad=bool(only_with_grad), among=among)
+
+
+def _check_selection(module: Any, only_with_grad: Any, among: Any) -> torch.nn.Module:
+    """Check the arguments that pick which parameters a step after an update acts on."""
     check_module(module)
     if not isinstance(only_with_grad, (bool, np.bool_)):
         raise TypeError(f"Invalid value for argument `only_with_grad`: expected a bool. "
@@ -556,4 +563,40 @@ def apply_constraints(module: torch.nn.Module, *, only_with_grad: bool = False,
     if among is not None and not isinstance(among, Container):
         raise TypeError(f"Invalid value for argument `among`: expected a set of parameter ids or None. "
                         f"Received: among={echo(among)}")
-    _plan(module).project(only_with_grad=bool(only_with_grad), among=among)
+    return module
+
+
+def apply_proximal(module: torch.nn.Module, lr: Any, *, only_with_grad: bool = False,
+                   among: Container[int] | None = None) -> None:
+    """Take the proximal step of every proximal regularizer under ``module``, in place, after an update.
+
+    :class:`~weightwise.regularizers.ProximalL1` and :class:`~weightwise.regularizers.GroupLasso`
+    (``proximal=True``) act by this step instead of a gradient: call it after each
+    optimizer step of a hand-written loop, before constraints are applied
+    (:func:`apply_constraints`). ``fit``, ``Optimizer.apply`` and ``regularize(...,
+    optimizer=opt)`` call it for you. Factors are read at :func:`weightwise.clock.step`.
+
+    Args:
+        module: the model (any ``torch.nn.Module``).
+        lr: the learning rate of the update just taken: a float, or the optimizer that took
+            it (a ``torch.optim.Optimizer`` or a weightwise optimizer), whose parameter groups
+            give each weight its rate; weights it does not hold are left alone.
+        only_with_grad: leave alone the weights whose ``.grad`` is ``None``.
+        among: if given, a set of ``id(param)``: leave alone the weights outside it.
+
+    Frozen weights (``requires_grad=False``) are never stepped. Given an optimizer, a weight
+    takes at most one proximal step per step of it: after ``fit``'s, ``apply``'s or a
+    ``regularize(..., optimizer=opt)`` hook's step, another call for the same update does nothing.
+
+    >>> import torch
+    >>> from weightwise.regularizers import ProximalL1
+    >>> linear = torch.nn.Linear(3, 1, bias=False)
+    >>> bind(linear, "weight", regularizer=ProximalL1(0.1))
+    >>> with torch.no_grad():
+    ...     _ = linear.weight.copy_(torch.tensor([[0.05, -0.5, 2.0]]))
+    >>> apply_proximal(linear, lr=1.0)
+    >>> linear.weight.data
+    tensor([[ 0.0000, -0.4000,  1.9000]])
+    """
+    _plan(_check_selection(module, only_with_grad, among)).proximal_step(
+        lr, only_with_grad=bool(only_with_grad), among=among)

@@ -12,6 +12,9 @@ groups instead:
 - **Projections.** Built-in norm constraints are applied to all same-shape weights with
   the same settings at once, stacked, and written back with ``torch._foreach_copy_``;
   ``NonNeg`` is two in-place foreach ops.
+- **Proximal steps.** ``ProximalL1`` and ``GroupLasso(proximal=True)`` have a value but no
+  gradient; after each update :meth:`Plan.proximal_step` soft-thresholds their weights,
+  all ``ProximalL1`` weights with one threshold together in ``torch._foreach_*`` ops.
 
 The plan (which weights go in which group) is cached and rebuilt only when a binding
 changes. Results equal the one-weight-at-a-time path up to float rounding, which
@@ -22,6 +25,7 @@ land in the parameter's own dtype), and complex weights count by magnitude ``|z|
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +33,8 @@ from typing import Any
 import torch
 
 from weightwise import backend, binding, clock, constraints, factors, regularizers
+from weightwise.arguments import echo
+from weightwise.factors import factor_value
 
 __all__ = ["Plan", "call_loss", "plan_for"]
 
@@ -71,6 +77,8 @@ class Plan:
     other_penalties: list[tuple[_Slot, Callable[[torch.Tensor], torch.Tensor]]] = field(default_factory=list)
     projections: dict[Any, tuple[Any, list[_Slot]]] = field(default_factory=dict)
     other_projections: list[tuple[_Slot, Callable[[torch.Tensor], torch.Tensor], str]] = field(default_factory=list)
+    # Proximal regularizers (also in other_penalties, which gives their value without a gradient).
+    proximal: list[tuple[_Slot, Any]] = field(default_factory=list)
     version: int = -1
 
     def alive(self) -> bool:
@@ -182,6 +190,83 @@ class Plan:
                     torch._foreach_clamp_min_(params, 0.0)
                     torch._foreach_add_(params, 0.0)  # -0.0 becomes +0.0, as NonNeg promises
 
+    # -- proximal steps --------------------------------------------------------------------------
+    def proximal_step(self, lr: Any, only_with_grad: bool = False, among: Container[int] | None = None) -> None:
+        """Take the proximal step of every bound proximal regularizer, in place, after an update.
+
+        ``lr`` is the learning rate of that update: a float for every weight, or the optimizer
+        that took it (a ``torch.optim.Optimizer``, or a weightwise optimizer), whose parameter
+        groups give each weight its own rate; weights it does not hold are left alone, and so
+        are frozen ones, those without a gradient (``only_with_grad``) and, with ``among`` (a
+        set of ``id(param)``), those outside it. Factors are read at :func:`weightwise.clock.step`.
+
+        Given an optimizer, a weight takes at most one proximal step per step of it, however
+        many paths ask (``fit`` after a followed torch optimizer's own hook, overlapping
+        module trees). ``ProximalL1`` on float32/float64 weights is three ``torch._foreach_*``
+        ops per threshold; the other steps are each regularizer's own ``prox``, the same numbers.
+        """
+        rates, optimizer = _learning_rates(lr)
+        if not self.proximal:
+            return
+        done = _stepped_since_last_step(optimizer) if optimizer is not None else set()
+        soft: dict[tuple[float, torch.dtype], list[torch.Tensor]] = {}
+        steps: list[tuple[torch.Tensor, Any, float]] = []
+        for slot, reg in self.proximal:
+            p = slot.param
+            rate = rates if isinstance(rates, float) else rates.get(id(p))
+            if rate is None or id(p) in done or not p.requires_grad or (only_with_grad and p.grad is None) \
+                    or (among is not None and id(p) not in among):
+                continue
+            if isinstance(reg, regularizers.ProximalL1) and p.dtype in (torch.float32, torch.float64):
+                threshold = rate * factor_value(reg.l1, "l1")
+                if threshold:
+                    soft.setdefault((threshold, p.dtype), []).append(p)
+            else:
+                steps.append((p, reg, rate))
+        with torch.no_grad():
+            # Everything is computed (and every factor checked) before the first weight changes.
+            values = [reg.prox(p, rate) for p, reg, rate in steps]
+            for (threshold, _), params in soft.items():
+                # w - clip(w, -t, t) is sign(w) * max(|w| - t, 0), with +0.0 where it is zero.
+                clipped = torch._foreach_clamp_max(params, threshold)
+                torch._foreach_clamp_min_(clipped, -threshold)
+                torch._foreach_sub_(params, clipped)
+            if steps:
+                torch._foreach_copy_([p for p, _, _ in steps], values)
+        if optimizer is not None:
+            done.update(id(p) for params in soft.values() for p in params)
+            done.update(id(p) for p, _, _ in steps)
+
+
+def _learning_rates(lr: Any) -> tuple[float | dict[int, float], torch.optim.Optimizer | None]:
+    """A proximal step's learning rate (one float, or each parameter's group rate by ``id``) and its optimizer."""
+    optimizer = getattr(lr, "torch_optimizer", lr)  # a weightwise optimizer updates through its torch one
+    if optimizer is None:
+        return {}, None  # a weightwise optimizer built on no parameters
+    if isinstance(optimizer, torch.optim.Optimizer):
+        return {id(p): regularizers._learning_rate(group["lr"]) for group in optimizer.param_groups
+                for p in group["params"]}, optimizer
+    try:
+        return regularizers._learning_rate(lr), None
+    except ValueError:
+        raise ValueError(
+            "Invalid value for argument `lr`: expected a learning rate (a finite float >= 0) or the optimizer "
+            f"that took the step (a torch.optim.Optimizer or a weightwise optimizer). Received: lr={echo(lr)}"
+        ) from None
+
+
+# Per torch optimizer, the weights that took their proximal step since its last step began.
+_STEPPED: weakref.WeakKeyDictionary[torch.optim.Optimizer, set[int]] = weakref.WeakKeyDictionary()
+
+
+def _stepped_since_last_step(optimizer: torch.optim.Optimizer) -> set[int]:
+    stepped = _STEPPED.get(optimizer)
+    if stepped is None:
+        stepped = _STEPPED[optimizer] = set()
+        # Cleared as each step begins; the hook holds the set, not the optimizer, so both can be collected.
+        optimizer.register_step_pre_hook(lambda opt, args, kwargs: stepped.clear())
+    return stepped
+
 
 def _trainable(slots: list[_Slot]) -> list[torch.nn.Parameter]:
     return [s.param for s in slots if s.param.requires_grad]
@@ -255,6 +340,8 @@ def _build(module: torch.nn.Module) -> Plan:
                     plan.l2.setdefault(reg.l2, []).append(slot)
             elif kind not in (regularizers.L1, regularizers.L2):
                 plan.other_penalties.append((slot, reg))
+            if regularizers._is_proximal(reg):
+                plan.proximal.append((slot, reg))
         if con is not None:
             p = entry.param
             if type(con) is constraints.NonNeg and p.is_floating_point():

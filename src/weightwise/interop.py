@@ -31,19 +31,21 @@ import difflib
 import fnmatch
 import inspect
 import re
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import torch
 
 from weightwise import binding, clock, constraints, regularizers
 
-__all__ = ["Handle", "apply_constraints", "constrain", "describe", "per_unit_axis", "regularization_loss",
-           "regularize", "regularize_activity"]
+__all__ = ["Handle", "apply_constraints", "apply_proximal", "constrain", "describe", "per_unit_axis",
+           "regularization_loss", "regularize", "regularize_activity"]
 
 regularization_loss = binding.regularization_loss
 apply_constraints = binding.apply_constraints
+apply_proximal = binding.apply_proximal
 
 # The activity regularizers attached to a module by regularize_activity, for describe().
 ACTIVITY_RULES_ATTR = "_activity_rules"
@@ -347,12 +349,24 @@ def _pop(target: _Target, kind: str, token: object) -> None:
         del stacks[(target.attr, kind)]
 
 
-def regularize(module: torch.nn.Module, rules: Any, *, strict: bool = True) -> Handle:
+def regularize(module: torch.nn.Module, rules: Any, *, strict: bool = True,
+               optimizer: torch.optim.Optimizer | None = None) -> Handle:
     """Bind regularizers to the parameters of ``module`` that the rules select.
 
     ``rules`` maps selectors to regularizers (objects, string ids or configs). A rule
     that matches nothing raises a ``ValueError`` with close matches, unless
-    ``strict=False``. Penalties join :func:`regularization_loss`.
+    ``strict=False``. Penalties join :func:`regularization_loss`. A
+    :class:`~weightwise.regularizers.GroupLasso` without an explicit ``axis`` on a known
+    torch layer groups by output unit (see :func:`per_unit_axis`), as norm constraints do.
+
+    With ``optimizer``, every ``optimizer.step()`` is followed by the proximal step of the
+    proximal regularizers (:class:`~weightwise.regularizers.ProximalL1`, ``GroupLasso``)
+    bound under ``module``, on the weights it holds that received a gradient, with each
+    weight's group learning rate (see :func:`weightwise.binding.apply_proximal`), before any
+    projection that :func:`constrain` adds; scheduled factors follow its step count
+    (:func:`weightwise.clock.follow`). ``regularize(model, {}, optimizer=opt)`` does this
+    for rules bound some other way (Keras-style layers). Without it, call
+    :func:`apply_proximal` after each step.
 
     >>> import torch
     >>> model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
@@ -362,8 +376,25 @@ def regularize(module: torch.nn.Module, rules: Any, *, strict: bool = True) -> H
     Traceback (most recent call last):
     ...
     ValueError: The regularizer rule '0.weigth' matches no parameter of Sequential. Close matches: ['0.weight', '1.weight', '0.bias']. Pass strict=False to allow rules that match nothing.
+
+    Exact zeros in a hand loop: each ``opt.step()`` soft-thresholds by ``lr * l1``.
+
+    >>> linear = torch.nn.Linear(2, 1, bias=False)
+    >>> opt = torch.optim.SGD(linear.parameters(), lr=1.0)
+    >>> _ = regularize(linear, {"weight": regularizers.ProximalL1(0.5)}, optimizer=opt)
+    >>> with torch.no_grad():
+    ...     _ = linear.weight.copy_(torch.tensor([[0.2, -2.0]]))
+    >>> linear.weight.grad = torch.zeros(1, 2)
+    >>> opt.step()
+    >>> linear.weight.data
+    tensor([[ 0.0000, -1.5000]])
     """
-    return _attach(module, rules, "regularizer", strict, lambda value, target: value)
+    _check_optimizer(optimizer)
+    handle = _attach(module, rules, "regularizer", strict, _layout_aware)
+    if optimizer is not None:
+        clock.follow(optimizer)
+        handle._undo.insert(0, _ProximalSteps.of(optimizer).follow(module))
+    return handle
 
 
 def _output_axis(module: torch.nn.Module, name: str) -> int | None:
@@ -383,23 +414,77 @@ def _output_axis(module: torch.nn.Module, name: str) -> int | None:
     return kept[0] if len(kept) == 1 else None
 
 
-def _layout_aware(constraint: Any, target: _Target) -> Any:
-    """A constraint left at its default axis gets the axis of the torch layout.
+# Rules whose ``axis`` means "the axes of one unit", as Keras lays its kernels out.
+_PER_UNIT_RULES = (constraints._NormConstraint, regularizers.GroupLasso)
 
-    Norm constraints get the per-unit axis (the axes a unit's norm runs over), ``SpectralNorm``
-    the output-unit axis (the one its matrix view keeps as columns).
+
+def _layout_aware(rule: Any, target: _Target) -> Any:
+    """A rule left at its default axis gets the axis of the torch layout.
+
+    Norm constraints and group lasso get the per-unit axis (the axes a unit's norm runs
+    over), ``SpectralNorm`` the output-unit axis (the one its matrix view keeps as columns).
     """
-    if constraints.axis_was_given(constraint):
-        return constraint
-    if isinstance(constraint, constraints._NormConstraint):
-        axis = per_unit_axis(target.owner, target.attr)
-    elif isinstance(constraint, constraints.SpectralNorm):
-        axis = _output_axis(target.owner, target.attr)
+    if isinstance(rule, _PER_UNIT_RULES):
+        axis = None if constraints.axis_was_given(rule) else per_unit_axis(target.owner, target.attr)
+    elif isinstance(rule, constraints.SpectralNorm):
+        axis = None if constraints.axis_was_given(rule) else _output_axis(target.owner, target.attr)
     else:
-        return constraint
+        return rule
     if axis is None:
-        return constraint
-    return type(constraint).from_config({**constraint.get_config(), "axis": axis})
+        return rule
+    return type(rule).from_config({**rule.get_config(), "axis": axis})
+
+
+def _check_optimizer(optimizer: Any) -> None:
+    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(
+            f"Invalid value for argument `optimizer`: expected a torch.optim.Optimizer. Received: optimizer={optimizer!r}"
+        )
+
+
+class _ProximalSteps:
+    """The one step post hook of a torch optimizer that takes the proximal steps after its updates.
+
+    One per optimizer, whatever the number of ``regularize(..., optimizer=opt)`` calls; a
+    weight under several followed modules is stepped once per update. The hook goes first
+    among the optimizer's post hooks: the proximal step comes before the projections of
+    :func:`constrain` (update, proximal step, projection) and before
+    :func:`weightwise.clock.follow` advances the step, so a scheduled factor is read at the
+    step of the update it follows, as its penalty was.
+    """
+
+    _BY_OPTIMIZER: ClassVar[weakref.WeakKeyDictionary[torch.optim.Optimizer, _ProximalSteps]] = \
+        weakref.WeakKeyDictionary()
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self.modules: dict[int, list[Any]] = {}  # id(module) -> [module, handles following it]
+        hook = optimizer.register_step_post_hook(self)
+        # torch has no public way to put a hook first; its hooks live in this ordered dict.
+        optimizer._optimizer_step_post_hooks.move_to_end(hook.id, last=False)  # type: ignore[attr-defined]
+
+    @classmethod
+    def of(cls, optimizer: torch.optim.Optimizer) -> _ProximalSteps:
+        steps = cls._BY_OPTIMIZER.get(optimizer)
+        if steps is None:
+            steps = cls._BY_OPTIMIZER[optimizer] = cls(optimizer)
+        return steps
+
+    def follow(self, module: torch.nn.Module) -> Callable[[], None]:
+        """Follow ``module``; returns the undo that stops following it (for this handle)."""
+        entry = self.modules.setdefault(id(module), [module, 0])
+        entry[1] += 1
+
+        def undo() -> None:
+            entry[1] -= 1
+            if entry[1] == 0 and self.modules.get(id(module)) is entry:
+                del self.modules[id(module)]
+
+        return undo
+
+    def __call__(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        # Only weights this optimizer holds, once each (see engine.Plan.proximal_step), with a gradient.
+        for module, _ in list(self.modules.values()):
+            binding.apply_proximal(module, optimizer, only_with_grad=True)
 
 
 def constrain(module: torch.nn.Module, rules: Any, *, strict: bool = True,
@@ -431,10 +516,7 @@ def constrain(module: torch.nn.Module, rules: Any, *, strict: bool = True,
     >>> bool((model[0].weight.norm(dim=1) <= 2 + 1e-6).all())
     True
     """
-    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(
-            f"Invalid value for argument `optimizer`: expected a torch.optim.Optimizer. Received: optimizer={optimizer!r}"
-        )
+    _check_optimizer(optimizer)
     handle = _attach(module, rules, "constraint", strict, _layout_aware)
     if optimizer is not None:
         # Counted first, so a scheduled bound projects at the step the next forward pass reads, as in fit.
@@ -480,6 +562,7 @@ def regularize_activity(module: torch.nn.Module, regularizer: Any) -> Handle:
     resolved = regularizers.get(regularizer)
     if resolved is None:
         raise ValueError("Invalid value for argument `regularizer`: None penalizes nothing. Received: regularizer=None")
+    regularizers._check_activity(resolved)
     slot = object()  # this call's slot among the module's call losses
 
     def hook(mod: torch.nn.Module, inputs: Any, output: Any) -> None:

@@ -36,14 +36,16 @@ ValueError: Invalid value for argument `l1`: expected a finite float >= 0. Recei
 
 from __future__ import annotations
 
+import contextlib
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
-from weightwise import backend, factors, ops
-from weightwise.arguments import echo, real
+from weightwise import backend, constraints, factors, ops
+from weightwise.arguments import echo, flag, real
 from weightwise.factors import Factor
 from weightwise.serialization import ObjectFamily
 
@@ -52,14 +54,18 @@ __all__ = [
     "L1L2",
     "L2",
     "L2SP",
+    "GroupLasso",
     "OrthogonalRegularizer",
+    "ProximalL1",
     "Regularizer",
     "deserialize",
     "get",
+    "group_lasso",
     "l1",
     "l1_l2",
     "l2",
     "orthogonal_regularizer",
+    "proximal_l1",
     "serialize",
     "validate_float_arg",
 ]
@@ -479,9 +485,196 @@ def _reference_tensor(reference: Any) -> torch.Tensor:
     return tensor.detach().clone()
 
 
+# -- proximal regularizers: exact zeros ----------------------------------------------------------
+
+
+def _is_proximal(regularizer: Any) -> bool:
+    """Whether ``regularizer`` acts by a proximal step after each update rather than by its gradient."""
+    return isinstance(regularizer, ProximalL1) or (isinstance(regularizer, GroupLasso) and regularizer.proximal)
+
+
+def _check_activity(regularizer: Any) -> None:
+    """Refuse a proximal regularizer as an activity regularizer: there it would do nothing."""
+    if _is_proximal(regularizer):
+        raise ValueError(
+            f"Invalid activity regularizer: {regularizer!r} acts on weights, by a proximal step after each "
+            "optimizer update; on a layer's output its penalty has no gradient and would change nothing. "
+            f"Use L1 (or GroupLasso(proximal=False)) for activity. Received: regularizer={regularizer!r}"
+        )
+
+
+def _learning_rate(lr: Any) -> float:
+    # A torch optimizer may hold its learning rate as a one-element tensor.
+    if isinstance(lr, torch.Tensor) and lr.numel() == 1 and lr.is_floating_point():
+        return real(lr.item(), "lr", low=0)
+    return real(lr, "lr", low=0)
+
+
+def _shrink(x: torch.Tensor, norms: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Block soft-thresholding: ``x * max(0, 1 - threshold / norms)``, with norms broadcast over ``x``.
+
+    A group whose norm is at most ``threshold`` becomes exactly ``+0.0`` (a zero group stays
+    zero); a group holding NaN becomes all NaN, so a diverged weight stays visible (as the
+    norm constraints do); an infinite norm keeps its group as it is.
+    """
+    # norms * 0 is 0 for a finite norm and NaN for a NaN one.
+    scale = torch.where(norms > threshold, 1.0 - threshold / norms, norms * 0.0)
+    return x * scale + 0.0  # -0.0 becomes +0.0
+
+
+class ProximalL1(Regularizer):
+    """L1 by proximal steps: weights that reach exactly zero.
+
+    Its value is the L1 penalty ``l1 * sum(|x|)``, so it shows in ``layer.losses``, the
+    logs and :func:`~weightwise.binding.regularization_loss`, but it has no gradient (the
+    value is computed without an autograd graph). Instead, after each optimizer update
+    with learning rate ``lr``, each bound weight is soft-thresholded::
+
+        w <- sign(w) * max(|w| - lr * l1, 0)
+
+    (computed as ``w - clip(w, -lr * l1, lr * l1)``, the same numbers, with ``+0.0`` for the
+    zeros). This is the proximal gradient (ISTA) step of the L1 penalty: entries the data
+    does not hold away from zero land on exactly ``0.0``, which plain :class:`L1` through
+    the gradient never does. Complex weights shrink in magnitude, keeping their phase.
+
+    The step runs in ``fit``, in ``Optimizer.apply``/``apply_gradients``, after every
+    ``step()`` of a torch optimizer given to ``regularize(..., optimizer=opt)``, and
+    wherever :func:`~weightwise.binding.apply_proximal` is called. ``lr`` is the learning
+    rate of the weight's parameter group for the update just taken. Available by string
+    as ``'proximal_l1'``.
+
+    Args:
+        l1: non-negative float factor, or a schedule of the step (see :mod:`weightwise.factors`);
+            ``None`` means 0.01.
+
+    >>> regularizer = ProximalL1(0.5)
+    >>> w = ops.convert_to_tensor([0.3, -2.0, 1.0])
+    >>> regularizer(w)
+    tensor(1.6500)
+    >>> regularizer.prox(w, lr=1.0)
+    tensor([ 0.0000, -1.5000,  0.5000])
+    """
+
+    def __init__(self, l1: Any = 0.01) -> None:
+        self.l1 = 0.01 if l1 is None else factors.factor(l1, "l1")
+
+    def __call__(self, x: Any) -> torch.Tensor:
+        with torch.no_grad():
+            return factors.factor_value(self.l1, "l1") * _abs_sum(_penalty_input(x))
+
+    def _check_weight(self, weight: torch.Tensor) -> None:
+        constraints._check_float(weight, type(self).__name__)
+
+    def prox(self, w: Any, lr: float) -> torch.Tensor:
+        """The weight after the proximal step of an update with learning rate ``lr`` (``w`` is not changed).
+
+        >>> ProximalL1(0.1).prox(ops.convert_to_tensor([0.05, -0.3]), lr=1.0)
+        tensor([ 0.0000, -0.2000])
+        """
+        x = ops.argument_tensor(w, "w")
+        self._check_weight(x)
+        threshold = _learning_rate(lr) * factors.factor_value(self.l1, "l1")
+        wide = x.to(backend.rule_dtype(x.dtype))
+        if wide.is_complex():
+            out = _shrink(wide, torch.abs(wide), threshold)
+        else:
+            out = wide - torch.clamp(wide, -threshold, threshold)
+        return out.to(x.dtype)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"l1": factors.factor_config(self.l1)}
+
+
+class GroupLasso(Regularizer):
+    """Group lasso: a penalty on the norm of each group of weights, which zeroes whole groups.
+
+    The groups are the vectors a norm over ``axis`` runs along, as for the norm constraints
+    (:class:`~weightwise.constraints.MaxNorm`): on a Dense kernel ``(input_dim, units)``,
+    ``axis=0`` (the default) makes one group per output unit; on a Conv2D kernel
+    ``(rows, cols, in, out)``, ``axis=[0, 1, 2]`` one group per filter; ``axis=None`` makes
+    the whole weight one group and ``axis=[]`` each entry its own. With ``|g|`` the number
+    of entries in a group::
+
+        loss = factor * sum_g sqrt(|g|) * ||w_g||_2
+
+    With ``proximal=True`` (the default) the value is logged but has no gradient; after
+    each optimizer update with learning rate ``lr``, each group is block soft-thresholded::
+
+        w_g <- w_g * max(0, 1 - lr * factor * sqrt(|g|) / ||w_g||_2)
+
+    so a group whose norm falls below ``lr * factor * sqrt(|g|)`` becomes exactly zero (a
+    zero group stays zero); it runs where :class:`ProximalL1`'s step runs. With
+    ``proximal=False`` it is an ordinary penalty trained through its gradient
+    ``factor * sqrt(|g|) * w_g / ||w_g||_2`` (0 for a zero group, never NaN), which makes
+    groups small but not exactly zero.
+
+    Bound by :func:`weightwise.regularize` to a plain torch layer with ``axis`` left at its
+    default, the groups are the output units of the torch layout (``axis=1`` for
+    ``nn.Linear``, ``[1, 2, 3]`` for ``nn.Conv2d``; see :func:`weightwise.interop.per_unit_axis`).
+    Available by string as ``'group_lasso'``.
+
+    Args:
+        factor: non-negative float factor, or a schedule of the step (see :mod:`weightwise.factors`);
+            default 0.01.
+        axis: the axis or axes each group's norm runs over: an int, a list of ints, or ``None``.
+        proximal: ``True`` for proximal steps (exact zeros), ``False`` for the gradient.
+
+    >>> kernel = ops.convert_to_tensor([[3.0, 0.1], [4.0, 0.0]])  # (input_dim, units)
+    >>> regularizer = GroupLasso(factor=0.5)
+    >>> regularizer(kernel)  # 0.5 * sqrt(2) * (5.0 + 0.1)
+    tensor(3.6062)
+    >>> regularizer.prox(kernel, lr=0.2)  # the second unit is zeroed
+    tensor([[2.9151, 0.0000],
+            [3.8869, 0.0000]])
+    """
+
+    def __init__(self, factor: Any = 0.01, axis: Any = constraints.DEFAULT_AXIS, proximal: bool = True) -> None:
+        self.factor = 0.01 if factor is None else factors.factor(factor, "factor")
+        self.axis = constraints._validate_axis(axis)
+        self.proximal = flag(proximal, "proximal")
+
+    def _check_weight(self, weight: torch.Tensor) -> None:
+        constraints._check_float(weight, type(self).__name__)
+        constraints._check_axis_fits(self.axis, weight, type(self).__name__)
+
+    def _norms(self, x: torch.Tensor, keepdims: bool) -> tuple[torch.Tensor, float]:
+        """The norm of each group of ``x``, and ``sqrt(|g|)``."""
+        if self.axis == []:
+            return torch.abs(x), 1.0
+        dims = range(x.dim()) if self.axis is None else [self.axis] if isinstance(self.axis, int) else self.axis
+        size = math.prod(x.shape[d] for d in dims)
+        return ops.norm(x, axis=self.axis, keepdims=keepdims), math.sqrt(size)
+
+    def __call__(self, x: Any) -> torch.Tensor:
+        x = _penalty_input(x)
+        constraints._check_axis_fits(self.axis, x, type(self).__name__)
+        with torch.no_grad() if self.proximal else contextlib.nullcontext():
+            norms, root_size = self._norms(x, keepdims=False)
+            return (factors.factor_value(self.factor, "factor") * root_size) * torch.sum(norms)
+
+    def prox(self, w: Any, lr: float) -> torch.Tensor:
+        """The weight after the proximal step of an update with learning rate ``lr`` (``w`` is not changed).
+
+        >>> GroupLasso(0.5, axis=1).prox(ops.convert_to_tensor([[0.3, 0.4], [3.0, 4.0]]), lr=1.0)
+        tensor([[0.0000, 0.0000],
+                [2.5757, 3.4343]])
+        """
+        x = ops.argument_tensor(w, "w")
+        self._check_weight(x)
+        rate = _learning_rate(lr)
+        wide = x.to(backend.rule_dtype(x.dtype))
+        norms, root_size = self._norms(wide, keepdims=True)
+        return _shrink(wide, norms, rate * factors.factor_value(self.factor, "factor") * root_size).to(x.dtype)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"factor": factors.factor_config(self.factor), "axis": self.axis, "proximal": self.proximal}
+
+
 l1 = L1
 l2 = L2
 orthogonal_regularizer = OrthogonalRegularizer
+proximal_l1 = ProximalL1
+group_lasso = GroupLasso
 
 
 def l1_l2(l1: Factor | None = 0.01, l2: Factor | None = 0.01) -> L1L2:
@@ -501,7 +694,7 @@ def l1_l2(l1: Factor | None = 0.01, l2: Factor | None = 0.01) -> L1L2:
 _FAMILY = ObjectFamily(
     "regularizer",
     "keras.regularizers",
-    [Regularizer, L1, L2, L1L2, OrthogonalRegularizer, L2SP],
+    [Regularizer, L1, L2, L1L2, OrthogonalRegularizer, L2SP, ProximalL1, GroupLasso],
     aliases={"l1_l2": l1_l2},
 )
 

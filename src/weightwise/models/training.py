@@ -4,7 +4,8 @@ One training step is Keras's:
 
 1. ``loss = data_loss + sum(model.losses)`` (weight penalties and activity penalties);
 2. ``loss.backward()``;
-3. the optimizer step (with Keras's clipping and weight decay);
+3. the optimizer step (with Keras's clipping and weight decay), then the proximal step
+   of proximal regularizers (``ProximalL1``, ``GroupLasso``);
 4. every bound constraint is applied, in place under ``no_grad``, to the parameters
    that received a gradient, so Parameter objects and optimizer state survive.
 
@@ -408,6 +409,10 @@ class Trainer:
             self.optimizer.scale_loss(differentiable).backward()
             plan.add_penalty_gradients(scale=float(getattr(self.optimizer, "loss_scale_factor", None) or 1.0))
             self.optimizer.step()
+            if plan.proximal:  # update, proximal step, projection
+                # Factors at the step of this update, as its penalty read them.
+                with clock.at_step(max(self.optimizer.iterations - 1, 0)):
+                    plan.proximal_step(self.optimizer, only_with_grad=True)
             plan.project(only_with_grad=True)
         batch = _batch_size(x)
         self._loss_tracker.update_state(loss.detach(), sample_weight=batch)

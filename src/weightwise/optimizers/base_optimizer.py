@@ -12,7 +12,7 @@ import torch
 from weightwise import clock
 from weightwise.arguments import invalid, real
 from weightwise.optimizer_state import KerasStateMixin
-from weightwise.optimizers.constraint_lookup import project_constrained
+from weightwise.optimizers.constraint_lookup import after_update
 from weightwise.optimizers.gradients import (
     check_gradients,
     check_variables,
@@ -287,7 +287,9 @@ class Optimizer(KerasStateMixin):
         as Keras); all ``None`` is a ``ValueError``; an empty ``grads`` does
         nothing. Then, as :meth:`step` does, in Keras's order: the
         learning-rate schedule, ``loss_scale_factor``, clipping, weight decay,
-        the update, ``iterations += 1``; and last the constraint bound to each
+        the update, ``iterations += 1``; then the proximal step of a proximal
+        regularizer (``ProximalL1``, ``GroupLasso``) bound to an updated variable,
+        with this update's learning rate; and last the constraint bound to each
         updated variable (:mod:`weightwise.binding`) is applied, as Keras
         applies ``variable.constraint``. The gradients passed in are not changed
         and the variables' ``.grad`` are left as they were.
@@ -350,7 +352,8 @@ class Optimizer(KerasStateMixin):
         finally:
             for p, grad in held:
                 p.grad = grad
-        project_constrained(variable for variable, _ in pairs)
+        # Update, proximal step (its factors at the step of this update), projection.
+        after_update((variable for variable, _ in pairs), self, step=max(self.iterations - 1, 0))
 
     def apply_gradients(self, grads_and_vars: Iterable[tuple[Any, Any]]) -> int:
         """Keras's ``apply_gradients``: :meth:`apply` on ``(gradient, variable)`` pairs; returns ``iterations``.

@@ -1,4 +1,4 @@
-"""The constraints bound to bare parameters, for ``Optimizer.apply``.
+"""The constraints and proximal regularizers bound to bare parameters, for ``Optimizer.apply``.
 
 Keras applies ``variable.constraint`` after each update of a variable. Here a
 constraint is bound to a slot of the module that owns the parameter
@@ -6,8 +6,9 @@ constraint is bound to a slot of the module that owns the parameter
 weight (a :class:`weightwise.Variable`) knows its owner; the owners of other parameters
 (plain torch modules with bound rules) are found once by a scan of the live modules that
 carry bindings, cached until any binding changes (:func:`weightwise.binding.version`) or a
-bound slot is given another parameter. The projection itself is
-:func:`weightwise.binding.apply_constraints`, restricted to the parameters asked for.
+bound slot is given another parameter. The steps themselves are
+:func:`weightwise.binding.apply_proximal` and :func:`weightwise.binding.apply_constraints`,
+restricted to the parameters asked for.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from __future__ import annotations
 import gc
 import weakref
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 
-from weightwise import binding
+from weightwise import binding, clock
 
-__all__ = ["project_constrained"]
+__all__ = ["after_update"]
 
 # id(param) -> (weakref to the param, weakref to its owning module, its name there).
 _Entry = tuple["weakref.ref[torch.Tensor]", "weakref.ref[torch.nn.Module]", str]
@@ -67,18 +69,34 @@ def _owners() -> dict[int, _Entry]:
     return owners
 
 
-def project_constrained(params: Iterable[torch.Tensor]) -> None:
-    """Apply, in place, the constraint bound to each of ``params`` (those with none are left alone).
+def after_update(params: Iterable[torch.Tensor], lr: Any = None, step: int | None = None) -> None:
+    """Finish the update of ``params`` in place: the proximal step, then the constraint, bound to each.
+
+    ``lr`` is the learning rate of the update just taken, or the optimizer that took it (see
+    :func:`weightwise.binding.apply_proximal`); with ``None`` only constraints are applied.
+    Scheduled proximal factors are read at ``step`` (the step of the update, as its penalty
+    was), or at :func:`weightwise.clock.step` when it is ``None``; constraints read the
+    current step. Parameters with neither rule are left alone.
 
     >>> from weightwise.binding import bind
+    >>> from weightwise.regularizers import ProximalL1
     >>> linear = torch.nn.Linear(2, 1)
-    >>> bind(linear, "bias", constraint="non_neg")
+    >>> bind(linear, "bias", regularizer=ProximalL1(0.5), constraint="non_neg")
     >>> with torch.no_grad():
-    ...     _ = linear.bias.fill_(-1.0)
-    >>> project_constrained([linear.weight, linear.bias])
+    ...     _ = linear.bias.fill_(-2.0)
+    >>> after_update([linear.weight, linear.bias], lr=1.0)  # -2.0 -> -1.5 -> 0.0
     >>> linear.bias.item()
     0.0
     """
+    for module, among in _homes(params):
+        if lr is not None:
+            with clock.at_step(clock.step() if step is None else step):
+                binding.apply_proximal(module, lr, among=among)
+        binding.apply_constraints(module, among=among)
+
+
+def _homes(params: Iterable[torch.Tensor]) -> list[tuple[torch.nn.Module, set[int]]]:
+    """The modules that bind rules to ``params``, each with the ids of the ones it binds."""
     by_module: dict[int, tuple[torch.nn.Module, set[int]]] = {}
     strangers = []
     for param in params:
@@ -96,5 +114,4 @@ def project_constrained(params: Iterable[torch.Tensor]) -> None:
         if module is None:
             continue
         by_module.setdefault(id(module), (module, set()))[1].add(id(param))
-    for module, among in by_module.values():
-        binding.apply_constraints(module, among=among)
+    return list(by_module.values())
