@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 import subprocess
 import sys
@@ -38,6 +39,8 @@ from weightwise import (
     variables,
 )
 
+report_module = importlib.import_module("weightwise.report")  # `weightwise.report` is the function
+
 ROOT = Path(__file__).resolve().parents[1]
 
 PUBLIC = {
@@ -45,7 +48,7 @@ PUBLIC = {
                  "Variable", "activations", "apply_constraints", "backend", "binding", "callbacks", "clock", "config", "constrain",
                  "constraints", "describe", "initializers", "interop", "layers", "losses", "metrics", "models", "ops",
                  "optimizers", "random", "regularization_loss", "regularize", "regularize_activity", "regularizers",
-                 "saving", "utils"],
+                 "report", "saving", "utils"],
     interop: ["Handle", "apply_constraints", "constrain", "describe", "per_unit_axis", "regularization_loss",
               "regularize", "regularize_activity"],
     # One line per group of layers, so each group's names are added in one place.
@@ -115,7 +118,8 @@ PUBLIC = {
     callbacks: ["CSVLogger", "Callback", "CallbackList", "EarlyStopping", "History", "LambdaCallback",
                 "LearningRateScheduler", "ModelCheckpoint", "MonitorCallback", "ProgbarLogger", "ReduceLROnPlateau",
                 "TerminateOnNaN"],
-    engine: ["Plan", "call_loss", "plan_for"],
+    engine: ["Plan", "ProjectionStats", "call_loss", "last_projection", "plan_for", "track"],
+    report_module: ["Report", "Row", "report", "track"],
     clock: ["at_step", "follow", "is_scheduled", "set_step", "step", "value_at"],
     schedules: ["ExponentialDecay", "LearningRateSchedule", "deserialize", "serialize"],
     factors: ["factor", "factor_config", "factor_from_config", "factor_value"],

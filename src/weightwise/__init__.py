@@ -41,6 +41,7 @@ from weightwise.interop import constrain, describe, regularize, regularize_activ
 from weightwise.layers import Input, InputSpec, Layer
 from weightwise.models import Model, Sequential
 from weightwise.regularizers import Regularizer
+from weightwise.report import report
 from weightwise.variables import Variable
 
 __version__ = "0.1.0"
@@ -78,6 +79,7 @@ __all__ = [
     "regularize",
     "regularize_activity",
     "regularizers",
+    "report",
     "saving",
     "utils",
 ]
