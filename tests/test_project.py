@@ -117,7 +117,7 @@ PUBLIC = {
               "sparse_categorical_accuracy"],
     callbacks: ["CSVLogger", "Callback", "CallbackList", "EarlyStopping", "History", "LambdaCallback",
                 "LearningRateScheduler", "ModelCheckpoint", "MonitorCallback", "ProgbarLogger", "ReduceLROnPlateau",
-                "TerminateOnNaN"],
+                "RegularizationMonitor", "TerminateOnNaN"],
     engine: ["Plan", "ProjectionStats", "call_loss", "last_projection", "plan_for", "track"],
     report_module: ["Report", "Row", "report", "track"],
     clock: ["at_step", "follow", "is_scheduled", "set_step", "step", "value_at"],

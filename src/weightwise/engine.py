@@ -393,12 +393,15 @@ def track(module: torch.nn.Module, on: bool = True) -> None:
     """
     binding.check_module(module)
     on = flag(on, "on")
+    changed = False
     for owner in module.modules():
-        if on:
-            owner.__dict__.setdefault(_RECORDS_ATTR, _Records())
-        else:
-            owner.__dict__.pop(_RECORDS_ATTR, None)
-    binding._changed()  # cached plans learn whether they are tracked when they are rebuilt
+        if on and _RECORDS_ATTR not in owner.__dict__:
+            owner.__dict__[_RECORDS_ATTR] = _Records()
+            changed = True
+        elif not on and owner.__dict__.pop(_RECORDS_ATTR, None) is not None:
+            changed = True
+    if changed:
+        binding._changed()  # cached plans learn whether they are tracked when they are rebuilt
 
 
 def last_projection(owner: torch.nn.Module, name: str) -> ProjectionStats | None:
