@@ -33,7 +33,6 @@ name      shape   trainable  regularizer  penalty  decay  constraint            
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
