@@ -249,7 +249,7 @@ def test_the_table_is_aligned_and_the_data_is_plain() -> None:
     assert list(data) == ["0.weight", "1.weight", "1.bias", "1 (output)"]
     assert data["0.weight"] == {
         "layer": "0", "kind": "weight", "shape": (2, 2), "trainable": True, "regularizer": "L2(l2=0.5)",
-        "penalty": pytest.approx(0.625), "decay": None, "constraint": "MaxNorm(max_value=1.0, axis=1)", "hits": 1,
+        "penalty": pytest.approx(0.625), "decay": None, "decay_mode": None, "constraint": "MaxNorm(max_value=1.0, axis=1)", "hits": 1,
         "units": 2, "largest_norm": 5.0, "bound_rate": 0.5,
     }
     for fields in data.values():
@@ -292,6 +292,44 @@ def test_bad_monitor_arguments() -> None:
 def test_report_module_is_reachable_and_report_track_is_engine_track() -> None:
     assert report_module.report is weightwise.report
     assert weightwise.report.track is engine.track is report_module.track
+
+
+# --------------------------------------------------------------------------- decay
+
+
+def test_decay_comes_from_decay_records_and_from_the_optimizer() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+    weightwise.regularize(model, {"1.weight": "l2"})
+    # The record weightwise.decay keeps on each owning module: {attr: [(factor, mode), ...]}.
+    model[0].__dict__["_weight_decays"] = {"weight": [(0.01, "decoupled"), (0.02, "decoupled")]}
+    model[1].__dict__["_weight_decays"] = {"weight": [(lambda step: 0.001 * (step + 1), "l2")]}
+    with weightwise.clock.at_step(4):
+        table = weightwise.report(model)
+    assert [row.name for row in table] == ["0.weight", "1.weight"]  # a decayed weight has a row, bias none
+    assert (table["0.weight"].decay, table["0.weight"].decay_mode) == (pytest.approx(0.03), "decoupled")
+    assert (table["1.weight"].decay, table["1.weight"].decay_mode) == (pytest.approx(0.005), "l2")
+    assert "0.03 (decoupled)" in str(table)
+
+
+def test_a_compiled_models_optimizer_weight_decay_shows_on_its_weights() -> None:
+    model = weightwise.Sequential([layers.Input(shape=(2,)), layers.Dense(1, name="d")])
+    model.compile(optimizer=weightwise.optimizers.AdamW(weight_decay=0.004), loss="mse")
+    table = weightwise.report(model)
+    assert {row.name: (row.decay, row.decay_mode) for row in table} == {
+        "d.kernel": (0.004, "decoupled"), "d.bias": (0.004, "decoupled")}
+    model.optimizer._use_weight_decay = lambda variable: variable is model.layers[0].kernel  # Keras's exclusion hook
+    assert [row.name for row in weightwise.report(model)] == ["d.kernel"]
+
+
+def test_the_decay_record_is_the_one_weightwise_decay_keeps() -> None:
+    decay = pytest.importorskip("weightwise.decay")
+    assert decay.DECAYS_ATTR == report_module._DECAYS_ATTR
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.LayerNorm(2))
+    handle = decay.decay(model, 0.05, optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    table = weightwise.report(model)
+    assert {row.name: (row.decay, row.decay_mode) for row in table} == {"0.weight": (0.05, "decoupled")}
+    handle.remove()
+    assert len(weightwise.report(model)) == 0
 
 
 # --------------------------------------------------------------------------- the monitor

@@ -39,7 +39,7 @@ from typing import Any
 
 import torch
 
-from weightwise import binding, engine, interop
+from weightwise import binding, clock, engine, interop
 from weightwise.engine import track
 
 __all__ = ["Report", "Row", "report", "track"]
@@ -53,9 +53,11 @@ class Row:
     belongs to (the outermost Keras layer on its path, else the owning module's path).
     Values not known or not applicable are ``None``: the rules as their ``repr``, the
     penalty, the decay factor, and the constraint's last recorded projection (``hits``
-    units outside the bound out of ``units``, the ``largest_norm`` before it).
+    units outside the bound out of ``units``, the ``largest_norm`` before it). ``decay`` is
+    the weight decay factor now and ``decay_mode`` its mode (``"decoupled"``,
+    ``"independent"``, ``"l2"``).
 
-    >>> row = Row("dense.kernel", "dense", "weight", (2, 3), True, "L2(l2=0.01)", 0.5, None, None, 1, 3, 2.5)
+    >>> row = Row("dense.kernel", "dense", "weight", (2, 3), True, "L2(l2=0.01)", 0.5, None, None, None, 1, 3, 2.5)
     >>> row.bound_rate
     0.3333333333333333
     """
@@ -68,6 +70,7 @@ class Row:
     regularizer: str | None
     penalty: float | None
     decay: float | None
+    decay_mode: str | None
     constraint: str | None
     hits: int | None
     units: int | None
@@ -141,7 +144,8 @@ class Report:
 
     def __str__(self) -> str:
         table = [_COLUMNS] + [tuple(_cell(value) for value in (
-            row.name, row.shape, row.trainable, row.regularizer, row.penalty, row.decay, row.constraint, row.hits,
+            row.name, row.shape, row.trainable, row.regularizer, row.penalty,
+            None if row.decay is None else f"{_cell(row.decay)} ({row.decay_mode})", row.constraint, row.hits,
             row.units, row.largest_norm)) for row in self.rows]
         widths = [max(len(line[i]) for line in table) for i in range(len(_COLUMNS))]
         return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in table)
@@ -185,9 +189,28 @@ def layer_names(model: torch.nn.Module) -> dict[str, tuple[str, str]]:
 
 
 # -- rows -------------------------------------------------------------------------------------------
-def _decay_of(owner: torch.nn.Module, attr: str) -> float | None:
-    """The weight decay factor attached to ``owner``'s parameter ``attr`` by :func:`weightwise.decay`."""
-    return None
+# Where weightwise.decay records, on each module owning a decayed parameter, ``{attr: [(factor, mode), ...]}``
+# (``weightwise.decay.DECAYS_ATTR``; read by name, so that reports need not import the layers decay knows).
+_DECAYS_ATTR = "_weight_decays"
+
+
+def _decay_of(owner: torch.nn.Module, attr: str, param: torch.Tensor, optimizer: Any) -> tuple[float, str] | None:
+    """The weight decay of ``owner``'s parameter ``attr`` now, and its mode(s); ``None`` if nothing decays it.
+
+    The factors :func:`weightwise.decay` attached (schedules at the current step), plus a
+    compiled model's optimizer ``weight_decay`` (decoupled, as Keras's) on the variables it
+    does not exclude. Factors of one mode add up.
+    """
+    found = [(clock.value_at(factor), mode) for factor, mode in (owner.__dict__.get(_DECAYS_ATTR) or {}).get(attr, [])]
+    weight_decay = getattr(optimizer, "weight_decay", None)
+    if isinstance(weight_decay, (int, float)) and not isinstance(weight_decay, bool) and weight_decay:
+        use = getattr(optimizer, "_use_weight_decay", None)
+        if use is None or use(param):
+            found.append((float(weight_decay), "decoupled"))
+    if not found:
+        return None
+    modes = list(dict.fromkeys(mode for _, mode in found))
+    return float(sum(factor for factor, _ in found)), ", ".join(modes)
 
 
 def _penalty(entry: binding.Bound) -> float | None:
@@ -198,7 +221,7 @@ def _penalty(entry: binding.Bound) -> float | None:
         return float(binding.checked_penalty(regularizer(entry.param), regularizer, f"parameter {entry.name!r}"))
 
 
-def _weight_row(entry: binding.Bound, display: str, layer: str) -> Row:
+def _weight_row(entry: binding.Bound, display: str, layer: str, decay: tuple[float, str] | None) -> Row:
     rule = entry.rule
     stats = engine.last_projection(entry.owner, entry.attr) if rule.constraint is not None else None
     largest = None if stats is None or stats.largest is None else float(stats.largest)
@@ -210,7 +233,8 @@ def _weight_row(entry: binding.Bound, display: str, layer: str) -> Row:
         trainable=entry.param.requires_grad,
         regularizer=None if rule.regularizer is None else repr(rule.regularizer),
         penalty=_penalty(entry),
-        decay=_decay_of(entry.owner, entry.attr),
+        decay=None if decay is None else decay[0],
+        decay_mode=None if decay is None else decay[1],
         constraint=None if rule.constraint is None else repr(rule.constraint),
         hits=None if stats is None else int(stats.hits),
         units=None if stats is None else stats.units,
@@ -236,14 +260,16 @@ def _activity_row(module: torch.nn.Module, display: str, layer: str) -> Row | No
     penalty = float(sum(float(v.detach()) for v in values)) if values else None
     return Row(
         name=(display or layer) + OUTPUT, layer=layer, kind="activity", shape=None, trainable=None,
-        regularizer=", ".join(repr(rule) for rule in rules), penalty=penalty, decay=None, constraint=None,
+        regularizer=", ".join(repr(rule) for rule in rules), penalty=penalty, decay=None, decay_mode=None,
+        constraint=None,
         hits=None, units=None, largest_norm=None,
     )
 
 
 def report(model: torch.nn.Module) -> Report:
-    """The rules of ``model`` at work: one :class:`Row` per weight with a rule, and one per
-    output with an activity regularizer, in module order.
+    """The rules of ``model`` at work: one :class:`Row` per weight with a rule (a regularizer,
+    a constraint or a weight decay), and one per output with an activity regularizer, in
+    module order.
 
     Each weight row gives the weight's rules, its current penalty, its decay factor and,
     when ``model`` is tracked (``weightwise.report.track(model)``), what its constraint's
@@ -264,13 +290,25 @@ def report(model: torch.nn.Module) -> Report:
     TypeError: Invalid value for argument `model`: expected a torch.nn.Module. Received: model=3
     """
     names = layer_names(model)
-    owned: dict[int, list[binding.Bound]] = {}
-    for entry in binding.bound(model):
-        owned.setdefault(id(entry.owner), []).append(entry)
+    bound = {id(entry.param): entry for entry in binding.bound(model)}
+    optimizer = getattr(model, "optimizer", None)
+    seen: set[int] = set()
     rows = []
     for path, module in model.named_modules():
         display, layer = names[path]
-        rows += [_weight_row(entry, display, layer) for entry in owned.get(id(module), [])]
+        for attr, param in module._parameters.items():
+            if param is None or id(param) in seen:
+                continue
+            seen.add(id(param))
+            decay = _decay_of(module, attr, param, optimizer)
+            # A shared parameter is shown once, under the module whose binding rules it (binding.bound's choice).
+            entry = bound.get(id(param)) or binding.Bound(f"{path}.{attr}" if path else attr, param, binding.Rule(),
+                                                          module, attr)
+            if entry.owner is not module:
+                display, layer = names[entry.name.rpartition(".")[0]]
+            if entry.rule.regularizer is not None or entry.rule.constraint is not None or decay is not None:
+                rows.append(_weight_row(entry, display, layer, decay))
+            display, layer = names[path]
         activity = _activity_row(module, display, layer)
         if activity is not None:
             rows.append(activity)
