@@ -175,6 +175,26 @@ def test_half_precision_and_custom_constraints_are_recorded_outside_the_groups()
     assert (int(changed.hits), changed.units, changed.largest) == (int((np.abs(clip) > 0.5).sum()), 12, None)
 
 
+def test_a_constraint_may_say_what_its_units_are() -> None:
+    class RowCap(constraints.Constraint):
+        """Caps each row's largest entry at 1; a unit is a row."""
+
+        def __call__(self, w):
+            return w.clamp(max=1.0)
+
+        def projection_stats(self, w):
+            peaks = w.amax(dim=1)
+            return (peaks > 1.0).sum(), w.shape[0], peaks.max()
+
+    linear = torch.nn.Linear(3, 4)
+    weightwise.report.track(linear)
+    before = _bind_and_project(linear, "weight", RowCap(), torch.tensor(
+        [[0.5, 2.0, 0.0], [0.1, 0.2, 0.3], [3.0, 3.0, -1.0], [0.0, 0.0, 0.0]]))
+    weightwise.apply_constraints(linear)
+    stats = engine.last_projection(linear, "weight")
+    assert (int(stats.hits), stats.units, float(stats.largest)) == (int((before.max(1) > 1).sum()), 4, 3.0) == (2, 4, 3.0)
+
+
 def test_only_projected_weights_are_recorded_and_records_are_replaced() -> None:
     model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
     weightwise.constrain(model, {"*.weight": constraints.MaxNorm(1.0)})

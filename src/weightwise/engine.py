@@ -357,8 +357,10 @@ class ProjectionStats:
     norm exceeds ``max_value``, ``MinMaxNorm`` when its norm is outside
     ``[min_value, max_value]`` (whatever the ``rate``), ``UnitNorm`` when its norm is not 1.
     For ``NonNeg`` a unit is one entry, a hit a negative entry, and ``largest`` the largest
-    ``|w|``. For any other constraint a unit is one entry and a hit an entry the projection
-    changed (``largest`` is ``None``). The tensors stay on the weight's device: reading them
+    ``|w|``. A constraint of another kind may say what its units are by defining
+    ``projection_stats(w) -> (hits, units, largest)``, called with the weight before its
+    projection (only while it is tracked); for one that does not, a unit is one entry and a
+    hit an entry the projection changed (``largest`` is ``None``). The tensors stay on the weight's device: reading them
     (``int(stats.hits)``) waits for it, so read them in a report, not in the step.
 
     >>> ProjectionStats(torch.tensor(1), 4, torch.tensor(2.5))
@@ -457,6 +459,8 @@ def _record_other(slot: _Slot, constraint: Any, projected: torch.Tensor) -> None
         _record_norms(constraint, constraint._norms(constraint._input(p)[0]).unsqueeze(0), [slot])
     elif type(constraint) is constraints.NonNeg:
         _record_non_neg([slot])
+    elif callable(getattr(constraint, "projection_stats", None)):
+        _store(slot, ProjectionStats(*constraint.projection_stats(p)))
     else:
         changed = (projected != p) & ~(torch.isnan(projected) & torch.isnan(p))  # NaN kept is no change
         _store(slot, ProjectionStats(torch.count_nonzero(changed), p.numel(), None))
