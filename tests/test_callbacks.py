@@ -1025,7 +1025,7 @@ def test_public_names() -> None:
     assert sorted(callbacks.__all__) == sorted([
         "CSVLogger", "Callback", "CallbackList", "EarlyStopping", "History", "LambdaCallback",
         "LearningRateScheduler", "ModelCheckpoint", "MonitorCallback", "ProgbarLogger", "ReduceLROnPlateau",
-        "TensorBoard", "TerminateOnNaN",
+        "RegularizationMonitor", "TensorBoard", "TerminateOnNaN",
     ])
     for name in callbacks.__all__:
         assert ">>>" in (getattr(callbacks, name).__doc__ or ""), name

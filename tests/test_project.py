@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 import subprocess
 import sys
@@ -40,6 +41,8 @@ from weightwise import (
 )
 from weightwise.optimizers import schedules as optimizer_schedules
 
+report_module = importlib.import_module("weightwise.report")  # `weightwise.report` is the function
+
 ROOT = Path(__file__).resolve().parents[1]
 
 PUBLIC = {
@@ -48,7 +51,7 @@ PUBLIC = {
                  "constraints", "describe", "initializers", "interop", "layers", "lipschitz_bound", "losses", "metrics",
                  "models", "ops",
                  "optimizers", "random", "regularization_loss", "regularize", "regularize_activity", "regularizers",
-                 "saving", "utils"],
+                 "report", "saving", "utils"],
     lipschitz: ["lipschitz_bound"],
     interop: ["Handle", "apply_constraints", "apply_proximal", "constrain", "describe", "per_unit_axis", "regularization_loss",
               "regularize", "regularize_activity"],
@@ -118,8 +121,9 @@ PUBLIC = {
               "sparse_categorical_accuracy"],
     callbacks: ["CSVLogger", "Callback", "CallbackList", "EarlyStopping", "History", "LambdaCallback",
                 "LearningRateScheduler", "ModelCheckpoint", "MonitorCallback", "ProgbarLogger", "ReduceLROnPlateau",
-                "TensorBoard", "TerminateOnNaN"],
-    engine: ["Plan", "call_loss", "plan_for"],
+                "RegularizationMonitor", "TensorBoard", "TerminateOnNaN"],
+    engine: ["Plan", "ProjectionStats", "call_loss", "last_projection", "plan_for", "track"],
+    report_module: ["Report", "Row", "report", "track"],
     clock: ["at_step", "follow", "is_scheduled", "set_step", "step", "value_at"],
     schedules: ["CosineDecay", "CosineDecayRestarts", "ExponentialDecay", "InverseTimeDecay", "LearningRateSchedule",
                 "PiecewiseConstantDecay", "PolynomialDecay", "deserialize", "serialize"],

@@ -42,6 +42,7 @@ from weightwise.layers import Input, InputSpec, Layer
 from weightwise.lipschitz import lipschitz_bound
 from weightwise.models import Model, Sequential
 from weightwise.regularizers import Regularizer
+from weightwise.report import report
 from weightwise.variables import Variable
 
 __version__ = "0.1.0"
@@ -80,6 +81,7 @@ __all__ = [
     "regularize",
     "regularize_activity",
     "regularizers",
+    "report",
     "saving",
     "utils",
 ]

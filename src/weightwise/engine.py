@@ -16,6 +16,11 @@ groups instead:
   gradient; after each update :meth:`Plan.proximal_step` soft-thresholds their weights,
   all ``ProximalL1`` weights with one threshold together in ``torch._foreach_*`` ops.
 
+- **Records.** For modules switched on with :func:`track`, each projection also records
+  what it found (:func:`last_projection`): how many units were outside the bound and the
+  largest unit norm, as device tensors, so the step never waits for them. Nothing is
+  recorded, and no kernel added, when no planned weight is tracked.
+
 The plan (which weights go in which group) is cached and rebuilt only when a binding
 changes. Results equal the one-weight-at-a-time path up to float rounding, which
 the tests check, for every dtype the rules take: half precision is reduced in
@@ -33,10 +38,10 @@ from typing import Any
 import torch
 
 from weightwise import backend, binding, clock, constraints, factors, regularizers
-from weightwise.arguments import echo
+from weightwise.arguments import echo, flag
 from weightwise.factors import factor_value
 
-__all__ = ["Plan", "call_loss", "plan_for"]
+__all__ = ["Plan", "ProjectionStats", "call_loss", "last_projection", "plan_for", "track"]
 
 
 @dataclass
@@ -80,6 +85,7 @@ class Plan:
     # Proximal regularizers (also in other_penalties, which gives their value without a gradient).
     proximal: list[tuple[_Slot, Any]] = field(default_factory=list)
     version: int = -1
+    tracked: bool = False  # whether some planned weight's owner records its projections (see track())
 
     def alive(self) -> bool:
         """Whether every planned parameter is still the one its module holds."""
@@ -167,10 +173,15 @@ class Plan:
                 if not params:
                     continue
                 if batched is None:  # NonNeg
+                    if self.tracked:
+                        _record_non_neg([s for s in slots if wanted(s)])
                     updates.append((params, []))
                     continue
                 # A lone weight goes in as a view, without the copy that stacking makes.
-                projected = batched(params[0].unsqueeze(0) if len(params) == 1 else torch.stack(params))
+                stacked = params[0].unsqueeze(0) if len(params) == 1 else torch.stack(params)
+                if self.tracked:
+                    _record_norms(batched, batched._norms(stacked), [s for s in slots if wanted(s)])
+                projected = batched(stacked)
                 updates.append((params, list(projected.unbind(0))))
             for slot, constraint, name in self.other_projections:
                 if not wanted(slot):
@@ -182,6 +193,8 @@ class Plan:
                         f"Constraint {constraint!r} on parameter {name!r} returned {shape}, "
                         f"but the parameter has shape {tuple(slot.param.shape)}; no weight was changed."
                     )
+                if self.tracked:
+                    _record_other(slot, constraint, projected)
                 updates.append(([slot.param], [projected]))
             for params, values in updates:
                 if values:
@@ -416,8 +429,149 @@ def plan_for(module: torch.nn.Module) -> Plan:
     plan = binding.check_module(module).__dict__.get(_PLANS_ATTR)
     if plan is None or plan.version != binding.version() or not plan.alive():
         plan = _build(module)
+        plan.tracked = any(_RECORDS_ATTR in s.owner.__dict__
+                           for s in [s for _, group in plan.projections.values() for s in group]
+                           + [s for s, _, _ in plan.other_projections])
         module.__dict__[_PLANS_ATTR] = plan
     return plan
+
+
+# -- projection records ------------------------------------------------------------------------
+_RECORDS_ATTR = "_projection_records"
+_NORM_TYPES = (constraints.MaxNorm, constraints.UnitNorm, constraints.MinMaxNorm)
+
+
+class _Records(dict):
+    """A module's projection records by parameter name; having one switches recording on.
+
+    Records describe the last step, not the module's state: a copy or a pickle of the
+    module keeps recording on but starts with none.
+    """
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Records:
+        return _Records()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_Records, ())
+
+
+@dataclass(frozen=True)
+class ProjectionStats:
+    """What the last recorded projection of one weight found, before it changed the weight.
+
+    ``hits`` (a 0-d tensor) counts the units that were outside the constraint's bound, out
+    of ``units``; ``largest`` (a 0-d tensor, or ``None``) is the largest unit norm. Units are
+    what a norm constraint's ``axis`` groups, one norm each: a unit hits ``MaxNorm`` when its
+    norm exceeds ``max_value``, ``MinMaxNorm`` when its norm is outside
+    ``[min_value, max_value]`` (whatever the ``rate``), ``UnitNorm`` when its norm is not 1.
+    For ``NonNeg`` a unit is one entry, a hit a negative entry, and ``largest`` the largest
+    ``|w|``. A constraint of another kind may say what its units are by defining
+    ``projection_stats(w) -> (hits, units, largest)``, called with the weight before its
+    projection (only while it is tracked); for one that does not, a unit is one entry and a
+    hit an entry the projection changed (``largest`` is ``None``). The tensors stay on the weight's device: reading them
+    (``int(stats.hits)``) waits for it, so read them in a report, not in the step.
+
+    >>> ProjectionStats(torch.tensor(1), 4, torch.tensor(2.5))
+    ProjectionStats(hits=tensor(1), units=4, largest=tensor(2.5000))
+    """
+
+    hits: torch.Tensor
+    units: int
+    largest: torch.Tensor | None
+
+
+def track(module: torch.nn.Module, on: bool = True) -> None:
+    """Record (``on=True``) or stop recording what the projections of the constrained weights
+    of ``module`` and every module under it find (see :class:`ProjectionStats`).
+
+    Recording adds a few small reductions to each projection of a tracked weight, all
+    on the device. Untracked weights cost nothing: a plan with no tracked weight runs
+    exactly the kernels it ran before.
+
+    >>> import torch
+    >>> from weightwise import binding
+    >>> from weightwise.constraints import MaxNorm
+    >>> linear = torch.nn.Linear(2, 2)
+    >>> binding.bind(linear, "weight", constraint=MaxNorm(1.0, axis=1))
+    >>> with torch.no_grad():
+    ...     _ = linear.weight.copy_(torch.tensor([[3.0, 4.0], [0.3, 0.4]]))
+    >>> track(linear)
+    >>> plan_for(linear).project()
+    >>> stats = last_projection(linear, "weight")
+    >>> int(stats.hits), stats.units, float(stats.largest)
+    (1, 2, 5.0)
+    """
+    binding.check_module(module)
+    on = flag(on, "on")
+    changed = False
+    for owner in module.modules():
+        if on and _RECORDS_ATTR not in owner.__dict__:
+            owner.__dict__[_RECORDS_ATTR] = _Records()
+            changed = True
+        elif not on and owner.__dict__.pop(_RECORDS_ATTR, None) is not None:
+            changed = True
+    if changed:
+        binding._changed()  # cached plans learn whether they are tracked when they are rebuilt
+
+
+def last_projection(owner: torch.nn.Module, name: str) -> ProjectionStats | None:
+    """What the last recorded projection of ``owner``'s parameter ``name`` found, or ``None``
+    (not tracked, or not projected since tracking began).
+
+    >>> import torch
+    >>> last_projection(torch.nn.Linear(1, 1), "weight") is None
+    True
+    """
+    binding.check_module(owner, "owner")
+    return (owner.__dict__.get(_RECORDS_ATTR) or {}).get(name)
+
+
+def _store(slot: _Slot, stats: ProjectionStats) -> None:
+    records = slot.owner.__dict__.get(_RECORDS_ATTR)
+    if records is not None:
+        records[slot.attr] = stats
+
+
+def _bounds(constraint: Any) -> tuple[float, float]:
+    """The norms a unit may have, ``[low, high]``, at the current step (bounds may be scheduled)."""
+    if type(constraint) is constraints.UnitNorm:
+        return 1.0, 1.0
+    low = clock.value_at(constraint.min_value) if type(constraint) is constraints.MinMaxNorm else 0.0
+    return float(low), float(clock.value_at(constraint.max_value))
+
+
+def _record_norms(constraint: Any, norms: torch.Tensor, slots: list[_Slot]) -> None:
+    """Record the unit ``norms`` of a stack of weights (one row per slot) against ``constraint``'s bounds."""
+    low, high = _bounds(constraint)
+    flat = norms.reshape(len(slots), -1)
+    outside = flat > high if low <= 0 else (flat < low) | (flat > high)
+    hits = outside.sum(1)
+    largest = flat.amax(1) if flat.shape[1] else None
+    for i, slot in enumerate(slots):
+        _store(slot, ProjectionStats(hits[i], flat.shape[1], None if largest is None else largest[i]))
+
+
+def _record_non_neg(slots: list[_Slot]) -> None:
+    for slot in slots:
+        p = slot.param
+        largest = p.abs().amax() if p.numel() and p.dtype != torch.bool else None
+        _store(slot, ProjectionStats(torch.count_nonzero(p < 0), p.numel(), largest))
+
+
+def _record_other(slot: _Slot, constraint: Any, projected: torch.Tensor) -> None:
+    """Record the projection of a weight outside the batched groups (before it is written)."""
+    if _RECORDS_ATTR not in slot.owner.__dict__:
+        return
+    p = slot.param
+    if type(constraint) in _NORM_TYPES:  # half precision: norms in the dtype the constraint uses
+        _record_norms(constraint, constraint._norms(constraint._input(p)[0]).unsqueeze(0), [slot])
+    elif type(constraint) is constraints.NonNeg:
+        _record_non_neg([slot])
+    elif callable(getattr(constraint, "projection_stats", None)):
+        _store(slot, ProjectionStats(*constraint.projection_stats(p)))
+    else:
+        changed = (projected != p) & ~(torch.isnan(projected) & torch.isnan(p))  # NaN kept is no change
+        _store(slot, ProjectionStats(torch.count_nonzero(changed), p.numel(), None))
 
 
 binding._install_planner(plan_for)

@@ -45,6 +45,7 @@ from weightwise.callbacks.model_checkpoint import ModelCheckpoint
 from weightwise.callbacks.monitor_callback import MonitorCallback
 from weightwise.callbacks.progbar_logger import ProgbarLogger
 from weightwise.callbacks.reduce_lr_on_plateau import ReduceLROnPlateau
+from weightwise.callbacks.regularization_monitor import RegularizationMonitor
 from weightwise.callbacks.tensorboard import TensorBoard
 from weightwise.callbacks.terminate_on_nan import TerminateOnNaN
 
@@ -60,6 +61,7 @@ __all__ = [
     "MonitorCallback",
     "ProgbarLogger",
     "ReduceLROnPlateau",
+    "RegularizationMonitor",
     "TensorBoard",
     "TerminateOnNaN",
 ]

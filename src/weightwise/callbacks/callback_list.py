@@ -82,6 +82,8 @@ class CallbackList(Callback):
     ) -> None:
         super().__init__()
         self.callbacks: list[Callback] = _check_callbacks(callbacks)
+        # Callbacks that add keys to the logs (RegularizationMonitor) run first, so the others see them.
+        self.callbacks.sort(key=lambda callback: not getattr(callback, "_writes_logs", False))
         self._in_begin_end_block_count = 0
         self._add_default_callbacks(flag(add_history, "add_history"), flag(add_progbar, "add_progbar"))
         self.set_model(model)
