@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 import subprocess
 import sys
@@ -39,13 +40,16 @@ from weightwise import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
+# The package's `decay` is the function; the module of the same name is found by its path.
+decay_module = importlib.import_module("weightwise.decay")
 
 PUBLIC = {
     weightwise: ["Constraint", "Initializer", "Input", "InputSpec", "Layer", "Model", "Regularizer", "Sequential",
                  "Variable", "activations", "apply_constraints", "backend", "binding", "callbacks", "clock", "config", "constrain",
-                 "constraints", "describe", "initializers", "interop", "layers", "losses", "metrics", "models", "ops",
+                 "constraints", "decay", "describe", "initializers", "interop", "layers", "losses", "metrics", "models", "ops",
                  "optimizers", "random", "regularization_loss", "regularize", "regularize_activity", "regularizers",
                  "saving", "utils"],
+    decay_module: ["DecayHandle", "decay", "decayable"],
     interop: ["Handle", "apply_constraints", "constrain", "describe", "per_unit_axis", "regularization_loss",
               "regularize", "regularize_activity"],
     # One line per group of layers, so each group's names are added in one place.
