@@ -39,8 +39,8 @@ from typing import Any
 
 import torch
 
-from weightwise import binding, clock
-from weightwise.arguments import echo, finite_float
+from weightwise import binding, clock, factors
+from weightwise.arguments import echo
 from weightwise.interop import (
     _RECURRENT_NAME,
     Handle,
@@ -188,22 +188,11 @@ def _factor_text(factor: Any) -> str:
     return f"{factor:g}"
 
 
-_FACTOR_KINDS = "a float >= 0, a schedule (a callable of the step, such as a Keras schedule)"
-
-
 def _checked_factor(value: Any, rule: str | None) -> Any:
-    """``value`` as a decay factor: a float >= 0, a schedule, or (in a rule) ``None`` for "leave out"."""
-    where = "" if rule is None else f"the factor of rule {rule}: "
+    """``value`` as a decay factor: a float >= 0 or a schedule; in a rule, ``None`` too ("leave out")."""
     if value is None and rule is not None:
         return None
-    if clock.is_scheduled(value) and not isinstance(value, type):
-        return value
-    number = finite_float(value)
-    if number is None or number < 0:
-        error = ValueError if isinstance(value, numbers.Real) and not isinstance(value, bool) else TypeError
-        expected = _FACTOR_KINDS + (", or 0 or None to leave the parameters out" if rule is not None else "")
-        raise error(f"Invalid value for argument `rules`: {where}expected {expected}. Received: {echo(value)}")
-    return number
+    return factors.factor(value, "rules", owner="" if rule is None else f"decay rule {rule}")
 
 
 def _checked_mode(mode: Any) -> str:
@@ -252,8 +241,8 @@ def _plan(module: torch.nn.Module, rules: Any, strict: bool) -> list[tuple[_Targ
             plan.append((t, factor if decays else None, why))
         return plan
     if rules is None:
-        raise TypeError(f"Invalid value for argument `rules`: expected {_FACTOR_KINDS}, or a dict of selectors to "
-                        "factors. Received: rules=None")
+        raise TypeError("Invalid value for argument `rules`: expected a factor (a float >= 0 or a schedule) or a dict "
+                        "of selectors to factors. Received: rules=None")
     items = [(selector, _checked_factor(value, _describe_selector(selector))) for selector, value in _rule_items(rules)]
     chosen: dict[str, tuple[Any, Any]] = {}
     for selector, factor in items:
@@ -312,11 +301,8 @@ class _StepDecay:
         with torch.no_grad():
             for factor, params in self.buckets:
                 if clock.is_scheduled(factor):
-                    at = self.step()
-                    wd = clock.value_at(factor, at=at)
-                    if finite_float(wd) is None or wd < 0:
-                        raise ValueError(f"The decay schedule {_factor_text(factor)} gave {wd!r} at step {at}: a decay "
-                                         "factor must be a finite float >= 0.")
+                    with clock.at_step(self.step()):
+                        wd = factors.factor_value(factor, "rules")
                 else:
                     wd = factor
                 if not wd:
