@@ -516,3 +516,37 @@ def test_math_of_the_modes_in_one_step() -> None:
     assert math.isclose(results["decoupled"], (1 - 0.5 * 0.1) - 0.5)
     assert math.isclose(results["independent"], (1 - 0.1) - 0.5)
     assert math.isclose(results["l2"], 1 - 0.5 * (1 + 0.1))
+
+
+def test_fit_with_decay_is_fit_with_adamw_and_exclusions() -> None:
+    """In ``fit``: weightwise Adam plus decay() ends where AdamW with exclude_from_weight_decay() does."""
+    _, model, inputs, _ = keras_style_models()[1]
+    reference = copy.deepcopy(model)
+    x = torch.cat(inputs[:4]).numpy()
+    y = np.random.default_rng(0).normal(size=(len(x), 3)).astype("float32")
+    model.compile(optimizer=optimizers.Adam(learning_rate=0.01), loss="mse")
+    model.optimizer.build(model.trainable_weights)
+    decay(model, 0.1, optimizer=model.optimizer)
+    adamw = optimizers.AdamW(learning_rate=0.01, weight_decay=0.1)
+    adamw.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    reference.compile(optimizer=adamw, loss="mse")
+    for net in (model, reference):
+        net.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    for (key, p), q in zip(model.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(p, q, atol=ATOL, rtol=0, msg=key)
+
+
+def test_a_step_the_grad_scaler_skips_decays_nothing() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2, bias=False))
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    decay(model, 0.1, optimizer=opt)
+    scaler = torch.amp.GradScaler("cpu")
+    before = model[0].weight.detach().clone()
+    scaler.scale(model(torch.full((1, 2), float("inf"))).sum()).backward()  # an overflow: inf gradients
+    scaler.step(opt)
+    torch.testing.assert_close(model[0].weight.detach(), before, rtol=0, atol=0)
+    opt.zero_grad()
+    scaler.update()
+    scaler.scale(model(torch.zeros(1, 2)).sum()).backward()  # a finite step: the decay happens
+    scaler.step(opt)
+    torch.testing.assert_close(model[0].weight.detach(), before * (1 - 0.5 * 0.1))
