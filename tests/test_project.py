@@ -44,17 +44,20 @@ from weightwise.optimizers import schedules as optimizer_schedules
 report_module = importlib.import_module("weightwise.report")  # `weightwise.report` is the function
 
 ROOT = Path(__file__).resolve().parents[1]
+# The package's `decay` is the function; the module of the same name is found by its path.
+decay_module = importlib.import_module("weightwise.decay")
 
 PUBLIC = {
     weightwise: ["Constraint", "Initializer", "Input", "InputSpec", "Layer", "Model", "Regularizer", "Sequential",
                  "Variable", "activations", "apply_constraints", "backend", "binding", "callbacks", "clock", "config", "constrain",
-                 "constraints", "describe", "initializers", "interop", "layers", "lipschitz_bound", "losses", "metrics",
+                 "constraints", "decay", "describe", "initializers", "interop", "layers", "lipschitz_bound", "losses", "metrics",
                  "models", "ops",
                  "optimizers", "random", "regularization_loss", "regularize", "regularize_activity", "regularizers",
                  "report", "saving", "utils"],
     lipschitz: ["lipschitz_bound"],
     interop: ["Handle", "apply_constraints", "apply_proximal", "constrain", "describe", "per_unit_axis", "regularization_loss",
               "regularize", "regularize_activity"],
+    decay_module: ["DecayHandle", "decay", "decayable"],
     # One line per group of layers, so each group's names are added in one place.
     layers: [
         *["Activation", "ActivityRegularization", "Add", "AveragePooling1D", "AveragePooling2D", "AveragePooling3D",

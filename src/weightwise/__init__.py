@@ -36,6 +36,7 @@ from weightwise import (
 )
 from weightwise.binding import apply_constraints, regularization_loss
 from weightwise.constraints import Constraint
+from weightwise.decay import decay
 from weightwise.initializers import Initializer
 from weightwise.interop import constrain, describe, regularize, regularize_activity
 from weightwise.layers import Input, InputSpec, Layer
@@ -66,6 +67,7 @@ __all__ = [
     "config",
     "constrain",
     "constraints",
+    "decay",
     "describe",
     "initializers",
     "interop",

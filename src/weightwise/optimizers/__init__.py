@@ -12,7 +12,8 @@ update is done here, in Keras's order, on every :meth:`Optimizer.step`:
 3. gradients are clipped: ``clipvalue`` elementwise, ``clipnorm`` per
    parameter, ``global_clipnorm`` over all of them (Keras's formulas exactly);
 4. weight decay is decoupled, as in Keras 3, for every optimizer that has
-   ``weight_decay`` set: ``w -= learning_rate * weight_decay * w``;
+   ``weight_decay`` set: ``w -= learning_rate * weight_decay * w``, except on the
+   variables left out by :meth:`Optimizer.exclude_from_weight_decay`;
 5. the ``torch.optim`` step;
 6. ``iterations += 1``.
 

@@ -17,6 +17,12 @@ class AdamW(Adam):
     order, and the epsilon is adjusted as in :class:`Adam`, so the trajectory
     is Keras's to float32 rounding. The saved state is laid out as :class:`Adam`'s.
 
+    Variables left out by :meth:`~Optimizer.exclude_from_weight_decay` sit in
+    torch parameter groups with ``weight_decay=0``. The groups follow the order
+    the optimizer was built with (one group per run of decayed or excluded
+    variables), so torch's parameter order, which its ``state_dict`` and the
+    saved torch state are indexed by, stays the variables' order.
+
     Args:
         learning_rate: float, schedule or callable; default 0.001.
         weight_decay: non-negative float (not None); default 0.004.
@@ -72,7 +78,7 @@ class AdamW(Adam):
 
     def create_torch_optimizer(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
         return torch.optim.AdamW(
-            params,
+            self._decay_groups(params),
             lr=self.learning_rate,
             betas=(self.beta_1, self.beta_2),
             eps=self.epsilon,
@@ -82,3 +88,18 @@ class AdamW(Adam):
 
     def _torch_decays_weights(self) -> bool:
         return True
+
+    def _decay_groups(self, params: list[torch.Tensor]) -> list[torch.Tensor] | list[dict[str, Any]]:
+        """``params`` as they are, or in order-keeping groups where some are excluded from the decay."""
+        if not self._decay_exclusion.excludes_any:
+            return params
+        groups: list[dict[str, Any]] = []
+        for param in params:
+            decays = self._decay_exclusion.decays(param)
+            if not groups or groups[-1]["decays"] != decays:
+                groups.append({"decays": decays, "params": []})
+            groups[-1]["params"].append(param)
+        return [
+            {"params": group["params"]} if group["decays"] else {"params": group["params"], "weight_decay": 0.0}
+            for group in groups
+        ]

@@ -13,6 +13,7 @@ from weightwise import clock
 from weightwise.arguments import invalid, real
 from weightwise.optimizer_state import KerasStateMixin
 from weightwise.optimizers.constraint_lookup import after_update
+from weightwise.optimizers.decay_exclusion import DecayExclusion
 from weightwise.optimizers.gradients import (
     check_gradients,
     check_variables,
@@ -78,7 +79,8 @@ class Optimizer(KerasStateMixin):
             or any callable ``schedule(step) -> float`` (a callable taking no
             argument, Keras's form, is called with none).
         weight_decay: ``None`` or a non-negative float; if set, every update
-            starts with ``w -= learning_rate * weight_decay * w``.
+            starts with ``w -= learning_rate * weight_decay * w``, on every
+            variable but those left out by :meth:`exclude_from_weight_decay`.
         clipnorm: clip each gradient to this L2 norm: ``g * clipnorm / max(norm(g), clipnorm)``.
         clipvalue: clip each gradient element to ``[-clipvalue, clipvalue]``.
         global_clipnorm: scale all gradients together so their joint L2 norm
@@ -164,6 +166,8 @@ class Optimizer(KerasStateMixin):
         # Set once a step leaves some parameter without a gradient: from then on torch's per-parameter
         # step counts are set to Keras's single count before each update (see _align_torch_steps).
         self._uneven_steps = False
+        # What exclude_from_weight_decay() left out; not part of the config, as in Keras.
+        self._decay_exclusion = DecayExclusion()
 
     # -- the torch optimizer -----------------------------------------------------------
     def create_torch_optimizer(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
@@ -401,12 +405,57 @@ class Optimizer(KerasStateMixin):
         elif self.clipvalue and self.clipvalue > 0:
             torch.nn.utils.clip_grad_value_(params, self.clipvalue)
 
+    # -- weight decay -----------------------------------------------------------------
+    def exclude_from_weight_decay(self, var_list: Iterable[torch.Tensor] | None = None,
+                                  var_names: Iterable[str] | None = None) -> None:
+        """Leave some variables out of ``weight_decay``, as Keras's ``exclude_from_weight_decay``.
+
+        A variable is left out when it is one of ``var_list`` (by identity) or
+        when any of ``var_names``, a regular expression, is found
+        (``re.search``) in its ``name``: ``"kernel"``, ``"bias"``, ``"gamma"``,
+        ``"embeddings"`` for a layer's weights, not its path. A plain
+        ``torch.nn.Parameter`` has no name (torch's ``Parameter.name`` is
+        ``None``): only ``var_list`` leaves it out (or use
+        :func:`weightwise.decay`, which decides by module type and rank). Each
+        call replaces what the previous one set; with no arguments every
+        variable decays again.
+
+        It must be called before the optimizer is built (by ``build``, the
+        first ``fit`` step or the first ``apply``); afterwards it is a
+        ``ValueError``, as Keras documents. The exclusions are not part of
+        ``get_config``, as in Keras: set them again on an optimizer rebuilt
+        from a config. Every variable of ``var_list`` must be a tensor and
+        every one of ``var_names`` a string that compiles as a regular
+        expression, else a ``TypeError`` or ``ValueError``, and nothing changes.
+
+        With ``weight_decay`` set, the others decay as before each step:
+        ``w -= learning_rate * weight_decay * w``.
+
+        >>> from weightwise.optimizers import SGD
+        >>> from weightwise.variables import Variable
+        >>> kernel, bias = Variable(torch.ones(2, 2), name="kernel"), Variable(torch.ones(2), name="bias")
+        >>> opt = SGD(learning_rate=0.5, weight_decay=0.2)
+        >>> opt.exclude_from_weight_decay(var_names=["bias"])
+        >>> opt.build([kernel, bias])
+        >>> kernel.grad, bias.grad = torch.zeros(2, 2), torch.zeros(2)
+        >>> opt.step()
+        >>> kernel[0].detach(), bias.detach()  # 1 - 0.5 * 0.2, and 1
+        (tensor([0.9000, 0.9000]), tensor([1., 1.]))
+        """
+        if self.built:
+            raise ValueError("`exclude_from_weight_decay()` can only be configured before the optimizer is built.")
+        self._decay_exclusion = DecayExclusion(var_list, var_names)
+
+    def _use_weight_decay(self, variable: torch.Tensor) -> bool:
+        """Whether ``weight_decay`` applies to ``variable`` (Keras's ``_use_weight_decay``)."""
+        return self._decay_exclusion.decays(variable)
+
     def _apply_weight_decay(self, params: list[torch.Tensor], lr: float) -> None:
         if self.weight_decay is None or self._torch_decays_weights():
             return
-        factor = 1 - self.weight_decay * lr
-        for p in params:
-            p.mul_(factor)
+        decayed = [p for p in params if self._decay_exclusion.decays(p)]
+        if decayed:
+            torch._foreach_mul_(decayed, 1 - self.weight_decay * lr)
 
     def _torch_decays_weights(self) -> bool:
         """Whether the torch optimizer applies the decoupled decay itself (AdamW)."""

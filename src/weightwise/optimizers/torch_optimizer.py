@@ -92,6 +92,28 @@ class TorchOptimizer(Optimizer):
         if self.torch_optimizer is not None:
             self._set_torch_lr(value)
 
+    def exclude_from_weight_decay(self, var_list: Iterable[torch.Tensor] | None = None,
+                                  var_names: Iterable[str] | None = None) -> None:
+        """Always a ``ValueError``: a wrapped torch optimizer is built when it is made, and decays by its groups.
+
+        Leave parameters out of its decay with a parameter group that has
+        ``weight_decay=0`` when creating it, or decay by rule with
+        :func:`weightwise.decay` on a torch optimizer without ``weight_decay``.
+
+        >>> from weightwise.optimizers import get
+        >>> opt = get(torch.optim.AdamW([torch.nn.Parameter(torch.ones(1))]))
+        >>> opt.exclude_from_weight_decay(var_names=["bias"])
+        Traceback (most recent call last):
+        ...
+        ValueError: `exclude_from_weight_decay()` can only be configured before the optimizer is built. ...
+        """
+        raise ValueError(
+            "`exclude_from_weight_decay()` can only be configured before the optimizer is built. A wrapped "
+            f"torch optimizer ({type(self.torch_optimizer).__name__}) is built when it is made: give the parameters "
+            "to leave out a parameter group with weight_decay=0, or decay by rule with weightwise.decay(...). "
+            f"Received: var_list={var_list!r:.100}, var_names={var_names!r:.100}"
+        )
+
     def _stores_learning_rate(self) -> bool:
         return False
 
