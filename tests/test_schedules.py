@@ -289,14 +289,18 @@ def test_scheduled_l2_in_fit_uses_the_factor_of_each_iteration() -> None:
     assert float(model.losses[0].detach()) == pytest.approx(0.5 * float(np.sum(weights[-1] ** 2)), rel=1e-5)
 
 
-def test_scheduled_l2_in_a_hand_torch_loop() -> None:
+@pytest.mark.parametrize("through", ["follow", "regularize"])
+def test_scheduled_l2_in_a_hand_torch_loop(through: str) -> None:
     x, y, w0 = _data(1)
     linear = torch.nn.Linear(3, 2, bias=False)
     with torch.no_grad():
         linear.weight.copy_(torch.from_numpy(w0.T))
-    regularize(linear, {"weight": L2(WARM)})
     opt = torch.optim.SGD(linear.parameters(), lr=0.1)
-    clock.follow(opt)
+    if through == "follow":
+        regularize(linear, {"weight": L2(WARM)})
+        clock.follow(opt)
+    else:
+        regularize(linear, {"weight": L2(WARM)}, optimizer=opt)  # counts the optimizer's steps itself
     xs, ys = torch.from_numpy(x), torch.from_numpy(y)
     seen = []
     for _ in range(6):
