@@ -112,15 +112,28 @@ def value_at(value: Any, at: int | None = None) -> Any:
 _FOLLOWED: weakref.WeakKeyDictionary[torch.optim.Optimizer, list[int]] = weakref.WeakKeyDictionary()
 
 
+def _steps_taken(optimizer: torch.optim.Optimizer) -> int:
+    """The number of steps an optimizer's state records (0 when it keeps no step count)."""
+    for state in optimizer.state.values():
+        taken = state.get("step") if isinstance(state, dict) else None
+        if taken is not None:
+            return int(taken.item() if isinstance(taken, torch.Tensor) else taken)
+    return 0
+
+
 def follow(optimizer: torch.optim.Optimizer) -> None:
     """Count the steps of a ``torch.optim`` optimizer, writing its count here after each one.
 
-    Following the same optimizer twice counts each of its steps once.
+    Following starts the count at the steps the optimizer's state already records (0 for a
+    new one) and writes it here at once; following the same optimizer twice counts each of its
+    steps once.
 
     >>> w = torch.nn.Parameter(torch.ones(1))
     >>> opt = torch.optim.SGD([w], lr=0.1)
-    >>> set_step(0)
+    >>> set_step(7)
     >>> follow(opt); follow(opt)
+    >>> step()
+    0
     >>> w.grad = torch.ones(1)
     >>> opt.step(); opt.step()
     >>> step()
@@ -132,7 +145,11 @@ def follow(optimizer: torch.optim.Optimizer) -> None:
         )
     if optimizer in _FOLLOWED:
         return
-    count = _FOLLOWED[optimizer] = [0]
+    # An optimizer that stepped before it was followed counts on from where it is (torch keeps a
+    # per-parameter ``step`` in most optimizers' state), and its next step reads that count now,
+    # not whatever an earlier loop left here.
+    count = _FOLLOWED[optimizer] = [_steps_taken(optimizer)]
+    set_step(count[0])
 
     def hook(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         count[0] += 1
