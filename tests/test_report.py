@@ -195,6 +195,29 @@ def test_a_constraint_may_say_what_its_units_are() -> None:
     assert (int(stats.hits), stats.units, float(stats.largest)) == (int((before.max(1) > 1).sum()), 4, 3.0) == (2, 4, 3.0)
 
 
+def test_a_scheduled_bound_is_read_at_the_step_of_the_projection() -> None:
+    linear = torch.nn.Linear(2, 4)
+    weightwise.report.track(linear)
+    value = torch.tensor([[0.3, 0.4], [0.9, 1.2], [1.5, 2.0], [2.1, 2.8]])  # row norms 0.5, 1.5, 2.5, 3.5
+    _bind_and_project(linear, "weight", constraints.MaxNorm(lambda step: 1.0 + step, axis=1), value)
+    for step, hits in ((0, 3), (2, 1)):
+        with torch.no_grad():
+            linear.weight.copy_(value)
+        with weightwise.clock.at_step(step):
+            weightwise.apply_constraints(linear)
+        assert int(engine.last_projection(linear, "weight").hits) == hits
+
+
+def test_spectral_norm_counts_the_entries_it_changed() -> None:
+    torch.manual_seed(7)
+    linear = torch.nn.Linear(3, 3)
+    weightwise.report.track(linear)
+    before = _bind_and_project(linear, "weight", constraints.SpectralNorm(0.5), 3 * torch.eye(3) + 0.1)
+    weightwise.apply_constraints(linear)
+    stats = engine.last_projection(linear, "weight")
+    assert (int(stats.hits), stats.units) == (int((_np(linear.weight) != before).sum()), 9) == (9, 9)
+
+
 def test_only_projected_weights_are_recorded_and_records_are_replaced() -> None:
     model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
     weightwise.constrain(model, {"*.weight": constraints.MaxNorm(1.0)})
@@ -429,3 +452,20 @@ def test_monitor_penalty_leaves_frozen_weights_out_but_keeps_the_key() -> None:
     model[0].weight.requires_grad_(False)
     assert RegularizationMonitor().logs(model) == {"penalty/0": 0.0}
     assert weightwise.report(model)["0.weight"].penalty > 0  # the report still shows it
+
+
+def test_tensorboard_carries_the_monitor_keys(tmp_path) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from weightwise.callbacks import TensorBoard
+
+    model = _keras_model()
+    x, y = np.random.default_rng(2).normal(size=(16, 3)), np.random.default_rng(3).normal(size=(16, 1))
+    history = model.fit(x, y, epochs=2, batch_size=8, verbose=0,
+                        callbacks=[TensorBoard(str(tmp_path), histogram_freq=0, write_graph=False),
+                                   RegularizationMonitor(prefix="reg/")])
+    events = EventAccumulator(str(tmp_path / "train"), size_guidance={"scalars": 0}).Reload()
+    for key in ("reg/penalty/hidden", "reg/bound_rate/hidden.kernel", "reg/activity_penalty/hidden"):
+        written = [(event.step, event.value) for event in events.Scalars(f"epoch_{key}")]
+        assert written == [(0, pytest.approx(history.history[key][0])), (1, pytest.approx(history.history[key][1]))]

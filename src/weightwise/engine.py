@@ -466,8 +466,9 @@ class ProjectionStats:
     ``[min_value, max_value]`` (whatever the ``rate``), ``UnitNorm`` when its norm is not 1.
     For ``NonNeg`` a unit is one entry, a hit a negative entry, and ``largest`` the largest
     ``|w|``. A constraint of another kind may say what its units are by defining
-    ``projection_stats(w) -> (hits, units, largest)``, called with the weight before its
-    projection (only while it is tracked); for one that does not, a unit is one entry and a
+    ``projection_stats(w) -> (hits, units, largest)``, called (only while its weight is
+    tracked) after the constraint computed the projection, with the weight as it was
+    before, not yet written; for one that does not, a unit is one entry and a
     hit an entry the projection changed (``largest`` is ``None``). The tensors stay on the weight's device: reading them
     (``int(stats.hits)``) waits for it, so read them in a report, not in the step.
 
