@@ -241,11 +241,11 @@ def lipschitz_bound(model: nn.Module, *, per_layer: bool = False) -> float | lis
     Anything else raises a ``ValueError`` naming the layer's position, name and type.
 
     >>> import weightwise as ww
-    >>> model = ww.Sequential([ww.layers.Input(shape=(3,)), ww.layers.Dense(2, activation="sigmoid")])
+    >>> model = ww.Sequential([ww.layers.Input(shape=(3,)), ww.layers.Dense(2, activation="sigmoid", name="out")])
     >>> with torch.no_grad():
     ...     _ = model.layers[0].kernel.copy_(torch.tensor([[2.0, 0.0], [0.0, 1.0], [0.0, 0.0]]))
     >>> lipschitz_bound(model), lipschitz_bound(model, per_layer=True)
-    (0.5, [('dense', 0.5)])
+    (0.5, [('out', 0.5)])
     """
     binding.check_module(model, "model")
     if not isinstance(per_layer, bool):
