@@ -236,6 +236,22 @@ def test_a_keras_file_keeps_the_rule(tmp_path) -> None:
     np.testing.assert_array_equal(loaded.layers[0].kernel.detach().numpy(), model.layers[0].kernel.detach().numpy())
 
 
+def test_tracked_projections_report_sigma_per_weight() -> None:
+    from weightwise import engine
+
+    linear = nn.Linear(4, 3, bias=False)
+    with torch.no_grad():
+        linear.weight.copy_(torch.from_numpy(gapped(3, 4, top=3.0, rest=1.0)))
+    constrain(linear, {"weight": SpectralNorm(2.0, power_iterations=50)})
+    engine.track(linear)
+    binding.apply_constraints(linear)
+    stats = engine.last_projection(linear, "weight")
+    assert (int(stats.hits), stats.units) == (1, 1) and float(stats.largest) == pytest.approx(3.0, rel=1e-5)
+    binding.apply_constraints(linear)  # now within the bound
+    stats = engine.last_projection(linear, "weight")
+    assert int(stats.hits) == 0 and float(stats.largest) == pytest.approx(2.0, rel=1e-5)
+
+
 # --------------------------------------------------------------------------------------
 # 3. Training: torch.compile in a hand loop, fit(jit_compile=True)
 # --------------------------------------------------------------------------------------

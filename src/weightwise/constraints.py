@@ -488,6 +488,7 @@ class SpectralNorm(Constraint):
         """A copy of this rule for one weight, with its own power-iteration vector."""
         clone = copy.copy(self)
         clone._u = None
+        clone.__dict__.pop("_found", None)
         return clone
 
     def _check_weight(self, weight: torch.Tensor) -> None:
@@ -537,7 +538,28 @@ class SpectralNorm(Constraint):
             bound = _bound(factors.factor_value(self.max_value, "max_value", allow_inf=True), sigma.dtype)
             over = torch.isfinite(sigma) & (sigma > bound)
             scale = torch.where(over, bound / torch.where(over, sigma, torch.ones_like(sigma)), torch.ones_like(sigma))
+        self._found = (over, sigma)
         return (x * scale).to(w.dtype)
+
+    def projection_stats(self, w: Any) -> tuple[torch.Tensor, int, torch.Tensor]:
+        """What the projection of ``w`` finds, for reports: ``(hits, 1, sigma)``.
+
+        The unit is the whole matrix: ``hits`` is 1 when the estimated ``sigma`` was above
+        ``max_value`` (the weight was rescaled), else 0. Right after a projection this is what
+        that projection found; otherwise the power iteration runs once more on ``w``.
+
+        >>> import torch
+        >>> rule = SpectralNorm(1.0, power_iterations=20)
+        >>> hits, units, found = rule.projection_stats(3 * torch.eye(2))
+        >>> int(hits), units, round(float(found), 4)
+        (1, 1, 3.0)
+        """
+        found = self.__dict__.pop("_found", None)
+        if found is None:
+            self(w)
+            found = self.__dict__.pop("_found")
+        over, sigma = found
+        return over.long(), 1, sigma
 
     def get_config(self) -> dict[str, Any]:
         return {"max_value": factors.factor_config(self.max_value), "power_iterations": self.power_iterations,
