@@ -243,6 +243,25 @@ def test_every_number_other_callbacks_put_in_the_logs_is_written(tmp_path) -> No
 
 
 @needs_tensorboard
+def test_regularization_monitor_keys_are_written_as_history_has_them(tmp_path) -> None:
+    from weightwise import constraints, regularizers
+
+    model = Sequential([layers.Input((3,)), layers.Dense(4, kernel_regularizer=regularizers.L2(0.01),
+                                                         kernel_constraint=constraints.MaxNorm(0.5)),
+                        layers.Dense(2, bias_regularizer=regularizers.L1(0.1))])
+    model.compile(optimizer="sgd", loss="mse")
+    history = model.fit(X, Y, batch_size=8, epochs=2, verbose=0,
+                        callbacks=[TensorBoard(tmp_path), callbacks.RegularizationMonitor()]).history
+    keys = {"penalty/dense", "penalty/dense_1", "bound_rate/dense.kernel"}
+    assert keys <= set(history)
+    train = _events(tmp_path / "train")
+    for key in keys:
+        written = _scalars(train, f"epoch_{key}")
+        assert [step for step, _ in written] == [0, 1]
+        np.testing.assert_array_equal([value for _, value in written], np.float32(history[key]))
+
+
+@needs_tensorboard
 def test_evaluate_writes_the_evaluation_scalars_at_the_iteration(tmp_path) -> None:
     model = _model()
     _fit(model, TensorBoard(tmp_path / "fit"), epochs=1)
