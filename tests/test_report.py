@@ -208,14 +208,20 @@ def test_a_scheduled_bound_is_read_at_the_step_of_the_projection() -> None:
         assert int(engine.last_projection(linear, "weight").hits) == hits
 
 
-def test_spectral_norm_counts_the_entries_it_changed() -> None:
+def test_spectral_norm_reports_one_unit_the_matrix_and_its_estimated_sigma() -> None:
     torch.manual_seed(7)
     linear = torch.nn.Linear(3, 3)
     weightwise.report.track(linear)
-    before = _bind_and_project(linear, "weight", constraints.SpectralNorm(0.5), 3 * torch.eye(3) + 0.1)
+    value = 3 * torch.eye(3) + 0.1  # singular values 3.3, 3, 3
+    before = _bind_and_project(linear, "weight", constraints.SpectralNorm(0.5, power_iterations=30), value)
+    with torch.no_grad():
+        linear.weight.copy_(value)
     weightwise.apply_constraints(linear)
     stats = engine.last_projection(linear, "weight")
-    assert (int(stats.hits), stats.units) == (int((_np(linear.weight) != before).sum()), 9) == (9, 9)
+    sigma = np.linalg.svd(before, compute_uv=False)[0]
+    assert (int(stats.hits), stats.units) == (1, 1)
+    assert float(stats.largest) == pytest.approx(sigma, rel=1e-4)
+    assert weightwise.report(linear)["weight"].bound_rate == 1.0
 
 
 def test_only_projected_weights_are_recorded_and_records_are_replaced() -> None:
