@@ -49,7 +49,7 @@ decay_module = importlib.import_module("weightwise.decay")
 
 PUBLIC = {
     weightwise: ["Constraint", "Initializer", "Input", "InputSpec", "Layer", "Model", "Regularizer", "Sequential",
-                 "Variable", "activations", "apply_constraints", "backend", "binding", "callbacks", "clock", "config", "constrain",
+                 "Variable", "activations", "apply_constraints", "apply_proximal", "backend", "binding", "callbacks", "clock", "config", "constrain",
                  "constraints", "decay", "describe", "initializers", "interop", "layers", "lipschitz_bound", "losses", "metrics",
                  "models", "ops",
                  "optimizers", "random", "regularization_loss", "regularize", "regularize_activity", "regularizers",

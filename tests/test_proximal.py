@@ -597,10 +597,9 @@ def test_rules_that_cannot_act_on_a_weight_bind_nothing() -> None:
 def test_proximal_rules_are_refused_as_activity_regularizers() -> None:
     with pytest.raises(ValueError, match="acts on weights"):
         ww.regularize_activity(torch.nn.Linear(2, 2), ProximalL1())
-    layer = layers.Dense(2, activity_regularizer=ProximalL1())
-    layer(torch.ones(1, 2))
-    with pytest.raises(ValueError, match="acts on weights"):
-        layer.losses  # noqa: B018  (the activity penalty is computed when the losses are read)
+    # A layer refuses one when it is made, before any call, and names the argument.
+    with pytest.raises(ValueError, match="`activity_regularizer`.*acts on weights"):
+        layers.Dense(2, activity_regularizer=ProximalL1())
     # As an ordinary penalty, group lasso may regularize activity.
     layer = layers.Dense(2, activity_regularizer=GroupLasso(0.1, axis=-1, proximal=False))
     layer(torch.ones(3, 2))

@@ -34,7 +34,7 @@ from weightwise import (
     saving,
     utils,
 )
-from weightwise.binding import apply_constraints, regularization_loss
+from weightwise.binding import apply_constraints, apply_proximal, regularization_loss
 from weightwise.constraints import Constraint
 from weightwise.decay import decay
 from weightwise.initializers import Initializer
@@ -60,6 +60,7 @@ __all__ = [
     "Variable",
     "activations",
     "apply_constraints",
+    "apply_proximal",
     "backend",
     "binding",
     "callbacks",

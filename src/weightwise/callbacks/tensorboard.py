@@ -155,7 +155,7 @@ class TensorBoard(Callback):
     >>> import numpy as np
     >>> from weightwise import Sequential, layers
     >>> log_dir = tempfile.mkdtemp()
-    >>> model = Sequential([layers.Input(shape=(3,)), layers.Dense(1)])
+    >>> model = Sequential([layers.Input(shape=(3,)), layers.Dense(1, name="dense")], name="sequential")
     >>> model.compile(optimizer="sgd", loss="mse", metrics=["mae"])
     >>> x, y = np.ones((8, 3)), np.zeros((8, 1))
     >>> board = TensorBoard(log_dir, histogram_freq=1)

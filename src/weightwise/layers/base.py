@@ -262,6 +262,13 @@ def _shape_of(inputs: Any) -> Any:
     return None
 
 
+def _activity_rule(value: Any) -> Any:
+    """An activity regularizer resolved, refusing a proximal one (on an output it would do nothing)."""
+    resolved = regularizers.get(value)
+    regularizers._check_activity(resolved)
+    return resolved
+
+
 class Layer(torch.nn.Module):
     """Base class of every weightwise layer; a ``torch.nn.Module`` with Keras's layer API.
 
@@ -416,7 +423,7 @@ class Layer(torch.nn.Module):
 
     @activity_regularizer.setter
     def activity_regularizer(self, value: Any) -> None:
-        self.__dict__["_activity_regularizer"] = self._resolve("activity_regularizer", value, regularizers.get)
+        self.__dict__["_activity_regularizer"] = self._resolve("activity_regularizer", value, _activity_rule)
 
     def get_config(self) -> dict[str, Any]:
         """The constructor arguments, in Keras's form (nested objects serialized)."""
