@@ -550,3 +550,12 @@ def test_a_step_the_grad_scaler_skips_decays_nothing() -> None:
     scaler.scale(model(torch.zeros(1, 2)).sum()).backward()  # a finite step: the decay happens
     scaler.step(opt)
     torch.testing.assert_close(model[0].weight.detach(), before * (1 - 0.5 * 0.1))
+
+
+def test_the_default_rule_is_reachable_from_the_function_as_a_selector() -> None:
+    import weightwise
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.LayerNorm(3), torch.nn.Linear(3, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    handle = weightwise.decay(model, {weightwise.decay.decayable: 0.1, "2.*": 0}, optimizer=opt)
+    assert handle.matched == ["0.weight"]

@@ -436,3 +436,7 @@ def decay(module: torch.nn.Module, rules: Any, *, optimizer: Any, mode: str = "d
         if own_step is None and any(clock.is_scheduled(factor) for _, factor in entries):
             clock.follow(torch_optimizer)
     return handle
+
+
+# `weightwise.decay` is this function, so the default rule is reachable from it as a selector.
+decay.decayable = decayable  # type: ignore[attr-defined]
