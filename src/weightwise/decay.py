@@ -31,7 +31,6 @@ parameter group:
 
 from __future__ import annotations
 
-import difflib
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,7 +45,7 @@ from weightwise.interop import (
     Handle,
     _check_strict,
     _describe_selector,
-    _matches,
+    _hits,
     _rule_items,
     _Target,
     _targets,
@@ -246,15 +245,7 @@ def _plan(module: torch.nn.Module, rules: Any, strict: bool) -> list[tuple[_Targ
     items = [(selector, _checked_factor(value, _describe_selector(selector))) for selector, value in _rule_items(rules)]
     chosen: dict[str, tuple[Any, Any]] = {}
     for selector, factor in items:
-        hits = [t for t in targets if _matches(selector, t, module)]
-        if not hits and strict:
-            names = [t.name for t in targets]
-            close = difflib.get_close_matches(selector, names, n=5, cutoff=0.3) if isinstance(selector, str) else []
-            raise ValueError(
-                f"The decay rule {_describe_selector(selector)} matches no parameter of {type(module).__name__}. "
-                f"Close matches: {close or names[:8]}. Pass strict=False to allow rules that match nothing."
-            )
-        for t in hits:  # a later rule overrides an earlier one
+        for t in _hits(selector, targets, module, "decay", strict):  # a later rule overrides an earlier one
             chosen[t.name] = (selector, factor)
     plan = []
     for t in targets:

@@ -270,6 +270,19 @@ def _check_strict(strict: Any) -> bool:
     return strict
 
 
+def _hits(selector: Selector, targets: list[_Target], module: torch.nn.Module, kind: str, strict: bool) -> list[_Target]:
+    """The targets ``selector`` picks; with ``strict``, none is a ``ValueError`` listing close matches."""
+    hits = [t for t in targets if _matches(selector, t, module)]
+    if not hits and strict:
+        names = [t.name for t in targets]
+        close = difflib.get_close_matches(selector, names, n=5, cutoff=0.3) if isinstance(selector, str) else []
+        raise ValueError(
+            f"The {kind} rule {_describe_selector(selector)} matches no parameter of {type(module).__name__}. "
+            f"Close matches: {close or names[:8]}. Pass strict=False to allow rules that match nothing."
+        )
+    return hits
+
+
 def _attach(module: torch.nn.Module, rules: Any, kind: str, strict: bool,
             prepare: Callable[[Any, _Target], Any]) -> Handle:
     binding.check_module(module)
@@ -285,15 +298,7 @@ def _attach(module: torch.nn.Module, rules: Any, kind: str, strict: bool,
     targets = _targets(module)
     plan: list[tuple[_Target, Any]] = []
     for selector, resolved in items:
-        hits = [t for t in targets if _matches(selector, t, module)]
-        if not hits and strict:
-            names = [t.name for t in targets]
-            close = difflib.get_close_matches(str(selector), names, n=5, cutoff=0.3) if isinstance(selector, str) else []
-            raise ValueError(
-                f"The {kind} rule {_describe_selector(selector)} matches no parameter of {type(module).__name__}. "
-                f"Close matches: {close or names[:8]}. Pass strict=False to allow rules that match nothing."
-            )
-        plan.extend((t, resolved) for t in hits)
+        plan.extend((t, resolved) for t in _hits(selector, targets, module, kind, strict))
     # Every rule is checked against every parameter it matched (a norm axis the weight lacks, a
     # dtype a constraint cannot keep) before the first is bound, so a bad one binds none.
     prepared = []
