@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from weightwise import clock
+from weightwise import clock, factors
 
 
 def _adam() -> tuple[torch.nn.Parameter, torch.optim.Optimizer]:
@@ -62,9 +62,9 @@ def test_follow_refuses_what_is_not_a_torch_optimizer() -> None:
         clock.follow("adam")
 
 
-def test_value_at_reads_schedules_at_the_step_and_passes_numbers_through() -> None:
+def test_factors_are_read_at_the_step_and_numbers_pass_through() -> None:
     with clock.at_step(4):
-        assert clock.value_at(lambda step: 0.5 * step) == 2.0
-        assert clock.value_at(lambda step: torch.tensor(3.0)) == 3.0
-    assert clock.value_at(0.25) == 0.25
+        assert factors.factor_value(lambda step: 0.5 * step, "l2") == 2.0
+        assert factors.factor_value(lambda step: torch.tensor(3.0), "l2") == 3.0
+    assert factors.factor_value(0.25, "l2") == 0.25
     assert not clock.is_scheduled(torch.tensor(1.0)) and clock.is_scheduled(clock.step)

@@ -128,7 +128,7 @@ PUBLIC = {
                 "RegularizationMonitor", "TensorBoard", "TerminateOnNaN"],
     engine: ["Plan", "ProjectionStats", "call_loss", "last_projection", "plan_for", "track"],
     report_module: ["Report", "Row", "report", "track"],
-    clock: ["at_step", "follow", "is_scheduled", "set_step", "step", "value_at"],
+    clock: ["at_step", "follow", "is_scheduled", "set_step", "step"],
     schedules: ["CosineDecay", "CosineDecayRestarts", "ExponentialDecay", "InverseTimeDecay", "LearningRateSchedule",
                 "PiecewiseConstantDecay", "PolynomialDecay", "deserialize", "serialize"],
     optimizer_schedules: ["CosineDecay", "CosineDecayRestarts", "ExponentialDecay", "InverseTimeDecay",

@@ -15,14 +15,14 @@ this module keeps as one process-wide counter:
 One counter serves one training loop at a time: with several optimizers stepping in
 turn, the step is the count of whichever stepped last.
 
+``weightwise.factors.factor_value`` reads a factor at this step.
+
 >>> set_step(0)
->>> value_at(lambda step: 0.1 * (step + 1))
-0.1
 >>> with at_step(9):
-...     value_at(lambda step: 0.1 * (step + 1))
-1.0
->>> value_at(0.5)
-0.5
+...     step()
+9
+>>> step()
+0
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import torch
 
 from weightwise.arguments import echo
 
-__all__ = ["at_step", "follow", "is_scheduled", "set_step", "step", "value_at"]
+__all__ = ["at_step", "follow", "is_scheduled", "set_step", "step"]
 
 _STEP = 0
 
@@ -92,20 +92,6 @@ def is_scheduled(value: Any) -> bool:
     (False, True)
     """
     return callable(value) and not isinstance(value, (numbers.Number, torch.Tensor))
-
-
-def value_at(value: Any, at: int | None = None) -> Any:
-    """``value`` itself if it is a number, or the schedule's value at step ``at`` (the current step by default).
-
-    >>> value_at(lambda step: 2.0 * step, at=4)
-    8.0
-    """
-    if not is_scheduled(value):
-        return value
-    result = value(_STEP if at is None else at)
-    if isinstance(result, torch.Tensor) and result.numel() == 1:
-        result = result.item()
-    return float(result)
 
 
 # The torch optimizers being followed, with their own step counts.

@@ -537,8 +537,8 @@ def _bounds(constraint: Any) -> tuple[float, float]:
     """The norms a unit may have, ``[low, high]``, at the current step (bounds may be scheduled)."""
     if type(constraint) is constraints.UnitNorm:
         return 1.0, 1.0
-    low = clock.value_at(constraint.min_value) if type(constraint) is constraints.MinMaxNorm else 0.0
-    return float(low), float(clock.value_at(constraint.max_value))
+    low = factor_value(constraint.min_value, "min_value") if type(constraint) is constraints.MinMaxNorm else 0.0
+    return float(low), float(factor_value(constraint.max_value, "max_value"))
 
 
 def _record_norms(constraint: Any, norms: torch.Tensor, slots: list[_Slot]) -> None:

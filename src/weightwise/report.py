@@ -39,7 +39,7 @@ from typing import Any
 
 import torch
 
-from weightwise import binding, clock, engine, interop
+from weightwise import binding, engine, factors, interop
 from weightwise.engine import track
 
 __all__ = ["Report", "Row", "report", "track"]
@@ -201,7 +201,7 @@ def _decay_of(owner: torch.nn.Module, attr: str, param: torch.Tensor, optimizer:
     compiled model's optimizer ``weight_decay`` (decoupled, as Keras's) on the variables it
     does not exclude. Factors of one mode add up.
     """
-    found = [(clock.value_at(factor), mode) for factor, mode in (owner.__dict__.get(_DECAYS_ATTR) or {}).get(attr, [])]
+    found = [(factors.factor_value(factor, "weight_decay"), mode) for factor, mode in (owner.__dict__.get(_DECAYS_ATTR) or {}).get(attr, [])]
     weight_decay = getattr(optimizer, "weight_decay", None)
     if isinstance(weight_decay, (int, float)) and not isinstance(weight_decay, bool) and weight_decay:
         use = getattr(optimizer, "_use_weight_decay", None)
