@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import copy
 import re
-import socket
-import time
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
 import torch
 import torch.nn.functional as F
+from ranks import gloo, run_ranks
 from torch import nn
 
 from weightwise import binding, clock, constraints, layers
@@ -865,13 +864,10 @@ def _ddp_model() -> nn.Sequential:
 
 
 def _ddp_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
-    """One DDP rank (module level, so torch.multiprocessing.spawn can pickle it)."""
-    import torch.distributed as dist
+    """One DDP rank."""
     from torch.nn.parallel import DistributedDataParallel
 
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
-    try:
+    with gloo(rank, world_size, port):
         model = _ddp_model()
         ddp = DistributedDataParallel(model)
         opt = torch.optim.SGD(ddp.parameters(), lr=0.5)
@@ -883,25 +879,10 @@ def _ddp_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
             opt.step()
         torch.save({"state": model.state_dict(), "matched": (reg.matched, con.matched),
                     "reg": regularization_loss(ddp).detach()}, Path(out_dir) / f"rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
 
 
 def test_distributed_data_parallel_gloo(tmp_path):
-    import torch.multiprocessing as mp
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    started = time.monotonic()
-    context = mp.spawn(_ddp_worker, args=(2, port, str(tmp_path)), nprocs=2, join=False)
-    deadline = started + 60  # by design it takes a few seconds: tiny model, four steps
-    while not context.join(timeout=max(0.1, deadline - time.monotonic())):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                if process.is_alive():
-                    process.kill()
-            pytest.fail("DDP workers did not finish within 60 s")
+    run_ranks(_ddp_worker, str(tmp_path), timeout=60)  # by design a few seconds: tiny model, four steps
     results = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     for result in results:
         assert result["matched"] == (["module.0.weight"], ["module.0.weight", "module.2.weight"])

@@ -408,12 +408,14 @@ class Trainer:
             # Keras's loss_scale_factor: the optimizer unscales the gradients in step().
             self.optimizer.scale_loss(differentiable).backward()
             plan.add_penalty_gradients(scale=float(getattr(self.optimizer, "loss_scale_factor", None) or 1.0))
-            self.optimizer.step()
-            if plan.proximal:  # update, proximal step, projection
-                # Factors at the step of this update, as its penalty read them.
-                with clock.at_step(max(self.optimizer.iterations - 1, 0)):
-                    plan.proximal_step(self.optimizer, only_with_grad=True)
-            plan.project(only_with_grad=True)
+            # A step the optimizer skips (inf gradients under loss scaling, a micro-batch it only
+            # accumulates) moved no weight, so nothing is projected.
+            if self.optimizer.step() is not False:
+                if plan.proximal:  # update, proximal step, projection
+                    # Factors at the step of this update, as its penalty read them.
+                    with clock.at_step(max(self.optimizer.iterations - 1, 0)):
+                        plan.proximal_step(self.optimizer, only_with_grad=True)
+                plan.project(only_with_grad=True)
         batch = _batch_size(x)
         self._loss_tracker.update_state(loss.detach(), sample_weight=batch)
         for tracker, value in zip(self._output_loss_trackers, per_output):

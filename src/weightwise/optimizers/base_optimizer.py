@@ -248,16 +248,18 @@ class Optimizer(KerasStateMixin):
         if self.torch_optimizer is not None:
             self.torch_optimizer.zero_grad(set_to_none=True)
 
-    def step(self) -> None:
+    def step(self) -> bool:
         """Apply one update from the parameters' ``.grad``, as Keras's ``apply`` does.
 
+        Returns whether the weights were updated: ``fit`` projects the constraints
+        only after an update (an optimizer that skips a step returns ``False``).
         Raises a ``ValueError`` when no parameter has a gradient, as Keras does;
         an optimizer built on no parameters does nothing.
         """
         if not self.built:
             raise ValueError(f"Optimizer {self.name!r} is not built: call `build(params)` before `step()`.")
         if self.torch_optimizer is None:
-            return
+            return False
         params = [p for p in self._params if p.grad is not None]
         if not params:
             raise ValueError("No gradients provided for any variable: every parameter's `.grad` is None.")
@@ -280,6 +282,7 @@ class Optimizer(KerasStateMixin):
         self._last_step_lr = lr
         self.iterations += 1
         clock.set_step(self.iterations)
+        return True
 
     def apply(self, grads: Any, trainable_variables: Any = None) -> None:
         """Update ``trainable_variables`` with ``grads``, one gradient per variable, as Keras's ``apply``.

@@ -117,12 +117,13 @@ class TorchOptimizer(Optimizer):
     def _stores_learning_rate(self) -> bool:
         return False
 
-    def step(self) -> None:
-        """The torch optimizer's step, then ``iterations += 1``."""
+    def step(self) -> bool:
+        """The torch optimizer's step, then ``iterations += 1``; returns ``True`` (the weights were updated)."""
         assert self.torch_optimizer is not None
         self.torch_optimizer.step()
         self.iterations += 1
         clock.set_step(self.iterations)
+        return True
 
     def get_config(self) -> dict[str, Any]:
         raise TypeError(
