@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from weightwise import constraints, regularizers
+from weightwise import constraints, ops, regularizers
 from weightwise.arguments import echo
 
 __all__ = [
@@ -330,7 +330,7 @@ def penalties(module: torch.nn.Module) -> list[torch.Tensor]:
     >>> penalties(linear)
     []
     """
-    return [checked_penalty(b.rule.regularizer(b.param), b.rule.regularizer, f"parameter {b.name!r}")
+    return [ops._plain(checked_penalty(b.rule.regularizer(b.param), b.rule.regularizer, f"parameter {b.name!r}"))
             for b in bound(module) if b.rule.regularizer is not None and b.param.requires_grad]
 
 
@@ -481,6 +481,10 @@ def regularization_loss(module: torch.nn.Module) -> torch.Tensor:
     This is the one call a hand-written training loop needs, the analogue of
     ``tf.losses.get_regularization_loss()``: ``loss = data_loss + regularization_loss(model)``.
 
+    The result is always an ordinary tensor. Under FSDP2 (weights sharded as DTensors) it is the
+    full penalty, the same on every rank, and its gradient reaches each rank's shards; since
+    DDP and FSDP2 average the data gradients, every rank adds it once, as it is.
+
     >>> import torch
     >>> linear = torch.nn.Linear(2, 1)
     >>> bind(linear, "bias", regularizer="l1")
@@ -490,7 +494,8 @@ def regularization_loss(module: torch.nn.Module) -> torch.Tensor:
     tensor(0.0200, grad_fn=<MulBackward0>)
     """
     check_module(module)
-    return _sum(call_losses(module) + [_plan(module).differentiable_penalty()])
+    # Plain tensors throughout: a penalty of sharded (DTensor) weights or outputs is made whole.
+    return _sum([ops._plain(loss) for loss in call_losses(module)] + [_plan(module).differentiable_penalty()])
 
 
 def total_penalty(module: torch.nn.Module) -> torch.Tensor:

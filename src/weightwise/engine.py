@@ -31,13 +31,13 @@ land in the parameter's own dtype), and complex weights count by magnitude ``|z|
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from weightwise import backend, binding, clock, constraints, factors, regularizers
+from weightwise import backend, binding, clock, constraints, factors, ops, regularizers
 from weightwise.arguments import echo, flag
 from weightwise.factors import factor_value
 
@@ -50,9 +50,40 @@ class _Slot:
     attr: str
     param: torch.nn.Parameter
     name: str = ""
+    layout: Any = None  # ops._layout(param): None for a plain tensor, (mesh, placements) for a DTensor
 
     def alive(self) -> bool:
         return self.owner._parameters.get(self.attr) is self.param
+
+
+class _Group(list):
+    """The slots of one penalty group, with ``parts``: the same slots split by tensor layout
+    (plain tensors, or DTensors of one device mesh and placements), since one ``torch._foreach_*``
+    op takes one layout. A plain model's group is its own single part."""
+
+    parts: list[list[_Slot]]
+
+
+def _split(slots: list[_Slot]) -> list[list[_Slot]]:
+    by_layout: dict[Any, list[_Slot]] = {}
+    for s in slots:
+        by_layout.setdefault(s.layout, []).append(s)
+    return [slots] if len(by_layout) == 1 else list(by_layout.values())
+
+
+def _total(terms: list[torch.Tensor]) -> torch.Tensor:
+    """The sum of penalty terms as a plain tensor: DTensor terms (from sharded weights) are summed per
+    device mesh and made whole once each (one collective per mesh), the rest added as they are."""
+    plain: list[torch.Tensor] = []
+    sharded: dict[Any, list[torch.Tensor]] = {}
+    for term in terms:
+        layout = ops._layout(term)
+        if layout is None:
+            plain.append(term)
+        else:
+            sharded.setdefault(layout[0], []).append(term)
+    plain += [binding._sum(group).full_tensor() for group in sharded.values()]
+    return binding._sum(plain)
 
 
 @dataclass
@@ -77,8 +108,8 @@ class Plan:
     tensor([[3., 0.]])
     """
 
-    l1: dict[float, list[_Slot]] = field(default_factory=dict)
-    l2: dict[float, list[_Slot]] = field(default_factory=dict)
+    l1: dict[float, _Group] = field(default_factory=dict)
+    l2: dict[float, _Group] = field(default_factory=dict)
     other_penalties: list[tuple[_Slot, Callable[[torch.Tensor], torch.Tensor]]] = field(default_factory=list)
     projections: dict[Any, tuple[Any, list[_Slot]]] = field(default_factory=dict)
     other_projections: list[tuple[_Slot, Callable[[torch.Tensor], torch.Tensor], str]] = field(default_factory=list)
@@ -96,34 +127,43 @@ class Plan:
 
     # -- penalties ---------------------------------------------------------------------------
     def grouped_penalty_value(self) -> torch.Tensor:
-        """The value of the grouped L1/L2 penalties, computed without an autograd graph."""
+        """The value of the grouped L1/L2 penalties, computed without an autograd graph.
+
+        Always a plain tensor: the penalty of sharded weights (DTensors) is their full penalty,
+        the same on every rank.
+        """
         terms = []
         with torch.no_grad():
-            for factor, slots in self.l1.items():
-                params = _trainable(slots)
+            for factor, part in _parts(self.l1):
+                params = _trainable(part)
                 if params:
                     terms.append(factors.factor_value(factor, "l1") * _norm_sum(params, 1))
-            for factor, slots in self.l2.items():
-                params = _trainable(slots)
+            for factor, part in _parts(self.l2):
+                params = _trainable(part)
                 if params:
                     # No graph here, so the squared 2-norm (no copy of the weights) is safe at w = 0.
                     terms.append(factors.factor_value(factor, "l2") * _norm_sum(params, 2, squared=True))
-        return binding._sum(terms)
+            return _total(terms)
 
     def _other_penalties(self) -> list[torch.Tensor]:
         return [binding.checked_penalty(reg(s.param), reg, f"parameter {s.name!r}")
                 for s, reg in self.other_penalties if s.param.requires_grad]
 
     def autograd_penalty(self) -> torch.Tensor:
-        """The penalties that need autograd (custom regularizers); a zero scalar when there are none."""
-        return binding._sum(self._other_penalties())
+        """The penalties that need autograd (custom regularizers); a zero scalar when there are none.
+        A plain tensor, also for sharded weights."""
+        return _total(self._other_penalties())
 
     def add_penalty_gradients(self, scale: float = 1.0) -> None:
-        """Add the exact gradients of the grouped L1/L2 penalties to ``.grad`` (times ``scale``)."""
+        """Add the exact gradients of the grouped L1/L2 penalties to ``.grad`` (times ``scale``).
+
+        The gradient of a sharded weight (a DTensor) is its own shard of the full penalty's
+        gradient, added to its sharded ``.grad`` (FSDP2 gives it the weight's placements).
+        """
         with torch.no_grad():
             for groups, sign, name in ((self.l2, False, "l2"), (self.l1, True, "l1")):
-                for factor, slots in groups.items():
-                    params = _trainable(slots)
+                for factor, part in _parts(groups):
+                    params = _trainable(part)
                     if not params:
                         continue
                     factor = factors.factor_value(factor, name)  # a schedule's value at this step
@@ -140,11 +180,15 @@ class Plan:
                         torch._foreach_add_(grads, params, alpha=2.0 * factor * scale)
 
     def differentiable_penalty(self) -> torch.Tensor:
-        """The weight penalty as a differentiable scalar: one concatenation per group instead of a chain per weight."""
+        """The weight penalty as a differentiable scalar: one concatenation per group instead of a chain per weight.
+
+        A plain tensor, also for sharded weights (DTensors): their full penalty, whose gradient
+        reaches each rank's shards (``DTensor.full_tensor`` is differentiable).
+        """
         terms = []
         for groups, square, name in ((self.l1, False, "l1"), (self.l2, True, "l2")):
-            for factor, slots in groups.items():
-                params = _trainable(slots)
+            for factor, part in _parts(groups):
+                params = _trainable(part)
                 if params:
                     factor = factors.factor_value(factor, name)  # a schedule's value at this step
                     # Half precision in float32, as the direct call computes: a float16 square or
@@ -157,32 +201,37 @@ class Plan:
                         values = [torch.view_as_real(v) if v.is_complex() else v for v in values]
                         values = torch._foreach_mul(values, values)
                     terms.append(factor * torch.stack(torch._foreach_norm(values, 1)).sum())
-        return binding._sum(terms + self._other_penalties())
+        return _total(terms + self._other_penalties())
 
     # -- projections ---------------------------------------------------------------------------
     def project(self, only_with_grad: bool = False, among: Container[int] | None = None) -> None:
-        """Apply every bound constraint in place; same-shape built-in ones in one batched projection."""
+        """Apply every bound constraint in place; same-shape built-in ones in one batched projection.
+
+        A sharded weight (a DTensor) is projected as the full logical weight: norms over its
+        sharded dimension are reduced across ranks (DTensor ops), and each rank writes its shard.
+        """
 
         def wanted(s: _Slot) -> bool:
             return (not only_with_grad or s.param.grad is not None) and (among is None or id(s.param) in among)
 
-        updates: list[tuple[list[torch.Tensor], list[torch.Tensor]]] = []
+        updates: list[tuple[list[torch.Tensor], list[torch.Tensor], bool]] = []
         with torch.no_grad():
             for batched, slots in self.projections.values():
                 params = [s.param for s in slots if wanted(s)]
                 if not params:
                     continue
+                sharded = slots[0].layout is not None  # a group shares one layout (it is in the key)
                 if batched is None:  # NonNeg
                     if self.tracked:
                         _record_non_neg([s for s in slots if wanted(s)])
-                    updates.append((params, []))
+                    updates.append((params, [], sharded))
                     continue
                 # A lone weight goes in as a view, without the copy that stacking makes.
                 stacked = params[0].unsqueeze(0) if len(params) == 1 else torch.stack(params)
                 if self.tracked:
                     _record_norms(batched, batched._norms(stacked), [s for s in slots if wanted(s)])
                 projected = batched(stacked)
-                updates.append((params, list(projected.unbind(0))))
+                updates.append((params, list(projected.unbind(0)), sharded))
             for slot, constraint, name in self.other_projections:
                 if not wanted(slot):
                     continue
@@ -193,12 +242,14 @@ class Plan:
                         f"Constraint {constraint!r} on parameter {name!r} returned {shape}, "
                         f"but the parameter has shape {tuple(slot.param.shape)}; no weight was changed."
                     )
+                if slot.layout is not None:
+                    projected = _sharded_like(projected, slot.param)
                 if self.tracked:
                     _record_other(slot, constraint, projected)
-                updates.append(([slot.param], [projected]))
-            for params, values in updates:
+                updates.append(([slot.param], [projected], slot.layout is not None))
+            for params, values, sharded in updates:
                 if values:
-                    torch._foreach_copy_(params, values)
+                    _copy(params, values, sharded)
                 else:
                     torch._foreach_clamp_min_(params, 0.0)
                     torch._foreach_add_(params, 0.0)  # -0.0 becomes +0.0, as NonNeg promises
@@ -222,8 +273,8 @@ class Plan:
         if not self.proximal:
             return
         done = _stepped_since_last_step(optimizer) if optimizer is not None else set()
-        soft: dict[tuple[float, torch.dtype], list[torch.Tensor]] = {}
-        steps: list[tuple[torch.Tensor, Any, float]] = []
+        soft: dict[tuple[float, torch.dtype, Any], list[torch.Tensor]] = {}
+        steps: list[tuple[torch.Tensor, Any, float, bool]] = []
         for slot, reg in self.proximal:
             p = slot.param
             rate = rates if isinstance(rates, float) else rates.get(id(p))
@@ -233,22 +284,24 @@ class Plan:
             if isinstance(reg, regularizers.ProximalL1) and p.dtype in (torch.float32, torch.float64):
                 threshold = rate * factor_value(reg.l1, "l1")
                 if threshold:
-                    soft.setdefault((threshold, p.dtype), []).append(p)
+                    soft.setdefault((threshold, p.dtype, slot.layout), []).append(p)
             else:
-                steps.append((p, reg, rate))
+                steps.append((p, reg, rate, slot.layout is not None))
         with torch.no_grad():
             # Everything is computed (and every factor checked) before the first weight changes.
-            values = [reg.prox(p, rate) for p, reg, rate in steps]
-            for (threshold, _), params in soft.items():
+            values = [reg.prox(p, rate) for p, reg, rate, _ in steps]
+            for (threshold, _, _), params in soft.items():
                 # w - clip(w, -t, t) is sign(w) * max(|w| - t, 0), with +0.0 where it is zero.
                 clipped = torch._foreach_clamp_max(params, threshold)
                 torch._foreach_clamp_min_(clipped, -threshold)
                 torch._foreach_sub_(params, clipped)
-            if steps:
-                torch._foreach_copy_([p for p, _, _ in steps], values)
+            for sharded in (False, True):
+                chosen = [(p, value) for (p, _, _, on), value in zip(steps, values) if on is sharded]
+                if chosen:
+                    _copy([p for p, _ in chosen], [value for _, value in chosen], sharded)
         if optimizer is not None:
             done.update(id(p) for params in soft.values() for p in params)
-            done.update(id(p) for p, _, _ in steps)
+            done.update(id(p) for p, _, _, _ in steps)
 
 
 def _learning_rates(lr: Any) -> tuple[float | dict[int, float], torch.optim.Optimizer | None]:
@@ -283,6 +336,36 @@ def _stepped_since_last_step(optimizer: torch.optim.Optimizer) -> set[int]:
 
 def _trainable(slots: list[_Slot]) -> list[torch.nn.Parameter]:
     return [s.param for s in slots if s.param.requires_grad]
+
+
+def _parts(groups: dict[Any, _Group]) -> Iterator[tuple[Any, list[_Slot]]]:
+    """``(factor, slots)`` for each part of each group: slots that one ``torch._foreach_*`` op can take."""
+    for factor, group in groups.items():
+        for part in group.parts:
+            yield factor, part
+
+
+def _copy(params: list[torch.Tensor], values: list[torch.Tensor], sharded: bool) -> None:
+    """Write ``values`` into ``params``: one ``torch._foreach_copy_``, or one ``copy_`` each for DTensors
+    (DTensor has no sharding rule for the foreach copy)."""
+    if not sharded:
+        torch._foreach_copy_(params, values)
+        return
+    for param, value in zip(params, values):
+        param.copy_(value)
+
+
+def _sharded_like(value: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
+    """A custom constraint's projection of a sharded weight, as a DTensor laid out like the weight.
+
+    A constraint that returns an ordinary tensor of the full shape (it computed the same
+    full projection on every rank) gives each rank its own shard of it, with no communication.
+    """
+    if ops._layout(value) is not None or not isinstance(value, torch.Tensor) or value.shape != param.shape:
+        return value
+    from torch.distributed.tensor import distribute_tensor
+
+    return distribute_tensor(value.to(param.device), param.device_mesh, param.placements, src_data_rank=None)
 
 
 _HALF = (torch.float16, torch.bfloat16)
@@ -336,21 +419,21 @@ def _batched(constraint: Any, rank: int) -> Any:
 def _build(module: torch.nn.Module) -> Plan:
     plan = Plan(version=binding.version())
     for entry in binding.bound(module):
-        slot = _Slot(entry.owner, entry.attr, entry.param, entry.name)
+        slot = _Slot(entry.owner, entry.attr, entry.param, entry.name, ops._layout(entry.param))
         reg, con = entry.rule.regularizer, entry.rule.constraint
         if reg is not None:
             kind = type(reg)
             if not _groupable(reg):
                 plan.other_penalties.append((slot, reg))
             elif kind is regularizers.L1 and reg.l1:
-                plan.l1.setdefault(reg.l1, []).append(slot)
+                plan.l1.setdefault(reg.l1, _Group()).append(slot)
             elif kind is regularizers.L2 and reg.l2:
-                plan.l2.setdefault(reg.l2, []).append(slot)
+                plan.l2.setdefault(reg.l2, _Group()).append(slot)
             elif kind is regularizers.L1L2:
                 if reg.l1:
-                    plan.l1.setdefault(reg.l1, []).append(slot)
+                    plan.l1.setdefault(reg.l1, _Group()).append(slot)
                 if reg.l2:
-                    plan.l2.setdefault(reg.l2, []).append(slot)
+                    plan.l2.setdefault(reg.l2, _Group()).append(slot)
             elif kind not in (regularizers.L1, regularizers.L2):
                 plan.other_penalties.append((slot, reg))
             if regularizers._is_proximal(reg):
@@ -358,18 +441,20 @@ def _build(module: torch.nn.Module) -> Plan:
         if con is not None:
             p = entry.param
             if type(con) is constraints.NonNeg and p.is_floating_point():
-                key: Any = ("nonneg", p.dtype, p.device)
+                key: Any = ("nonneg", p.dtype, p.device, slot.layout)
                 plan.projections.setdefault(key, (None, []))[1].append(slot)
             elif type(con) in (constraints.MaxNorm, constraints.UnitNorm, constraints.MinMaxNorm) and p.is_floating_point() \
                     and p.dtype not in _HALF and not _scheduled(con):
                 config = tuple(sorted((k, repr(v)) for k, v in con.get_config().items()))
-                key = (type(con), config, tuple(p.shape), p.dtype, p.device)
+                key = (type(con), config, tuple(p.shape), p.dtype, p.device, slot.layout)
                 if key not in plan.projections:
                     constraints._check_axis_fits(con.axis, p, type(con).__name__)
                     plan.projections[key] = (_batched(con, p.dim()), [])
                 plan.projections[key][1].append(slot)
             else:
                 plan.other_projections.append((slot, con, entry.name))
+    for group in (*plan.l1.values(), *plan.l2.values()):
+        group.parts = _split(group)
     return plan
 
 
@@ -388,7 +473,7 @@ def call_loss(module: torch.nn.Module) -> torch.Tensor:
     >>> call_loss(layer)
     tensor(3.)
     """
-    groups: dict[tuple[str, float, int], list[torch.Tensor]] = {}
+    groups: dict[tuple[str, float, int, Any], list[torch.Tensor]] = {}
     terms: list[torch.Tensor] = []
     for entry in binding.call_loss_entries(module):
         if not isinstance(entry, binding.Activity):
@@ -403,12 +488,12 @@ def call_loss(module: torch.nn.Module) -> torch.Tensor:
         batch = max(out.shape[0], 1)
         for name, factor in (("l1", getattr(reg, "l1", 0.0)), ("l2", getattr(reg, "l2", 0.0))):
             if factor:
-                groups.setdefault((name, factor, batch), []).append(out)
-    for (name, factor, batch), outputs in groups.items():
+                groups.setdefault((name, factor, batch, ops._layout(out)), []).append(out)
+    for (name, factor, batch, _), outputs in groups.items():
         factor = factors.factor_value(factor, name)  # a schedule's value at this step
         values = torch._foreach_mul(outputs, outputs) if name == "l2" else outputs
         terms.append(factor * torch.stack(torch._foreach_norm(values, 1)).sum() / batch)
-    return binding._sum(terms)
+    return _total(terms)
 
 
 _PLANS_ATTR = "_engine_plan"
@@ -544,7 +629,7 @@ def _bounds(constraint: Any) -> tuple[float, float]:
 def _record_norms(constraint: Any, norms: torch.Tensor, slots: list[_Slot]) -> None:
     """Record the unit ``norms`` of a stack of weights (one row per slot) against ``constraint``'s bounds."""
     low, high = _bounds(constraint)
-    flat = norms.reshape(len(slots), -1)
+    flat = ops._plain(norms).reshape(len(slots), -1)  # one norm per unit: small, whole on every rank
     outside = flat > high if low <= 0 else (flat < low) | (flat > high)
     hits = outside.sum(1)
     largest = flat.amax(1) if flat.shape[1] else None
@@ -555,8 +640,8 @@ def _record_norms(constraint: Any, norms: torch.Tensor, slots: list[_Slot]) -> N
 def _record_non_neg(slots: list[_Slot]) -> None:
     for slot in slots:
         p = slot.param
-        largest = p.abs().amax() if p.numel() and p.dtype != torch.bool else None
-        _store(slot, ProjectionStats(torch.count_nonzero(p < 0), p.numel(), largest))
+        largest = ops._plain(p.abs().amax()) if p.numel() and p.dtype != torch.bool else None
+        _store(slot, ProjectionStats(ops._plain(torch.count_nonzero(p < 0)), p.numel(), largest))
 
 
 def _record_other(slot: _Slot, constraint: Any, projected: torch.Tensor) -> None:
@@ -569,10 +654,11 @@ def _record_other(slot: _Slot, constraint: Any, projected: torch.Tensor) -> None
     elif type(constraint) is constraints.NonNeg:
         _record_non_neg([slot])
     elif callable(getattr(constraint, "projection_stats", None)):
-        _store(slot, ProjectionStats(*constraint.projection_stats(p)))
+        hits, units, largest = constraint.projection_stats(p)
+        _store(slot, ProjectionStats(ops._plain(hits), units, ops._plain(largest)))
     else:
         changed = (projected != p) & ~(torch.isnan(projected) & torch.isnan(p))  # NaN kept is no change
-        _store(slot, ProjectionStats(torch.count_nonzero(changed), p.numel(), None))
+        _store(slot, ProjectionStats(ops._plain(torch.count_nonzero(changed)), p.numel(), None))
 
 
 binding._install_planner(plan_for)

@@ -19,6 +19,7 @@ import builtins
 import functools
 import inspect
 import numbers
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, TypeVar, Union
 
@@ -126,6 +127,46 @@ class SymbolicArgument(TypeError):
             f"A symbolic tensor has no values, so it can only be passed to layers and to `weightwise.ops` functions "
             f"while a functional model is laid out (wrap other code in a layer). Received: {value!r}"
         )
+
+
+
+# -- sharded tensors (torch.distributed.tensor.DTensor, as FSDP2 makes them) ----------------------
+# A DTensor exists only once torch.distributed.tensor is imported, so the check never imports it:
+# a process that shards nothing pays one dict lookup.
+
+
+def _dtensor_type() -> type | None:
+    module = sys.modules.get("torch.distributed.tensor")
+    return getattr(module, "DTensor", None)
+
+
+def _layout(t: Any) -> Any:
+    """What tensors must share, besides dtype and device, to go through one ``torch._foreach_*`` op:
+    ``None`` for a plain tensor, ``(device_mesh, placements)`` for a DTensor."""
+    dtensor = _dtensor_type()
+    if dtensor is None or not isinstance(t, dtensor):
+        return None
+    return t.device_mesh, t.placements
+
+
+def _plain(t: Any) -> Any:
+    """``t`` as an ordinary tensor: the full logical value of a DTensor (differentiable, and the
+    same on every rank), anything else unchanged. A loss or a record built from sharded weights
+    goes through this, so that it adds to plain tensors and reads as a number."""
+    dtensor = _dtensor_type()
+    return t.full_tensor() if dtensor is not None and isinstance(t, dtensor) else t
+
+
+def _like(value: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """``value`` (an ordinary tensor, the same on every rank) ready to meet ``reference`` in an op:
+    itself, or replicated on ``reference``'s device mesh when that is a DTensor (no communication)."""
+    dtensor = _dtensor_type()
+    if dtensor is None or not isinstance(reference, dtensor) or isinstance(value, dtensor):
+        return value
+    from torch.distributed.tensor import Replicate
+
+    mesh = reference.device_mesh
+    return dtensor.from_local(value, mesh, [Replicate()] * mesh.ndim, run_check=False)
 
 
 def traceable(fn: F) -> F:
