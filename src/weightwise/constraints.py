@@ -517,6 +517,7 @@ class SpectralNorm(Constraint):
             start = torch.randn(m.shape[1], generator=torch.Generator().manual_seed(_START_SEED), dtype=torch.float64)
             u = (start / torch.linalg.vector_norm(start)).to(device=m.device, dtype=m.dtype)
             steps += _COLD_START_ITERATIONS
+        u = ops._like(u, m)  # replicated beside a sharded weight
         sigma = torch.zeros((), dtype=m.real.dtype if m.is_complex() else m.dtype, device=m.device)
         for _ in range(steps):
             mu = m @ u
@@ -524,7 +525,7 @@ class SpectralNorm(Constraint):
             back = m.mH @ v
             sigma = torch.linalg.vector_norm(back)
             u = _unit(back, u)  # a zero weight keeps the vector it had
-        self._u = u
+        self._u = ops._plain(u)
         return sigma
 
     def __call__(self, w: Any) -> torch.Tensor:

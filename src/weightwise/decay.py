@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-from weightwise import binding, clock, factors
+from weightwise import binding, clock, factors, ops
 from weightwise.arguments import echo
 from weightwise.interop import (
     _RECURRENT_NAME,
@@ -264,16 +264,17 @@ def _plan(module: torch.nn.Module, rules: Any, strict: bool) -> list[tuple[_Targ
 class _StepDecay:
     """The step pre-hook: the decay of the parameters that have a gradient, in one foreach op per group.
 
-    Parameters are grouped once by factor; each step they are split by the optimizer's
-    parameter group (whose ``lr`` applies), found through a map rebuilt only when the
-    groups change.
+    Parameters are grouped once by factor (and by tensor layout, for sharded ones); each step
+    they are split by the optimizer's parameter group (whose ``lr`` applies), found through a
+    map rebuilt only when the groups change.
     """
 
     def __init__(self, entries: list[tuple[torch.Tensor, Any]], mode: str, step: Callable[[], int]) -> None:
-        buckets: dict[tuple[str, Any], tuple[Any, list[torch.Tensor]]] = {}
+        buckets: dict[tuple[str, Any, Any], tuple[Any, list[torch.Tensor]]] = {}
         for param, factor in entries:
             key = ("schedule", id(factor)) if clock.is_scheduled(factor) else ("float", factor)
-            buckets.setdefault(key, (factor, []))[1].append(param)
+            # One foreach op takes tensors of one layout: plain, or DTensors of one mesh and placements.
+            buckets.setdefault((*key, ops._layout(param)), (factor, []))[1].append(param)
         self.buckets = list(buckets.values())
         self.mode = mode
         self.step = step

@@ -242,8 +242,10 @@ class Plan:
                         f"Constraint {constraint!r} on parameter {name!r} returned {shape}, "
                         f"but the parameter has shape {tuple(slot.param.shape)}; no weight was changed."
                     )
-                if slot.layout is not None:
-                    projected = _sharded_like(projected, slot.param)
+                if slot.layout is not None and isinstance(projected, torch.Tensor) \
+                        and projected.shape == slot.param.shape:
+                    # A custom constraint that computed the whole projection as an ordinary tensor.
+                    projected = ops._like(projected, slot.param)
                 if self.tracked:
                     _record_other(slot, constraint, projected)
                 updates.append(([slot.param], [projected], slot.layout is not None))
@@ -354,18 +356,6 @@ def _copy(params: list[torch.Tensor], values: list[torch.Tensor], sharded: bool)
     for param, value in zip(params, values):
         param.copy_(value)
 
-
-def _sharded_like(value: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
-    """A custom constraint's projection of a sharded weight, as a DTensor laid out like the weight.
-
-    A constraint that returns an ordinary tensor of the full shape (it computed the same
-    full projection on every rank) gives each rank its own shard of it, with no communication.
-    """
-    if ops._layout(value) is not None or not isinstance(value, torch.Tensor) or value.shape != param.shape:
-        return value
-    from torch.distributed.tensor import distribute_tensor
-
-    return distribute_tensor(value.to(param.device), param.device_mesh, param.placements, src_data_rank=None)
 
 
 _HALF = (torch.float16, torch.bfloat16)

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from weightwise import activations, binding, layers
+from weightwise import activations, binding, layers, ops
 from weightwise.arguments import echo
 from weightwise.models import Sequential
 
@@ -37,7 +37,7 @@ def _spectral_norm(w: torch.Tensor, out_axis: int, group_axis: int, groups: int)
     ``group_axis`` is split into ``groups`` equal chunks (the blocks of a grouped layer); in each
     block ``out_axis`` becomes the columns and every other axis is flattened into the rows.
     """
-    w = w.detach()
+    w = ops._plain(w.detach())  # a sharded kernel whole (a collective: every rank asks)
     w = w.to(torch.complex128 if w.is_complex() else torch.float64)
     rank = w.dim()
     out_axis, group_axis = out_axis % rank, group_axis % rank
@@ -109,9 +109,9 @@ def _torch_tuple(value: Any, rank: int) -> tuple[int, ...]:
 
 def _batch_norm(gamma: torch.Tensor | None, variance: torch.Tensor, epsilon: float) -> float:
     """``max |gamma| / sqrt(variance + epsilon)``: each channel is scaled by that factor."""
-    scale = torch.rsqrt(variance.detach().double() + epsilon)
+    scale = torch.rsqrt(ops._plain(variance.detach()).double() + epsilon)
     if gamma is not None:
-        scale = gamma.detach().double().abs() * scale
+        scale = ops._plain(gamma.detach()).double().abs() * scale
     return float(scale.max()) if scale.numel() else 1.0
 
 

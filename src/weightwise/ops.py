@@ -157,15 +157,21 @@ def _plain(t: Any) -> Any:
     return t.full_tensor() if dtensor is not None and isinstance(t, dtensor) else t
 
 
-def _like(value: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """``value`` (an ordinary tensor, the same on every rank) ready to meet ``reference`` in an op:
-    itself, or replicated on ``reference``'s device mesh when that is a DTensor (no communication)."""
+def _like(value: Any, reference: torch.Tensor) -> Any:
+    """``value`` (an ordinary tensor holding the same numbers on every rank) ready to meet
+    ``reference`` in an op: itself, or, when ``reference`` is a DTensor, a DTensor on its device
+    mesh, laid out as ``reference`` when it has its shape (each rank keeps its own shard) and
+    replicated otherwise. No communication: every rank already holds the whole value."""
     dtensor = _dtensor_type()
-    if dtensor is None or not isinstance(reference, dtensor) or isinstance(value, dtensor):
+    if dtensor is None or not isinstance(reference, dtensor) or not isinstance(value, torch.Tensor) \
+            or isinstance(value, dtensor):
         return value
-    from torch.distributed.tensor import Replicate
+    from torch.distributed.tensor import Replicate, distribute_tensor
 
     mesh = reference.device_mesh
+    value = value.to(reference.device)
+    if value.shape == reference.shape:
+        return distribute_tensor(value, mesh, reference.placements, src_data_rank=None)
     return dtensor.from_local(value, mesh, [Replicate()] * mesh.ndim, run_check=False)
 
 

@@ -297,7 +297,7 @@ class OrthogonalRegularizer(Regularizer):
             return torch.abs(x.reshape(-1)[:0]).sum()
         unit = ops.normalize(vectors, axis=1)
         product = torch.abs(unit @ unit.conj().T if unit.is_complex() else unit @ unit.T)
-        off_diagonal = product * (1.0 - torch.eye(size, dtype=product.dtype, device=x.device))
+        off_diagonal = product * ops._like(1.0 - torch.eye(size, dtype=product.dtype, device=x.device), product)
         num_pairs = size * (size - 1.0) / 2.0
         return factors.factor_value(self.factor, "factor") * 0.5 * torch.sum(off_diagonal) / num_pairs
 
@@ -459,7 +459,9 @@ class L2SP(Regularizer):
                 "then), or give `reference`."
             )
         _check_reference(reference, x, "the penalized tensor")
-        return factors.factor_value(self.l2, "l2") * _square_sum(x - reference.to(device=x.device, dtype=x.dtype))
+        # A reference captured before the weight was sharded meets the weight's shards (no communication).
+        reference = ops._like(reference.to(dtype=x.dtype), x)
+        return factors.factor_value(self.l2, "l2") * _square_sum(x - reference.to(device=x.device))
 
     def get_config(self) -> dict[str, Any]:
         return {"l2": factors.factor_config(self.l2)}

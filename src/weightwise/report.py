@@ -39,7 +39,7 @@ from typing import Any
 
 import torch
 
-from weightwise import binding, engine, factors, interop
+from weightwise import binding, engine, factors, interop, ops
 from weightwise.engine import track
 
 __all__ = ["Report", "Row", "report", "track"]
@@ -217,8 +217,9 @@ def _penalty(entry: binding.Bound) -> float | None:
     regularizer = entry.rule.regularizer
     if regularizer is None:
         return None
-    with torch.no_grad():
-        return float(binding.checked_penalty(regularizer(entry.param), regularizer, f"parameter {entry.name!r}"))
+    with torch.no_grad():  # a sharded weight's penalty is its full one (a collective: every rank reports)
+        return float(ops._plain(binding.checked_penalty(regularizer(entry.param), regularizer,
+                                                        f"parameter {entry.name!r}")))
 
 
 def _weight_row(entry: binding.Bound, display: str, layer: str, decay: tuple[float, str] | None) -> Row:
@@ -257,7 +258,7 @@ def _activity_row(module: torch.nn.Module, display: str, layer: str) -> Row | No
     values = [entry.value() if isinstance(entry, binding.Activity) else entry
               for slot, entries in (module.__dict__.get(binding.CALL_LOSSES_ATTR) or {}).items()
               for entry in entries if isinstance(entry, binding.Activity) or slot is not None]
-    penalty = float(sum(float(v.detach()) for v in values)) if values else None
+    penalty = float(sum(float(ops._plain(v.detach())) for v in values)) if values else None
     return Row(
         name=(display or layer) + OUTPUT, layer=layer, kind="activity", shape=None, trainable=None,
         regularizer=", ".join(repr(rule) for rule in rules), penalty=penalty, decay=None, decay_mode=None,
