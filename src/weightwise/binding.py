@@ -454,7 +454,8 @@ def call_losses(module: torch.nn.Module) -> list[torch.Tensor]:
     >>> call_losses(torch.nn.Linear(2, 1))
     []
     """
-    return [entry.value() if isinstance(entry, Activity) else entry for entry in call_loss_entries(module)]
+    # Ordinary tensors: a loss of sharded (DTensor) outputs is made whole.
+    return [ops._plain(entry.value() if isinstance(entry, Activity) else entry) for entry in call_loss_entries(module)]
 
 
 def call_loss_entries(module: torch.nn.Module) -> list[Any]:
@@ -494,8 +495,7 @@ def regularization_loss(module: torch.nn.Module) -> torch.Tensor:
     tensor(0.0200, grad_fn=<MulBackward0>)
     """
     check_module(module)
-    # Plain tensors throughout: a penalty of sharded (DTensor) weights or outputs is made whole.
-    return _sum([ops._plain(loss) for loss in call_losses(module)] + [_plan(module).differentiable_penalty()])
+    return _sum(call_losses(module) + [_plan(module).differentiable_penalty()])
 
 
 def total_penalty(module: torch.nn.Module) -> torch.Tensor:
