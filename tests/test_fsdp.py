@@ -295,7 +295,20 @@ def _pieces_worker(rank: int, world_size: int, port: int, out: str) -> None:
         rule = MaxNorm(1.0, axis=0)
         result["whole"] = _full(rule(sharded))
         result["local"] = _full(_gather(rule(sharded.to_local())))
+        # A custom rule that makes a plain tensor beside a sharded weight fails clearly, changing nothing.
+        result["errors"] = []
+        binding.bind(model[0], "bias", regularizer=_plain_factory, constraint=_plain_factory)
+        before = _full(model[0].bias)
+        for call in (lambda: regularization_loss(model), lambda: apply_constraints(model)):
+            with pytest.raises(TypeError) as error:
+                call()
+            result["errors"].append(str(error.value))
+        assert torch.equal(_full(model[0].bias), before)
         torch.save(result, f"{out}/rank{rank}.pt")
+
+
+def _plain_factory(w: torch.Tensor) -> torch.Tensor:
+    return w * torch.ones(w.shape)
 
 
 def _shard0():
@@ -339,6 +352,9 @@ def test_engine_pieces_on_sharded_weights_equal_the_dense_computation(tmp_path):
             assert x == y, where
 
     for result in ranks:
+        for message in result.pop("errors"):
+            assert message.startswith("The rule <function _plain_factory") and "parameter '0.bias'" in message
+            assert "mixed torch.Tensor and DTensor" in message
         same(result, {**dense, "whole": result["whole"], "local": result["local"]}, "sharded")
         # Against NumPy, for the formulas the grouped paths compute.
         w = {n: t.double().numpy() for n, t in dense["before"].items()}

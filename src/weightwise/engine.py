@@ -146,7 +146,7 @@ class Plan:
             return _total(terms)
 
     def _other_penalties(self) -> list[torch.Tensor]:
-        return [binding.checked_penalty(reg(s.param), reg, f"parameter {s.name!r}")
+        return [binding.checked_penalty(_apply(reg, s), reg, f"parameter {s.name!r}")
                 for s, reg in self.other_penalties if s.param.requires_grad]
 
     def autograd_penalty(self) -> torch.Tensor:
@@ -235,7 +235,7 @@ class Plan:
             for slot, constraint, name in self.other_projections:
                 if not wanted(slot):
                     continue
-                projected = constraint(slot.param)
+                projected = _apply(constraint, slot)
                 if not isinstance(projected, torch.Tensor) or projected.shape != slot.param.shape:
                     shape = getattr(projected, "shape", type(projected).__name__)
                     raise ValueError(
@@ -334,6 +334,21 @@ def _stepped_since_last_step(optimizer: torch.optim.Optimizer) -> set[int]:
         # Cleared as each step begins; the hook holds the set, not the optimizer, so both can be collected.
         optimizer.register_step_pre_hook(lambda opt, args, kwargs: stepped.clear())
     return stepped
+
+
+def _apply(rule: Callable[[torch.Tensor], Any], slot: _Slot) -> Any:
+    """``rule(slot.param)``; a rule that cannot take a sharded weight says so, naming the weight and the rule."""
+    if slot.layout is None:
+        return rule(slot.param)
+    try:
+        return rule(slot.param)
+    except (RuntimeError, NotImplementedError) as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise TypeError(
+            f"The rule {rule!r} of parameter {slot.name!r} cannot act on it as sharded (a DTensor with placements "
+            f"{slot.layout[1]}): {reason} A rule on sharded weights must use torch operations that DTensor supports, "
+            "and make the tensors it needs from the weight (torch.ones_like(w)), not from plain factories."
+        ) from error
 
 
 def _trainable(slots: list[_Slot]) -> list[torch.nn.Parameter]:
