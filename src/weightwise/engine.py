@@ -16,6 +16,14 @@ groups instead:
   gradient; after each update :meth:`Plan.proximal_step` soft-thresholds their weights,
   all ``ProximalL1`` weights with one threshold together in ``torch._foreach_*`` ops.
 
+- **Sharded weights.** Under FSDP2 (``fully_shard``) a weight is a DTensor holding one shard
+  per rank. A foreach op takes one tensor layout, so each group is split by layout (plain
+  tensors, or DTensors of one device mesh and placements) when the plan is built. Penalties
+  are the full penalty of each logical weight, handed back as ordinary tensors (made whole
+  once per device mesh); projections act on the full logical weight with DTensor ops, so a
+  norm over the sharded dimension is reduced across the ranks, and each rank writes its own
+  shard. Nothing reads a shard alone (``to_local``): that norm would be silently wrong.
+
 - **Records.** For modules switched on with :func:`track`, each projection also records
   what it found (:func:`last_projection`): how many units were outside the bound and the
   largest unit norm, as device tensors, so the step never waits for them. Nothing is
