@@ -20,12 +20,14 @@ from weightwise import (
     clock,
     config,
     constraints,
+    dtype_policies,
     engine,  # noqa: F401  (registers the grouped fast path behind binding's public functions)
     initializers,
     interop,
     layers,
     losses,
     metrics,
+    mixed_precision,
     models,
     ops,
     optimizers,
@@ -37,6 +39,7 @@ from weightwise import (
 from weightwise.binding import apply_constraints, apply_proximal, regularization_loss
 from weightwise.constraints import Constraint
 from weightwise.decay import decay
+from weightwise.dtype_policies import DTypePolicy, FloatDTypePolicy
 from weightwise.initializers import Initializer
 from weightwise.interop import constrain, describe, regularize, regularize_activity
 from weightwise.layers import Input, InputSpec, Layer
@@ -50,6 +53,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Constraint",
+    "DTypePolicy",
+    "FloatDTypePolicy",
     "Initializer",
     "Input",
     "InputSpec",
@@ -70,12 +75,14 @@ __all__ = [
     "constraints",
     "decay",
     "describe",
+    "dtype_policies",
     "initializers",
     "interop",
     "layers",
     "lipschitz_bound",
     "losses",
     "metrics",
+    "mixed_precision",
     "models",
     "ops",
     "optimizers",

@@ -5,6 +5,8 @@ re-exported here. This module adds the two switches Keras keeps in ``keras.confi
 
 - traceback filtering. weightwise never filters tracebacks (its frames are plain Python
   frames), so the switch is recorded and reported, and changes nothing else;
+- the global dtype policy (``set_dtype_policy``, ``dtype_policy``), from
+  :mod:`weightwise.dtype_policies`;
 - unsafe deserialization. :func:`enable_unsafe_deserialization` turns safe mode off for
   every later load, whatever ``safe_mode`` a call passes, as in Keras. Deserialization
   reads the setting through :func:`in_safe_mode`; ``SafeModeScope`` sets it through
@@ -27,11 +29,13 @@ from weightwise.backend import (
     set_floatx,
     set_image_data_format,
 )
+from weightwise.dtype_policies import dtype_policy, set_dtype_policy
 
 __all__ = [
     "backend",
     "disable_flash_attention",
     "disable_traceback_filtering",
+    "dtype_policy",
     "enable_flash_attention",
     "enable_traceback_filtering",
     "enable_unsafe_deserialization",
@@ -40,6 +44,7 @@ __all__ = [
     "image_data_format",
     "is_flash_attention_enabled",
     "is_traceback_filtering_enabled",
+    "set_dtype_policy",
     "set_epsilon",
     "set_floatx",
     "set_image_data_format",
@@ -61,8 +66,6 @@ def enable_traceback_filtering() -> None:
     """
     global _TRACEBACK_FILTERING
     _TRACEBACK_FILTERING = True
-# None: attention layers may use flash attention where torch can (Keras's default); False: they never do.
-_FLASH_ATTENTION: bool | None = None
 
 
 def disable_traceback_filtering() -> None:

@@ -26,8 +26,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from weightwise import backend, binding, constraints, initializers, ops, regularizers
-from weightwise.arguments import echo
+from weightwise import (
+    backend,
+    binding,
+    constraints,
+    dtype_policies,
+    initializers,
+    ops,
+    regularizers,
+)
+from weightwise.arguments import echo, flag
 from weightwise.layers.args import standardize_shape
 from weightwise.layers.symbolic import (
     KerasTensor,
@@ -272,9 +280,16 @@ def _activity_rule(value: Any) -> Any:
 class Layer(torch.nn.Module):
     """Base class of every weightwise layer; a ``torch.nn.Module`` with Keras's layer API.
 
-    Keyword arguments (all optional): ``name``, ``trainable``, ``dtype``,
-    ``activity_regularizer``, and ``input_shape`` / ``input_dim`` /
-    ``batch_input_shape``, which build the layer at construction.
+    Keyword arguments (all optional): ``name``, ``trainable``, ``dtype`` (a dtype, a policy
+    name such as ``"mixed_bfloat16"``, or a :class:`~weightwise.dtype_policies.DTypePolicy`;
+    the global policy by default), ``autocast``, ``activity_regularizer``, and
+    ``input_shape`` / ``input_dim`` / ``batch_input_shape``, which build the layer at construction.
+
+    Under a mixed policy (compute dtype unlike the variable dtype) the weights are created in
+    the variable dtype (float32); a call casts the floating inputs, and the layer's own
+    floating weights that allow it (``Variable.autocast``), to the compute dtype, so the
+    outputs come in it, as in Keras. Gradients reach the float32 weights through that cast.
+    ``autocast=False`` keeps the weights as they are in the call.
 
     Like Keras, a layer runs in inference mode unless told otherwise: a direct
     call has ``training=False``; ``layer.train()`` (torch) or ``training=True``
@@ -320,6 +335,7 @@ class Layer(torch.nn.Module):
         name: str | None = None,
         trainable: bool = True,
         dtype: Any = None,
+        autocast: bool = True,
         activity_regularizer: Any = None,
         input_shape: Sequence[int | None] | None = None,
         input_dim: int | None = None,
@@ -336,7 +352,8 @@ class Layer(torch.nn.Module):
         if not isinstance(trainable, bool):
             raise ValueError(f"Invalid value for argument `trainable`: expected a bool. Received: trainable={trainable!r}")
         self.name = name or unique_name(to_snake_case(type(self).__name__))
-        self._dtype = backend.standardize_dtype(_dtype_name(dtype))
+        self.__dict__["_autocast"] = flag(autocast, "autocast")
+        self.dtype_policy = dtype
         self._trainable = trainable
         self._declared_trainable: dict[str, bool] = {}
         self.built = False
@@ -393,19 +410,66 @@ class Layer(torch.nn.Module):
                 self.built = True
 
     @property
+    def dtype_policy(self) -> dtype_policies.DTypePolicy:
+        """The layer's :class:`~weightwise.dtype_policies.DTypePolicy`; settable (a policy, a name, a dtype).
+
+        Setting it changes the dtype later calls compute in and later weights are created in;
+        weights that exist keep their dtype, as in Keras.
+
+        >>> from weightwise.layers import Dense
+        >>> layer = Dense(2, dtype="mixed_bfloat16")
+        >>> layer.dtype_policy, layer.dtype, layer.compute_dtype, layer.variable_dtype
+        (<DTypePolicy "mixed_bfloat16">, 'float32', 'bfloat16', 'float32')
+        """
+        return self.__dict__["_dtype_policy"]
+
+    @dtype_policy.setter
+    def dtype_policy(self, value: Any) -> None:
+        try:
+            policy = dtype_policies.get(value)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{type(self).__name__} layer {self.name!r}: invalid value for argument `dtype`. {error}") \
+                from error
+        self.__dict__["_dtype_policy"] = policy
+        # `_dtype` is what calls compute in (inputs, outputs, states); weights are created in `_variable_dtype`.
+        self._dtype = backend.standardize_dtype(policy.compute_dtype)
+        self._variable_dtype = backend.standardize_dtype(policy.variable_dtype)
+        self._note_weight_casts()
+
+    @property
+    def autocast(self) -> bool:
+        """Whether a call under a mixed policy casts the layer's floating weights to the compute dtype."""
+        return self.__dict__["_autocast"]
+
+    @autocast.setter
+    def autocast(self, value: bool) -> None:
+        self.__dict__["_autocast"] = flag(value, "autocast")
+        self._note_weight_casts()
+
+    def _note_weight_casts(self) -> None:
+        # Decided once here, so that a call without a mixed policy pays one attribute read for it.
+        self.__dict__["_casts_weights"] = self.autocast and self._dtype.is_floating_point \
+            and self._dtype != self._variable_dtype
+
+    @property
     def dtype(self) -> str:
-        """The layer's weight and compute dtype, as a string (``'float32'``)."""
-        return str(self._dtype).replace("torch.", "")
+        """The dtype of the layer's weights (Keras's alias of :attr:`variable_dtype`), as a string."""
+        return self.variable_dtype
 
     @property
     def compute_dtype(self) -> str:
-        """The dtype the layer computes in; without mixed-precision policies, its :attr:`dtype`."""
-        return self.dtype
+        """The dtype the layer computes in: floating inputs are cast to it (the policy's compute dtype)."""
+        return str(self._dtype).replace("torch.", "")
 
     @property
     def variable_dtype(self) -> str:
-        """The dtype of the layer's weights; without mixed-precision policies, its :attr:`dtype`."""
-        return self.dtype
+        """The dtype the layer creates its weights in (the policy's variable dtype)."""
+        return str(self._variable_dtype).replace("torch.", "")
+
+    @property
+    def input_dtype(self) -> str:
+        """The dtype floating inputs are cast to: the :attr:`compute_dtype`, as in Keras."""
+        return self.compute_dtype
 
     def _resolve(self, argument: str, value: Any, get: Callable[[Any], Any]) -> Any:
         """``get(value)``, with a failure naming this layer and the argument."""
@@ -427,7 +491,8 @@ class Layer(torch.nn.Module):
 
     def get_config(self) -> dict[str, Any]:
         """The constructor arguments, in Keras's form (nested objects serialized)."""
-        config: dict[str, Any] = {"name": self.name, "trainable": self.trainable, "dtype": _dtype_policy(self.dtype)}
+        config: dict[str, Any] = {"name": self.name, "trainable": self.trainable,
+                                  "dtype": dtype_policies.serialize(self.dtype_policy)}
         if self.activity_regularizer is not None:
             config["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
         return config
@@ -461,9 +526,13 @@ class Layer(torch.nn.Module):
         constraint: Any = None,
         trainable: bool = True,
         dtype: Any = None,
+        autocast: bool = True,
     ) -> Variable:
         """Create, register and return a weight (a :class:`weightwise.Variable`), with its rules bound.
 
+        ``dtype`` defaults to the layer's :attr:`variable_dtype` (float32 under a mixed policy).
+        With ``autocast=False`` a call under a mixed policy uses the weight as it is, not cast to
+        the compute dtype (Keras's argument; normalization statistics use it).
         ``initializer`` defaults to ``glorot_uniform`` (``zeros`` for non-float dtypes). Every
         argument is checked, and the initial value drawn, before the layer changes; if binding
         the rules then fails, the weight is removed again, so a failed call adds nothing.
@@ -490,7 +559,8 @@ class Layer(torch.nn.Module):
                 f"{owner}: invalid value for argument `trainable`: expected a bool. Received: trainable={trainable!r}"
             )
         shape = standardize_shape(shape, "shape", owner, allow_none=False)
-        dtype = self._dtype if dtype is None else backend.standardize_dtype(_dtype_name(dtype))
+        autocast = flag(autocast, "autocast", owner)
+        dtype = self._variable_dtype if dtype is None else backend.standardize_dtype(_dtype_name(dtype))
         regularizer = self._resolve(f"regularizer of weight {name!r}", regularizer, regularizers.get)
         constraint = self._resolve(f"constraint of weight {name!r}", constraint, constraints.get)
         init = self._resolve("initializer", initializer if initializer is not None else
@@ -498,6 +568,8 @@ class Layer(torch.nn.Module):
         value = self._initial_value(init, name, shape, dtype)
         with self._open_name_scope():
             param = Variable.wrap(value, trainable and self._trainable, name)
+        if not autocast:
+            param.__dict__["_autocast"] = False
         self.register_parameter(name, param)
         self._declared_trainable[name] = trainable
         try:
@@ -573,6 +645,10 @@ class Layer(torch.nn.Module):
         for name, param in self._parameters.items():
             if isinstance(param, Variable):
                 param.__dict__.update(_owner=self, _slot=name, _rule=binding.Rule())
+        if "_dtype_policy" not in self.__dict__ and "_dtype" in self.__dict__:
+            # Pickled before layers had policies: the dtype it had is its policy.
+            self.__dict__["_autocast"] = True
+            self.dtype_policy = str(self._dtype).replace("torch.", "")
 
     def _own_weights(self) -> list[torch.nn.Parameter]:
         params = [(n, p) for n, p in self._parameters.items() if p is not None]
@@ -907,6 +983,7 @@ class Layer(torch.nn.Module):
         if self._call_takes_training:
             kwargs["training"] = training
         _CALL_STATE.depth, _CALL_STATE.training = depth + 1, training
+        casts = self._cast_weights() if self._casts_weights else ()
         try:
             if masked or self._handles_masks:
                 outputs = self._call_with_masks(inputs, args, kwargs)
@@ -914,11 +991,32 @@ class Layer(torch.nn.Module):
                 outputs = self.call(inputs, *args, **kwargs)
         finally:
             _CALL_STATE.depth, _CALL_STATE.training = depth, outer_training
+            for name in casts:
+                self.__dict__.pop(name, None)
         if self.activity_regularizer is not None:
             for output in flatten(outputs):
                 if isinstance(output, torch.Tensor):
                     binding.record_call_loss(self, binding.Activity(self.activity_regularizer, output))
         return outputs
+
+    def _cast_weights(self) -> list[str]:
+        """Put a compute-dtype copy of each castable own weight where ``self.<name>`` finds it first.
+
+        ``self.kernel`` reads a parameter through ``Module.__getattr__``, which the instance
+        dict comes before: for the length of the call, the copy in the dict is what ``call``
+        sees, while the float32 Parameter stays registered (for ``.grad``, the optimizer, the
+        penalties and the constraints). Keras's torch backend casts the same way, at each read
+        of a variable inside a mixed-precision call. Weights created with ``trainable=False`` are
+        state a call may update in place (moving statistics): they are never cast, so an update
+        reaches the weight itself rather than a copy. Returns the names set, for the caller to remove.
+        """
+        dtype, shadowed, declared = self._dtype, [], self._declared_trainable
+        for name, param in self._parameters.items():
+            if param is not None and param.dtype != dtype and param.is_floating_point() \
+                    and getattr(param, "autocast", True) and declared.get(name, True) and name not in self.__dict__:
+                self.__dict__[name] = param.to(dtype)
+                shadowed.append(name)
+        return shadowed
 
     def _call_with_masks(self, inputs: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """``call`` with Keras's mask steps: masks in, as ``mask=``; the outputs' masks from ``compute_mask``.
@@ -1105,15 +1203,7 @@ def _input_shape_argument(
 
 
 def _dtype_name(dtype: Any) -> Any:
-    """Accept Keras's DTypePolicy config as a dtype."""
-    if isinstance(dtype, dict):
-        config = dtype.get("config")
-        name = config.get("name") if isinstance(config, dict) else None
-        if not isinstance(name, str):
-            raise TypeError(f"Invalid value for argument `dtype`: a dtype policy config needs a name. Received: dtype={dtype!r}")
-        return name
+    """A weight's ``dtype`` argument: a dtype, or a policy (or its config), whose variable dtype it means."""
+    if isinstance(dtype, (dict, dtype_policies.DTypePolicy)):
+        return dtype_policies.get(dtype).variable_dtype
     return dtype
-
-
-def _dtype_policy(name: str) -> dict[str, Any]:
-    return {"module": "keras", "class_name": "DTypePolicy", "config": {"name": name}, "registered_name": None}

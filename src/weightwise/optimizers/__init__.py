@@ -59,6 +59,7 @@ from weightwise.optimizers.learning_rate_schedule import (
     LearningRateSchedule,
     schedules,
 )
+from weightwise.optimizers.loss_scale_optimizer import LossScaleOptimizer
 from weightwise.optimizers.rmsprop import RMSprop
 from weightwise.optimizers.sgd import SGD
 from weightwise.optimizers.torch_optimizer import TorchOptimizer
@@ -71,6 +72,7 @@ __all__ = [
     "AdamW",
     "ExponentialDecay",
     "LearningRateSchedule",
+    "LossScaleOptimizer",
     "Optimizer",
     "RMSprop",
     "TorchOptimizer",
@@ -81,7 +83,7 @@ __all__ = [
 ]
 
 
-_BUILTINS = [Optimizer, SGD, Adam, AdamW, RMSprop, Adagrad]
+_BUILTINS = [Optimizer, SGD, Adam, AdamW, RMSprop, Adagrad, LossScaleOptimizer]
 # Keras resolves built-in optimizer names case-insensitively ('adam', 'Adam', 'ADAM').
 _LOWER = {cls.__name__.lower(): cls for cls in _BUILTINS}
 
@@ -120,6 +122,11 @@ def deserialize(config: Any, custom_objects: Mapping[str, Any] | None = None) ->
                 if config.get("registered_name") == class_name:
                     config["registered_name"] = None
             config["class_name"] = _LOWER[class_name.lower()].__name__
+        if config.get("class_name") == LossScaleOptimizer.__name__ and isinstance(config.get("config"), Mapping):
+            # Its inner optimizer's config may name a Keras backend module that only this function reads.
+            inner = config["config"].get("inner_optimizer")
+            if isinstance(inner, (Mapping, str)):
+                config["config"] = {**config["config"], "inner_optimizer": deserialize(inner, custom_objects)}
     elif isinstance(config, str) and config.lower() in _LOWER:
         config = _LOWER[config.lower()].__name__
     return _FAMILY.deserialize(config, custom_objects)

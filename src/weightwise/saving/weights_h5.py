@@ -194,6 +194,15 @@ def write_weights(model: torch.nn.Module, target: Any, optimizer: Any = None) ->
             group.attrs["name"] = optimizer.name
             for key, value in state.items():
                 group.create_dataset(key, data=np.asarray(value))
+            inner = getattr(optimizer, "inner_optimizer", None)
+            if inner is not None and getattr(inner, "built", False):
+                # Keras writes a wrapped optimizer's variables (LossScaleOptimizer's) again under its own path.
+                inner_state: dict[str, Any] = {}
+                inner.save_own_variables(inner_state)
+                group = handle.create_group("optimizer/inner_optimizer/vars")
+                group.attrs["name"] = inner.name
+                for key, value in inner_state.items():
+                    group.create_dataset(key, data=np.asarray(value))
             _write_torch_state(handle, optimizer)
 
 
