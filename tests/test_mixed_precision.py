@@ -269,9 +269,14 @@ def test_weights_a_layer_keeps_uncast_and_the_cast_leaves_nothing_behind() -> No
     assert "scale" not in layer.__dict__
     out.float().sum().backward()
     assert layer.scale.grad.dtype == torch.float32
-    # autocast=False on the layer keeps every weight as it is.
+    # autocast=False leaves the inputs as they are; outside any scope the mixed layer still
+    # opens one for its weights, and inside another's it reads them uncast (Keras's rules).
     plain = Scale(dtype="mixed_bfloat16", autocast=False)
-    plain(np.ones((2, 3), np.float32))
+    assert plain(np.ones((2, 3), np.float64)).dtype == torch.float64
+    assert plain.seen == (torch.bfloat16, torch.float32)
+    outer = ww.Sequential([plain], name="outer")
+    outer.dtype_policy = "mixed_bfloat16"
+    outer(np.ones((2, 3), np.float32))
     assert plain.seen == (torch.float32, torch.float32)
 
 
@@ -481,3 +486,36 @@ def test_apply_skips_the_constraints_of_a_skipped_update() -> None:
     assert opt.iterations == 1
     np.testing.assert_allclose(np.linalg.norm(layer.kernel.detach().numpy(), axis=0), 0.1, rtol=1e-6)
     np.testing.assert_array_equal(layer.bias.detach().numpy(), np.zeros(2, np.float32))
+
+
+LAYERS = {
+    "Conv2D": (lambda L: L.Conv2D(4, 3, kernel_regularizer="l2"), (2, 6, 6, 3)),
+    "DepthwiseConv2D": (lambda L: L.DepthwiseConv2D(3), (2, 6, 6, 3)),
+    "Embedding": (lambda L: L.Embedding(10, 4), None),
+    "EinsumDense": (lambda L: L.EinsumDense("ab,bc->ac", output_shape=3, bias_axes="c"), (2, 5)),
+    # A recurrent layer's weights live in its cell, which the layer's scope reaches too.
+    "LSTM": (lambda L: L.LSTM(3), (2, 4, 5)),
+    "GRU": (lambda L: L.GRU(3), (2, 4, 5)),
+    "SimpleRNN": (lambda L: L.SimpleRNN(3), (2, 4, 5)),
+}
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_layers_compute_in_the_policy_dtype_as_keras(name, policy) -> None:
+    keras = keras_or_skip()
+    make, shape = LAYERS[name]
+    keras.config.set_dtype_policy(policy)
+    config.set_dtype_policy(policy)
+    theirs, ours = make(keras.layers), make(ww.layers)
+    x = RNG.integers(0, 10, (2, 3)) if shape is None else RNG.normal(size=shape).astype(np.float32)
+    out_theirs = theirs(x)
+    ours.build(tuple(x.shape))
+    ours.set_weights([to_numpy(w) for w in theirs.weights])
+    out_ours = ours(torch.tensor(x))
+    assert out_ours.dtype == out_theirs.dtype
+    assert all(w.dtype == torch.float32 for w in ours.weights)
+    # Recurrent steps round their state to the low precision at each step, where the two orders of
+    # operations may differ by an ulp; everything else is the same ops on the same casts.
+    tolerance = 1e-2 if name in ("LSTM", "GRU", "SimpleRNN") else 0
+    np.testing.assert_allclose(to_numpy(out_ours), to_numpy(out_theirs), rtol=tolerance, atol=tolerance)

@@ -286,10 +286,12 @@ class Layer(torch.nn.Module):
     ``input_shape`` / ``input_dim`` / ``batch_input_shape``, which build the layer at construction.
 
     Under a mixed policy (compute dtype unlike the variable dtype) the weights are created in
-    the variable dtype (float32); a call casts the floating inputs, and the layer's own
-    floating weights that allow it (``Variable.autocast``), to the compute dtype, so the
-    outputs come in it, as in Keras. Gradients reach the float32 weights through that cast.
-    ``autocast=False`` keeps the weights as they are in the call.
+    the variable dtype (float32), and a call casts the floating inputs to the compute dtype,
+    so the outputs come in it, as in Keras. The call also runs in Keras's autocast scope: the
+    floating weights of the layer and of every layer in it are read in the compute dtype, and
+    a sublayer of another policy opens its own scope. Gradients reach the float32 weights
+    through the cast. ``autocast=False`` leaves the inputs as they are, and inside an outer
+    scope the weights too (Keras's rule).
 
     Like Keras, a layer runs in inference mode unless told otherwise: a direct
     call has ``training=False``; ``layer.train()`` (torch) or ``training=True``
@@ -438,18 +440,18 @@ class Layer(torch.nn.Module):
 
     @property
     def autocast(self) -> bool:
-        """Whether a call under a mixed policy casts the layer's floating weights to the compute dtype."""
+        """Whether floating inputs are cast to the compute dtype, and (inside an outer autocast
+        scope) the weights too; settable."""
         return self.__dict__["_autocast"]
 
     @autocast.setter
     def autocast(self, value: bool) -> None:
         self.__dict__["_autocast"] = flag(value, "autocast")
-        self._note_weight_casts()
 
     def _note_weight_casts(self) -> None:
-        # Decided once here, so that a call without a mixed policy pays one attribute read for it.
-        self.__dict__["_casts_weights"] = self.autocast and self._dtype.is_floating_point \
-            and self._dtype != self._variable_dtype
+        # Decided once here, so that a call outside any autocast scope without a mixed policy pays
+        # one attribute read for it.
+        self.__dict__["_casts_weights"] = self._dtype.is_floating_point and self._dtype != self._variable_dtype
 
     @property
     def dtype(self) -> str:
@@ -948,7 +950,7 @@ class Layer(torch.nn.Module):
         if isinstance(inputs, torch.Tensor):
             # The common case, kept lean: per-layer Python overhead is what deep models pay for.
             masked = getattr(inputs, "_keras_mask", None) is not None
-            if inputs.dtype != self._dtype and inputs.is_floating_point():
+            if inputs.dtype != self._dtype and inputs.is_floating_point() and self.autocast:
                 inputs = _with_mask_of(inputs, inputs.to(self._dtype))
             if self.input_spec is not None:
                 self.input_spec.check(self.name, inputs.shape)
@@ -983,7 +985,13 @@ class Layer(torch.nn.Module):
         if self._call_takes_training:
             kwargs["training"] = training
         _CALL_STATE.depth, _CALL_STATE.training = depth + 1, training
-        casts = self._cast_weights() if self._casts_weights else ()
+        outer_scope = getattr(_CALL_STATE, "autocast", None)
+        scope, restore = outer_scope, None
+        if outer_scope is not None or self._casts_weights:
+            scope = self._autocast_scope(outer_scope)
+            if scope != outer_scope:
+                restore = _cast_weights(self, scope)
+                _CALL_STATE.autocast = scope
         try:
             if masked or self._handles_masks:
                 outputs = self._call_with_masks(inputs, args, kwargs)
@@ -991,32 +999,24 @@ class Layer(torch.nn.Module):
                 outputs = self.call(inputs, *args, **kwargs)
         finally:
             _CALL_STATE.depth, _CALL_STATE.training = depth, outer_training
-            for name in casts:
-                self.__dict__.pop(name, None)
+            if restore is not None:
+                _CALL_STATE.autocast = outer_scope
+                _restore_weights(restore)
         if self.activity_regularizer is not None:
             for output in flatten(outputs):
                 if isinstance(output, torch.Tensor):
                     binding.record_call_loss(self, binding.Activity(self.activity_regularizer, output))
         return outputs
 
-    def _cast_weights(self) -> list[str]:
-        """Put a compute-dtype copy of each castable own weight where ``self.<name>`` finds it first.
+    def _autocast_scope(self, outer: torch.dtype | None) -> torch.dtype | None:
+        """The dtype weights are read in during this layer's call, by Keras's rule.
 
-        ``self.kernel`` reads a parameter through ``Module.__getattr__``, which the instance
-        dict comes before: for the length of the call, the copy in the dict is what ``call``
-        sees, while the float32 Parameter stays registered (for ``.grad``, the optimizer, the
-        penalties and the constraints). Keras's torch backend casts the same way, at each read
-        of a variable inside a mixed-precision call. Weights created with ``trainable=False`` are
-        state a call may update in place (moving statistics): they are never cast, so an update
-        reaches the weight itself rather than a copy. Returns the names set, for the caller to remove.
+        Inside an outer scope: none if the layer does not autocast or computes in a non-float
+        dtype, else its compute dtype. Outside any: its compute dtype if its policy is mixed.
         """
-        dtype, shadowed, declared = self._dtype, [], self._declared_trainable
-        for name, param in self._parameters.items():
-            if param is not None and param.dtype != dtype and param.is_floating_point() \
-                    and getattr(param, "autocast", True) and declared.get(name, True) and name not in self.__dict__:
-                self.__dict__[name] = param.to(dtype)
-                shadowed.append(name)
-        return shadowed
+        if outer is None:
+            return self._dtype if self._casts_weights else None
+        return self._dtype if self.autocast and self._dtype.is_floating_point else None
 
     def _call_with_masks(self, inputs: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """``call`` with Keras's mask steps: masks in, as ``mask=``; the outputs' masks from ``compute_mask``.
@@ -1075,7 +1075,7 @@ class Layer(torch.nn.Module):
                 tensor = ops.convert_to_tensor(tensor)
             except (TypeError, ValueError) as error:
                 raise self._not_a_tensor(inputs) from error
-        if tensor.is_floating_point() and tensor.dtype != self._dtype:
+        if tensor.is_floating_point() and tensor.dtype != self._dtype and self.autocast:
             tensor = _with_mask_of(tensor, tensor.to(self._dtype))
         return tensor
 
@@ -1119,6 +1119,49 @@ def _with_mask_of(original: torch.Tensor, converted: torch.Tensor) -> torch.Tens
     if mask is not None and converted is not original:
         converted._keras_mask = mask
     return converted
+
+
+_ABSENT = object()
+
+
+def _cast_weights(root: Layer, dtype: torch.dtype | None) -> list[tuple[Layer, str, Any]]:
+    """Make ``self.<name>`` of every layer under ``root`` read its weight in ``dtype`` (as it is, for ``None``).
+
+    ``layer.kernel`` reads a parameter through ``Module.__getattr__``, which the instance dict
+    comes before: a cast copy put in the dict is what ``call`` sees, while the float32
+    Parameter stays registered (for ``.grad``, the optimizer, the penalties and the
+    constraints). Keras's torch backend casts the same way, at each read of a variable inside
+    an autocast scope. Only floating weights whose ``autocast`` is on are cast, and never those
+    created with ``trainable=False``: such state (moving statistics) may be updated in place by
+    the call, which must reach the weight rather than a copy. Returns what was there before,
+    for :func:`_restore_weights`.
+    """
+    saved: list[tuple[Layer, str, Any]] = []
+    for layer in root.modules():
+        if not isinstance(layer, Layer):
+            continue
+        declared, own = layer._declared_trainable, layer.__dict__
+        for name, param in layer._parameters.items():
+            if param is None or not param.is_floating_point() or not getattr(param, "autocast", True) \
+                    or not declared.get(name, True):
+                continue
+            previous = own.get(name, _ABSENT)
+            if dtype is None or param.dtype == dtype:
+                if previous is _ABSENT:
+                    continue
+                del own[name]
+            else:
+                own[name] = param.to(dtype)
+            saved.append((layer, name, previous))
+    return saved
+
+
+def _restore_weights(saved: list[tuple[Layer, str, Any]]) -> None:
+    for layer, name, previous in reversed(saved):
+        if previous is _ABSENT:
+            layer.__dict__.pop(name, None)
+        else:
+            layer.__dict__[name] = previous
 
 
 def _is_shape(value: Any) -> bool:
