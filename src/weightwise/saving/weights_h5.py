@@ -188,22 +188,21 @@ def write_weights(model: torch.nn.Module, target: Any, optimizer: Any = None) ->
             for index, tensor in enumerate(tensors):
                 group.create_dataset(str(index), data=convert_to_numpy(tensor))
         if optimizer is not None and getattr(optimizer, "built", False):
-            state: dict[str, Any] = {}
-            optimizer.save_own_variables(state)
-            group = handle.create_group("optimizer/vars")
-            group.attrs["name"] = optimizer.name
-            for key, value in state.items():
-                group.create_dataset(key, data=np.asarray(value))
+            _write_optimizer_state(handle, "optimizer/vars", optimizer)
             inner = getattr(optimizer, "inner_optimizer", None)
             if inner is not None and getattr(inner, "built", False):
                 # Keras writes a wrapped optimizer's variables (LossScaleOptimizer's) again under its own path.
-                inner_state: dict[str, Any] = {}
-                inner.save_own_variables(inner_state)
-                group = handle.create_group("optimizer/inner_optimizer/vars")
-                group.attrs["name"] = inner.name
-                for key, value in inner_state.items():
-                    group.create_dataset(key, data=np.asarray(value))
+                _write_optimizer_state(handle, "optimizer/inner_optimizer/vars", inner)
             _write_torch_state(handle, optimizer)
+
+
+def _write_optimizer_state(handle: h5py.File, path: str, optimizer: Any) -> None:
+    state: dict[str, Any] = {}
+    optimizer.save_own_variables(state)
+    group = handle.create_group(path)
+    group.attrs["name"] = optimizer.name
+    for key, value in state.items():
+        group.create_dataset(key, data=np.asarray(value))
 
 
 # Keras's variable layout keeps momentum in weight units where torch keeps it in gradient units, and
