@@ -311,6 +311,9 @@ class Layer(torch.nn.Module):
 
     # Whether ``call`` takes ``training`` (set per class, once).
     _call_takes_training = False
+    # Whether floating inputs are cast to the compute dtype (Keras's flag; a functional model leaves
+    # that to its layers, as Keras's does).
+    _convert_input_args = True
     # Whether calls of the class need the mask machinery even for inputs without a mask: its ``call``
     # takes ``mask`` (or ``<argument>_mask``), or it overrides ``compute_mask`` (set per class, once).
     _handles_masks = False
@@ -950,7 +953,7 @@ class Layer(torch.nn.Module):
         if isinstance(inputs, torch.Tensor):
             # The common case, kept lean: per-layer Python overhead is what deep models pay for.
             masked = getattr(inputs, "_keras_mask", None) is not None
-            if inputs.dtype != self._dtype and inputs.is_floating_point() and self.autocast:
+            if inputs.dtype != self._dtype and inputs.is_floating_point() and self.autocast and self._convert_input_args:
                 inputs = _with_mask_of(inputs, inputs.to(self._dtype))
             if self.input_spec is not None:
                 self.input_spec.check(self.name, inputs.shape)
@@ -1075,7 +1078,7 @@ class Layer(torch.nn.Module):
                 tensor = ops.convert_to_tensor(tensor)
             except (TypeError, ValueError) as error:
                 raise self._not_a_tensor(inputs) from error
-        if tensor.is_floating_point() and tensor.dtype != self._dtype and self.autocast:
+        if tensor.is_floating_point() and tensor.dtype != self._dtype and self.autocast and self._convert_input_args:
             tensor = _with_mask_of(tensor, tensor.to(self._dtype))
         return tensor
 
