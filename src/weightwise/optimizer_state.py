@@ -11,9 +11,13 @@ optimizer class: :mod:`weightwise.optimizers` imports it, not the reverse.
 
 The layout is Keras's: a store of arrays keyed ``"0"``, ``"1"``, ...
 
-- ``"0"``: ``iterations``, an int32 scalar;
+- ``"0"``: Keras's ``_iterations``, an int32 scalar (every call, micro-batches
+  that only accumulate included: ``iterations`` times
+  ``gradient_accumulation_steps`` plus the calls of the open window);
 - ``"1"``: the learning rate, a float32 scalar, only for a float rate (Keras
   keeps no variable for a schedule or a callable);
+- with ``use_ema``, each parameter's moving ``average``; then with
+  ``gradient_accumulation_steps``, each parameter's ``gradient_accumulator``;
 - then, for the Keras-named optimizers, Keras's per-variable slots, block by
   block and, within a block, parameter by parameter (Adam: each parameter's
   ``momentum`` and ``velocity``, then with ``amsgrad`` each ``velocity_hat``);
@@ -143,6 +147,7 @@ class KerasStateMixin:
     >>> opt.build([w])
     >>> w.grad = torch.tensor([0.5, 0.5])
     >>> opt.step()
+    True
     >>> store = {}
     >>> opt.save_own_variables(store)  # iterations, learning_rate, w's momentum and velocity
     >>> sorted(store)
@@ -159,6 +164,9 @@ class KerasStateMixin:
     name: str
     built: bool
     iterations: int
+    _iterations: int
+    use_ema: bool
+    gradient_accumulation_steps: int | None
     torch_optimizer: torch.optim.Optimizer | None
     learning_rate: float
     _params: list[torch.Tensor]
@@ -186,6 +194,26 @@ class KerasStateMixin:
         """Whether Keras keeps the learning rate in a variable: for a float rate, not a schedule or callable."""
         return isinstance(self._learning_rate, float)
 
+    def _own_variables(self) -> list[tuple[str, str]]:
+        """Keras's per-variable optimizer variables that the optimizer keeps itself, not torch, in Keras's order.
+
+        Each is ``(Keras's name suffix, the attribute holding one tensor per
+        parameter)``: the moving averages with ``use_ema``, then the gradient
+        accumulators with ``gradient_accumulation_steps`` (Keras's ``build``
+        creates them in that order, before the class's own slots).
+        """
+        own = []
+        if getattr(self, "use_ema", False):
+            own.append(("average", "_model_variables_moving_average"))
+        if getattr(self, "gradient_accumulation_steps", None):
+            own.append(("gradient_accumulator", "_accumulated_gradients"))
+        return own
+
+    def _updates_in(self, calls: int) -> int:
+        """How many updates ``calls`` calls made (Keras's ``iterations`` from its ``_iterations``)."""
+        steps = getattr(self, "gradient_accumulation_steps", None)
+        return calls // steps if steps else calls
+
     def _describe(self) -> str:
         return f"optimizer {self.name!r} ({type(self).__name__})"
 
@@ -195,13 +223,20 @@ class KerasStateMixin:
 
     def _keras_layout(self, blocks: list[list[_Slot]]) -> list[tuple[str, tuple[int, ...]]]:
         """``(label, shape)`` of every variable Keras's optimizer holds, in its order."""
-        layout = [("iterations", ())]
-        if self._stores_learning_rate():
-            layout.append(("learning_rate", ()))
+        layout = self._head_layout()
         for block in blocks:
             for index, param in enumerate(self._params):
                 for slot in block:
                     layout.append((f"{slot.name} of parameter {index}", tuple(param.shape)))
+        return layout
+
+    def _head_layout(self) -> list[tuple[str, tuple[int, ...]]]:
+        """``(label, shape)`` of the entries before the torch state: the count, the rate, the own variables."""
+        layout = [("iterations", ())]
+        if self._stores_learning_rate():
+            layout.append(("learning_rate", ()))
+        for name, _ in self._own_variables():
+            layout.extend((f"{name} of parameter {index}", tuple(p.shape)) for index, p in enumerate(self._params))
         return layout
 
     def _torch_state_values(self) -> list[np.ndarray]:
@@ -261,6 +296,7 @@ class KerasStateMixin:
         >>> opt.build([w])
         >>> w.grad = torch.tensor([0.5, 0.5])
         >>> opt.step()
+        True
         >>> store = {}
         >>> opt.save_own_variables(store)
         >>> store
@@ -277,9 +313,11 @@ class KerasStateMixin:
                 "Invalid value for argument `store`: expected a mutable mapping (a dict, or the store Keras's "
                 f"saving passes). Received: store={_short_repr(store)}"
             )
-        values = [np.asarray(self.iterations, dtype=np.int32)]
+        values = [np.asarray(self._iterations, dtype=np.int32)]
         if self._stores_learning_rate():
             values.append(np.asarray(self._learning_rate, dtype=np.float32))
+        for _, attribute in self._own_variables():
+            values.extend(_to_numpy(tensor) for tensor in getattr(self, attribute))
         blocks = self._keras_slot_blocks()
         if blocks is None:
             values.extend(self._torch_state_values())
@@ -340,8 +378,9 @@ class KerasStateMixin:
         arrays = _read_store(store, owner)
         blocks = self._keras_slot_blocks()
         prefix = 2 if self._stores_learning_rate() else 1
+        head = self._head_layout()
         if blocks is None:
-            plan = self._plan_torch_state(arrays, prefix, owner)
+            plan = self._plan_torch_state(arrays, head, owner)
         else:
             layout = self._keras_layout(blocks)
             bad = [
@@ -357,7 +396,8 @@ class KerasStateMixin:
                     + (f"; mismatched: {'; '.join(bad)}" if bad and len(arrays) == len(layout) else ""),
                     arrays,
                 )
-        iterations = _read_iterations(arrays[0], owner)
+        calls = _read_iterations(arrays[0], owner)
+        updates = self._updates_in(calls)
         learning_rate = self._learning_rate
         if prefix == 2:
             stored = float(arrays[1].item())
@@ -368,19 +408,29 @@ class KerasStateMixin:
                 )
             if np.float32(learning_rate) != np.float32(stored):
                 learning_rate = stored
-        # The rate torch's lr-free momentum is expressed in: the last step's, as uninterrupted training has it.
+        # The rate torch's lr-free momentum is expressed in: the last update's, as uninterrupted training has
+        # it. A schedule reads Keras's count of calls, and the last update was the last call of its window.
         if isinstance(learning_rate, float):
             current = last = learning_rate
         else:
-            current = self._rate_at(learning_rate, iterations)
-            last = self._rate_at(learning_rate, iterations - 1) if iterations > 0 else current
+            current = self._rate_at(learning_rate, calls)
+            window = getattr(self, "gradient_accumulation_steps", None) or 1
+            last = self._rate_at(learning_rate, updates * window - 1) if updates > 0 else current
         unit = last or current or 1.0
 
+        own: dict[str, list[torch.Tensor]] = {}
+        index = prefix
+        with torch.no_grad():
+            for _, attribute in self._own_variables():
+                own[attribute] = [
+                    torch.tensor(array, dtype=p.dtype, device=p.device)
+                    for p, array in zip(self._params, arrays[index:index + len(self._params)])
+                ]
+                index += len(self._params)
         new_states: dict[torch.Tensor, dict[str, Any]] = {}
         if blocks is None:
-            new_states = self._torch_states_from(plan, arrays, prefix)
+            new_states = self._torch_states_from(plan, arrays, len(head))
         else:
-            index = prefix
             for block in blocks:
                 for param in self._params:
                     for slot in block:
@@ -393,11 +443,13 @@ class KerasStateMixin:
                 for param in self._params:
                     template = self.torch_optimizer.state.get(param, {}).get("step")
                     new_states.setdefault(param, {})["step"] = _torch_step(
-                        template, groups[id(param)], param, iterations
+                        template, groups[id(param)], param, updates
                     )
 
-        # Nothing has changed so far; from here on nothing can fail.
-        self.iterations = iterations
+        # Nothing has changed so far; from here on nothing can fail. New lists, never edited in place.
+        self._iterations = calls
+        for attribute, tensors in own.items():
+            setattr(self, attribute, tensors)
         if learning_rate is not self._learning_rate:
             self.learning_rate = learning_rate
         if self.torch_optimizer is not None:
@@ -406,7 +458,7 @@ class KerasStateMixin:
                     self.torch_optimizer.state[param] = new_states[param]
                 else:
                     self.torch_optimizer.state.pop(param, None)
-        self._last_step_lr = unit if iterations > 0 else None
+        self._last_step_lr = unit if updates > 0 else None
 
     def _torch_slot_value(self, param: torch.Tensor, slot: _Slot, array: np.ndarray, unit: float) -> torch.Tensor:
         with torch.no_grad():
@@ -443,7 +495,9 @@ class KerasStateMixin:
                     sources[param] = shadow.state.get(copied, {})
         return [[(key, sources[p][key]) for key in sorted(sources[p] or {}, key=str)] for p in params]
 
-    def _plan_torch_state(self, arrays: list[np.ndarray], prefix: int, owner: str) -> list[list[tuple[str, Any]]]:
+    def _plan_torch_state(
+        self, arrays: list[np.ndarray], head: list[tuple[str, tuple[int, ...]]], owner: str
+    ) -> list[list[tuple[str, Any]]]:
         """Match the store against weightwise's own layout: which parameters' states it holds.
 
         Each parameter's entries are either all there (a full state) or absent
@@ -451,13 +505,14 @@ class KerasStateMixin:
         load (empty: no state); raises if no or more than one reading fits.
         """
         params = self._torch_params()
-        head = "iterations, learning_rate" if prefix == 2 else "iterations"
-        if len(arrays) < prefix or any(array.shape != () for array in arrays[:prefix]):
-            raise _layout_mismatch(owner, f"weightwise's layout starts with {prefix} scalars ({head})", arrays)
-        if len(arrays) == prefix:
+        start = len(head)
+        head_text = ", ".join(f"{label} {shape}" for label, shape in head)
+        if len(arrays) < start or any(tuple(array.shape) != shape for array, (_, shape) in zip(arrays, head)):
+            raise _layout_mismatch(owner, f"weightwise's layout starts with {start} entries ({head_text})", arrays)
+        if len(arrays) == start:
             return [[] for _ in params]
         templates = self._torch_state_templates(owner)
-        shapes = [tuple(array.shape) for array in arrays[prefix:]]
+        shapes = [tuple(array.shape) for array in arrays[start:]]
         count = len(shapes)
 
         def fits(i: int, j: int) -> bool:
@@ -480,7 +535,7 @@ class KerasStateMixin:
             for i, template in enumerate(templates)
         ]
         expected = (
-            f"weightwise's layout is {head}, then for each parameter either nothing (no state yet) or all of "
+            f"weightwise's layout is {head_text}, then for each parameter either nothing (no state yet) or all of "
             "its torch state: " + "; ".join(per_param)
         )
         if readings[0][0] == 0:
@@ -499,10 +554,10 @@ class KerasStateMixin:
         return plan
 
     def _torch_states_from(
-        self, plan: list[list[tuple[str, Any]]], arrays: list[np.ndarray], prefix: int
+        self, plan: list[list[tuple[str, Any]]], arrays: list[np.ndarray], start: int
     ) -> dict[torch.Tensor, dict[str, Any]]:
         states: dict[torch.Tensor, dict[str, Any]] = {}
-        index = prefix
+        index = start
         for param, template in zip(self._torch_params(), plan):
             for key, value in template:
                 array = arrays[index]

@@ -583,6 +583,8 @@ class Trainer:
             raise
         finally:
             self.train(was_training)
+        if epochs > 0:  # as Keras: with use_ema the weights become their moving averages
+            self.optimizer.finalize_variable_values(self.trainable_weights)
         callback_list.on_train_end(logs)
         if interrupted.raised:
             raise KeyboardInterrupt

@@ -31,6 +31,7 @@ then apply the constraint bound to each updated variable, as Keras does.
 >>> opt.build([w])
 >>> w.grad = torch.tensor([0.5, 0.5])
 >>> opt.step()
+True
 >>> w.detach()
 tensor([ 0.9950, -2.0050])
 >>> opt.iterations

@@ -41,6 +41,7 @@ class Adagrad(Optimizer):
     >>> opt.build([w])
     >>> w.grad = torch.tensor([0.3, -2.0])
     >>> opt.step()
+    True
     >>> w.detach()
     tensor([ 0.9000, -0.9000])
     """

@@ -59,6 +59,7 @@ class Adam(Optimizer):
     >>> opt.build([w])
     >>> w.grad = torch.tensor([0.3, -2.0])
     >>> opt.step()
+    True
     >>> w.detach()
     tensor([ 0.9000, -0.9000])
     """

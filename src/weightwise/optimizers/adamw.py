@@ -34,6 +34,7 @@ class AdamW(Adam):
     >>> opt.build([w])
     >>> w.grad = torch.tensor([0.3, -2.0])
     >>> opt.step()
+    True
     >>> w.detach()
     tensor([ 0.8500, -0.8500])
     """

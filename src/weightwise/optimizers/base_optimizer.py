@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from weightwise import clock
-from weightwise.arguments import invalid, real
+from weightwise.arguments import count, flag, invalid, real
 from weightwise.optimizer_state import KerasStateMixin
 from weightwise.optimizers.constraint_lookup import after_update
 from weightwise.optimizers.decay_exclusion import DecayExclusion
@@ -85,9 +85,22 @@ class Optimizer(KerasStateMixin):
         clipvalue: clip each gradient element to ``[-clipvalue, clipvalue]``.
         global_clipnorm: scale all gradients together so their joint L2 norm
             is at most this value. At most one of the three clipping arguments.
-        use_ema, ema_momentum, ema_overwrite_frequency, gradient_accumulation_steps:
-            accepted so that Keras configs load; only their defaults are
-            supported (a different value is a ``ValueError``).
+        use_ema: keep an exponential moving average of every parameter, as
+            Keras: after each call, ``average = ema_momentum * average +
+            (1 - ema_momentum) * weight`` (the plain weight while ``iterations``
+            is 0). :meth:`finalize_variable_values` (called by ``fit`` at the
+            end) writes the averages into the weights.
+        ema_momentum: a float in [0, 1]; default 0.99.
+        ema_overwrite_frequency: ``None`` or an int >= 1: with ``use_ema``,
+            overwrite the weights with their averages whenever
+            ``(iterations + 1) % ema_overwrite_frequency == 0``, read before the
+            call's count is added (with accumulation, ``iterations`` counts
+            updates, so this holds for every call of the window).
+        gradient_accumulation_steps: ``None`` or an int >= 2: update every
+            ``N``-th call with the mean of the ``N`` calls' gradients, which the
+            optimizer keeps (see :meth:`step`); ``iterations`` counts updates,
+            and a learning rate schedule reads every call (Keras's
+            ``_iterations``).
         loss_scale_factor: ``None`` or a positive float; gradients are divided
             by it before clipping. Multiply the loss by it with :meth:`scale_loss`.
         name: defaults to the snake_case class name (Keras adds ``_1``, ``_2``
@@ -101,6 +114,7 @@ class Optimizer(KerasStateMixin):
     >>> opt.build([w])
     >>> w.grad = torch.tensor([1.0, -0.05])
     >>> opt.step()
+    True
     >>> w.detach()
     tensor([0.9500, 1.0250])
     """
@@ -133,36 +147,29 @@ class Optimizer(KerasStateMixin):
                 "Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be set. "
                 f"Received: clipnorm={clipnorm}, clipvalue={clipvalue}, global_clipnorm={global_clipnorm}"
             )
-        if use_ema is not False:
-            raise ValueError(
-                "Invalid value for argument `use_ema`: weightwise optimizers do not keep a moving average of "
-                f"the weights; only use_ema=False is supported. Received: use_ema={use_ema!r}"
-            )
-        self.use_ema = False
+        self.use_ema = flag(use_ema, "use_ema")
         self.ema_momentum = real(ema_momentum, "ema_momentum", low=0, high=1)
-        if ema_overwrite_frequency is not None:
-            raise ValueError(
-                "Invalid value for argument `ema_overwrite_frequency`: it only applies with use_ema=True, "
-                f"which is not supported. Received: ema_overwrite_frequency={ema_overwrite_frequency!r}"
-            )
-        self.ema_overwrite_frequency = None
+        self.ema_overwrite_frequency = count(ema_overwrite_frequency, "ema_overwrite_frequency", low=1,
+                                             allow_none=True)
         self.loss_scale_factor = real(loss_scale_factor, "loss_scale_factor", low=0, low_open=True, allow_none=True)
-        if gradient_accumulation_steps is not None:
-            raise ValueError(
-                "Invalid value for argument `gradient_accumulation_steps`: gradient accumulation is not "
-                f"supported; only None is. Received: gradient_accumulation_steps={gradient_accumulation_steps!r}"
-            )
-        self.gradient_accumulation_steps = None
+        self.gradient_accumulation_steps = count(gradient_accumulation_steps, "gradient_accumulation_steps", low=2,
+                                                 allow_none=True)
         if name is None:
             name = to_snake_case(type(self).__name__)
         if not isinstance(name, str):
             raise invalid("name", "a str", name)
         self.name = name
-        self.iterations = 0
+        # Keras's `_iterations`: every step() and apply() call, micro-batches that only accumulate
+        # included; `iterations` counts the updates (see the property).
+        self._iterations = 0
         self.built = False
         self.torch_optimizer: torch.optim.Optimizer | None = None
         self._params: list[torch.Tensor] = []
         self._last_step_lr: float | None = None
+        # Keras's optimizer variables of the same names, one tensor per parameter, made by build():
+        # the gradients summed since the last update, and the moving average of each parameter.
+        self._accumulated_gradients: list[torch.Tensor] = []
+        self._model_variables_moving_average: list[torch.Tensor] = []
         # Set once a step leaves some parameter without a gradient: from then on torch's per-parameter
         # step counts are set to Keras's single count before each update (see _align_torch_steps).
         self._uneven_steps = False
@@ -192,10 +199,36 @@ class Optimizer(KerasStateMixin):
                 f"Optimizer {self.name!r} was already built for {len(self._params)} parameters and cannot be "
                 f"rebuilt for a different set of {len(params)}. Create a new optimizer for new parameters."
             )
-        self._params = params
         # torch refuses an empty parameter list; with nothing to train, step() does nothing.
-        self.torch_optimizer = self.create_torch_optimizer(params) if params else None
+        torch_optimizer = self.create_torch_optimizer(params) if params else None
+        with torch.no_grad():
+            # Keras's zeros; the first averaging step overwrites the average with the weights.
+            averages = [torch.zeros_like(p) for p in params] if self.use_ema else []
+            accumulators = [torch.zeros_like(p) for p in params] if self.gradient_accumulation_steps else []
+        self._params = params
+        self.torch_optimizer = torch_optimizer
+        self._model_variables_moving_average = averages
+        self._accumulated_gradients = accumulators
         self.built = True
+
+    @property
+    def iterations(self) -> int:
+        """The number of updates taken, Keras's ``iterations``.
+
+        Without accumulation, one per :meth:`step` or :meth:`apply` call. With
+        ``gradient_accumulation_steps = N``, Keras counts every call in
+        ``_iterations`` and ``iterations`` is ``_iterations // N``: the count of
+        updates. Setting it sets the number of updates and keeps the position
+        within the accumulation window.
+        """
+        steps = self.gradient_accumulation_steps
+        return self._iterations // steps if steps else self._iterations
+
+    @iterations.setter
+    def iterations(self, value: int) -> None:
+        value = count(value, "iterations")
+        steps = self.gradient_accumulation_steps
+        self._iterations = value * steps + self._iterations % steps if steps else value
 
     @property
     def variables(self) -> list[torch.Tensor]:
@@ -213,7 +246,8 @@ class Optimizer(KerasStateMixin):
         """
         if isinstance(self._learning_rate, float):
             return self._learning_rate
-        return _evaluate_schedule(self._learning_rate, self.iterations)
+        # As Keras, a schedule reads every call, micro-batches that only accumulate included.
+        return _evaluate_schedule(self._learning_rate, self._iterations)
 
     @learning_rate.setter
     def learning_rate(self, value: Any) -> None:
@@ -251,8 +285,22 @@ class Optimizer(KerasStateMixin):
     def step(self) -> bool:
         """Apply one update from the parameters' ``.grad``, as Keras's ``apply`` does.
 
-        Returns whether the weights were updated: ``fit`` projects the constraints
-        only after an update (an optimizer that skips a step returns ``False``).
+        Returns whether the weights were updated by the gradients: ``fit``
+        projects the constraints only after an update. With
+        ``gradient_accumulation_steps = N``, a call whose count
+        ``_iterations + 1`` is not a multiple of ``N`` only adds the (unscaled)
+        gradients to the optimizer's accumulators and returns ``False``; every
+        ``N``-th call updates with ``(gradient + accumulated) / N``, the mean
+        over the ``N`` micro-batches, then clips, decays and steps, and resets
+        the accumulators. The gradients live in the optimizer, not in
+        ``.grad``, so zeroing ``.grad`` between micro-batches is right. With
+        ``use_ema``, every call then averages each parameter into its moving
+        average (Keras's ``ema_momentum``, and the plain weights while
+        ``iterations`` is 0), and overwrites the parameters with the averages
+        when ``(iterations + 1) % ema_overwrite_frequency == 0``; an overwrite
+        on a call that only accumulates is followed by the constraints bound to
+        the parameters (there is no update for the caller to finish).
+
         Raises a ``ValueError`` when no parameter has a gradient, as Keras does;
         an optimizer built on no parameters does nothing.
         """
@@ -265,24 +313,106 @@ class Optimizer(KerasStateMixin):
             raise ValueError("No gradients provided for any variable: every parameter's `.grad` is None.")
         lr = self.learning_rate
         with torch.no_grad():
-            self._rescale_momentum(lr)
-            self._set_torch_lr(lr)
             grads = [p.grad for p in params]
             if self.loss_scale_factor is not None:
                 for g in grads:
                     g.div_(self.loss_scale_factor)
-            self._clip_gradients(params, grads)
-            self._apply_weight_decay(params, lr)
-            self._prepare_torch_step(self.iterations + 1)
-            if self._torch_keeps_step and len(params) < len(self._params):
-                self._uneven_steps = True
-            if self._uneven_steps:
-                self._align_torch_steps(params)
-        self.torch_optimizer.step()
-        self._last_step_lr = lr
-        self.iterations += 1
+            update = self._accumulate(params, grads)
+            if update:
+                self._rescale_momentum(lr)
+                self._set_torch_lr(lr)
+                self._clip_gradients(params, grads)
+                self._apply_weight_decay(params, lr)
+                self._prepare_torch_step(self.iterations + 1)
+                if self._torch_keeps_step and len(params) < len(self._params):
+                    self._uneven_steps = True
+                if self._uneven_steps:
+                    self._align_torch_steps(params)
+        if update:
+            self.torch_optimizer.step()
+            self._last_step_lr = lr
+        if self._update_model_variables_moving_average() and not update:
+            # An overwrite inside an accumulation window moves the weights with no update for fit or
+            # apply to finish: project them here, as Keras does after every call (no proximal step:
+            # no gradient step was taken).
+            after_update(self._params)
+        self._iterations += 1
         clock.set_step(self.iterations)
+        return update
+
+    def _accumulate(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> bool:
+        """Keras's accumulation: whether this call updates; if so, ``grads`` become the mean over the window."""
+        steps = self.gradient_accumulation_steps
+        if not steps:
+            return True
+        index = {id(p): i for i, p in enumerate(self._params)}
+        accumulators = [self._accumulated_gradients[index[id(p)]] for p in params]
+        # One tensor at a time: foreach ops refuse a list that mixes DTensors and plain tensors.
+        if (self._iterations + 1) % steps:
+            for accumulator, g in zip(accumulators, grads):
+                accumulator.add_(g)
+            return False
+        for g, accumulator in zip(grads, accumulators):
+            g.add_(accumulator).div_(steps)
+        # All of them, as Keras: one that missed this micro-batch's gradient starts afresh too.
+        for accumulator in self._accumulated_gradients:
+            accumulator.zero_()
         return True
+
+    def _update_model_variables_moving_average(self) -> bool:
+        """Keras's EMA step over every parameter, then the overwrite when its frequency says so.
+
+        Returns whether the parameters were overwritten with their averages.
+        """
+        if not self.use_ema:
+            return False
+        first = self.iterations == 0
+        with torch.no_grad():
+            for param, average in zip(self._params, self._model_variables_moving_average):
+                # Keras's arithmetic, in the parameter's dtype: m * average + (1 - m) * weight.
+                momentum = torch.tensor(0.0 if first else self.ema_momentum, dtype=param.dtype)
+                keep, take = momentum.item(), (1 - momentum).item()
+                average.mul_(keep).add_(param.detach() * take)
+            frequency = self.ema_overwrite_frequency
+            if frequency and (self.iterations + 1) % frequency == 0:
+                for param, average in zip(self._params, self._model_variables_moving_average):
+                    param.copy_(average)
+                return True
+        return False
+
+    def finalize_variable_values(self, var_list: Iterable[torch.Tensor]) -> None:
+        """With ``use_ema``, overwrite each of ``var_list`` with its moving average; else do nothing.
+
+        ``fit`` calls it at the end of training, as Keras's does. Every
+        variable must be one the optimizer was built with (a ``ValueError``
+        naming those that are not, and nothing changes). Before the first step
+        there is no average yet, and nothing changes (Keras would write its
+        zero-initialized averages into the weights).
+
+        >>> from weightwise.optimizers import SGD
+        >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+        >>> opt = SGD(learning_rate=1.0, use_ema=True, ema_momentum=0.5)
+        >>> opt.apply([torch.tensor([1.0])], [w])  # w: 0, average: 0 (the first one is the weights)
+        >>> opt.apply([torch.tensor([1.0])], [w])  # w: -1, average: 0.5 * 0 + 0.5 * -1
+        >>> opt.finalize_variable_values([w])
+        >>> w.detach()
+        tensor([-0.5000])
+        """
+        variables = check_variables(var_list, "var_list")
+        if not self.use_ema:
+            return
+        index = {id(p): i for i, p in enumerate(self._params)}
+        unknown = [describe_variable(v, i) for i, v in enumerate(variables) if id(v) not in index]
+        if unknown:
+            raise ValueError(
+                f"Invalid value for argument `var_list`: {unknown} are unknown to optimizer {self.name!r}, which "
+                f"keeps the moving averages of the {len(self._params)} variables it was built with."
+            )
+        if self._iterations == 0:
+            return
+        with torch.no_grad():
+            for variable in variables:
+                variable.copy_(self._model_variables_moving_average[index[id(variable)]])
 
     def apply(self, grads: Any, trainable_variables: Any = None) -> None:
         """Update ``trainable_variables`` with ``grads``, one gradient per variable, as Keras's ``apply``.
@@ -348,22 +478,28 @@ class Optimizer(KerasStateMixin):
             warnings.warn(f"Gradients do not exist for variables {missing} when minimizing the loss.", stacklevel=2)
         # step() reads .grad and unscales and clips it in place: give it the gradients (copies where it
         # would change them), and hand every variable its own .grad back afterwards.
-        in_place = self.loss_scale_factor is not None or any((self.clipnorm, self.clipvalue, self.global_clipnorm))
+        in_place = self.loss_scale_factor is not None or any(
+            (self.clipnorm, self.clipvalue, self.global_clipnorm, self.gradient_accumulation_steps))
         held = [(p, p.grad) for p in self._params]
         try:
             for p in self._params:
                 p.grad = None
             for variable, grad in pairs:
                 variable.grad = grad.clone() if in_place else grad
-            self.step()
+            updated = self.step()
         finally:
             for p, grad in held:
                 p.grad = grad
-        # Update, proximal step (its factors at the step of this update), projection.
-        after_update((variable for variable, _ in pairs), self, step=max(self.iterations - 1, 0))
+        # Update, proximal step (its factors at the step of this update), projection; a micro-batch
+        # that only accumulates moved no weight.
+        if updated:
+            after_update((variable for variable, _ in pairs), self, step=max(self.iterations - 1, 0))
 
     def apply_gradients(self, grads_and_vars: Iterable[tuple[Any, Any]]) -> int:
-        """Keras's ``apply_gradients``: :meth:`apply` on ``(gradient, variable)`` pairs; returns ``iterations``.
+        """Keras's ``apply_gradients``: :meth:`apply` on ``(gradient, variable)`` pairs; returns Keras's count.
+
+        The count is Keras's ``_iterations``: every call, micro-batches that
+        only accumulate included (``iterations`` without accumulation).
 
         >>> from weightwise.optimizers import SGD
         >>> w = torch.nn.Parameter(torch.tensor([1.0]))
@@ -375,7 +511,7 @@ class Optimizer(KerasStateMixin):
         grads, variables = split_pairs(grads_and_vars)
         if variables:
             self.apply(grads, variables)
-        return self.iterations
+        return self._iterations
 
     def _align_torch_steps(self, params: list[torch.Tensor]) -> None:
         # torch counts steps per parameter, Keras once for the optimizer (`iterations`): a parameter
@@ -442,6 +578,7 @@ class Optimizer(KerasStateMixin):
         >>> opt.build([kernel, bias])
         >>> kernel.grad, bias.grad = torch.zeros(2, 2), torch.zeros(2)
         >>> opt.step()
+        True
         >>> kernel[0].detach(), bias.detach()  # 1 - 0.5 * 0.2, and 1
         (tensor([0.9000, 0.9000]), tensor([1., 1.]))
         """

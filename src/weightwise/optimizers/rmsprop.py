@@ -135,6 +135,7 @@ class RMSprop(Optimizer):
     >>> opt.build([w])
     >>> w.grad = torch.tensor([2e-5, -2.0])
     >>> opt.step()
+    True
     >>> w.detach() - torch.tensor([1.0, -1.0])  # 0.01 * g / sqrt(0.1 * g ** 2 + 1e-7)
     tensor([-0.0006,  0.0316])
     """

@@ -52,7 +52,7 @@ class SGD(Optimizer):
     >>> opt.build([w])
     >>> for _ in range(2):
     ...     w.grad = torch.tensor([0.5, -1.0])
-    ...     opt.step()
+    ...     _ = opt.step()
     >>> w.detach()
     tensor([0.8550, 2.2900])
     """

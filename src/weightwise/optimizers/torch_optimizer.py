@@ -43,10 +43,12 @@ class TorchOptimizer(Optimizer):
     >>> opt.build([w])
     >>> w.grad = torch.tensor([1.0])
     >>> opt.step()
+    True
     >>> w.detach()
     tensor([0.5000])
     >>> with_momentum = get(torch.optim.SGD([w], lr=0.5, momentum=0.9))
     >>> with_momentum.step()
+    True
     >>> state = {}
     >>> with_momentum.save_own_variables(state)  # iterations, then w's momentum_buffer
     >>> state
@@ -121,7 +123,7 @@ class TorchOptimizer(Optimizer):
         """The torch optimizer's step, then ``iterations += 1``; returns ``True`` (the weights were updated)."""
         assert self.torch_optimizer is not None
         self.torch_optimizer.step()
-        self.iterations += 1
+        self._iterations += 1
         clock.set_step(self.iterations)
         return True
 
