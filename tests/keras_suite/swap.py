@@ -56,6 +56,8 @@ MODULES: dict[str, tuple[str, ...]] = {
     "keras.src.ops": ("weightwise.ops",),
     "keras.src.ops.random": ("weightwise.random",),
     "keras.src.optimizers": ("weightwise.optimizers",),
+    # adam_test.py imports the class from its module (`from keras.src.optimizers.adam import Adam`).
+    "keras.src.optimizers.adam": ("weightwise.optimizers",),
     "keras.src.random": ("weightwise.random",),
     "keras.src.regularizers": ("weightwise.regularizers",),
     "keras.src.regularizers.regularizers": ("weightwise.regularizers",),
