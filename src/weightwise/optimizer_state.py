@@ -460,6 +460,101 @@ class KerasStateMixin:
                     self.torch_optimizer.state.pop(param, None)
         self._last_step_lr = unit if updates > 0 else None
 
+    def state_dict(self) -> dict[str, Any]:
+        """The whole state in torch's form, for ``torch.save``; :meth:`load_state_dict` takes it back.
+
+        A dict of ``"iterations"`` (Keras's count of calls, micro-batches that
+        only accumulate included), ``"learning_rate"`` (a float rate; ``None``
+        for a schedule or callable, which lives in the config), the moving
+        averages and accumulated gradients (lists of tensors, empty when not
+        used), ``"torch"`` (the torch optimizer's own ``state_dict()``, ``None``
+        for an optimizer built on no parameters) and the bookkeeping that
+        keeps torch's momentum and step counts Keras's. Tensors are copies.
+
+        >>> from weightwise.optimizers import SGD
+        >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+        >>> opt = SGD(learning_rate=0.5, gradient_accumulation_steps=2)
+        >>> opt.apply([torch.tensor([1.0])], [w])  # accumulated, not applied
+        >>> state = opt.state_dict()
+        >>> state["iterations"], state["accumulated_gradients"]
+        (1, [tensor([1.])])
+        """
+        if not self.built:
+            raise ValueError(f"The {self._describe()} is not built, so it has no state: call `build(params)` first.")
+        with torch.no_grad():
+            own = {attribute: [t.detach().clone() for t in getattr(self, attribute)]
+                   for attribute in ("_model_variables_moving_average", "_accumulated_gradients")}
+        return {
+            "iterations": self._iterations,
+            "learning_rate": self._learning_rate if self._stores_learning_rate() else None,
+            "moving_averages": own["_model_variables_moving_average"],
+            "accumulated_gradients": own["_accumulated_gradients"],
+            "torch": copy.deepcopy(self.torch_optimizer.state_dict()) if self.torch_optimizer is not None else None,
+            "last_step_lr": self._last_step_lr,
+            "uneven_steps": getattr(self, "_uneven_steps", False),
+        }
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Set the state from :meth:`state_dict` output of an optimizer of the same class, config and parameters.
+
+        Everything is checked first (the keys, the number and shapes of the
+        averages and accumulators, the torch state's groups): a mismatch is a
+        ``ValueError`` and the optimizer stays as it was.
+
+        >>> from weightwise.optimizers import SGD
+        >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+        >>> opt = SGD(learning_rate=0.5, gradient_accumulation_steps=2)
+        >>> opt.apply([torch.tensor([1.0])], [w])
+        >>> twin = SGD(learning_rate=0.5, gradient_accumulation_steps=2)
+        >>> twin.build([w])
+        >>> twin.load_state_dict(opt.state_dict())
+        >>> twin.apply([torch.tensor([3.0])])  # updates with the mean of 1 and 3
+        >>> w.detach()
+        tensor([0.])
+        """
+        owner = self._describe()
+        if not self.built:
+            raise ValueError(f"The {owner} is not built: build it with its parameters, then load the state.")
+        keys = {"iterations", "learning_rate", "moving_averages", "accumulated_gradients", "torch", "last_step_lr",
+                "uneven_steps"}
+        if not isinstance(state_dict, Mapping) or set(state_dict) != keys:
+            raise ValueError(
+                f"Cannot load the state of {owner}: expected the dict its state_dict() returns, with keys "
+                f"{sorted(keys)}. Received: {_short_repr(state_dict)}"
+            )
+        calls = state_dict["iterations"]
+        if isinstance(calls, bool) or not isinstance(calls, int) or calls < 0:
+            raise ValueError(f"Cannot load the state of {owner}: 'iterations' must be an int >= 0. Received: {calls!r}")
+        learning_rate = state_dict["learning_rate"]
+        if (learning_rate is None) == self._stores_learning_rate():
+            raise ValueError(
+                f"Cannot load the state of {owner}: 'learning_rate' is {learning_rate!r}, where this optimizer's rate "
+                f"is {self._learning_rate!r}: a float rate is saved, a schedule or callable is not."
+            )
+        lists = {}
+        for key, attribute in (("moving_averages", "_model_variables_moving_average"),
+                               ("accumulated_gradients", "_accumulated_gradients")):
+            current, given = getattr(self, attribute), state_dict[key]
+            if not isinstance(given, (list, tuple)) or len(given) != len(current) or any(
+                    not isinstance(t, torch.Tensor) or t.shape != c.shape for t, c in zip(given, current)):
+                raise ValueError(
+                    f"Cannot load the state of {owner}: {key!r} must hold {len(current)} tensors of shapes "
+                    f"{[tuple(c.shape) for c in current]}. Received: {_short_repr(given)}"
+                )
+            lists[attribute] = [t.detach().to(dtype=c.dtype, device=c.device).clone() for t, c in zip(given, current)]
+        torch_state = state_dict["torch"]
+        if (torch_state is None) != (self.torch_optimizer is None):
+            raise ValueError(f"Cannot load the state of {owner}: 'torch' does not match its torch optimizer.")
+        if self.torch_optimizer is not None:
+            self.torch_optimizer.load_state_dict(torch_state)  # torch checks the groups before changing anything
+        self._iterations = calls
+        if learning_rate is not None:
+            self._learning_rate = float(learning_rate)
+        for attribute, tensors in lists.items():
+            setattr(self, attribute, tensors)
+        self._last_step_lr = state_dict["last_step_lr"]
+        self._uneven_steps = bool(state_dict["uneven_steps"])
+
     def _torch_slot_value(self, param: torch.Tensor, slot: _Slot, array: np.ndarray, unit: float) -> torch.Tensor:
         with torch.no_grad():
             if slot.lr_sign:
