@@ -245,6 +245,25 @@ class LossScaleOptimizer(Optimizer):
         """Set the gradients of the parameters to ``None`` (the inner optimizer's)."""
         self.inner_optimizer.zero_grad()
 
+    def finalize_variable_values(self, var_list: Any) -> None:
+        """The inner optimizer's :meth:`~Optimizer.finalize_variable_values` (with ``use_ema``, the averages).
+
+        ``fit`` calls it at the end of training, so a loss-scaled optimizer that
+        averages the weights ends with the averages, as Keras's does.
+
+        >>> import torch
+        >>> from weightwise.optimizers import SGD, LossScaleOptimizer
+        >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+        >>> opt = LossScaleOptimizer(SGD(0.5, use_ema=True, ema_momentum=0.5), initial_scale=4.0)
+        >>> opt.build([w])
+        >>> for _ in range(2):  # w: 1.0 -> 0.5 -> 0.0; its average: 0.5, then 0.5 * 0.5 + 0.5 * 0.0
+        ...     w.grad = torch.tensor([4.0])  # the gradient of the scaled loss: 1.0 unscaled
+        ...     _ = opt.step()
+        >>> opt.finalize_variable_values([w]); w.detach()
+        tensor([0.2500])
+        """
+        self.inner_optimizer.finalize_variable_values(var_list)
+
     # -- state and config ------------------------------------------------------------------
     def save_own_variables(self, store: Any) -> None:
         """Keras's layout: its own ``iterations`` (0) and learning rate (0.0), ``step_counter``,
