@@ -35,6 +35,8 @@ __all__ = [
     "add",
     "all",
     "any",
+    "arange",
+    "array",
     "cast",
     "clip",
     "concatenate",
@@ -47,6 +49,7 @@ __all__ = [
     "exp",
     "expand_dims",
     "eye",
+    "full",
     "get_item",
     "greater",
     "greater_equal",
@@ -426,6 +429,50 @@ def ones(shape: int | Sequence[int], dtype: Any = None) -> torch.Tensor:
             [1., 1.]])
     """
     return torch.ones(_shape_arg(shape), dtype=backend.standardize_dtype(dtype))
+
+
+@_clear_errors
+def full(shape: int | Sequence[int], fill_value: TensorLike, dtype: Any = None) -> torch.Tensor:
+    """A tensor of ``shape`` filled with ``fill_value`` (broadcast), of ``dtype`` (default floatx), as Keras.
+
+    >>> full((2, 2), 7)
+    tensor([[7., 7.],
+            [7., 7.]])
+    """
+    dims = _shape_arg(shape)
+    value = argument_tensor(fill_value, "fill_value", backend.standardize_dtype(dtype))
+    return value.expand(dims).clone()
+
+
+def array(x: TensorLike, dtype: Any = None) -> torch.Tensor:
+    """Keras's ``ops.array``: :func:`convert_to_tensor` under NumPy's name.
+
+    >>> array([[1, 2], [3, 4]], dtype="float32")
+    tensor([[1., 2.],
+            [3., 4.]])
+    """
+    return argument_tensor(x, "x", dtype)
+
+
+@_clear_errors
+def arange(start: Any, stop: Any = None, step: Any = None, dtype: Any = None) -> torch.Tensor:
+    """``[start, start + step, ...)`` up to ``stop`` (one argument: ``[0, start)``), as Keras's ``ops.arange``.
+
+    Without ``dtype``, Python ints give ``int32`` and any float gives
+    :func:`~weightwise.backend.floatx`, as in Keras.
+
+    >>> arange(4)
+    tensor([0, 1, 2, 3], dtype=torch.int32)
+    >>> arange(0, 1, 0.25)
+    tensor([0.0000, 0.2500, 0.5000, 0.7500])
+    """
+    given = [v for v in (start, stop, step) if v is not None]
+    if dtype is None:
+        floating = builtins.any(isinstance(v, float) or (is_tensor(v) and v.is_floating_point()) for v in given)
+        dtype = backend.floatx() if floating else "int32"
+    if stop is None:
+        start, stop = 0, start
+    return torch.arange(start, stop, 1 if step is None else step, dtype=backend.standardize_dtype(dtype))
 
 
 @_clear_errors

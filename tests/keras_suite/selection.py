@@ -156,8 +156,6 @@ EXCLUDED: dict[str, str] = {
 
 # Tests in scope that fail today, each with the first thing it trips on (strict expected
 # failures, so a fix that makes one pass must delete its entry).
-_NO_OPS_ARRAY = "weightwise.ops has no `array` (Keras's ops.array); with it these pass"
-
 FAILING: dict[str, str] = {
     "MaskingTest::test_masking_correctness":
         "weightwise lays out a graph by running each layer on example values (zeros), so the test layer's `call` "
@@ -172,10 +170,6 @@ FAILING: dict[str, str] = {
                                    "arguments it records automatically, and weightwise's Layer records none",
     # optimizers
     "OptimizerTest::test_constraints_are_applied": "weightwise has no keras.backend.numpy namespace (numpy.zeros)",
-    "AdamTest::test_ema": _NO_OPS_ARRAY,
-    "AdamTest::test_ema_overwrite_frequency": _NO_OPS_ARRAY,
-    "AdamTest::test_single_step": _NO_OPS_ARRAY,
-    "AdamTest::test_correctness_with_golden": "weightwise.ops has no `arange` (Keras's ops.arange)",
     # reshaping, padding, noise and other parameter-free layers
     "ReshapeTest::test_reshape_sets_static_shape":
         "a symbolic call runs the layer on example values (unknown axes of size 8 and 9), which Reshape((3, 5)) "
