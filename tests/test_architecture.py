@@ -154,6 +154,17 @@ def test_the_binding_seam_never_imports_its_fast_path() -> None:
     assert "weightwise.engine" not in graph["weightwise.binding"]
 
 
+def test_integrations_sit_on_top() -> None:
+    """Nothing in weightwise imports an integration, so ``import weightwise`` never needs a framework's extra."""
+    graph = _graph()
+    integrations = {name for name in graph if name.startswith("weightwise.integrations")}
+    assert "weightwise.integrations.lightning" in integrations
+    users = sorted(name for name, targets in graph.items() if targets & integrations and name not in integrations)
+    assert users == []
+    # The package itself imports nothing, so ``import weightwise.integrations`` needs no framework.
+    assert _import_nodes(ast.parse((PACKAGE / "integrations" / "__init__.py").read_text())) == []
+
+
 def test_circle_finder_finds_circles_including_lazy_imports(tmp_path: Path) -> None:
     package = tmp_path / "weightwise"
     package.mkdir()

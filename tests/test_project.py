@@ -45,6 +45,7 @@ from weightwise import (
 from weightwise.optimizers import schedules as optimizer_schedules
 
 report_module = importlib.import_module("weightwise.report")  # `weightwise.report` is the function
+lightning_integration = importlib.import_module("weightwise.integrations.lightning")
 
 ROOT = Path(__file__).resolve().parents[1]
 # The package's `decay` is the function; the module of the same name is found by its path.
@@ -131,6 +132,7 @@ PUBLIC = {
                 "RegularizationMonitor", "TensorBoard", "TerminateOnNaN"],
     engine: ["Plan", "ProjectionStats", "call_loss", "last_projection", "plan_for", "track"],
     report_module: ["Report", "Row", "report", "track"],
+    lightning_integration: ["Regularization"],
     clock: ["at_step", "follow", "is_scheduled", "set_step", "step"],
     schedules: ["CosineDecay", "CosineDecayRestarts", "ExponentialDecay", "InverseTimeDecay", "LearningRateSchedule",
                 "PiecewiseConstantDecay", "PolynomialDecay", "deserialize", "serialize"],
