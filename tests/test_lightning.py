@@ -117,8 +117,9 @@ def _trainer(max_steps: int, callbacks: list, **kwargs) -> Trainer:
                    enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks, **kwargs)
 
 
-def _hand_loop(model: torch.nn.Module, batches: list, accumulate: int = 1, autocast: bool = False) -> None:
-    """The loop the callback must equal: loss + regularization_loss, backward, step, project."""
+def _hand_loop(model: torch.nn.Module, batches: list, accumulate: int = 1, autocast: bool = False,
+               clip: float | None = None) -> None:
+    """The loop the callback must equal: loss + regularization_loss, backward, (clip,) step, project."""
     opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9)
     for i, (x, y) in enumerate(batches):
         if i % accumulate == 0:
@@ -127,6 +128,8 @@ def _hand_loop(model: torch.nn.Module, batches: list, accumulate: int = 1, autoc
             data_loss = F.mse_loss(model(x), y)
         ((data_loss + regularization_loss(model)) / accumulate).backward()
         if (i + 1) % accumulate == 0:
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
             opt.step()
             apply_constraints(model)
 
@@ -139,15 +142,17 @@ def _assert_same_weights(trained: torch.nn.Module, reference: torch.nn.Module, t
     assert not torch.equal(ours["mlp.0.weight"], Net().mlp[0].weight)  # it trained
 
 
-@pytest.mark.parametrize("accumulate", [1, 2])
-def test_one_process_equals_the_hand_loop(accumulate):
+@pytest.mark.parametrize(("accumulate", "clip"), [(1, None), (2, None), (2, 0.05)])
+def test_one_process_equals_the_hand_loop(accumulate, clip):
     x, y = _data()
     steps = 4 // accumulate
     model = Net()
-    _trainer(steps, [Regularization()], accumulate_grad_batches=accumulate).fit(model, _loader(x, y))
+    # Clipping sees the penalties' gradients too, as it does in the hand loop.
+    _trainer(steps, [Regularization()], accumulate_grad_batches=accumulate, gradient_clip_val=clip).fit(
+        model, _loader(x, y))
 
     reference = Net()
-    _hand_loop(reference, list(_loader(x, y)), accumulate)
+    _hand_loop(reference, list(_loader(x, y)), accumulate, clip=clip)
     _assert_same_weights(model, reference, 1e-6)
     # The constraints hold after the last step.
     assert model.head.kernel.norm(dim=0).max() <= 0.5 + 1e-6
