@@ -31,6 +31,7 @@ from weightwise import (
     regularize,
     regularize_activity,
 )
+from weightwise.callbacks import RegularizationMonitor
 from weightwise.constraints import MaxNorm, NonNeg
 from weightwise.integrations.lightning import Regularization
 from weightwise.regularizers import L1, L1L2, L2, ProximalL1, Regularizer
@@ -179,6 +180,22 @@ def test_logged_penalty_equals_numpy():
     logged = trainer.callback_metrics["regularization_loss"]
     assert logged.dtype == torch.float32
     np.testing.assert_allclose(float(logged), expected, rtol=1e-6)
+
+
+def test_a_monitor_logs_each_layer_at_the_end_of_each_epoch():
+    model = Net()
+    trainer = _trainer(4, [Regularization(monitor=RegularizationMonitor())])
+    trainer.fit(model, _loader(*_data()))
+    metrics = {key: float(value) for key, value in trainer.callback_metrics.items()}
+    dense = model.head.name  # Keras-style layers are named by their Keras name
+    assert set(metrics) == {"regularization_loss", "penalty/mlp.0", "penalty/mlp.2", f"penalty/{dense}",
+                            "activity_penalty/mlp.0", f"activity_penalty/{dense}", "bound_rate/mlp.0.weight",
+                            f"bound_rate/{dense}.kernel", f"bound_rate/{dense}.bias"}
+    w = {name: p.detach().double().numpy() for name, p in model.named_parameters()}  # after the last step
+    np.testing.assert_allclose(metrics["penalty/mlp.0"], 0.03 * (w["mlp.0.weight"] ** 2).sum(), rtol=1e-6)
+    np.testing.assert_allclose(metrics[f"penalty/{dense}"], 0.01 * np.abs(w["head.kernel"]).sum()
+                               + 0.02 * (w["head.kernel"] ** 2).sum() + 0.05 * (w["head.bias"] ** 2).sum(), rtol=1e-6)
+    assert all(0.0 <= metrics[key] <= 1.0 for key in metrics if key.startswith("bound_rate/"))  # recorded, not nan
 
 
 def test_bf16_mixed_penalties_come_from_the_float32_weights():
@@ -343,6 +360,8 @@ def test_bad_arguments_are_refused_when_the_callback_is_made():
         Regularization(constraints={3: MaxNorm(1.0)})
     with pytest.raises(ValueError, match="`log`.*Received: log='yes'"):
         Regularization(log="yes")
+    with pytest.raises(TypeError, match="`monitor`.*Received: monitor='layer'"):
+        Regularization(monitor="layer")
 
 
 def test_rules_that_match_nothing_fail_before_training():

@@ -47,6 +47,7 @@ import torch
 
 from weightwise import binding, clock, engine, interop
 from weightwise.arguments import echo, flag
+from weightwise.callbacks import RegularizationMonitor
 
 try:
     from lightning.pytorch import Callback, LightningModule, Trainer
@@ -80,6 +81,9 @@ class Regularization(Callback):
         log: log ``regularization_loss`` after each training batch.
         prog_bar: show it in the progress bar too.
         sync_dist: average it over the processes (the activity part differs per rank).
+        monitor: a :class:`weightwise.callbacks.RegularizationMonitor` whose keys (each layer's
+            penalty, each constrained weight's bound rate) are logged at the end of each
+            training epoch.
 
     Rules given here are checked when the callback is made; rules bound some other way
     (on the modules, or by Keras-style layers) are used as they are.
@@ -108,12 +112,17 @@ class Regularization(Callback):
     """
 
     def __init__(self, regularizers: Any = None, *, constraints: Any = None, strict: bool = True,
-                 log: bool = True, prog_bar: bool = False, sync_dist: bool = False) -> None:
+                 log: bool = True, prog_bar: bool = False, sync_dist: bool = False,
+                 monitor: RegularizationMonitor | None = None) -> None:
         super().__init__()
         self.strict = flag(strict, "strict")
         self.log = flag(log, "log")
         self.prog_bar = flag(prog_bar, "prog_bar")
         self.sync_dist = flag(sync_dist, "sync_dist")
+        if monitor is not None and not isinstance(monitor, RegularizationMonitor):
+            raise TypeError(f"Invalid value for argument `monitor`: expected a RegularizationMonitor or None. "
+                            f"Received: monitor={echo(monitor)}")
+        self.monitor = monitor
         self.regularizers = _checked_rules(regularizers, "regularizers", interop.regularize)
         self.constraints = _checked_rules(constraints, "constraints", interop.constrain)
         self._handles: list[interop.Handle] = []
@@ -151,6 +160,8 @@ class Regularization(Callback):
                 handle.remove()
             raise
         self._handles = handles
+        if self.monitor is not None:
+            engine.track(pl_module)  # bound rates need the projections recorded from the first step on
         self._undo = [optimizer.register_step_post_hook(self._after_step(trainer, pl_module)).remove
                       for optimizer in optimizers]
         if pl_module.automatic_optimization:
@@ -188,6 +199,10 @@ class Regularization(Callback):
         value = self._weight_penalty.float() + activity.float().to(self._weight_penalty.device)
         self._weight_penalty = None
         pl_module.log(LOG_NAME, value, prog_bar=self.prog_bar, sync_dist=self.sync_dist)
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.monitor is not None:
+            pl_module.log_dict(self.monitor.logs(pl_module), sync_dist=self.sync_dist)
 
     def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule,
                                  optimizer: torch.optim.Optimizer) -> None:
