@@ -161,6 +161,24 @@ def test_one_process_equals_the_hand_loop(accumulate, clip):
     assert (model.head.bias >= 0).all()
 
 
+def test_a_short_last_window_still_counts_the_weight_penalties_once():
+    x, y = _data(12)  # 3 batches: one update of 2 micro-batches, then one of 1
+    model = Net()
+    _trainer(-1, [Regularization()], max_epochs=1, accumulate_grad_batches=2).fit(model, _loader(x, y))
+
+    reference = Net()
+    opt = torch.optim.SGD(reference.parameters(), lr=LR, momentum=0.9)
+    batches = list(_loader(x, y))
+    for window in (batches[:2], batches[2:]):
+        opt.zero_grad()
+        for xb, yb in window:  # Lightning divides each micro-batch's loss by accumulate_grad_batches
+            ((F.mse_loss(reference(xb), yb) + sum(binding.call_losses(reference))) / 2).backward()
+        binding.total_penalty(reference).backward()  # the weight penalties, once per update
+        opt.step()
+        apply_constraints(reference)
+    _assert_same_weights(model, reference, 1e-6)
+
+
 def test_logged_penalty_equals_numpy():
     x, y = _data()
     model = Net()
