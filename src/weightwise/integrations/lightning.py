@@ -13,11 +13,13 @@ step, and as ``fit`` does:
   data gradients (so every rank adds the full penalty, and 2 ranks with batch b equal 1
   process with batch 2b), after loss scaling is undone, before gradient clipping. With
   ``accumulate_grad_batches=k`` the penalty counts once per update, whatever the number of
-  micro-batches. They are computed from the weights themselves, float32 under
-  ``precision="bf16-mixed"``.
+  micro-batches (a short last window of an epoch included). They are computed from the
+  weights themselves, float32 under ``precision="bf16-mixed"``. An update whose
+  ``training_step`` returned ``None`` for every micro-batch (Lightning skips it) gets none.
 - **Activity penalties and ``add_loss`` terms** depend on the batch, so they join the loss
-  that ``training_step`` returns (outside autocast), and Lightning treats them as it treats
-  that loss (divided by ``k`` under accumulation).
+  that ``training_step`` returns (computed outside autocast), and Lightning treats them as
+  it treats that loss (divided by ``k`` under accumulation). Each ``training_step`` starts
+  with no call losses, so a layer it does not call adds nothing.
 - **Constraints and proximal steps** follow every step that the optimizer actually takes
   (a step hook on the torch optimizer): a micro-batch that only accumulates, a step that
   the ``GradScaler`` skips and a step that an ``optimizer_step`` override leaves out are
@@ -26,14 +28,17 @@ step, and as ``fit`` does:
   penalties of update ``k`` and its proximal step at ``k``, the projection after it at
   ``k + 1`` (as ``fit`` does).
 - **Logging**: ``regularization_loss`` (the weight penalties before the update plus the
-  activity penalties of the batch) is logged with ``pl_module.log`` after each training batch.
+  activity penalties of the batch) is logged with ``pl_module.log`` after each training batch;
+  with ``monitor=RegularizationMonitor()``, each layer's penalty and each constrained
+  weight's bound rate at the end of each training epoch.
 
 Under manual optimization (``automatic_optimization = False``) the weight penalties,
 constraints and logging work the same, per ``optimizer.step()`` and for the weights that
 optimizer holds; the call losses are the module's own to add to what it backpropagates
 (``sum(weightwise.binding.call_losses(self))``).
 
-Strategies: a single device and ``"ddp"`` (with its spawn and fork variants). DeepSpeed and
+Strategies: a single device and ``"ddp"``; the rules given to the callback are bound in
+each process when the fit starts. DeepSpeed and
 Lightning's FSDP keep gradients and weights in flat buffers of their own, which penalty
 gradients and projections cannot reach, so they are refused.
 """
