@@ -16,6 +16,7 @@ import torch
 
 import weightwise
 from tests.helpers import keras_or_skip, to_numpy
+from tests.ranks import gloo, run_ranks
 from weightwise import binding, constraints, layers, regularizers
 from weightwise.variables import Variable, current_path, name_scope
 
@@ -421,20 +422,24 @@ def test_torch_compile_fullgraph_matches_eager() -> None:
     assert model.layers[0].kernel.grad is not None
 
 
-def test_ddp_wraps_a_model_of_variables(tmp_path) -> None:
-    import torch.distributed as dist
+def _ddp_of_variables_worker(rank: int, world_size: int, port: int, out: str) -> None:
     from torch.nn.parallel import DistributedDataParallel
 
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
-    try:
+    with gloo(rank, world_size, port):
         model = _model()
         wrapped = DistributedDataParallel(model)
-        assert [n for n, _ in wrapped.named_parameters()] == [f"module.{i}.{w}" for i in (0, 1) for w in ("kernel", "bias")]
+        names = [n for n, _ in wrapped.named_parameters()]
         wrapped(torch.randn(4, 3)).sum().backward()
-        assert all(p.grad is not None for p in model.parameters())
         _check_variables(model, PATHS)
-    finally:
-        dist.destroy_process_group()
+        torch.save({"names": names, "grads": [p.grad is not None for p in model.parameters()]}, out)
+
+
+def test_ddp_wraps_a_model_of_variables(tmp_path) -> None:
+    # In its own process, within a deadline: a process group in the test process could hang it.
+    run_ranks(_ddp_of_variables_worker, str(tmp_path / "out.pt"), nprocs=1, timeout=90)
+    result = torch.load(tmp_path / "out.pt")
+    assert result["names"] == [f"module.{i}.{w}" for i in (0, 1) for w in ("kernel", "bias")]
+    assert all(result["grads"])
 
 
 def test_repr_is_kerass() -> None:
