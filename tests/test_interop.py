@@ -10,6 +10,7 @@ deepcopy and the per-unit axis table.
 from __future__ import annotations
 
 import copy
+import pickle
 import re
 from pathlib import Path
 from typing import ClassVar
@@ -989,3 +990,14 @@ def test_per_unit_axis(module, name, expected):
         out_dim = 1 if isinstance(module, nn.modules.conv._ConvTransposeNd) else 0
         keep = torch.linalg.vector_norm(weight.detach(), dim=expected)
         assert keep.shape == (weight.shape[out_dim],)
+
+
+def test_a_model_with_an_activity_rule_pickles_and_keeps_it():
+    model = nn.Sequential(nn.Linear(3, 2))
+    regularize_activity(model[0], L2(0.5))
+    copy_ = pickle.loads(pickle.dumps(model))
+    x = torch.ones(4, 3)
+    out = copy_(x)
+    # The copy's hook records the copy's penalty: 0.5 * sum(out²) / batch, as NumPy gives it.
+    expected = 0.5 * (out.detach().numpy() ** 2).sum() / 4
+    torch.testing.assert_close(regularization_loss(copy_), torch.tensor(expected, dtype=torch.float32))

@@ -550,6 +550,22 @@ def _tensors(output: Any) -> list[torch.Tensor]:
     return []
 
 
+class _ActivityHook:
+    """The forward hook of :func:`regularize_activity`; a class rather than a closure, so that a
+    model carrying it pickles (``torch.save(model)``, spawned processes)."""
+
+    def __init__(self, regularizer: Any, slot: object) -> None:
+        self.regularizer = regularizer
+        self.slot = slot
+
+    def __call__(self, mod: torch.nn.Module, inputs: Any, output: Any) -> None:
+        # Each forward replaces this hook's penalties; a deepcopy's hook writes to the copy.
+        # Integer outputs (indices, masks) carry no activity to penalize; complex ones count by |z|.
+        penalties = [binding.activity_penalty(self.regularizer, t) for t in _tensors(output)
+                     if t.is_floating_point() or t.is_complex()]
+        binding.replace_call_losses(mod, self.slot, penalties)
+
+
 def regularize_activity(module: torch.nn.Module, regularizer: Any) -> Handle:
     """Penalize ``module``'s output with ``regularizer``, divided by the batch size (Keras's activity rule).
 
@@ -569,15 +585,7 @@ def regularize_activity(module: torch.nn.Module, regularizer: Any) -> Handle:
         raise ValueError("Invalid value for argument `regularizer`: None penalizes nothing. Received: regularizer=None")
     regularizers._check_activity(resolved)
     slot = object()  # this call's slot among the module's call losses
-
-    def hook(mod: torch.nn.Module, inputs: Any, output: Any) -> None:
-        # Each forward replaces this hook's penalties; a deepcopy's hook writes to the copy.
-        # Integer outputs (indices, masks) carry no activity to penalize; complex ones count by |z|.
-        penalties = [binding.activity_penalty(resolved, t) for t in _tensors(output)
-                     if t.is_floating_point() or t.is_complex()]
-        binding.replace_call_losses(mod, slot, penalties)
-
-    removable = module.register_forward_hook(hook)
+    removable = module.register_forward_hook(_ActivityHook(resolved, slot))
     # A plain, visible record of the rule, for describe().
     module.__dict__.setdefault(ACTIVITY_RULES_ATTR, []).append(resolved)
 
