@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -1001,3 +1002,16 @@ def test_a_model_with_an_activity_rule_pickles_and_keeps_it():
     # The copy's hook records the copy's penalty: 0.5 * sum(out²) / batch, as NumPy gives it.
     expected = 0.5 * (out.detach().numpy() ** 2).sum() / 4
     torch.testing.assert_close(regularization_loss(copy_), torch.tensor(expected, dtype=torch.float32))
+
+
+def test_a_default_axis_rule_with_a_function_factor_binds_to_the_torch_layout():
+    def cap(step):
+        return 0.5 if step < 10 else 0.25
+
+    layer = nn.Linear(4, 3)
+    with torch.no_grad():
+        layer.weight.fill_(1.0)
+    constrain(layer, {"weight": MaxNorm(cap)})
+    apply_constraints(layer)
+    # Per output unit (rows of the torch layout), each row's norm capped at cap(step 0) = 0.5.
+    np.testing.assert_allclose(np.linalg.norm(layer.weight.detach().numpy(), axis=1), 0.5, rtol=1e-5)

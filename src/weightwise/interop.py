@@ -27,6 +27,7 @@ tensor(0.)
 
 from __future__ import annotations
 
+import copy
 import difflib
 import fnmatch
 import inspect
@@ -437,7 +438,11 @@ def _layout_aware(rule: Any, target: _Target) -> Any:
         return rule
     if axis is None:
         return rule
-    return type(rule).from_config({**rule.get_config(), "axis": axis})
+    # A copy with only the axis changed: a rebuild from the config would lose a factor given as a
+    # plain function, which no config can name.
+    clone = copy.copy(rule)
+    clone.axis = axis if isinstance(rule, constraints.SpectralNorm) else constraints._validate_axis(axis)
+    return clone
 
 
 def _check_optimizer(optimizer: Any) -> None:
