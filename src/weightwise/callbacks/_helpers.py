@@ -12,6 +12,7 @@ import torch
 
 from weightwise import backend, ops
 from weightwise.arguments import invalid
+from weightwise.callbacks._ranks import is_primary
 
 _HOOKS = (
     "on_batch_begin",
@@ -53,7 +54,9 @@ _METRICS_DOWN = frozenset({
 
 
 def _print(message: str, line_break: bool = True) -> None:
-    """Write to ``sys.stdout`` and flush, as Keras's ``io_utils.print_msg`` does."""
+    """Write to ``sys.stdout`` and flush, as Keras's ``io_utils.print_msg`` does (from rank 0 only, under torchrun)."""
+    if not is_primary():
+        return
     sys.stdout.write(f"{message}\n" if line_break else message)
     sys.stdout.flush()
 

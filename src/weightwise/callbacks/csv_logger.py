@@ -12,6 +12,7 @@ import torch
 
 from weightwise import ops
 from weightwise.arguments import flag
+from weightwise.callbacks._ranks import on_primary, primary_only
 from weightwise.callbacks.callback import Callback
 
 
@@ -61,6 +62,7 @@ class CSVLogger(Callback):
         self.append_header = True
         self.csv_file: Any = None
 
+    @primary_only
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         if self.append:
             if os.path.exists(self.filename):
@@ -75,6 +77,7 @@ class CSVLogger(Callback):
         self.writer = None
         self.keys = None
 
+    @primary_only
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs or {}
         if self.csv_file is None or self.csv_file.closed:
@@ -113,6 +116,10 @@ class CSVLogger(Callback):
         self.csv_file.flush()
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        # Under torchrun every rank waits for rank 0 to close the file, so each can read it next.
+        on_primary(self._close)
+
+    def _close(self) -> None:
         if self.csv_file is not None and not self.csv_file.closed:
             self.csv_file.close()
         self.writer = None

@@ -10,6 +10,7 @@ from typing import Any
 from tqdm import tqdm
 
 from weightwise.callbacks._helpers import _format_logs, _format_time, _print, _verbose
+from weightwise.callbacks._ranks import is_primary
 from weightwise.callbacks.callback import Callback
 
 
@@ -20,7 +21,7 @@ class ProgbarLogger(Callback):
     silent; ``1`` shows a tqdm progress bar per epoch with the running metrics;
     ``2`` prints one line per epoch. With more than one epoch each epoch opens with
     ``Epoch i/n``. Inside ``fit`` the validation pass is silent; ``evaluate`` and
-    ``predict`` get a bar (or line) of their own.
+    ``predict`` get a bar (or line) of their own. Under ``torchrun`` only rank 0 prints.
 
     >>> logger = ProgbarLogger()
     >>> logger.set_params({"verbose": 2, "epochs": 2, "steps": 10})
@@ -104,7 +105,7 @@ class ProgbarLogger(Callback):
             return
         self._open = True
         self._start = time.perf_counter()
-        if self.verbose == 1:
+        if self.verbose == 1 and is_primary():
             self.progbar = tqdm(
                 total=self.target,
                 unit="step",

@@ -21,6 +21,7 @@ import torch
 from weightwise import backend
 from weightwise.arguments import count, flag, invalid, is_int
 from weightwise.callbacks._helpers import _optimizers, _read_learning_rate, _to_float
+from weightwise.callbacks._ranks import is_primary, on_primary
 from weightwise.callbacks.callback import Callback
 
 _INSTALL_HINT = 'pip install tensorboard (or pip install "weightwise[tensorboard]")'
@@ -29,6 +30,13 @@ _INSTALL_HINT = 'pip install tensorboard (or pip install "weightwise[tensorboard
 _HISTOGRAM_BUCKETS = 30
 # tf.summary.image's default `max_outputs`: the first three images of a weight are written.
 _MAX_IMAGES = 3
+
+
+class _NullWriter:
+    """What a rank other than 0 writes to: every call does nothing and returns the writer itself."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: self
 
 
 def _summary_writer_class() -> Any:
@@ -221,6 +229,8 @@ class TensorBoard(Callback):
     # -- writers -------------------------------------------------------------------------
     def _writer(self, which: str) -> Any:
         """The writer of ``log_dir/train`` or ``log_dir/validation``, opened on first use (no empty files)."""
+        if not is_primary():
+            return _NullWriter()  # under torchrun, rank 0 writes the files
         if which not in self._writers:
             self._writers[which] = self._writer_class(os.path.join(self.log_dir, which))
         return self._writers[which]
@@ -281,7 +291,8 @@ class TensorBoard(Callback):
         self._global_train_batch = 0
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
-        self._close_writers()
+        # Under torchrun every rank waits for rank 0's files to be complete.
+        on_primary(self._close_writers)
 
     def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self._global_train_batch += 1
@@ -327,6 +338,8 @@ class TensorBoard(Callback):
 
     # -- weights -------------------------------------------------------------------------
     def _log_weights(self, epoch: int) -> None:
+        if not is_primary():
+            return
         writer = self._writer("train")
         for layer in getattr(self.model, "layers", []):
             names: dict[int, str] | None = None

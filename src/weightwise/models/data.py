@@ -6,6 +6,19 @@ shuffling and ``validation_split``); a ``Dataset`` gets a ``DataLoader``; a
 workers, with ``on_epoch_begin``/``on_epoch_end`` around each pass); a ``DataLoader``
 (or any iterable of batches) is used as it is.
 
+Under ``torchrun`` (a process group of ``W > 1`` ranks) each rank takes its own part of
+every epoch, as ``DistributedSampler`` does: all ranks draw the same order from a seed
+rank 0 takes from torch's global generator each epoch (the draw ``RandomSampler`` makes),
+and rank ``r`` takes the positions ``r, r + W, r + 2W, ...`` of it. For training the order
+is padded with its first samples to a multiple of ``W``, so every rank takes the same
+number of steps; global step ``k`` then holds positions ``[k W b, (k + 1) W b)`` of the
+order, which are the ``k``-th batch of a one-process run with batch ``W b`` from the same
+global seed. Evaluation and prediction take every sample once, unpadded. Arrays and
+map-style ``Dataset``s are split by sample, a ``DataLoader`` over one is rebuilt with that
+sampler (keeping its batch size, collate function, workers, ...), a ``PyDataset`` by batch
+index; any other iterable is taken as this rank's own part, and all ranks stop together
+when the first one runs out.
+
 Everything is checked as it is converted, before anything trains: every leaf must hold
 real numbers (not strings, objects, complex values or a meta tensor) and have a batch
 axis, all leaves the same number of samples, sample weights finite and non-negative,
@@ -29,6 +42,7 @@ import torch
 
 from weightwise import ops
 from weightwise.arguments import count, echo, invalid, is_int, real
+from weightwise.callbacks._ranks import collective_device, world
 from weightwise.layers.symbolic import flatten, map_structure
 from weightwise.utils.data_adapter_utils import unpack_x_y_sample_weight
 from weightwise.utils.py_dataset import PyDataset
@@ -172,6 +186,86 @@ def class_weights_to_sample_weights(y: Any, class_weight: Mapping[int, float]) -
     return weights[labels]
 
 
+def _epoch_seed(generator: torch.Generator | None = None) -> int:
+    """A seed for one epoch's order, drawn as ``RandomSampler`` draws it; rank 0's under a process group."""
+    seed = int(torch.empty((), dtype=torch.int64).random_(generator=generator).item())
+    if world()[1] > 1:
+        shared = torch.tensor([seed], dtype=torch.int64, device=collective_device())
+        torch.distributed.broadcast(shared, src=0)
+        seed = int(shared.item())
+    return seed
+
+
+def rank_part(order: torch.Tensor, pad: bool) -> torch.Tensor:
+    """This rank's positions of an epoch's ``order``: every ``W``-th from its rank; padded first when asked.
+
+    >>> rank_part(torch.arange(5), pad=True)  # a single process takes everything
+    tensor([0, 1, 2, 3, 4])
+    """
+    rank, size = world()
+    if size == 1:
+        return order
+    if pad and len(order) % size:
+        total = math.ceil(len(order) / size) * size
+        order = order.repeat(math.ceil(total / len(order)))[:total]
+    return order[rank::size]
+
+
+def part_length(n: int, pad: bool) -> int:
+    """How many of ``n`` items (samples, or a PyDataset's batches) this rank takes in one epoch."""
+    rank, size = world()
+    if pad:
+        return math.ceil(n / size) if n else 0
+    return len(range(rank, n, size))
+
+
+def epoch_order(n: int, shuffle: bool, pad: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+    """This rank's sample indices for one epoch (all of them, in order or shuffled, in one process).
+
+    >>> _ = torch.manual_seed(0)
+    >>> epoch_order(6, shuffle=True, pad=True).sort().values
+    tensor([0, 1, 2, 3, 4, 5])
+    """
+    if not shuffle:
+        return rank_part(torch.arange(n), pad)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(_epoch_seed(generator)))
+    return rank_part(order, pad)
+
+
+class RankSampler(torch.utils.data.Sampler):
+    """A sampler of this rank's samples of a map-style dataset, as :func:`epoch_order` gives them."""
+
+    def __init__(self, n: int, shuffle: bool, pad: bool, generator: torch.Generator | None = None) -> None:
+        self.n, self.shuffle, self.pad, self.generator = n, shuffle, pad, generator
+
+    def __len__(self) -> int:
+        return part_length(self.n, self.pad)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(epoch_order(self.n, self.shuffle, self.pad, self.generator).tolist())
+
+
+def _all_have(has: bool) -> bool:
+    """Whether every rank has one more batch (each rank says whether it has)."""
+    flag = torch.tensor([1 if has else 0], dtype=torch.int32, device=collective_device())
+    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+    return bool(flag.item())
+
+
+_END = object()
+
+
+def _together(items: Iterable[Any]) -> Iterator[Any]:
+    """The items of a rank's own iterable, ending on every rank as soon as one rank has run out."""
+    iterator = iter(items)
+    while True:
+        item = next(iterator, _END)
+        if not _all_have(item is not _END):
+            return
+        yield item
+
+
+
 class Batches:
     """Re-iterable batches of ``(x, y, sample_weight)``; ``len()`` is the batches per epoch, if known.
 
@@ -179,11 +273,15 @@ class Batches:
     name ``source`` (``x`` for ``fit``'s data, ``validation_data`` for validation).
     """
 
-    def __init__(self, source: Any, steps: int | None, from_arrays: bool, name: str = "x") -> None:
+    def __init__(self, source: Any, steps: int | None, from_arrays: bool, name: str = "x",
+                 together: bool = False) -> None:
         self._source = source
         self._steps = steps
         self.from_arrays = from_arrays
         self.name = name
+        self._together = together  # a rank's own iterable under a process group: stop when any rank stops
+        # Under a process group, what rank r holds: the samples or the batches r, r + W, ... (or None: the user's split).
+        self.split: str | None = None
 
     def __len__(self) -> int:
         if self._steps is not None:
@@ -193,6 +291,8 @@ class Batches:
     def __iter__(self) -> Iterator[Batch]:
         # islice stops before fetching a batch past `steps` (a PyDataset's fetch has effects).
         source = self._source if self._steps is None else itertools.islice(self._source, self._steps)
+        if self._together:
+            source = _together(source)
         for item in source:
             if self.from_arrays:
                 yield item
@@ -238,23 +338,28 @@ def _unpack(item: Any) -> Batch:
 
 class _ArrayBatches:
     def __init__(self, x: Any, y: Any, sample_weight: Any, batch_size: int, shuffle: bool, n: int,
-                 keep_empty: bool = False) -> None:
+                 keep_empty: bool = False, pad: bool = False) -> None:
         self.x, self.y, self.sample_weight = x, y, sample_weight
         self.n = n
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.keep_empty = keep_empty
+        self.pad = pad  # under a process group: pad the order so every rank takes as many steps
 
     def __len__(self) -> int:
-        return 1 if self.keep_empty and self.n == 0 else math.ceil(self.n / self.batch_size)
+        part = part_length(self.n, self.pad)
+        return 1 if self.keep_empty and part == 0 else math.ceil(part / self.batch_size)
 
     def __iter__(self) -> Iterator[Batch]:
-        if self.keep_empty and self.n == 0:
-            # predict on no samples: one empty batch, so the outputs have their shapes.
-            yield self.x, self.y, self.sample_weight
+        if self.keep_empty and part_length(self.n, self.pad) == 0:
+            # predict on no samples (or none for this rank): one empty batch, so the outputs have their shapes.
+            none = torch.zeros(0, dtype=torch.long)
+            yield tuple(None if part is None else map_structure(lambda t: t[none], part)
+                        for part in (self.x, self.y, self.sample_weight))
             return
-        order = torch.randperm(self.n) if self.shuffle else None
-        for start in range(0, self.n, self.batch_size):
+        # One process in order takes slices (views); otherwise this rank's indices of the epoch's order.
+        order = epoch_order(self.n, self.shuffle, self.pad) if self.shuffle or world()[1] > 1 else None
+        for start in range(0, self.n if order is None else len(order), self.batch_size):
             index = slice(start, start + self.batch_size) if order is None else order[start:start + self.batch_size]
 
             def take(structure: Any, index: Any = index) -> Any:
@@ -276,28 +381,39 @@ class _PyDatasetBatches:
     the last one stopped, as Keras's does. ``class_weight`` becomes each batch's sample weights.
     """
 
-    def __init__(self, dataset: PyDataset, shuffle: bool, class_weight: dict[int, float] | None) -> None:
+    def __init__(self, dataset: PyDataset, shuffle: bool, class_weight: dict[int, float] | None,
+                 pad: bool = False) -> None:
         self.dataset = dataset
         self.shuffle = shuffle
         self.class_weight = class_weight
+        self.pad = pad  # under a process group: pad the batch order so every rank takes as many steps
         self._next_index = 0  # of an endless dataset: where the next pass starts
 
-    def __len__(self) -> int:
+    def _num_batches(self) -> int:
         batches = self.dataset.num_batches
         if batches is None:
             raise TypeError("an endless PyDataset has no length")
         return count(batches, "num_batches", owner=type(self.dataset).__name__)
 
+    def __len__(self) -> int:
+        return part_length(self._num_batches(), self.pad)
+
     def __iter__(self) -> Iterator[Any]:
         self.dataset.on_epoch_begin()
         try:
             endless = self.dataset.num_batches is None
+            rank, size = world()
             if endless:
-                indices: Iterable[int] = itertools.count(self._next_index)
+                # Under a process group, pass k of rank r fetches the batches k W + r.
+                indices: Iterable[int] = (i * size + rank for i in itertools.count(self._next_index))
             else:
-                indices = list(range(len(self)))
-                if self.shuffle:
+                indices = list(range(self._num_batches()))
+                if self.shuffle and size > 1:
+                    random.Random(_epoch_seed()).shuffle(indices)
+                elif self.shuffle:
                     random.shuffle(indices)
+                if size > 1:
+                    indices = rank_part(torch.tensor(indices, dtype=torch.long), self.pad).tolist()
             for item in self._fetch(indices):
                 if endless:
                     self._next_index += 1
@@ -356,7 +472,8 @@ class _Indexed(torch.utils.data.Dataset):
 
 
 def _py_dataset_batches(x: PyDataset, y: Any, sample_weight: Any, batch_size: int | None, shuffle: bool,
-                        class_weight: Any, steps: int | None, name: str, batch_size_name: str) -> Batches:
+                        class_weight: Any, steps: int | None, name: str, batch_size_name: str,
+                        pad: bool = False) -> Batches:
     """Batches of a PyDataset, after checking that nothing its batches decide was passed too."""
     if y is not None or sample_weight is not None:
         role = "y" if y is not None else "sample_weight"
@@ -366,7 +483,7 @@ def _py_dataset_batches(x: PyDataset, y: Any, sample_weight: Any, batch_size: in
         # Keras ignores it; a batch size that silently does nothing is a trap.
         raise invalid(batch_size_name, "None when `x` is a PyDataset (its batches set the batch size)", batch_size)
     table = _check_class_weight(class_weight) if class_weight is not None else None
-    return Batches(_PyDatasetBatches(x, shuffle, table), steps, from_arrays=False, name=name)
+    return Batches(_PyDatasetBatches(x, shuffle, table, pad), steps, from_arrays=False, name=name)
 
 
 def _is_loader(x: Any) -> bool:
@@ -395,13 +512,16 @@ def make_batches(
     name: str = "x",
     batch_size_name: str = "batch_size",
     keep_empty: bool = False,
+    shard: str | None = None,
 ) -> Batches:
     """Batches for one pass over the data (arrays are re-shuffled on each iteration when asked).
 
     Every argument is checked first (errors name ``name`` for the data, ``steps_name``
     and ``batch_size_name`` for the counts). Arrays with no samples give no batches:
     the caller decides whether that is an error (``fit``, ``evaluate``) or not: with
-    ``keep_empty`` (``predict``) they give one empty batch.
+    ``keep_empty`` (``predict``) they give one empty batch. Under a process group,
+    ``shard="train"`` gives this rank its padded part of each epoch and ``shard="eval"``
+    its unpadded part (see the module docstring); ``None`` takes all the data.
 
     >>> batches = make_batches(np.ones((5, 2)), np.zeros(5), batch_size=2)
     >>> len(batches), [tuple(bx.shape) for bx, _, _ in batches]
@@ -418,9 +538,13 @@ def make_batches(
         raise ValueError(
             f"Invalid value for argument `{name}`: pass arrays, tensors, a Dataset or a DataLoader. Received: {name}=None"
         )
+    split = shard is not None and world()[1] > 1
+    pad = split and shard == "train"
     if isinstance(x, PyDataset):
-        return _py_dataset_batches(x, y, sample_weight, batch_size, shuffle, class_weight, steps, name,
-                                   batch_size_name)
+        batches = _py_dataset_batches(x, y, sample_weight, batch_size, shuffle, class_weight, steps, name,
+                                      batch_size_name, pad)
+        batches.split = "batches" if split else None
+        return batches
     if _is_loader(x):
         if y is not None or sample_weight is not None:
             raise ValueError("When `x` is a Dataset or DataLoader, `y` and `sample_weight` come from it; do not pass them.")
@@ -428,8 +552,19 @@ def make_batches(
             raise invalid("class_weight", "None with a Dataset or DataLoader (it needs array or tensor data)",
                            class_weight)
         if isinstance(x, torch.utils.data.Dataset) and not isinstance(x, torch.utils.data.IterableDataset):
+            if split:
+                sampler = RankSampler(len(x), shuffle, pad)
+                x = torch.utils.data.DataLoader(x, batch_size=batch_size or 32, sampler=sampler)
+                return _split(Batches(x, steps, from_arrays=False, name=name), "samples")
             # torch's random sampler refuses an empty dataset; an unshuffled loader reports it as empty.
             x = torch.utils.data.DataLoader(x, batch_size=batch_size or 32, shuffle=shuffle and _has_items(x))
+        if split:
+            shared = _rank_loader(x, pad)
+            if shared is not None:
+                return _split(Batches(shared, steps, from_arrays=False, name=name), "samples")
+            # A rank's own iterable (or a loader with its own DistributedSampler), as the user split it.
+            together = not isinstance(getattr(x, "sampler", None), torch.utils.data.DistributedSampler)
+            return Batches(x, steps, from_arrays=False, name=name, together=together)
         return Batches(x, steps, from_arrays=False, name=name)
     x, y, sample_weight = _batch(x, y, sample_weight, roles)
     n = _num_samples(x, y, sample_weight, roles)
@@ -439,8 +574,37 @@ def make_batches(
             raise invalid("class_weight", "None when there are no targets `y`", class_weight)
         weights = class_weights_to_sample_weights(y, class_weight)
         sample_weight = weights if sample_weight is None else sample_weight * weights
-    arrays = _ArrayBatches(x, y, sample_weight, batch_size or 32, shuffle, n, keep_empty)
-    return Batches(arrays, steps, from_arrays=True, name=name)
+    arrays = _ArrayBatches(x, y, sample_weight, batch_size or 32, shuffle, n, keep_empty, pad)
+    return _split(Batches(arrays, steps, from_arrays=True, name=name), "samples" if split else None)
+
+
+def _split(batches: Batches, split: str | None) -> Batches:
+    batches.split = split
+    return batches
+
+
+def _rank_loader(loader: Any, pad: bool) -> torch.utils.data.DataLoader | None:
+    """``loader`` rebuilt to give this rank's part of its map-style dataset, or ``None`` if it cannot be.
+
+    Only a loader that batches with its own ``batch_size`` over the plain sequential or
+    random sampler is rebuilt (shuffled if it shuffled), keeping everything else it was given.
+    """
+    data = torch.utils.data
+    if not isinstance(loader, data.DataLoader) or isinstance(loader.dataset, data.IterableDataset):
+        return None
+    sampler = loader.sampler
+    if loader.batch_size is None or type(sampler) not in (data.SequentialSampler, data.RandomSampler):
+        return None
+    shuffle = isinstance(sampler, data.RandomSampler)
+    kept = {name: getattr(loader, name) for name in (
+        "num_workers", "collate_fn", "pin_memory", "drop_last", "timeout", "worker_init_fn",
+        "multiprocessing_context", "generator", "persistent_workers", "pin_memory_device",
+    ) if hasattr(loader, name)}
+    if loader.num_workers > 0:
+        kept["prefetch_factor"] = loader.prefetch_factor
+    generator = sampler.generator if shuffle else None
+    return data.DataLoader(loader.dataset, batch_size=loader.batch_size,
+                           sampler=RankSampler(len(loader.dataset), shuffle, pad, generator), **kept)
 
 
 def single_batch(x: Any, y: Any, sample_weight: Any, class_weight: Mapping[int, float] | None) -> Batch:

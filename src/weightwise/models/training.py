@@ -31,6 +31,7 @@ from weightwise import metrics as metrics_module
 from weightwise import optimizers as optimizers_module
 from weightwise.arguments import count, echo, flag, invalid, real
 from weightwise.layers.symbolic import flatten, get_keras_mask, set_keras_mask
+from weightwise.models import distributed
 from weightwise.models.data import (
     Batch,
     Batches,
@@ -152,6 +153,7 @@ class Trainer:
         steps_per_execution: int = 1,
         jit_compile: Any = "auto",
         auto_scale_loss: bool = True,
+        distribute: str | None = None,
     ) -> None:
         """Configure training: the optimizer, the loss (per output) and the metrics.
 
@@ -161,6 +163,12 @@ class Trainer:
         floats; ``metrics`` a list (or per-output list/dict). ``run_eagerly`` and
         ``auto_scale_loss`` are bools, ``steps_per_execution`` must be 1 (as on Keras's
         torch backend) and ``jit_compile`` is ``True``, ``False`` or ``"auto"`` (eager).
+
+        ``distribute`` says how ``fit`` trains under ``torchrun`` (a ``torch.distributed``
+        process group of several processes): ``"ddp"`` wraps the model in
+        ``DistributedDataParallel``, ``"fsdp"`` shards it with FSDP2's ``fully_shard``;
+        ``None`` (the default) takes it from the current ``weightwise.distribution``
+        setting, else DDP. It has no effect in a single process.
 
         Everything is resolved and checked before anything is set: a compile that
         raises leaves the model exactly as it was (its optimizer, loss, metrics and
@@ -186,6 +194,7 @@ class Trainer:
                 f"Keras. Received: steps_per_execution={echo(steps_per_execution)}"
             )
         jit = _jit_flag(jit_compile)
+        distribute = distributed.check_distribute(distribute)
         if jit and run_eagerly:
             warnings.warn("If `run_eagerly` is True, then `jit_compile` cannot also be True. Disabling `jit_compile`.",
                           stacklevel=2)
@@ -206,6 +215,7 @@ class Trainer:
         self._metrics_spec, self._weighted_metrics_spec = metrics, weighted_metrics
         self.jit_compile = jit
         self.run_eagerly = run_eagerly
+        self._distribute = distribute
         self.__dict__.pop("_compiled_forward", None)
         for name, value in parts.items():
             setattr(self, name, value)
@@ -227,7 +237,7 @@ class Trainer:
         """
         if not self.compiled or isinstance(self.optimizer, optimizers_module.TorchOptimizer):
             return None
-        return {
+        config = {
             "optimizer": optimizers_module.serialize(self.optimizer),
             "loss": _serialize_spec(self._loss_spec),
             "loss_weights": self._loss_weights_spec,
@@ -237,6 +247,10 @@ class Trainer:
             "steps_per_execution": 1,
             "jit_compile": self.jit_compile,
         }
+        if getattr(self, "_distribute", None) is not None:
+            # Only when set: Keras's compile takes no such argument, so its files stay Keras's.
+            config["distribute"] = self._distribute
+        return config
 
     def compile_from_config(self, config: Mapping[str, Any]) -> None:
         """Compile from :meth:`get_compile_config` output (ours or Keras's), then build the optimizer.
@@ -250,7 +264,7 @@ class Trainer:
         if not isinstance(config, Mapping):
             raise TypeError(f"A compile config must be a dict. Received: config={echo(config)}")
         known = {"optimizer", "loss", "loss_weights", "metrics", "weighted_metrics", "run_eagerly",
-                 "steps_per_execution", "jit_compile"}
+                 "steps_per_execution", "jit_compile", "distribute"}
         unknown = sorted(set(config) - known, key=repr)
         if unknown:
             raise ValueError(f"Unknown keys in a compile config: {unknown}. Known keys: {sorted(known)}")
@@ -270,6 +284,7 @@ class Trainer:
             weighted_metrics=_deserialize_spec(config.get("weighted_metrics"), _deserialize_metric),
             run_eagerly=config.get("run_eagerly", False),
             jit_compile=config.get("jit_compile", False),
+            distribute=config.get("distribute"),
         )
         if self.built:
             self.optimizer.build(self.trainable_weights)
@@ -334,7 +349,10 @@ class Trainer:
             return True
         return any(getattr(m, "activity_regularizer", None) is not None for m in self.modules())
 
-    def _logs(self) -> dict[str, float]:
+    def _logs(self, local: bool = False) -> dict[str, float]:
+        """The logged values; under ``torchrun`` over every rank (a collective), unless ``local``."""
+        if not local and distributed.is_distributed():
+            return distributed.global_logs(self._logged())
         return {name: float(metric.result()) for name, metric in self._logged()}
 
     # -- one step -----------------------------------------------------------------------------
@@ -379,7 +397,7 @@ class Trainer:
         plan = engine.plan_for(self)
         if training:
             clock.set_step(self.optimizer.iterations)  # scheduled factors read this model's step
-        y_pred = self._forward_for_step()(x, training=training)
+        y_pred = self._forward_for_step(training)(x, training=training)
         targets, preds = self._split_outputs(y, y_pred)
         data_loss, per_output = self._compiled_losses(targets, preds, sample_weight)
         # Activity penalties, add_loss terms and custom regularizers go through autograd; the
@@ -425,8 +443,13 @@ class Trainer:
         self._outputs_seen = True
         return loss
 
-    def _forward_for_step(self) -> Any:
-        """The model itself, or with ``jit_compile=True`` its ``torch.compile``d wrapper (made once)."""
+    def _forward_for_step(self, training: bool = False) -> Any:
+        """The model itself, or with ``jit_compile=True`` its ``torch.compile``d wrapper (made once);
+        for a training step under ``torchrun``, its DDP wrapper."""
+        if training:
+            wrapped = distributed.training_forward(self)
+            if wrapped is not None:
+                return wrapped
         if not getattr(self, "jit_compile", False):
             return self
         compiled = self.__dict__.get("_compiled_forward")
@@ -521,7 +544,7 @@ class Trainer:
         elif validation_split:
             split_for_validation(x, y, sample_weight, validation_split)  # validate the value only
         train = make_batches(x, y, sample_weight, batch_size, shuffle, class_weight, steps_per_epoch,
-                             steps_name="steps_per_epoch")
+                             steps_name="steps_per_epoch", shard="train")
         self._check_training_data(train, "train on")
         val = self._validation_batches(validation_data, validation_batch_size or batch_size, validation_steps)
         if val is not None:
@@ -538,6 +561,7 @@ class Trainer:
         steps_taken = 0
         try:
             self._prepare(train)
+            distributed.prepare(self, training=True)
             self.train()
             callback_list.on_train_begin()
             with interrupted:
@@ -583,6 +607,7 @@ class Trainer:
             raise
         finally:
             self.train(was_training)
+            distributed.release(self)
         if epochs > 0:  # as Keras: with use_ema the weights become their moving averages
             self.optimizer.finalize_variable_values(self.trainable_weights)
         callback_list.on_train_end(logs)
@@ -606,14 +631,15 @@ class Trainer:
                     f"{type(validation_data).__name__} of length {len(validation_data)}."
                 )
             vx, vy, vsw = (tuple(validation_data) + (None,))[:3]
-            return make_batches(vx, vy, vsw, batch_size, False, None, steps, **names)
-        return make_batches(validation_data, None, None, batch_size, False, None, steps, **names)
+            return make_batches(vx, vy, vsw, batch_size, False, None, steps, shard="eval", **names)
+        return make_batches(validation_data, None, None, batch_size, False, None, steps, shard="eval", **names)
 
     # -- evaluate / predict ---------------------------------------------------------------------
     def _evaluate_batches(self, batches: Batches, callback_list: Any = None) -> dict[str, float]:
         self.reset_metrics()
         self.eval()
         steps = 0
+        fillers = distributed.Fillers(self)
         with torch.no_grad():
             for step, (bx, by, bsw) in enumerate(batches):
                 if by is None:
@@ -624,8 +650,10 @@ class Trainer:
                 self._step(bx, by, bsw, training=False)
                 steps += 1
                 if callback_list is not None:
-                    callback_list.on_test_batch_end(step, self._logs())
-        if steps == 0:
+                    # Ranks may take different numbers of steps: each shows its own running values.
+                    callback_list.on_test_batch_end(step, self._logs(local=True))
+            fillers.run(steps, bx if steps else None)
+        if steps == 0 and not fillers.shared:
             raise ValueError(f"Invalid value for argument `{batches.name}`: it yielded no batch, so there is nothing "
                              "to evaluate.")
         return self._logs()
@@ -661,7 +689,7 @@ class Trainer:
         verbose = callbacks_module._verbose(verbose, (0, 1, 2, "auto"))
         return_dict = flag(return_dict, "return_dict")
         callbacks_module._check_callbacks(callbacks)
-        batches = make_batches(x, y, sample_weight, batch_size, False, None, steps)
+        batches = make_batches(x, y, sample_weight, batch_size, False, None, steps, shard="eval")
         self._check_training_data(batches, "evaluate")
         callback_list = callbacks_module.CallbackList(
             callbacks, add_progbar=verbose != 0, model=self,
@@ -669,6 +697,7 @@ class Trainer:
         )
         if not self.built:
             self._prepare(batches)
+        distributed.prepare(self, training=False)
         was_training = self.training
         callback_list.on_test_begin()
         try:
@@ -695,14 +724,17 @@ class Trainer:
         """
         verbose = callbacks_module._verbose(verbose, (0, 1, 2, "auto"))
         callbacks_module._check_callbacks(callbacks)
-        batches = make_batches(x, None, None, batch_size, False, None, steps, keep_empty=True)
+        batches = make_batches(x, None, None, batch_size, False, None, steps, keep_empty=True, shard="eval")
         callback_list = callbacks_module.CallbackList(
             callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1,
             steps=len(batches) if batches.has_length() else None,
         )
+        if self.built:
+            distributed.prepare(self, training=False)
         was_training = self.training
         self.eval()
         collected: list[Any] = []
+        fillers = distributed.Fillers(self)
         callback_list.on_predict_begin()
         try:
             with torch.no_grad():
@@ -710,6 +742,7 @@ class Trainer:
                     callback_list.on_predict_batch_begin(step)
                     collected.append(self(to_device(bx, self._device()), training=False))
                     callback_list.on_predict_batch_end(step, {"outputs": collected[-1]})
+                fillers.run(len(collected), bx if collected else None)
         except Exception:
             callback_list._abort()
             raise
@@ -719,7 +752,8 @@ class Trainer:
         callback_list.on_predict_end()
         if not collected:
             raise ValueError("Invalid value for argument `x`: it yielded no batch, so there is nothing to predict.")
-        return _concatenate(collected)
+        # Under torchrun each rank predicted its part of the data: every rank returns it all, in order.
+        return distributed.gather_outputs(collected, batches.split, _concatenate)
 
     # -- single batches -------------------------------------------------------------------------
     def _single(self, x: Any, y: Any, sample_weight: Any, class_weight: Any, what: str) -> Batch:
@@ -738,12 +772,14 @@ class Trainer:
         bx, by, bsw = self._single(x, y, sample_weight, class_weight, "train on")
         self._check_learning_rate()
         self._prepare(make_batches(bx, by, bsw))
+        distributed.prepare(self, training=True)
         was_training = self.training
         self.train()
         try:
             self._step(bx, by, bsw, training=True)
         finally:
             self.train(was_training)
+            distributed.release(self)
         return _returned(self._logs(), return_dict)
 
     def test_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None, return_dict: bool = False) -> Any:

@@ -27,6 +27,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from weightwise.callbacks._ranks import written_by_rank_0
 from weightwise.saving.files import (
     atomic_write,
     check_path,
@@ -68,6 +69,7 @@ def _model_config_json(model: Any) -> str:
         raise TypeError(f"Model {getattr(model, 'name', model)!r} cannot be saved as a config: {error}") from error
 
 
+@written_by_rank_0
 def save_model(
     model: Any, filepath: str | os.PathLike[str], overwrite: bool = True, include_optimizer: bool = True
 ) -> None:
@@ -219,6 +221,7 @@ def load_model(
     return model
 
 
+@written_by_rank_0
 def save_weights(model: Any, filepath: str | os.PathLike[str], overwrite: bool = True) -> None:
     """Write ``model``'s weights (and optimizer state) to a Keras 3 ``.weights.h5`` file, atomically.
 

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from weightwise import layers
+from weightwise.callbacks._ranks import written_by_rank_0
 from weightwise.ops import convert_to_numpy
 from weightwise.saving.files import (
     atomic_write,
@@ -230,6 +231,7 @@ def _h5_bytes(model: Any, include_optimizer: bool) -> bytes:
     return buffer.getvalue()
 
 
+@written_by_rank_0
 def save_model_h5(
     model: Any, filepath: str | os.PathLike[str], overwrite: bool = True, include_optimizer: bool = True
 ) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from weightwise.callbacks._ranks import written_by_rank_0
 from weightwise.saving.files import (
     atomic_write,
     check_target,
@@ -61,6 +62,7 @@ def _with_rule_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> 
     return filled
 
 
+@written_by_rank_0
 def save_torch_weights(model: torch.nn.Module, filepath: str | os.PathLike[str], overwrite: bool = True) -> None:
     """Write ``model.state_dict()`` to ``filepath`` with ``torch.save``, atomically.
 

@@ -1,0 +1,142 @@
+"""``fit``/``evaluate``/``predict`` under a process group of 2 gloo ranks, against one process with the global batch.
+
+Each rank trains with batch ``b`` on its part of every epoch; a one-process run with batch
+``2b``, seeded as rank 0 is, sees the same global batches (the sampler is built so), and
+DDP or FSDP2 averages the data gradients while every rank adds the full penalty once. So
+the final weights, the History, and evaluate's and predict's results must equal the
+one-process run's (to 1e-5), on every rank. Only rank 0 writes the CSV log and the
+checkpoint, and every rank reads them back.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from ranks import gloo, run_ranks
+
+import weightwise as ww
+from weightwise import constraints, layers, regularizers
+from weightwise.callbacks import CSVLogger, ModelCheckpoint
+from weightwise.utils import PyDataset
+
+ROOT = Path(__file__).resolve().parents[1]
+N, VAL, B, EPOCHS = 16, 7, 4, 2  # 16 samples, batch 4 on each of 2 ranks: 2 steps per epoch
+
+
+def _data() -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(N, 5)).astype("float32")
+    y = (x @ rng.normal(size=(5, 1)) + 0.1).astype("float32")
+    vx = rng.normal(size=(VAL, 5)).astype("float32")
+    vy = (vx @ rng.normal(size=(5, 1))).astype("float32")
+    return x, y, vx, vy
+
+
+def _model(kind: str = "sequential", distribute: str | None = None) -> ww.Model:
+    torch.manual_seed(0)
+    rules = {"kernel_regularizer": regularizers.L2(0.05), "bias_regularizer": regularizers.L1(0.02),
+                 "activity_regularizer": regularizers.L2(0.03), "kernel_constraint": constraints.MaxNorm(0.6),
+                 "bias_constraint": constraints.NonNeg()}
+    if kind == "sequential":
+        model = ww.Sequential([layers.Input(shape=(5,)), layers.Dense(6, activation="tanh", **rules),
+                               layers.Dense(1, kernel_regularizer=regularizers.L1L2(0.01, 0.02))])
+    else:
+        inputs = layers.Input(shape=(5,))
+        hidden = layers.Dense(6, activation="tanh", **rules)(inputs)
+        model = ww.Model(inputs, layers.Dense(1, kernel_constraint=constraints.NonNeg())(hidden))
+    model.compile(optimizer=ww.optimizers.SGD(0.1, momentum=0.5), loss="mse", metrics=["mae"],
+                  distribute=distribute)
+    return model
+
+
+class _Batches(PyDataset):
+    """Batch i holds samples [i b, (i + 1) b)."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> None:
+        super().__init__()
+        self.x, self.y, self.batch_size = x, y, batch_size
+
+    def __len__(self) -> int:
+        return len(self.x) // self.batch_size
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        part = slice(index * self.batch_size, (index + 1) * self.batch_size)
+        return self.x[part], self.y[part]
+
+
+def _train_source(form: str, x: np.ndarray, y: np.ndarray, batch_size: int) -> tuple[dict, bool]:
+    """fit's data arguments for ``form``, and whether it shuffles (a PyDataset keeps its order)."""
+    if form == "arrays":
+        return {"x": x, "y": y, "batch_size": batch_size}, True
+    dataset = torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+    if form == "dataset":
+        return {"x": dataset, "batch_size": batch_size}, True
+    if form == "loader":
+        return {"x": torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True)}, True
+    return {"x": _Batches(x, y, batch_size)}, False
+
+
+def _run(form: str, kind: str, batch_size: int, folder: Path, distribute: str | None = None) -> dict:
+    """Fit, evaluate and predict; what every rank (or the one process) saw."""
+    x, y, vx, vy = _data()
+    model = _model(kind, distribute)
+    source, shuffle = _train_source(form, x, y, batch_size)
+    history = model.fit(**source, epochs=EPOCHS, shuffle=shuffle, validation_data=(vx, vy), verbose=0,
+                        callbacks=[CSVLogger(str(folder / "log.csv")),
+                                   ModelCheckpoint(str(folder / "model.keras"))])
+    return {
+        "weights": [w.detach().clone() for w in model.weights],
+        "history": history.history,
+        "evaluate": model.evaluate(vx, vy, batch_size=2, verbose=0, return_dict=True),
+        "predict": model.predict(vx, batch_size=3, verbose=0),
+        "loaded": [w.detach().clone() for w in ww.saving.load_model(str(folder / "model.keras")).weights],
+        "csv": (folder / "log.csv").read_text(),
+    }
+
+
+def _fit_worker(rank: int, world_size: int, port: int, form: str, kind: str, distribute: str | None,
+                out: str) -> None:
+    folder = Path(out)
+    with gloo(rank, world_size, port):
+        seen = _run(form, kind, B, folder, distribute)
+        seen["files"] = sorted(p.name for p in folder.iterdir() if not p.name.startswith("rank"))
+        torch.save(seen, folder / f"rank{rank}.pt")
+
+
+def _check_against_one_process(form: str, kind: str, distribute: str | None, tmp_path: Path) -> None:
+    ranks_dir, single_dir = tmp_path / "ranks", tmp_path / "single"
+    ranks_dir.mkdir()
+    single_dir.mkdir()
+    run_ranks(_fit_worker, form, kind, distribute, str(ranks_dir), timeout=120)
+    expected = _run(form, kind, 2 * B, single_dir)
+    for rank in range(2):
+        seen = torch.load(ranks_dir / f"rank{rank}.pt", weights_only=False)
+        for got, want in zip(seen["weights"], expected["weights"], strict=True):
+            np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=1e-5)
+        assert seen["history"].keys() == expected["history"].keys()
+        for key, values in expected["history"].items():
+            np.testing.assert_allclose(seen["history"][key], values, rtol=1e-5, atol=1e-6, err_msg=key)
+        for key, value in expected["evaluate"].items():
+            assert seen["evaluate"][key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+        np.testing.assert_allclose(seen["predict"], expected["predict"], rtol=0, atol=1e-5)
+        # Rank 0 wrote the files (no rank wrote a second one), and each rank read them back.
+        assert seen["files"] == ["log.csv", "model.keras"]
+        for got, want in zip(seen["loaded"], expected["weights"], strict=True):
+            np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=1e-5)
+        rows = list(csv.DictReader(seen["csv"].splitlines()))
+        assert [int(row["epoch"]) for row in rows] == list(range(EPOCHS))
+        np.testing.assert_allclose([float(row["loss"]) for row in rows], expected["history"]["loss"], rtol=1e-5)
+    # The penalties and constraints did something: the MaxNorm binds and the run trained.
+    kernel = expected["weights"][0].numpy()
+    assert np.linalg.norm(kernel, axis=0).max() == pytest.approx(0.6, abs=1e-5)
+    assert expected["history"]["loss"][-1] < expected["history"]["loss"][0]
+
+
+@pytest.mark.parametrize(("form", "kind"), [("arrays", "sequential"), ("dataset", "functional"),
+                                             ("loader", "sequential"), ("pydataset", "functional")])
+def test_fit_under_ddp_equals_one_process_with_the_global_batch(form: str, kind: str, tmp_path: Path) -> None:
+    _check_against_one_process(form, kind, None, tmp_path)
