@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from ranks import gloo, run_ranks
+from torch.distributed.tensor import DTensor
 
 import weightwise as ww
 from weightwise import constraints, layers, regularizers
@@ -80,6 +81,13 @@ def _train_source(form: str, x: np.ndarray, y: np.ndarray, batch_size: int) -> t
     return {"x": _Batches(x, y, batch_size)}, False
 
 
+def _full(weight: torch.Tensor) -> torch.Tensor:
+    """The whole weight: an FSDP2 shard gathered from every rank."""
+    if isinstance(weight, DTensor):
+        weight = weight.full_tensor()
+    return weight.detach().clone()
+
+
 def _run(form: str, kind: str, batch_size: int, folder: Path, distribute: str | None = None) -> dict:
     """Fit, evaluate and predict; what every rank (or the one process) saw."""
     x, y, vx, vy = _data()
@@ -89,7 +97,7 @@ def _run(form: str, kind: str, batch_size: int, folder: Path, distribute: str | 
                         callbacks=[CSVLogger(str(folder / "log.csv")),
                                    ModelCheckpoint(str(folder / "model.keras"))])
     return {
-        "weights": [w.detach().clone() for w in model.weights],
+        "weights": [_full(w) for w in model.weights],
         "history": history.history,
         "evaluate": model.evaluate(vx, vy, batch_size=2, verbose=0, return_dict=True),
         "predict": model.predict(vx, batch_size=3, verbose=0),
@@ -98,45 +106,54 @@ def _run(form: str, kind: str, batch_size: int, folder: Path, distribute: str | 
     }
 
 
-def _fit_worker(rank: int, world_size: int, port: int, form: str, kind: str, distribute: str | None,
-                out: str) -> None:
-    folder = Path(out)
+FORMS = [("arrays", "sequential"), ("dataset", "functional"), ("loader", "sequential"), ("pydataset", "functional")]
+
+
+def _fit_worker(rank: int, world_size: int, port: int, distribute: str | None, out: str) -> None:
     with gloo(rank, world_size, port):
-        seen = _run(form, kind, B, folder, distribute)
-        seen["files"] = sorted(p.name for p in folder.iterdir() if not p.name.startswith("rank"))
-        torch.save(seen, folder / f"rank{rank}.pt")
+        for form, kind in FORMS:
+            folder = Path(out) / form
+            if rank == 0:
+                folder.mkdir()
+            torch.distributed.barrier()
+            seen = _run(form, kind, B, folder, distribute)
+            seen["files"] = sorted(p.name for p in folder.iterdir() if not p.name.startswith("rank"))
+            torch.save(seen, folder / f"rank{rank}.pt")
 
 
-def _check_against_one_process(form: str, kind: str, distribute: str | None, tmp_path: Path) -> None:
-    ranks_dir, single_dir = tmp_path / "ranks", tmp_path / "single"
-    ranks_dir.mkdir()
-    single_dir.mkdir()
-    run_ranks(_fit_worker, form, kind, distribute, str(ranks_dir), timeout=120)
-    expected = _run(form, kind, 2 * B, single_dir)
-    for rank in range(2):
-        seen = torch.load(ranks_dir / f"rank{rank}.pt", weights_only=False)
-        for got, want in zip(seen["weights"], expected["weights"], strict=True):
-            np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=1e-5)
-        assert seen["history"].keys() == expected["history"].keys()
-        for key, values in expected["history"].items():
-            np.testing.assert_allclose(seen["history"][key], values, rtol=1e-5, atol=1e-6, err_msg=key)
-        for key, value in expected["evaluate"].items():
-            assert seen["evaluate"][key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
-        np.testing.assert_allclose(seen["predict"], expected["predict"], rtol=0, atol=1e-5)
-        # Rank 0 wrote the files (no rank wrote a second one), and each rank read them back.
-        assert seen["files"] == ["log.csv", "model.keras"]
-        for got, want in zip(seen["loaded"], expected["weights"], strict=True):
-            np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=1e-5)
-        rows = list(csv.DictReader(seen["csv"].splitlines()))
-        assert [int(row["epoch"]) for row in rows] == list(range(EPOCHS))
-        np.testing.assert_allclose([float(row["loss"]) for row in rows], expected["history"]["loss"], rtol=1e-5)
+def _check_against_one_process(seen: dict, expected: dict) -> None:
+    for got, want in zip(seen["weights"], expected["weights"], strict=True):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=1e-5)
+    assert seen["history"].keys() == expected["history"].keys()
+    for key, values in expected["history"].items():
+        np.testing.assert_allclose(seen["history"][key], values, rtol=1e-5, atol=1e-6, err_msg=key)
+    for key, value in expected["evaluate"].items():
+        assert seen["evaluate"][key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+    np.testing.assert_allclose(seen["predict"], expected["predict"], rtol=0, atol=1e-5)
+    # Rank 0 wrote the files (no rank wrote a second one), and each rank read them back.
+    assert seen["files"] == ["log.csv", "model.keras"]
+    for got, want in zip(seen["loaded"], expected["weights"], strict=True):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=1e-5)
+    rows = list(csv.DictReader(seen["csv"].splitlines()))
+    assert [int(row["epoch"]) for row in rows] == list(range(EPOCHS))
+    np.testing.assert_allclose([float(row["loss"]) for row in rows], expected["history"]["loss"], rtol=1e-5)
     # The penalties and constraints did something: the MaxNorm binds and the run trained.
     kernel = expected["weights"][0].numpy()
     assert np.linalg.norm(kernel, axis=0).max() == pytest.approx(0.6, abs=1e-5)
     assert expected["history"]["loss"][-1] < expected["history"]["loss"][0]
 
 
-@pytest.mark.parametrize(("form", "kind"), [("arrays", "sequential"), ("dataset", "functional"),
-                                             ("loader", "sequential"), ("pydataset", "functional")])
-def test_fit_under_ddp_equals_one_process_with_the_global_batch(form: str, kind: str, tmp_path: Path) -> None:
-    _check_against_one_process(form, kind, None, tmp_path)
+@pytest.mark.parametrize("distribute", ["ddp", "fsdp"])
+def test_fit_on_two_ranks_equals_one_process_with_the_global_batch(distribute: str, tmp_path: Path) -> None:
+    """Arrays, a Dataset, a DataLoader and a PyDataset; Sequential and functional models."""
+    run_ranks(_fit_worker, distribute, str(tmp_path), timeout=240)
+    for form, kind in FORMS:
+        single = tmp_path / f"single-{form}"
+        single.mkdir()
+        expected = _run(form, kind, 2 * B, single)
+        for rank in range(2):
+            seen = torch.load(tmp_path / form / f"rank{rank}.pt", weights_only=False)
+            try:
+                _check_against_one_process(seen, expected)
+            except AssertionError as error:
+                raise AssertionError(f"{distribute}, {form}, rank {rank}: {error}") from error

@@ -101,24 +101,53 @@ def primary_only(method: Callable[..., Any]) -> Callable[..., Any]:
 
 @contextlib.contextmanager
 def full_weights(model: Any) -> Iterator[None]:
-    """Inside, every FSDP2-sharded module of ``model`` holds its full (gathered) parameters.
+    """Inside, an FSDP2-sharded ``model`` looks unsharded: full weights, full optimizer state, its own classes.
 
-    Every rank must enter it (the gather is a collective); outside FSDP2 it does nothing.
+    Each sharded parameter (a DTensor) is replaced, in its module, by a plain Parameter
+    holding the gathered full tensor (attributes kept); each DTensor in the state of the
+    model's optimizer likewise; and each module ``fully_shard`` re-classed shows its own
+    class again, so a config names ``Dense``, not ``FSDPDense``. Everything is put back on
+    exit. Every rank must enter it (gathering is a collective, made in the same order on
+    every rank); a model that is not sharded is left as it is.
     """
     try:
         from torch.distributed.fsdp import FSDPModule
+        from torch.distributed.tensor import DTensor
     except ImportError:  # a torch without FSDP2 shards nothing
         yield
         return
-    sharded = [module for module in model.modules() if isinstance(module, FSDPModule)] \
-        if isinstance(model, torch.nn.Module) else []
-    for module in sharded:
-        module.unshard()
+    modules = list(model.modules()) if isinstance(model, torch.nn.Module) else []
+    if not any(isinstance(module, FSDPModule) for module in modules):
+        yield
+        return
+    undo: list[Callable[[], None]] = []
     try:
+        for module in modules:
+            if isinstance(module, FSDPModule):
+                sharded_class = type(module)
+                module.__class__ = next(base for base in sharded_class.__bases__ if base is not FSDPModule)
+                undo.append(functools.partial(setattr, module, "__class__", sharded_class))
+            for name, param in list(module._parameters.items()):
+                if isinstance(param, DTensor):
+                    full = torch.nn.Parameter(param.full_tensor().detach(), requires_grad=param.requires_grad)
+                    full.__dict__.update(param.__dict__)
+                    module._parameters[name] = full
+                    undo.append(functools.partial(module._parameters.__setitem__, name, param))
+        optimizer = getattr(model, "optimizer", None)
+        torch_optimizer = getattr(optimizer, "torch_optimizer", optimizer)
+        if isinstance(torch_optimizer, torch.optim.Optimizer):
+            for group in torch_optimizer.param_groups:
+                for param in group["params"]:
+                    entries = torch_optimizer.state.get(param, {})
+                    for key in sorted(entries):
+                        if isinstance(entries[key], DTensor):
+                            value = entries[key]
+                            entries[key] = value.full_tensor()
+                            undo.append(functools.partial(entries.__setitem__, key, value))
         yield
     finally:
-        for module in sharded:
-            module.reshard()
+        for step in reversed(undo):
+            step()
 
 
 def written_by_rank_0(save: Callable[..., T]) -> Callable[..., T | None]:

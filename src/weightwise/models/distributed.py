@@ -155,26 +155,28 @@ def _shard(model: Any, mesh: Any, placement: Callable[..., Any] | None) -> None:
 
 
 class Fillers:
-    """After an inference pass, what keeps the ranks in step: they may hold different numbers of batches.
+    """What keeps the ranks in step in an inference pass, where they may hold different numbers of batches.
 
-    ``run(steps, last_x)`` learns the most steps any rank took (one collective) and, on an
-    FSDP2-sharded model, whose every forward gathers weights from all ranks, repeats a
-    forward on this rank's last batch (its result unused) until it has taken as many.
-    ``shared`` then says whether any rank took a step. Without a process group it does nothing.
+    Made before the pass: under a process group it learns the most batches any rank holds
+    (one collective; data without a length is already ended together on every rank).
+    After the pass, ``run(steps, last_x)`` repeats, on an FSDP2-sharded model (whose every
+    forward gathers weights from all ranks), a forward on this rank's last batch (its
+    result unused) until this rank has taken as many; ``shared`` says whether any rank had
+    a batch. Without a process group it does nothing.
     """
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, batches: Any) -> None:
         self.model = model
+        self.most: int | None = None
         self.shared = False
+        if is_distributed() and batches.has_length():
+            most = torch.tensor([len(batches)], dtype=torch.int64, device=collective_device())
+            torch.distributed.all_reduce(most, op=torch.distributed.ReduceOp.MAX)
+            self.most = int(most.item())
 
     def run(self, steps: int, last_x: Any) -> None:
-        if not is_distributed():
-            self.shared = steps > 0
-            return
-        most = torch.tensor([steps], dtype=torch.int64, device=collective_device())
-        torch.distributed.all_reduce(most, op=torch.distributed.ReduceOp.MAX)
-        self.shared = int(most.item()) > 0
-        if not self.model.__dict__.get(_SHARDED) or int(most.item()) == steps:
+        self.shared = steps > 0 if self.most is None else self.most > 0
+        if self.most is None or self.most == steps or not self.model.__dict__.get(_SHARDED):
             return
         if last_x is None:
             raise ValueError("Invalid value for argument `x`: under FSDP2 every rank needs at least one batch to "
@@ -184,7 +186,7 @@ class Fillers:
         from weightwise.models.data import to_device
 
         device = next(self.model.parameters(), torch.empty(0)).device
-        for _ in range(int(most.item()) - steps):
+        for _ in range(self.most - steps):
             self.model(to_device(last_x, device), training=False)
         binding.clear_call_losses(self.model)
 

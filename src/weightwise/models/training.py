@@ -639,7 +639,7 @@ class Trainer:
         self.reset_metrics()
         self.eval()
         steps = 0
-        fillers = distributed.Fillers(self)
+        fillers = distributed.Fillers(self, batches)
         with torch.no_grad():
             for step, (bx, by, bsw) in enumerate(batches):
                 if by is None:
@@ -734,7 +734,7 @@ class Trainer:
         was_training = self.training
         self.eval()
         collected: list[Any] = []
-        fillers = distributed.Fillers(self)
+        fillers = distributed.Fillers(self, batches)
         callback_list.on_predict_begin()
         try:
             with torch.no_grad():
