@@ -11,6 +11,10 @@ checkpoint, and every rank reads them back.
 from __future__ import annotations
 
 import csv
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -157,3 +161,51 @@ def test_fit_on_two_ranks_equals_one_process_with_the_global_batch(distribute: s
                 _check_against_one_process(seen, expected)
             except AssertionError as error:
                 raise AssertionError(f"{distribute}, {form}, rank {rank}: {error}") from error
+
+
+def test_compile_checks_distribute_and_keeps_it_in_the_compile_config() -> None:
+    model = _model()
+    assert "distribute" not in model.get_compile_config()  # a file Keras's compile still reads
+    with pytest.raises(ValueError, match=r"`distribute`: expected None, 'ddp' or 'fsdp'. Received: distribute='FSDP'"):
+        model.compile(optimizer="sgd", loss="mse", distribute="FSDP")
+    assert model._distribute is None  # the failed compile changed nothing
+    model.compile(optimizer="sgd", loss="mse", distribute="fsdp")
+    config = model.get_compile_config()
+    assert config["distribute"] == "fsdp"
+    twin = _model()
+    twin.compile_from_config(config)
+    assert twin.get_compile_config()["distribute"] == "fsdp"
+
+
+def test_an_epoch_order_is_the_one_a_shuffling_dataloader_draws_in_one_process() -> None:
+    """So a one-process run with the global batch, seeded as rank 0 is, sees the same batches."""
+    from weightwise.models.data import epoch_order
+
+    torch.manual_seed(3)
+    ours = [epoch_order(10, shuffle=True, pad=True).tolist() for _ in range(2)]
+    torch.manual_seed(3)
+    sampler = torch.utils.data.RandomSampler(range(10))
+    theirs = [list(sampler) for _ in range(2)]
+    assert ours == theirs
+    assert ours[0] != ours[1]  # a new order each epoch
+
+
+def test_the_torchrun_example_runs_on_two_processes(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(ROOT / "examples" / "fit_torchrun.py"), "--epochs", "2", "--out", str(tmp_path)]
+    # Its own session, so that at the deadline the launcher and both workers are killed together.
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+                          start_new_session=True) as launcher:
+        try:
+            stdout, stderr = launcher.communicate(timeout=240)
+        except subprocess.TimeoutExpired:
+            os.killpg(launcher.pid, signal.SIGKILL)
+            pytest.fail("torchrun with 2 processes did not finish within 240 s")
+    assert launcher.returncode == 0, stderr[-3000:]
+    # Rank 0 alone printed (one line per epoch, one final line) and wrote the files.
+    assert stdout.count("final: loss") == 1
+    assert stdout.count("Epoch 2/2") == 1
+    assert sorted(os.listdir(tmp_path)) == ["log.csv", "model.keras"]
+    loaded = ww.saving.load_model(str(tmp_path / "model.keras"))
+    assert np.linalg.norm(loaded.layers[0].kernel.detach().numpy(), axis=0).max() <= 2.0 + 1e-5

@@ -21,7 +21,7 @@ import torch
 from weightwise import backend
 from weightwise.arguments import count, flag, invalid, is_int
 from weightwise.callbacks._helpers import _optimizers, _read_learning_rate, _to_float
-from weightwise.callbacks._ranks import is_primary, on_primary
+from weightwise.callbacks._ranks import full_weights, is_primary, on_primary
 from weightwise.callbacks.callback import Callback
 
 _INSTALL_HINT = 'pip install tensorboard (or pip install "weightwise[tensorboard]")'
@@ -334,7 +334,8 @@ class TensorBoard(Callback):
                 # A validation pass that ran without the test hooks still gets Keras's evaluation curve.
                 self.on_test_end(validation)
         if self.histogram_freq and epoch % self.histogram_freq == 0:
-            self._log_weights(epoch)
+            with full_weights(self.model):  # under FSDP2 every rank gathers, rank 0 writes
+                self._log_weights(epoch)
 
     # -- weights -------------------------------------------------------------------------
     def _log_weights(self, epoch: int) -> None:
