@@ -47,12 +47,12 @@ def _model(kind: str = "sequential", distribute: str | None = None) -> ww.Model:
                  "activity_regularizer": regularizers.L2(0.03), "kernel_constraint": constraints.MaxNorm(0.6),
                  "bias_constraint": constraints.NonNeg()}
     if kind == "sequential":
-        model = ww.Sequential([layers.Input(shape=(5,)), layers.Dense(6, activation="tanh", **rules),
-                               layers.Dense(1, kernel_regularizer=regularizers.L1L2(0.01, 0.02))])
+        model = ww.Sequential([layers.Input(shape=(5,)), layers.Dense(6, activation="tanh", name="hidden", **rules),
+                               layers.Dense(1, kernel_regularizer=regularizers.L1L2(0.01, 0.02), name="out")])
     else:
         inputs = layers.Input(shape=(5,))
-        hidden = layers.Dense(6, activation="tanh", **rules)(inputs)
-        model = ww.Model(inputs, layers.Dense(1, kernel_constraint=constraints.NonNeg())(hidden))
+        hidden = layers.Dense(6, activation="tanh", name="hidden", **rules)(inputs)
+        model = ww.Model(inputs, layers.Dense(1, kernel_constraint=constraints.NonNeg(), name="out")(hidden))
     model.compile(optimizer=ww.optimizers.SGD(0.1, momentum=0.5), loss="mse", metrics=["mae"],
                   distribute=distribute)
     return model
@@ -161,6 +161,43 @@ def test_fit_on_two_ranks_equals_one_process_with_the_global_batch(distribute: s
                 _check_against_one_process(seen, expected)
             except AssertionError as error:
                 raise AssertionError(f"{distribute}, {form}, rank {rank}: {error}") from error
+
+
+def _distribution_worker(rank: int, world_size: int, port: int, out: str) -> None:
+    from weightwise import distribution
+
+    mesh = distribution.DeviceMesh((2,), ["model"], devices=["cpu:0", "cpu:1"])
+    layout_map = distribution.LayoutMap(mesh)
+    layout_map["hidden/kernel"] = (None, "model")  # (in, out) split over the units: MaxNorm(axis=0) per unit
+    layout_map["out/kernel"] = ("model", None)
+    with gloo(rank, world_size, port):
+        for name, setting in [("data_parallel", distribution.DataParallel()),
+                              ("model_parallel", distribution.ModelParallel(layout_map=layout_map))]:
+            folder = Path(out) / name
+            if rank == 0:
+                folder.mkdir()
+            torch.distributed.barrier()
+            distribution.set_distribution(setting)
+            try:
+                seen = _run("arrays", "sequential", B, folder)  # compile(distribute=None): the distribution decides
+            finally:
+                distribution.set_distribution(None)
+            seen["files"] = sorted(p.name for p in folder.iterdir() if not p.name.startswith("rank"))
+            torch.save(seen, folder / f"rank{rank}.pt")
+
+
+def test_fit_under_keras_distributions_equals_one_process_with_the_global_batch(tmp_path: Path) -> None:
+    """``DataParallel`` trains under DDP, ``ModelParallel`` under FSDP2 with the LayoutMap's placements."""
+    pytest.importorskip("weightwise.distribution")
+    run_ranks(_distribution_worker, str(tmp_path), timeout=240)
+    expected = _run("arrays", "sequential", 2 * B, tmp_path)
+    for name in ("data_parallel", "model_parallel"):
+        for rank in range(2):
+            seen = torch.load(tmp_path / name / f"rank{rank}.pt", weights_only=False)
+            try:
+                _check_against_one_process(seen, expected)
+            except AssertionError as error:
+                raise AssertionError(f"{name}, rank {rank}: {error}") from error
 
 
 def test_compile_checks_distribute_and_keeps_it_in_the_compile_config() -> None:
