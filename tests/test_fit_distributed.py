@@ -41,8 +41,8 @@ def _data() -> tuple[np.ndarray, ...]:
     return x, y, vx, vy
 
 
-def _model(kind: str = "sequential", distribute: str | None = None) -> ww.Model:
-    torch.manual_seed(0)
+def _model(kind: str = "sequential", distribute: str | None = None, seed: int = 0) -> ww.Model:
+    torch.manual_seed(seed)
     rules = {"kernel_regularizer": regularizers.L2(0.05), "bias_regularizer": regularizers.L1(0.02),
                  "activity_regularizer": regularizers.L2(0.03), "kernel_constraint": constraints.MaxNorm(0.6),
                  "bias_constraint": constraints.NonNeg()}
@@ -92,10 +92,14 @@ def _full(weight: torch.Tensor) -> torch.Tensor:
     return weight.detach().clone()
 
 
-def _run(form: str, kind: str, batch_size: int, folder: Path, distribute: str | None = None) -> dict:
-    """Fit, evaluate and predict; what every rank (or the one process) saw."""
+def _run(form: str, kind: str, batch_size: int, folder: Path, distribute: str | None = None, seed: int = 0) -> dict:
+    """Fit, evaluate and predict; what every rank (or the one process) saw.
+
+    On 2 ranks, rank 1 is seeded differently: its initial weights and its random generator
+    must not matter (every rank starts from rank 0's weights and takes rank 0's epoch order).
+    """
     x, y, vx, vy = _data()
-    model = _model(kind, distribute)
+    model = _model(kind, distribute, seed)
     source, shuffle = _train_source(form, x, y, batch_size)
     history = model.fit(**source, epochs=EPOCHS, shuffle=shuffle, validation_data=(vx, vy), verbose=0,
                         callbacks=[CSVLogger(str(folder / "log.csv")),
@@ -120,7 +124,7 @@ def _fit_worker(rank: int, world_size: int, port: int, distribute: str | None, o
             if rank == 0:
                 folder.mkdir()
             torch.distributed.barrier()
-            seen = _run(form, kind, B, folder, distribute)
+            seen = _run(form, kind, B, folder, distribute, seed=rank)
             seen["files"] = sorted(p.name for p in folder.iterdir() if not p.name.startswith("rank"))
             torch.save(seen, folder / f"rank{rank}.pt")
 

@@ -5,7 +5,10 @@ steps run through a ``DistributedDataParallel`` wrapper of the model (``"ddp"``,
 default) or on the model sharded in place with FSDP2's ``fully_shard`` (``"fsdp"``):
 each weight-owning layer, then the root. The DDP wrapper is a plain attribute of the
 model, outside its module tree, so ``state_dict``, ``model.weights`` and saving see the
-model as it is; it lives for one ``fit`` (or ``train_on_batch``) call.
+model as it is; it lives for one ``fit`` (or ``train_on_batch``) call. FSDP2 shards the
+model itself, once: from then on its weights are DTensors (``full_tensor()`` gives a whole
+one), and saving writes the gathered full weights. Either way every rank starts from
+rank 0's weights.
 
 Rules are unchanged by the wrapping: DDP and FSDP2 average the data gradients over
 the ranks, and each rank adds the full weight-penalty gradient once (every rank holds
@@ -106,6 +109,9 @@ def prepare(model: Any, training: bool) -> None:
         return
     wrapper = model.__dict__.get(_WRAPPER)
     key = _trainable_key(model)
+    if not key:  # nothing to train, nothing to average (and DDP refuses such a model)
+        model.__dict__.pop(_WRAPPER, None)
+        return
     if wrapper is not None and wrapper[0] == key:
         return
     from torch.nn.parallel import DistributedDataParallel
@@ -142,6 +148,10 @@ def _shard(model: Any, mesh: Any, placement: Callable[..., Any] | None) -> None:
         options["mesh"] = mesh
     if placement is not None:
         options["shard_placement_fn"] = placement
+    # As DDP does when it wraps: every rank starts from rank 0's weights (fully_shard keeps each rank's own).
+    with torch.no_grad():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            torch.distributed.broadcast(tensor.data, src=0)
     # Inner layers first: each weight-owning layer is one FSDP2 unit, the root takes the rest.
     owners = [m for m in model.modules() if m is not model and any(True for _ in m.parameters(recurse=False))]
     for module in reversed(owners):
