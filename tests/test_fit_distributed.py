@@ -24,6 +24,7 @@ from ranks import gloo, run_ranks
 from torch.distributed.tensor import DTensor
 
 import weightwise as ww
+from tests.helpers import keras_or_skip, to_numpy
 from weightwise import constraints, layers, regularizers
 from weightwise.callbacks import CSVLogger, ModelCheckpoint
 from weightwise.utils import PyDataset
@@ -165,6 +166,12 @@ def test_fit_on_two_ranks_equals_one_process_with_the_global_batch(distribute: s
                 _check_against_one_process(seen, expected)
             except AssertionError as error:
                 raise AssertionError(f"{distribute}, {form}, rank {rank}: {error}") from error
+    # The checkpoint of the sharded model is a whole model in Keras's format: Keras 3 reads it.
+    keras = keras_or_skip()
+    loaded = keras.saving.load_model(str(tmp_path / "arrays" / "model.keras"))
+    expected = torch.load(tmp_path / "arrays" / "rank0.pt", weights_only=False)["weights"]
+    for got, want in zip(loaded.weights, expected, strict=True):
+        np.testing.assert_allclose(to_numpy(got), want.numpy(), rtol=0, atol=1e-6)
 
 
 def _distribution_worker(rank: int, world_size: int, port: int, out: str) -> None:
@@ -204,7 +211,9 @@ def test_fit_under_keras_distributions_equals_one_process_with_the_global_batch(
                 raise AssertionError(f"{name}, rank {rank}: {error}") from error
 
 
-def test_compile_checks_distribute_and_keeps_it_in_the_compile_config() -> None:
+# Keras's own note on loading an optimizer that never stepped (so saved no variables).
+@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
+def test_compile_checks_distribute_and_keeps_it_in_the_compile_config(tmp_path: Path) -> None:
     model = _model()
     assert "distribute" not in model.get_compile_config()  # a file Keras's compile still reads
     with pytest.raises(ValueError, match=r"`distribute`: expected None, 'ddp' or 'fsdp'. Received: distribute='FSDP'"):
@@ -216,6 +225,11 @@ def test_compile_checks_distribute_and_keeps_it_in_the_compile_config() -> None:
     twin = _model()
     twin.compile_from_config(config)
     assert twin.get_compile_config()["distribute"] == "fsdp"
+    # Files leave it out (it belongs to the run), so Keras's compile, which has no such argument, loads them.
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    assert "distribute" not in ww.saving.load_model(path).get_compile_config()
+    assert keras_or_skip().saving.load_model(path).compiled
 
 
 def test_an_epoch_order_is_the_one_a_shuffling_dataloader_draws_in_one_process() -> None:

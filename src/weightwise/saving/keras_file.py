@@ -43,6 +43,7 @@ from weightwise.saving.model_build import (
     check_load_arguments,
     compile_from,
     compiled_optimizer,
+    keras_compile_config,
 )
 from weightwise.saving.weights_h5 import check_module, read_weights, write_weights
 from weightwise.serialization import serialize_keras_object
@@ -64,7 +65,10 @@ def _version() -> str:
 
 def _model_config_json(model: Any) -> str:
     try:
-        return json.dumps(serialize_keras_object(model))
+        config = serialize_keras_object(model)
+        if isinstance(config, dict) and isinstance(config.get("compile_config"), dict):
+            config["compile_config"] = keras_compile_config(config["compile_config"])
+        return json.dumps(config)
     except TypeError as error:
         raise TypeError(f"Model {getattr(model, 'name', model)!r} cannot be saved as a config: {error}") from error
 

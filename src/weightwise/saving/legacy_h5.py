@@ -51,6 +51,7 @@ from weightwise.saving.model_build import (
     check_load_arguments,
     compile_from,
     compiled_optimizer,
+    keras_compile_config,
 )
 from weightwise.saving.weights_h5 import (
     _checked_dataset,
@@ -165,7 +166,7 @@ def _full_names(spec: Any) -> Any:
 
 def _training_config(model: Any) -> dict[str, Any] | None:
     get_compile_config = getattr(model, "get_compile_config", None)
-    config = get_compile_config() if callable(get_compile_config) else None
+    config = keras_compile_config(get_compile_config() if callable(get_compile_config) else None)
     if not config:
         return None
     training = {key: _full_names(value) if key in ("loss", "metrics", "weighted_metrics") else value

@@ -14,7 +14,8 @@ from typing import Any
 
 from weightwise.serialization import deserialize_keras_object, get_registered_object
 
-__all__ = ["INTERNAL_ERRORS", "build_model", "check_load_arguments", "compile_from", "compiled_optimizer"]
+__all__ = ["INTERNAL_ERRORS", "build_model", "check_load_arguments", "compile_from", "compiled_optimizer",
+           "keras_compile_config"]
 
 # What a config value of the wrong shape can raise from deep inside the code that builds from it.
 INTERNAL_ERRORS = (AttributeError, KeyError, IndexError, RuntimeError, OverflowError, RecursionError)
@@ -153,3 +154,19 @@ def compile_from(model: Any, compile_config: Any, label: str) -> None:
             "loaded uncompiled; call `model.compile(...)` before training it.",
             stacklevel=3,
         )
+
+
+# compile() arguments of weightwise's own that Keras's compile does not take: how a run is
+# spread over processes belongs to the run, not to the file, which stays Keras's.
+_RUN_ONLY = ("distribute",)
+
+
+def keras_compile_config(config: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A compile config as saved to a file: what Keras's ``compile`` accepts (``distribute`` left out).
+
+    >>> keras_compile_config({"loss": "mse", "distribute": "fsdp"})
+    {'loss': 'mse'}
+    """
+    if config is None:
+        return None
+    return {key: value for key, value in config.items() if key not in _RUN_ONLY}
