@@ -86,6 +86,13 @@ def _train_source(form: str, x: np.ndarray, y: np.ndarray, batch_size: int) -> t
     return {"x": _Batches(x, y, batch_size)}, False
 
 
+def _in_order(form: str, x: np.ndarray, y: np.ndarray, batch_size: int) -> object:
+    """The training samples in their order, in ``form`` (predict's outputs come back in this order)."""
+    dataset = torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+    return {"arrays": x, "dataset": dataset, "loader": torch.utils.data.DataLoader(dataset, batch_size=batch_size),
+            "pydataset": _Batches(x, y, batch_size)}[form]
+
+
 def _full(weight: torch.Tensor) -> torch.Tensor:
     """The whole weight: an FSDP2 shard gathered from every rank."""
     if isinstance(weight, DTensor):
@@ -110,6 +117,7 @@ def _run(form: str, kind: str, batch_size: int, folder: Path, distribute: str | 
         "history": history.history,
         "evaluate": model.evaluate(vx, vy, batch_size=2, verbose=0, return_dict=True),
         "predict": model.predict(vx, batch_size=3, verbose=0),
+        "predict_form": model.predict(_in_order(form, x, y, batch_size), verbose=0),
         "loaded": [w.detach().clone() for w in ww.saving.load_model(str(folder / "model.keras")).weights],
         "csv": (folder / "log.csv").read_text(),
     }
@@ -139,6 +147,7 @@ def _check_against_one_process(seen: dict, expected: dict) -> None:
     for key, value in expected["evaluate"].items():
         assert seen["evaluate"][key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
     np.testing.assert_allclose(seen["predict"], expected["predict"], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(seen["predict_form"], expected["predict_form"], rtol=0, atol=1e-5)
     # Rank 0 wrote the files (no rank wrote a second one), and each rank read them back.
     assert seen["files"] == ["log.csv", "model.keras"]
     for got, want in zip(seen["loaded"], expected["weights"], strict=True):
@@ -152,6 +161,15 @@ def _check_against_one_process(seen: dict, expected: dict) -> None:
     assert expected["history"]["loss"][-1] < expected["history"]["loss"][0]
 
 
+def _check_every_rank(folder: Path, expected: dict, label: str) -> None:
+    for rank in range(2):
+        seen = torch.load(folder / f"rank{rank}.pt", weights_only=False)
+        try:
+            _check_against_one_process(seen, expected)
+        except AssertionError as error:
+            raise AssertionError(f"{label}, rank {rank}: {error}") from error
+
+
 @pytest.mark.parametrize("distribute", ["ddp", "fsdp"])
 def test_fit_on_two_ranks_equals_one_process_with_the_global_batch(distribute: str, tmp_path: Path) -> None:
     """Arrays, a Dataset, a DataLoader and a PyDataset; Sequential and functional models."""
@@ -159,13 +177,7 @@ def test_fit_on_two_ranks_equals_one_process_with_the_global_batch(distribute: s
     for form, kind in FORMS:
         single = tmp_path / f"single-{form}"
         single.mkdir()
-        expected = _run(form, kind, 2 * B, single)
-        for rank in range(2):
-            seen = torch.load(tmp_path / form / f"rank{rank}.pt", weights_only=False)
-            try:
-                _check_against_one_process(seen, expected)
-            except AssertionError as error:
-                raise AssertionError(f"{distribute}, {form}, rank {rank}: {error}") from error
+        _check_every_rank(tmp_path / form, _run(form, kind, 2 * B, single), f"{distribute}, {form}")
     # The checkpoint of the sharded model is a whole model in Keras's format: Keras 3 reads it.
     keras = keras_or_skip()
     loaded = keras.saving.load_model(str(tmp_path / "arrays" / "model.keras"))
@@ -203,12 +215,7 @@ def test_fit_under_keras_distributions_equals_one_process_with_the_global_batch(
     run_ranks(_distribution_worker, str(tmp_path), timeout=240)
     expected = _run("arrays", "sequential", 2 * B, tmp_path)
     for name in ("data_parallel", "model_parallel"):
-        for rank in range(2):
-            seen = torch.load(tmp_path / name / f"rank{rank}.pt", weights_only=False)
-            try:
-                _check_against_one_process(seen, expected)
-            except AssertionError as error:
-                raise AssertionError(f"{name}, rank {rank}: {error}") from error
+        _check_every_rank(tmp_path / name, expected, name)
 
 
 # Keras's own note on loading an optimizer that never stepped (so saved no variables).

@@ -247,28 +247,24 @@ def gather_outputs(outputs: list[Any], split: str | None, concatenate: Callable[
     parts: list[Any] = [None] * size
     torch.distributed.all_gather_object(parts, local)
     if split == "samples":
-        return _interleave(parts)
+        return _merge(parts, _interleaved)
     ordered = [parts[rank][j] for j in range(max(len(p) for p in parts)) for rank in range(size) if j < len(parts[rank])]
-    return _join(ordered)
+    return _merge(ordered, np.concatenate)
 
 
-def _join(items: list[Any]) -> Any:
-    first = items[0]
-    if isinstance(first, dict):
-        return {key: _join([item[key] for item in items]) for key in first}
-    if isinstance(first, (list, tuple)):
-        return type(first)(_join([item[i] for item in items]) for i in range(len(first)))
-    return np.concatenate(items)
-
-
-def _interleave(parts: list[Any]) -> Any:
+def _merge(parts: list[Any], leaves: Callable[[list[np.ndarray]], np.ndarray]) -> Any:
+    """``leaves`` applied to the arrays at each place of like structures (arrays, lists/tuples/dicts of them)."""
     first = parts[0]
     if isinstance(first, dict):
-        return {key: _interleave([part[key] for part in parts]) for key in first}
+        return {key: _merge([part[key] for part in parts], leaves) for key in first}
     if isinstance(first, (list, tuple)):
-        return type(first)(_interleave([part[i] for part in parts]) for i in range(len(first)))
-    rows = sum(len(part) for part in parts)
-    joined = np.empty((rows, *first.shape[1:]), dtype=first.dtype)
+        return type(first)(_merge([part[i] for part in parts], leaves) for i in range(len(first)))
+    return leaves(parts)
+
+
+def _interleaved(parts: list[np.ndarray]) -> np.ndarray:
+    """Rows ``r, r + W, r + 2W, ...`` from ``parts[r]``."""
+    joined = np.empty((sum(len(part) for part in parts), *parts[0].shape[1:]), dtype=parts[0].dtype)
     for rank, part in enumerate(parts):
         joined[rank::len(parts)] = part
     return joined
