@@ -271,3 +271,24 @@ def test_the_torchrun_example_runs_on_two_processes(tmp_path: Path) -> None:
     assert sorted(os.listdir(tmp_path)) == ["log.csv", "model.keras"]
     loaded = ww.saving.load_model(str(tmp_path / "model.keras"))
     assert np.linalg.norm(loaded.layers[0].kernel.detach().numpy(), axis=0).max() <= 2.0 + 1e-5
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("n", [5, 8, 1])
+def test_each_rank_takes_what_distributed_sampler_gives_it(monkeypatch: pytest.MonkeyPatch, n: int,
+                                                           shuffle: bool) -> None:
+    """For training (padded) as torch's DistributedSampler with the epoch's seed; unpadded, each sample once."""
+    from weightwise.models import data
+
+    monkeypatch.setattr(data, "_epoch_seed", lambda generator=None: 1234)
+    for world_size in (2, 3):
+        unpadded = []
+        for rank in range(world_size):
+            monkeypatch.setattr(data, "world", lambda rank=rank, size=world_size: (rank, size))
+            sampler = torch.utils.data.DistributedSampler(range(n), num_replicas=world_size, rank=rank,
+                                                          shuffle=shuffle, seed=1234)
+            assert data.epoch_order(n, shuffle, pad=True).tolist() == list(sampler)
+            assert len(data.RankSampler(n, shuffle, pad=True)) == len(sampler)
+            unpadded.append(data.epoch_order(n, shuffle, pad=False).tolist())
+            assert len(unpadded[-1]) == data.part_length(n, pad=False)
+        assert sorted(index for part in unpadded for index in part) == list(range(n))
