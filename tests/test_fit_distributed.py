@@ -26,7 +26,7 @@ from torch.distributed.tensor import DTensor
 import weightwise as ww
 from tests.helpers import keras_or_skip, to_numpy
 from weightwise import constraints, layers, regularizers
-from weightwise.callbacks import CSVLogger, ModelCheckpoint
+from weightwise.callbacks import CSVLogger, ModelCheckpoint, TensorBoard
 from weightwise.utils import PyDataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,7 +111,8 @@ def _run(form: str, kind: str, batch_size: int, folder: Path, distribute: str | 
     source, shuffle = _train_source(form, x, y, batch_size)
     history = model.fit(**source, epochs=EPOCHS, shuffle=shuffle, validation_data=(vx, vy), verbose=0,
                         callbacks=[CSVLogger(str(folder / "log.csv")),
-                                   ModelCheckpoint(str(folder / "model.keras"))])
+                                   ModelCheckpoint(str(folder / "model.keras")),
+                                   TensorBoard(str(folder / "tb"), histogram_freq=1)])
     return {
         "weights": [_full(w) for w in model.weights],
         "history": history.history,
@@ -120,6 +121,7 @@ def _run(form: str, kind: str, batch_size: int, folder: Path, distribute: str | 
         "predict_form": model.predict(_in_order(form, x, y, batch_size), verbose=0),
         "loaded": [w.detach().clone() for w in ww.saving.load_model(str(folder / "model.keras")).weights],
         "csv": (folder / "log.csv").read_text(),
+        "event_files": sorted(p.parent.name for p in (folder / "tb").rglob("events.out.tfevents.*")),
     }
 
 
@@ -149,7 +151,8 @@ def _check_against_one_process(seen: dict, expected: dict) -> None:
     np.testing.assert_allclose(seen["predict"], expected["predict"], rtol=0, atol=1e-5)
     np.testing.assert_allclose(seen["predict_form"], expected["predict_form"], rtol=0, atol=1e-5)
     # Rank 0 wrote the files (no rank wrote a second one), and each rank read them back.
-    assert seen["files"] == ["log.csv", "model.keras"]
+    assert seen["files"] == ["log.csv", "model.keras", "tb"]
+    assert seen["event_files"] == expected["event_files"] == ["train", "validation"]
     for got, want in zip(seen["loaded"], expected["weights"], strict=True):
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=1e-5)
     rows = list(csv.DictReader(seen["csv"].splitlines()))
