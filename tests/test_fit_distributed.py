@@ -138,6 +138,12 @@ def _fit_worker(rank: int, world_size: int, port: int, distribute: str | None, o
             seen = _run(form, kind, B, folder, distribute, seed=rank)
             seen["files"] = sorted(p.name for p in folder.iterdir() if not p.name.startswith("rank"))
             torch.save(seen, folder / f"rank{rank}.pt")
+        # An iterable fit cannot split is each rank's own part: all ranks stop when the first runs out.
+        x, y, _, _ = _data()
+        model = _model("sequential", distribute)
+        own = [(x[i:i + B], y[i:i + B]) for i in range(0, (3 - rank) * B, B)]  # rank 0: 3 batches, rank 1: 2
+        model.fit(iter(own), epochs=1, verbose=0)
+        torch.save(int(model.optimizer.iterations), Path(out) / f"iterable-steps-rank{rank}.pt")
 
 
 def _check_against_one_process(seen: dict, expected: dict) -> None:
@@ -177,6 +183,7 @@ def _check_every_rank(folder: Path, expected: dict, label: str) -> None:
 def test_fit_on_two_ranks_equals_one_process_with_the_global_batch(distribute: str, tmp_path: Path) -> None:
     """Arrays, a Dataset, a DataLoader and a PyDataset; Sequential and functional models."""
     run_ranks(_fit_worker, distribute, str(tmp_path), timeout=240)
+    assert [torch.load(tmp_path / f"iterable-steps-rank{rank}.pt") for rank in range(2)] == [2, 2]
     for form, kind in FORMS:
         single = tmp_path / f"single-{form}"
         single.mkdir()
