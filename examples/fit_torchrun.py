@@ -62,6 +62,7 @@ def main() -> None:
     # Every rank holds the same History: the metrics of the global batches.
     if rank == 0:
         print(f"final: loss {history.history['loss'][-1]:.4f}, val_accuracy {history.history['val_accuracy'][-1]:.4f}")
+    dist.barrier()  # no rank tears the group down while another still talks to it
     dist.destroy_process_group()
 
 

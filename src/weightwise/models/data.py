@@ -7,9 +7,10 @@ workers, with ``on_epoch_begin``/``on_epoch_end`` around each pass); a ``DataLoa
 (or any iterable of batches) is used as it is.
 
 Under ``torchrun`` (a process group of ``W > 1`` ranks) each rank takes its own part of
-every epoch, as ``DistributedSampler`` does: all ranks draw the same order from a seed
-rank 0 takes from torch's global generator each epoch (the draw ``RandomSampler`` makes),
-and rank ``r`` takes the positions ``r, r + W, r + 2W, ...`` of it. For training the order
+every epoch, as ``DistributedSampler`` does: all ranks use the order rank 0 draws from
+torch's global generator as one process would (``torch.randperm(n)`` for arrays, sent to
+the other ranks; ``RandomSampler``'s seed for a dataset, from which every rank makes the
+permutation), and rank ``r`` takes the positions ``r, r + W, r + 2W, ...`` of it. For training the order
 is padded with its first samples to a multiple of ``W``, so every rank takes the same
 number of steps; global step ``k`` then holds positions ``[k W b, (k + 1) W b)`` of the
 order, which are the ``k``-th batch of a one-process run with batch ``W b`` from the same
@@ -232,6 +233,22 @@ def epoch_order(n: int, shuffle: bool, pad: bool, generator: torch.Generator | N
     return rank_part(order, pad)
 
 
+def _array_order(n: int, shuffle: bool, pad: bool) -> torch.Tensor:
+    """This rank's indices of arrays for one epoch: of ``torch.randperm(n)`` as rank 0 draws it when shuffling.
+
+    That is the order ``fit`` has always drawn for arrays in one process, so a one-process
+    run seeded as rank 0 is sees the same global order; rank 0 sends it to the others.
+    """
+    if not shuffle:
+        return rank_part(torch.arange(n), pad)
+    order = torch.randperm(n)
+    if world()[1] > 1:
+        shared = order.to(collective_device())
+        torch.distributed.broadcast(shared, src=0)
+        order = shared.cpu()
+    return rank_part(order, pad)
+
+
 class RankSampler(torch.utils.data.Sampler):
     """A sampler of this rank's samples of a map-style dataset, as :func:`epoch_order` gives them."""
 
@@ -358,7 +375,7 @@ class _ArrayBatches:
                         for part in (self.x, self.y, self.sample_weight))
             return
         # One process in order takes slices (views); otherwise this rank's indices of the epoch's order.
-        order = epoch_order(self.n, self.shuffle, self.pad) if self.shuffle or world()[1] > 1 else None
+        order = _array_order(self.n, self.shuffle, self.pad) if self.shuffle or world()[1] > 1 else None
         for start in range(0, self.n if order is None else len(order), self.batch_size):
             index = slice(start, start + self.batch_size) if order is None else order[start:start + self.batch_size]
 
