@@ -165,6 +165,17 @@ def test_integrations_sit_on_top() -> None:
     assert _import_nodes(ast.parse((PACKAGE / "integrations" / "__init__.py").read_text())) == []
 
 
+def test_distribution_sits_below_models() -> None:
+    # keras.distribution is read by fit (models), so it may use only the bottom of the package.
+    allowed = {"weightwise.arguments", "weightwise.backend", "weightwise.config", "weightwise.ops"}
+    graph = _graph()
+    package = [name for name in graph if name == "weightwise.distribution" or name.startswith("weightwise.distribution.")]
+    assert len(package) >= 4
+    outside = {name: sorted(t for t in graph[name] if not t.startswith("weightwise.distribution") and t not in allowed)
+               for name in package}
+    assert outside == {name: [] for name in package}
+
+
 def test_circle_finder_finds_circles_including_lazy_imports(tmp_path: Path) -> None:
     package = tmp_path / "weightwise"
     package.mkdir()

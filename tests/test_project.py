@@ -20,6 +20,7 @@ from weightwise import (
     clock,
     config,
     constraints,
+    distribution,
     dtype_policies,
     engine,
     factors,
@@ -42,6 +43,8 @@ from weightwise import (
     utils,
     variables,
 )
+from weightwise.distribution import devices as distribution_devices
+from weightwise.distribution import distribution_lib, layouts, torch_mapping
 from weightwise.optimizers import schedules as optimizer_schedules
 
 report_module = importlib.import_module("weightwise.report")  # `weightwise.report` is the function
@@ -55,7 +58,7 @@ PUBLIC = {
     weightwise: ["Constraint", "DTypePolicy", "FloatDTypePolicy", "Initializer", "Input", "InputSpec", "Layer", "Model",
                  "Regularizer", "Sequential",
                  "Variable", "activations", "apply_constraints", "apply_proximal", "backend", "binding", "callbacks", "clock", "config", "constrain",
-                 "constraints", "decay", "describe", "dtype_policies", "initializers", "interop", "layers", "lipschitz_bound",
+                 "constraints", "decay", "describe", "distribution", "dtype_policies", "initializers", "interop", "layers", "lipschitz_bound",
                  "losses", "metrics", "mixed_precision", "models", "ops",
                  "optimizers", "random", "regularization_loss", "regularize", "regularize_activity", "regularizers",
                  "report", "saving", "utils"],
@@ -168,6 +171,14 @@ PUBLIC = {
             "serialize_keras_object", "set_random_seed", "split_dataset", "to_categorical",
             "unpack_x_y_sample_weight"],
     variables: ["Variable", "current_path", "name_scope", "unique_name"],
+    distribution: ["DataParallel", "DeviceMesh", "LayoutMap", "ModelParallel", "TensorLayout", "distribute_tensor",
+                   "distribution", "get_device_count", "initialize", "list_devices", "set_distribution"],
+    distribution_devices: ["get_device_count", "initialize", "list_devices", "parse_device", "rank", "world_size"],
+    distribution_lib: ["DataParallel", "Distribution", "ModelParallel", "distribute_tensor", "distribution",
+                       "set_distribution"],
+    layouts: ["DeviceMesh", "LayoutMap", "TensorLayout"],
+    torch_mapping: ["ShardPlacementFn", "check_world", "mesh_ranks", "parameter_paths", "placements", "shard_dim",
+                    "torch_device_mesh"],
     dtype_policies: ["DTypePolicy", "FloatDTypePolicy", "deserialize", "get", "serialize"],
     mixed_precision: ["DTypePolicy", "LossScaleOptimizer", "Policy", "dtype_policy", "global_policy",
                       "set_dtype_policy", "set_global_policy"],

@@ -20,6 +20,7 @@ from weightwise import (
     clock,
     config,
     constraints,
+    distribution,
     dtype_policies,
     engine,  # noqa: F401  (registers the grouped fast path behind binding's public functions)
     initializers,
@@ -75,6 +76,7 @@ __all__ = [
     "constraints",
     "decay",
     "describe",
+    "distribution",
     "dtype_policies",
     "initializers",
     "interop",
