@@ -91,6 +91,9 @@ def rank() -> int:
 
 def _kind(device_type: Any) -> str:
     if device_type is None:
+        if dist.is_available() and dist.is_initialized():
+            # A group without NCCL (gloo alone) runs on the CPU even where a GPU is present.
+            return "gpu" if torch.cuda.is_available() and "nccl" in str(dist.get_backend()).lower() else "cpu"
         return "gpu" if torch.cuda.is_available() else "cpu"
     if not isinstance(device_type, str) or device_type.lower() not in _KINDS:
         raise invalid("device_type", 'one of "cpu", "gpu" (or "cuda"), "tpu" or None', device_type)
@@ -101,7 +104,7 @@ def list_devices(device_type: str | None = None) -> list[str]:
     """The devices of the run, as ``"type:index"`` strings; never a mix of types.
 
     ``device_type`` is ``"cpu"``, ``"gpu"`` or ``"tpu"``; by default ``"gpu"`` where CUDA is
-    available, else ``"cpu"``. With several processes (an initialized process group, or
+    available (and, in an initialized process group, its backend has NCCL), else ``"cpu"``. With several processes (an initialized process group, or
     ``torchrun``'s ``WORLD_SIZE``) the global devices are returned, one per rank: ``"cpu:<rank>"``,
     or ``"gpu:<rank>"`` where CUDA is available. A type the run does not have gives ``[]``
     (there are no TPUs under torch).
