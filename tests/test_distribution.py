@@ -131,7 +131,19 @@ def _paths_of_a_model(lib: Any) -> list[str]:
     functional = lib.Model(inputs, layers.Dense(3)(y), name="net")
     sequential = lib.Sequential([lib.Input((3,)), layers.Embedding(5, 2), layers.Flatten(), layers.Dense(2)],
                                 name="seq")
-    return [v.path for v in functional.weights] + [v.path for v in sequential.weights]
+
+    class Block(layers.Layer):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.first, self.second = layers.Dense(3), layers.Dense(3, name="second")
+
+        def call(self, x: Any) -> Any:
+            return self.second(self.first(x))
+
+    inputs = lib.Input((3,))
+    inner = lib.Sequential([lib.Input((3,)), layers.Dense(3, name="in_dense")], name="inner")
+    nested = lib.Model(inputs, inner(Block(name="block")(inputs)), name="outer")
+    return [v.path for model in (functional, sequential, nested) for v in model.weights]
 
 
 def test_variable_paths_and_their_layouts_equal_keras() -> None:
@@ -144,7 +156,8 @@ def test_variable_paths_and_their_layouts_equal_keras() -> None:
         keras.distribution.DeviceMesh((2,), ["model"], CPUS[:2]))
     for key, axes in [(".*dense.*kernel", (None, "model")), (".*cell/kernel", ("model", None)),
                       ("seq/embedding/embeddings", (None, "model")), (".*/(query|key|value)/kernel", (None, "model", None)),
-                      (".*_normalization/(gamma|beta)", ("model",)), (".*conv1d.*", (None, None, "model"))]:
+                      (".*_normalization/(gamma|beta)", ("model",)), (".*conv1d.*", (None, None, "model")),
+                      ("block/.*/kernel", (None, "model")), ("inner/.*", ("model",))]:
         ours[key], theirs[key] = axes, axes
     outcomes = [_lookup(ours, path) for path in paths]
     assert outcomes == [_lookup(theirs, path) for path in paths]
