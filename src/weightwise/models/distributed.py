@@ -23,7 +23,6 @@ and counts), so the logs every rank sees, and its History, are those of the glob
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -32,6 +31,7 @@ import torch
 
 from weightwise.arguments import echo
 from weightwise.callbacks._ranks import collective_device, is_distributed, world
+from weightwise.distribution import distribution as current_distribution
 
 __all__ = ["STRATEGIES", "check_distribute"]
 
@@ -58,33 +58,24 @@ def check_distribute(value: Any) -> str | None:
                      f"Received: distribute={echo(value)}")
 
 
-def _current_distribution() -> Any:
-    """The global ``weightwise.distribution`` setting, or ``None`` (also where that package is absent)."""
-    try:
-        distribution_module = importlib.import_module("weightwise.distribution")
-    except ImportError:  # a build without the keras.distribution API
-        return None
-    current = getattr(distribution_module, "distribution", None)
-    return current() if callable(current) else None
-
-
 def strategy(model: Any) -> tuple[str, Any, Callable[..., Any] | None] | None:
     """``(kind, mesh, shard_placement_fn)`` of ``model`` under the current process group, or ``None``.
 
     ``compile(distribute=...)`` decides; with ``None`` the current distribution
     (``weightwise.distribution``) does, and without one it is DDP on the world group.
+    A ``distribute`` other than the distribution's own strategy runs on the world group,
+    ignoring the distribution's mesh and layouts.
     """
     if not is_distributed():
         return None
     kind = getattr(model, "_distribute", None)
-    distribution = _current_distribution()
-    mesh, placement = None, None
-    if distribution is not None:
-        mesh = distribution.torch_mesh()
-        if kind is None:
-            kind = distribution.torch_strategy
-        placement = distribution.shard_placement_fn(model) if kind == "fsdp" else None
-    return kind or "ddp", mesh, placement
+    distribution = current_distribution()
+    if distribution is None or kind not in (None, distribution.torch_strategy):
+        return kind or "ddp", None, None
+    kind = distribution.torch_strategy
+    # The layouts are read from the variable paths, which sharding replaces: only before it.
+    placement = distribution.shard_placement_fn(model) if kind == "fsdp" and not model.__dict__.get(_SHARDED) else None
+    return kind, distribution.torch_mesh(), placement
 
 
 def _trainable_key(model: torch.nn.Module) -> tuple[int, ...]:
