@@ -58,6 +58,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "keras.src.optimizers": ("weightwise.optimizers",),
     # adam_test.py imports the class from its module (`from keras.src.optimizers.adam import Adam`).
     "keras.src.optimizers.adam": ("weightwise.optimizers",),
+    "keras.src.dtype_policies": ("weightwise.dtype_policies",),
     "keras.src.random": ("weightwise.random",),
     "keras.src.regularizers": ("weightwise.regularizers",),
     "keras.src.regularizers.regularizers": ("weightwise.regularizers",),
