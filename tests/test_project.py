@@ -346,3 +346,62 @@ def test_readme_beyond_keras_keras_example_runs_and_does_what_it_says(tmp_path, 
     reference = tuned.get_layer("head").kernel_l2sp_reference
     assert torch.equal(reference, model.get_layer("head").kernel.detach())
     assert not torch.equal(reference, tuned.get_layer("head").kernel.detach())
+
+
+@pytest.fixture()
+def float32_policy_after():
+    yield
+    import weightwise
+
+    weightwise.config.set_dtype_policy("float32")
+
+
+def test_readme_scaling_out_fit_example_keeps_float32_weights_and_counts_updates(capsys, float32_policy_after) -> None:
+    import torch
+
+    namespace: dict[str, Any] = {}
+    exec(compile(_readme_blocks("Scaling out")[0], "README.md", "exec"), namespace)
+    model = namespace["model"]
+    # What the block prints is what its comment says: float32 weights, bfloat16 compute, 2 epochs x 32 batches / 4.
+    assert capsys.readouterr().out.split() == ["torch.float32", "bfloat16", "16"]
+    # The weights are now their moving averages (which, as in Keras, start from the initial weights).
+    assert bool((model.layers[1].bias.detach() >= 0).all())
+    assert all(w.dtype == torch.float32 for w in model.weights)
+
+
+def test_readme_scaling_out_hand_loop_counts_the_penalty_once_per_update() -> None:
+    import torch
+    from torch import nn
+
+    import weightwise as ww
+    from weightwise.constraints import MaxNorm
+
+    torch.manual_seed(0)
+    namespace: dict[str, Any] = {}
+    exec(compile(_readme_blocks("Scaling out")[1], "README.md", "exec"), namespace)
+    # The same training with one step on each concatenated batch of 4 x 8 samples and the penalty added once.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 1))
+    ww.regularize(model, {(nn.Linear, "weight"): "l2"})
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    ww.constrain(model, {"0.weight": MaxNorm(1.0)}, optimizer=optimizer)
+    x, y = torch.randn(64, 20), torch.randn(64, 1)
+    for start in range(0, 64, 32):
+        optimizer.zero_grad()
+        xb, yb = x[start:start + 32], y[start:start + 32]
+        (nn.functional.mse_loss(model(xb), yb) + ww.regularization_loss(model)).backward()
+        optimizer.step()
+    for (name, mine), theirs in zip(namespace["model"].state_dict().items(), model.state_dict().values()):
+        torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-6, msg=name)
+    assert torch.linalg.vector_norm(model[0].weight.detach(), dim=1).max() <= 1.0 + 1e-5
+
+
+def test_readme_scaling_out_lightning_example_trains_with_the_rules() -> None:
+    import torch
+
+    pytest.importorskip("lightning")
+    namespace: dict[str, Any] = {}
+    exec(compile(_readme_blocks("Scaling out")[2], "README.md", "exec"), namespace)
+    module, trainer = namespace["module"], namespace["trainer"]
+    assert torch.linalg.vector_norm(module.net[2].weight.detach(), dim=1).max() <= 1.0 + 1e-5
+    assert float(trainer.callback_metrics["regularization_loss"]) > 0.0
