@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from weightwise import activations, constraints, initializers, regularizers
+from weightwise import activations, backend, constraints, initializers, regularizers
 from weightwise.layers.args import (
     MAX_SIZE,
     invalid,
@@ -380,7 +380,9 @@ class InputLayer(Layer):
         else:
             batch_shape = (batch_size, *standardize_shape(shape, "shape", "InputLayer"))
             batch_shape = standardize_shape(batch_shape, "shape", "InputLayer")
-        super().__init__(name=name, dtype=dtype, **kwargs)
+        # Without a dtype the input is floatx(), as in Keras, whatever the global policy: under a mixed
+        # policy the model's inputs stay float32 and each layer casts what it reads.
+        super().__init__(name=name, dtype=backend.floatx() if dtype is None else dtype, **kwargs)
         self.batch_shape = batch_shape
         self.optional = optional
         self.built = True
