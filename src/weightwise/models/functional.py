@@ -102,6 +102,10 @@ class Functional(Model, functional=True):
     # Keras numbers a functional model's own node 0, so its calls as a layer start at 1.
     _node_offset = 1
 
+    # Each layer casts its own inputs (Keras's functional models leave them uncast too): under a mixed
+    # policy a model's float32 inputs reach a layer that keeps them, such as LayerNormalization, as float32.
+    _convert_input_args = False
+
     def __init__(self, inputs: Any, outputs: Any, name: str | None = None, **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
         flat_inputs, flat_outputs = flatten(inputs), flatten(outputs)
