@@ -144,7 +144,7 @@ class AttentionMixin:
             "activity_regularizer": self._projection_activity_regularizer,
             "kernel_initializer": type(kernel_init).from_config(kernel_init.get_config()),
             "bias_initializer": type(bias_init).from_config(bias_init.get_config()),
-            "dtype": self.dtype,
+            "dtype": self.dtype_policy,
         }
 
     def _record_build_shapes(self, query_shape: Any, value_shape: Any, key_shape: Any) -> None:
