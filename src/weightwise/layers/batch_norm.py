@@ -105,17 +105,21 @@ class BatchNormalization(GammaBetaLayer):
         self._add_gamma_beta(shape, self.scale, self.center)
         for name in ("moving_mean", "moving_variance"):
             self.__dict__.pop(name, None)
-        self.moving_mean = self.add_weight("moving_mean", shape, self.moving_mean_initializer, trainable=False)
+        # Statistics are read uncast too (Keras's autocast=False), and updated in float32.
+        self.moving_mean = self.add_weight("moving_mean", shape, self.moving_mean_initializer, trainable=False,
+                                           autocast=False)
         self.moving_variance = self.add_weight("moving_variance", shape, self.moving_variance_initializer,
-                                               trainable=False)
+                                               trainable=False, autocast=False)
         if self.renorm:
             def stddev_initializer(shape: Sequence[int], dtype: Any = None) -> torch.Tensor:
                 return torch.sqrt(_clone_initializer(self.moving_variance_initializer)(shape, dtype=dtype))
 
-            self.moving_stddev = self.add_weight("moving_stddev", shape, stddev_initializer, trainable=False)
+            self.moving_stddev = self.add_weight("moving_stddev", shape, stddev_initializer, trainable=False,
+                                                 autocast=False)
             self.renorm_mean = self.add_weight("renorm_mean", shape, _clone_initializer(self.moving_mean_initializer),
-                                               trainable=False)
-            self.renorm_stddev = self.add_weight("renorm_stddev", shape, stddev_initializer, trainable=False)
+                                               trainable=False, autocast=False)
+            self.renorm_stddev = self.add_weight("renorm_stddev", shape, stddev_initializer, trainable=False,
+                                                 autocast=False)
         self.input_spec = InputSpec(ndim=len(input_shape), axes={self.axis: shape[0]})
         self._reduction_axes = [i for i in range(len(input_shape)) if i != axis]
 

@@ -54,6 +54,9 @@ class GroupNormalization(GammaBetaLayer):
                          gamma_constraint=gamma_constraint, **kwargs)
         if not is_int(axis):
             raise invalid(self, "axis", axis, "an int")
+        # Keras's GroupNormalization leaves its inputs uncast: it normalizes in float32 at least (in
+        # float32 for float32 inputs under a mixed policy) and casts only the outputs to the compute dtype.
+        self.autocast = False
         self.groups = int(groups)
         self.axis = int(axis)
         self.epsilon = arguments.real(epsilon, "epsilon", low=0, owner=self._owner())

@@ -52,6 +52,9 @@ class LayerNormalization(GammaBetaLayer):
                          gamma_regularizer=gamma_regularizer, beta_constraint=beta_constraint,
                          gamma_constraint=gamma_constraint, **kwargs)
         owner = self._owner()
+        # Keras's LayerNormalization leaves its inputs uncast: float32 inputs are normalized in float32
+        # under a mixed policy, and only the outputs are cast to the compute dtype.
+        self.autocast = False
         self.rms_scaling = arguments.flag(rms_scaling, "rms_scaling", owner=owner)
         if self.rms_scaling:
             warnings.warn(

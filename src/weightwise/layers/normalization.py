@@ -95,18 +95,22 @@ class GammaBetaLayer(Layer):
         return f"{type(self).__name__} layer {self.name!r}"
 
     def _add_gamma_beta(self, shape: tuple[int, ...], scale: bool, center: bool) -> None:
-        """Create ``gamma`` and ``beta`` of ``shape`` where used; ``None`` where not (as in Keras)."""
+        """Create ``gamma`` and ``beta`` of ``shape`` where used; ``None`` where not (as in Keras).
+
+        Both are read uncast under a mixed policy (``autocast=False``, as Keras creates them): the
+        layers normalize in float32 at least and cast only their outputs to the compute dtype.
+        """
         for name in ("gamma", "beta"):
             # The None placeholders set at construction make way for the weights.
             self.__dict__.pop(name, None)
         if scale:
             self.gamma = self.add_weight("gamma", shape, self.gamma_initializer, self.gamma_regularizer,
-                                         self.gamma_constraint)
+                                         self.gamma_constraint, autocast=False)
         else:
             self.gamma = None
         if center:
             self.beta = self.add_weight("beta", shape, self.beta_initializer, self.beta_regularizer,
-                                        self.beta_constraint)
+                                        self.beta_constraint, autocast=False)
         else:
             self.beta = None
 
