@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from weightwise import random
+from weightwise import dtype_policies, random
 from weightwise.layers.args import standardize_data_format
 from weightwise.layers.base import InputSpec, Layer
 from weightwise.layers.core import Dropout, noise_fraction, noise_seed
@@ -75,7 +75,10 @@ class _SpatialDropout(Dropout):
         return input_shape
 
     def get_config(self) -> dict[str, Any]:
-        config = {"rate": self.rate, "seed": self.seed, "name": self.name, "dtype": self.dtype}
+        # Keras writes `self.dtype` here, the variable dtype, which drops a mixed policy; the policy is
+        # written as every other layer writes it, which Keras reads back too.
+        config = {"rate": self.rate, "seed": self.seed, "name": self.name,
+                  "dtype": dtype_policies.serialize(self.dtype_policy)}
         if self.rank > 1:
             config["data_format"] = self.data_format
         return config
@@ -135,7 +138,8 @@ class _GaussianNoiseBase(Layer):
         self._build_at_init()
 
     def _normal(self, inputs: torch.Tensor, mean: float, stddev: float) -> torch.Tensor:
-        return random.normal(tuple(inputs.shape), mean=mean, stddev=stddev, dtype=self.dtype, seed=self.seed_generator)
+        return random.normal(tuple(inputs.shape), mean=mean, stddev=stddev, dtype=self.compute_dtype,
+                             seed=self.seed_generator)
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         return input_shape
