@@ -80,6 +80,9 @@ class Embedding(Layer):
         self.embeddings_constraint = embeddings_constraint
         self.mask_zero = arguments.flag(mask_zero, "mask_zero", owner=owner)
         self.supports_masking = self.mask_zero
+        # Float indices are not cast to a low-precision compute dtype first (Keras's autocast=False),
+        # where bfloat16 would round 257 to 256.
+        self.autocast = False
         self.lora_rank = None
         self.lora_alpha = None
         self.lora_enabled = False
@@ -91,8 +94,10 @@ class Embedding(Layer):
             self.set_weights(weights)
 
     def build(self, input_shape: Any = None) -> None:
+        # Read uncast under a mixed policy: the looked-up rows are cast to the compute dtype, the same
+        # values Keras gets from casting the whole table first, without copying the table at each call.
         self.embeddings = self.add_weight("embeddings", (self.input_dim, self.output_dim), self.embeddings_initializer,
-                                          self.embeddings_regularizer, self.embeddings_constraint)
+                                          self.embeddings_regularizer, self.embeddings_constraint, autocast=False)
 
     def call(self, inputs: torch.Tensor) -> torch.Tensor:
         if inputs.is_complex():
@@ -109,7 +114,7 @@ class Embedding(Layer):
         # Negative indices count from the end, as Keras's `take` does.
         indices = torch.where(indices < 0, indices + self.input_dim, indices)
         embeddings = self.embeddings.to("meta") if indices.is_meta else self.embeddings
-        return F.embedding(indices, embeddings)
+        return F.embedding(indices, embeddings).to(self._dtype)
 
     def compute_mask(self, inputs: Any, mask: Any = None) -> torch.Tensor | None:
         if not self.mask_zero:
