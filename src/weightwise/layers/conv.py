@@ -38,6 +38,9 @@ __all__ = ["Conv", "Conv1D", "Conv2D", "Conv3D"]
 
 
 CONV_FN = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+# Where torch's convolution, given the bias, adds it before its one rounding to the output dtype, while
+# Keras adds it after the convolution: in these dtypes the two differ by an ulp.
+_HALF = (torch.float16, torch.bfloat16)
 
 
 class ConvGeometry:
@@ -162,9 +165,21 @@ class ConvGeometry:
         else:
             x, padding = pad_spatial(x, pads), 0
         stride, dilation = ((1,) * self.rank, (1,) * self.rank) if same_unit else (self.strides, self.dilation_rate)
-        return self._apply_kernel(  # type: ignore[attr-defined]
-            CONV_FN[self.rank], x, kernel, bias, stride=stride, padding=padding, dilation=dilation, groups=groups,
-        )
+        return self._convolve_and_add(x, kernel, bias, stride=stride, padding=padding, dilation=dilation,
+                                      groups=groups)
+
+    def _convolve_and_add(self, x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None,
+                          **kwargs: Any) -> torch.Tensor:
+        """torch's convolution of the channels-first ``x`` with ``kernel``, plus ``bias``.
+
+        In float16 and bfloat16 the bias is added to the rounded convolution, as Keras adds it, so
+        the outputs are Keras's to the bit; elsewhere torch adds it inside the convolution.
+        """
+        apply = self._apply_kernel  # type: ignore[attr-defined]
+        if bias is None or x.dtype not in _HALF:
+            return apply(CONV_FN[self.rank], x, kernel, bias, **kwargs)
+        outputs = apply(CONV_FN[self.rank], x, kernel, None, **kwargs)
+        return outputs + bias.reshape(-1, *(1,) * self.rank)
 
 
 def torch_kernel(kernel: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,7 @@ import torch
 from weightwise import constraints, initializers, regularizers
 from weightwise.layers.args import IntOrTuple
 from weightwise.layers.base import WeightRule
-from weightwise.layers.conv import CONV_FN, strictly_positive, torch_kernel
+from weightwise.layers.conv import strictly_positive, torch_kernel
 from weightwise.layers.depthwise_conv import DepthwiseBase
 
 __all__ = ["SeparableConv", "SeparableConv1D", "SeparableConv2D"]
@@ -93,7 +93,7 @@ class SeparableConv(DepthwiseBase):
 
     def call(self, inputs: torch.Tensor) -> torch.Tensor:
         depthwise = self._depthwise(inputs, self.depthwise_kernel, None)
-        outputs = self._apply_kernel(CONV_FN[self.rank], depthwise, torch_kernel(self.pointwise_kernel), self.bias)
+        outputs = self._convolve_and_add(depthwise, torch_kernel(self.pointwise_kernel), self.bias)
         return self._activate(self._channels_back(outputs))
 
     def compute_output_shape(self, input_shape: Sequence[int | None]) -> tuple[int | None, ...]:
