@@ -9,7 +9,7 @@ import torch
 
 from weightwise import binding
 from weightwise.layers import Input, InputLayer, KerasTensor, Layer
-from weightwise.layers.base import unchanged_on_error
+from weightwise.layers.base import _with_mask_of, unchanged_on_error
 from weightwise.layers.symbolic import call_symbolically
 from weightwise.models.model import Model
 
@@ -33,6 +33,8 @@ class Sequential(Model):
 
     # Saved weights address its layers as ``layers/<class>``, by position (see weightwise.saving).
     _layers_are_positional = True
+    # Floating inputs are cast to `input_dtype` in `call`, not to the model's own compute dtype.
+    _convert_input_args = False
 
     def __init__(self, layers: Sequence[Any] | None = None, trainable: bool = True, name: str | None = None) -> None:
         if layers is not None and not isinstance(layers, (list, tuple)):
@@ -200,7 +202,31 @@ class Sequential(Model):
         """Build the stack for the saved input shape."""
         Layer.build_from_config(self, config)
 
+    @property
+    def input_dtype(self) -> str:
+        """The dtype floating inputs are cast to, as Keras's Sequential casts them: the leading
+        ``Input``'s (``floatx()`` unless it names one, whatever the policy), else the first layer's
+        compute dtype.
+
+        >>> from weightwise import layers
+        >>> Sequential([layers.Input(shape=(2,)), layers.Dense(1, dtype="mixed_bfloat16")]).input_dtype
+        'float32'
+        >>> Sequential([layers.Dense(1, dtype="mixed_bfloat16")]).input_dtype
+        'bfloat16'
+        """
+        return str(self._first_dtype()).replace("torch.", "")
+
+    def _first_dtype(self) -> torch.dtype:
+        if self._input_layer is not None:
+            return self._input_layer._dtype
+        first = next(iter(self._modules.values()), None)
+        return first._dtype if isinstance(first, Layer) else self._dtype
+
     def call(self, inputs: Any) -> Any:
+        if isinstance(inputs, torch.Tensor) and inputs.is_floating_point() and self.autocast:
+            dtype = self._first_dtype()
+            if inputs.dtype != dtype and dtype.is_floating_point:
+                inputs = _with_mask_of(inputs, inputs.to(dtype))
         for layer in self.layers:
             inputs = layer(inputs)
         return inputs
