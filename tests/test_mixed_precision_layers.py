@@ -24,23 +24,12 @@ import torch
 
 import weightwise as ww
 from tests.helpers import keras_or_skip, to_numpy
-from weightwise import config, dtype_policies
+from tests.test_mixed_precision import float32_policy_after  # noqa: F401 -- autouse: every test restores the policies
+from weightwise import config
 
 POLICIES = ["mixed_bfloat16", "mixed_float16"]
 # The spacing of the compute dtype's numbers relative to the power of two below them: one ulp.
 ULP = {"mixed_bfloat16": 2.0**-7, "mixed_float16": 2.0**-10}
-
-
-@pytest.fixture(autouse=True)
-def float32_policy_after():
-    """No test leaves a global policy behind, ours or Keras's."""
-    yield
-    dtype_policies.reset_dtype_policy()
-    try:
-        import keras
-    except ImportError:
-        return
-    keras.config.set_dtype_policy("float32")
 
 
 @pytest.fixture
