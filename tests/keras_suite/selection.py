@@ -166,9 +166,6 @@ FAILING: dict[str, str] = {
                                    "arguments it records automatically, and weightwise's Layer records none",
     # optimizers
     "OptimizerTest::test_constraints_are_applied": "weightwise has no keras.backend.numpy namespace (numpy.zeros)",
-    "GroupNormalizationTest::test_mixed_precision_large_input_no_nan":
-        "GroupNormalization under mixed_float16 computes its statistics in float16, where large inputs overflow to "
-        "NaN; Keras computes them in float32",
     # reshaping, padding, noise and other parameter-free layers
     "ReshapeTest::test_reshape_sets_static_shape":
         "a symbolic call runs the layer on example values (unknown axes of size 8 and 9), which Reshape((3, 5)) "
