@@ -445,32 +445,11 @@ class Optimizer(KerasStateMixin):
         >>> w.detach()
         tensor([0., 2.])
         """
-        if isinstance(grads, (list, tuple)) and not grads:
+        arguments = self._apply_arguments(grads, trainable_variables)
+        if arguments is None:
             return  # as Keras: nothing to apply, not even a step counted
-        if trainable_variables is None:
-            if not self.built:
-                raise ValueError(
-                    f"Optimizer {self.name!r} is not built: when passing `grads` without `trainable_variables`, "
-                    "build it first with `optimizer.build(trainable_variables)`, or pass them."
-                )
-            variables = list(self._params)
-        else:
-            variables = check_variables(trainable_variables)
-        checked = check_gradients(grads, variables)
-        if not checked:
-            return
-        if self.built:
-            known = {id(p) for p in self._params}
-            unknown = [describe_variable(v, i) for i, v in enumerate(variables) if id(v) not in known]
-            if unknown:
-                raise ValueError(
-                    f"Invalid value for argument `trainable_variables`: {unknown} are unknown to optimizer "
-                    f"{self.name!r}, which can only update the {len(self._params)} variables it was built with. "
-                    "Create a new optimizer for new variables."
-                )
+        variables, checked = arguments
         pairs = [(v, g) for v, g in zip(variables, checked) if g is not None]
-        if not pairs:
-            raise ValueError("No gradients provided for any variable: every gradient in `grads` is None.")
         missing = [describe_variable(v, i) for i, (v, g) in enumerate(zip(variables, checked)) if g is None]
         if not self.built:
             self.build(variables)
@@ -494,6 +473,36 @@ class Optimizer(KerasStateMixin):
         # that only accumulates moved no weight.
         if updated:
             after_update((variable for variable, _ in pairs), self, step=max(self.iterations - 1, 0))
+
+    def _apply_arguments(self, grads: Any, trainable_variables: Any) -> tuple[list[torch.Tensor], list[Any]] | None:
+        """``apply``'s arguments checked, before anything changes: ``(variables, gradients)``, or
+        ``None`` when there is nothing to apply. At least one gradient is not ``None``."""
+        if isinstance(grads, (list, tuple)) and not grads:
+            return None
+        if trainable_variables is None:
+            if not self.built:
+                raise ValueError(
+                    f"Optimizer {self.name!r} is not built: when passing `grads` without `trainable_variables`, "
+                    "build it first with `optimizer.build(trainable_variables)`, or pass them."
+                )
+            variables = list(self._params)
+        else:
+            variables = check_variables(trainable_variables)
+        checked = check_gradients(grads, variables)
+        if not checked:
+            return None
+        if self.built:
+            known = {id(p) for p in self._params}
+            unknown = [describe_variable(v, i) for i, v in enumerate(variables) if id(v) not in known]
+            if unknown:
+                raise ValueError(
+                    f"Invalid value for argument `trainable_variables`: {unknown} are unknown to optimizer "
+                    f"{self.name!r}, which can only update the {len(self._params)} variables it was built with. "
+                    "Create a new optimizer for new variables."
+                )
+        if all(g is None for g in checked):
+            raise ValueError("No gradients provided for any variable: every gradient in `grads` is None.")
+        return variables, checked
 
     def apply_gradients(self, grads_and_vars: Iterable[tuple[Any, Any]]) -> int:
         """Keras's ``apply_gradients``: :meth:`apply` on ``(gradient, variable)`` pairs; returns Keras's count.

@@ -11,11 +11,6 @@ import torch
 from weightwise.arguments import count, echo, real
 from weightwise.optimizer_state import _read_store
 from weightwise.optimizers.base_optimizer import Optimizer
-from weightwise.optimizers.gradients import (
-    check_gradients,
-    check_variables,
-    describe_variable,
-)
 from weightwise.serialization import deserialize_keras_object, serialize_keras_object
 
 __all__ = ["LossScaleOptimizer"]
@@ -209,28 +204,11 @@ class LossScaleOptimizer(Optimizer):
         and projects their constraints. Otherwise nothing changes but the scale, which halves.
         Arguments are checked as :meth:`Optimizer.apply` checks them, before anything changes.
         """
-        if isinstance(grads, (list, tuple)) and not grads:
+        arguments = self._apply_arguments(grads, trainable_variables)
+        if arguments is None:
             return
-        if trainable_variables is None:
-            if not self.built:
-                raise ValueError(
-                    f"Optimizer {self.name!r} is not built: when passing `grads` without `trainable_variables`, "
-                    "build it first with `optimizer.build(trainable_variables)`, or pass them.")
-            variables = list(self._params)
-        else:
-            variables = check_variables(trainable_variables)
-        checked = check_gradients(grads, variables)
-        if self.built:
-            known = {id(p) for p in self._params}
-            unknown = [describe_variable(v, i) for i, v in enumerate(variables) if id(v) not in known]
-            if unknown:
-                raise ValueError(
-                    f"Invalid value for argument `trainable_variables`: {unknown} are unknown to optimizer "
-                    f"{self.name!r}, which can only update the {len(self._params)} variables it was built with. "
-                    "Create a new optimizer for new variables.")
+        variables, checked = arguments
         present = [g for g in checked if g is not None]
-        if not present:
-            raise ValueError("No gradients provided for any variable: every gradient in `grads` is None.")
         if not self.built:
             self.build(variables)
         if not self._finite(present):
