@@ -245,7 +245,13 @@ class _NormConstraint(Constraint):
         x, dtype = self._input(w)
         norms = self._norms(x)
         out = self._project(x, norms)
-        if x.is_meta or x.numel() == 0 or bool(torch.isfinite(norms).all()):
+        if x.is_meta or x.numel() == 0:
+            return out.to(dtype)
+        if torch.compiler.is_compiling():
+            # ops.norm already rescued every finite vector, so an infinite norm means an infinite entry,
+            # which the full path below turns into NaN: the same, without reading a value back.
+            return torch.where(torch.isfinite(norms), out, torch.full_like(out, math.nan)).to(dtype)
+        if bool(torch.isfinite(norms).all()):
             return out.to(dtype)
         wide = x.to(torch.complex128 if x.is_complex() else torch.float64)
         scale = torch.abs(wide) if self.axis == [] else torch.amax(

@@ -208,7 +208,7 @@ class Plan:
                         # gradient 2w is exact, also at w = 0.
                         values = [torch.view_as_real(v) if v.is_complex() else v for v in values]
                         values = torch._foreach_mul(values, values)
-                    terms.append(factor * torch.stack(torch._foreach_norm(values, 1)).sum())
+                    terms.append(factor * torch.stack(_l1_norms(values)).sum())
         return _total(terms + self._other_penalties())
 
     # -- projections ---------------------------------------------------------------------------
@@ -386,6 +386,14 @@ _HALF = (torch.float16, torch.bfloat16)
 _NATIVE = (torch.float32, torch.float64, torch.complex64, torch.complex128)
 
 
+def _l1_norms(values: list[torch.Tensor]) -> list[torch.Tensor]:
+    """``sum(|v|)`` of each tensor: one ``torch._foreach_norm`` eagerly; in a compiled program, plain
+    reductions, which inductor fuses (it has no kernel of its own for ``_foreach_norm``)."""
+    if torch.compiler.is_compiling():
+        return [v.abs().sum() for v in values]
+    return list(torch._foreach_norm(values, 1))
+
+
 def _norm_sum(params: list[torch.Tensor], order: int, squared: bool = False) -> torch.Tensor:
     """Sum of the ``order``-norms (squared, if asked) of ``params``, half precision reduced in float32.
 
@@ -505,7 +513,7 @@ def call_loss(module: torch.nn.Module) -> torch.Tensor:
     for (name, factor, batch, _), outputs in groups.items():
         factor = factors.factor_value(factor, name)  # a schedule's value at this step
         values = torch._foreach_mul(outputs, outputs) if name == "l2" else outputs
-        terms.append(factor * torch.stack(torch._foreach_norm(values, 1)).sum() / batch)
+        terms.append(factor * torch.stack(_l1_norms(values)).sum() / batch)
     return _total(terms)
 
 

@@ -176,9 +176,12 @@ def reduce_weighted_values(
     if reduction in ("sum_over_batch_size", "mean", "mean_with_sample_weight"):
         if reduction == "mean_with_sample_weight" and sample_weight is not None:
             divisor = torch.sum(sample_weight).to(loss.dtype)
+            loss = ops.divide_no_nan(loss, divisor)
+        elif values.numel():
+            # A Python count: a tensor made here would be a new constant in every compiled step.
+            loss = loss / values.numel()
         else:
-            divisor = torch.tensor(float(values.numel()), dtype=loss.dtype, device=loss.device)
-        loss = ops.divide_no_nan(loss, divisor)
+            loss = loss * 0
     return loss
 
 
@@ -256,7 +259,7 @@ def _validate_ignore_class(value: Any) -> int | None:
 
 def _check_class_labels(labels: torch.Tensor, num_classes: int) -> None:
     """Sparse labels are class indices: whole numbers in ``[0, num_classes)``."""
-    if labels.is_meta or labels.numel() == 0:
+    if labels.is_meta or labels.numel() == 0 or torch.compiler.is_compiling():
         return
     whole = labels == labels.round() if labels.is_floating_point() else torch.ones_like(labels, dtype=torch.bool)
     inside = whole & (labels >= 0) & (labels < num_classes)

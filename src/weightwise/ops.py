@@ -1216,8 +1216,9 @@ def _squares_out_of_range(squares: torch.Tensor) -> torch.Tensor:
 
 
 def _needs_rescue(x: torch.Tensor, out_of_range: torch.Tensor) -> bool:
-    # A meta tensor has no values to look at: it takes the full (shape-correct) path.
-    return x.is_meta or bool(out_of_range.any())
+    # A meta tensor has no values to look at, and a compiled program must not read one back: both
+    # take the full path, which gives the in-range entries bit for bit.
+    return x.is_meta or torch.compiler.is_compiling() or bool(out_of_range.any())
 
 
 def _euclidean_norm(x: torch.Tensor, dims: Any, keepdims: bool) -> torch.Tensor:

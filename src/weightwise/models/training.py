@@ -24,7 +24,7 @@ from typing import Any, final
 import numpy as np
 import torch
 
-from weightwise import binding, clock, engine
+from weightwise import binding, clock, compiled_step, engine
 from weightwise import callbacks as callbacks_module
 from weightwise import losses as losses_module
 from weightwise import metrics as metrics_module
@@ -216,7 +216,8 @@ class Trainer:
         self.jit_compile = jit
         self.run_eagerly = run_eagerly
         self._distribute = distribute
-        self.__dict__.pop("_compiled_forward", None)
+        for cached in ("_compiled_forward", "_fused_step", "_fused_step_warned", "_fused_step_blocker"):
+            self.__dict__.pop(cached, None)
         for name, value in parts.items():
             setattr(self, name, value)
         self.compiled = True
@@ -390,10 +391,16 @@ class Trainer:
             )
         return targets, preds
 
-    def _step(self, x: Any, y: Any, sample_weight: Any, training: bool) -> torch.Tensor:
+    def _step(self, x: Any, y: Any, sample_weight: Any, training: bool, eager: bool = False) -> torch.Tensor:
         """Forward, losses, and (when training) backward, update and constraints; updates trackers."""
         device = self._device()
         x, y, sample_weight = to_device((x, y, sample_weight), device)
+        fused = self._compiled_step() if training and not eager else None
+        if fused is not None:
+            if not fused.deciding:
+                return self._run_compiled_step(fused, x, y, sample_weight)
+            with fused.trial():
+                return self._step(x, y, sample_weight, training, eager=True)
         plan = engine.plan_for(self)
         if training:
             clock.set_step(self.optimizer.iterations)  # scheduled factors read this model's step
@@ -441,6 +448,52 @@ class Trainer:
                 tracker.update_state(value.detach(), sample_weight=batch)
         self._penalty_tracker.update_state(penalty.detach(), sample_weight=batch)
         self._outputs_seen = True
+        return loss
+
+    def _compiled_step(self) -> compiled_step.CompiledStep | None:
+        """With ``jit_compile=True``, the whole training step as one compiled program (made once), from
+        the second step on: the first, eager, settles the outputs, the optimizer and every check.
+        ``None`` where it does not apply; where it cannot, a warning says why, once per ``compile``."""
+        if not getattr(self, "jit_compile", False) or not self._outputs_seen or not self.optimizer.built \
+                or distributed.is_distributed():
+            return None
+        step = self.__dict__.get("_fused_step")
+        # Asked again only when some binding changed: the answer walks every bound rule.
+        key = (binding.version(), id(self.optimizer))
+        cached = self.__dict__.get("_fused_step_blocker")
+        if cached is None or cached[0] != key:
+            cached = self.__dict__["_fused_step_blocker"] = (key, compiled_step.fusion_blocker(self, self.optimizer))
+        blocker = cached[1]
+        if blocker is not None:
+            if not self.__dict__.get("_fused_step_warned"):
+                self.__dict__["_fused_step_warned"] = True
+                warnings.warn(f"jit_compile=True compiles the forward pass only: {blocker}.", stacklevel=4)
+            return None
+        if step is None:
+            # Kept out of the module tree (a plain attribute), like the compiled forward.
+            step = self.__dict__["_fused_step"] = compiled_step.CompiledStep(self, self._forward_loss, self.optimizer)
+        return step
+
+    def _forward_loss(self, x: Any, y: Any, sample_weight: Any) -> tuple[torch.Tensor, Any]:
+        y_pred = self(x, training=True)
+        targets, preds = self._split_outputs(y, y_pred)
+        data_loss, per_output = self._compiled_losses(targets, preds, sample_weight)
+        return data_loss, ([None if v is None else v.detach() for v in per_output],
+                           [_detached(p) for p in preds] if self._metric_objects else None)
+
+    def _run_compiled_step(self, fused: compiled_step.CompiledStep, x: Any, y: Any, sample_weight: Any) -> torch.Tensor:
+        loss, data_loss, (per_output, preds) = fused(x, y, sample_weight)
+        if self._metric_objects:
+            targets, _ = self._split_outputs(y, preds)
+            with torch.no_grad():
+                for index, metric, weighted, _ in self._metric_objects:
+                    metric.update_state(targets[index], preds[index], sample_weight=sample_weight if weighted else None)
+        batch = _batch_size(x)
+        self._loss_tracker.update_state(loss, sample_weight=batch)
+        for tracker, value in zip(self._output_loss_trackers, per_output):
+            if value is not None:
+                tracker.update_state(value, sample_weight=batch)
+        self._penalty_tracker.update_state(loss - data_loss, sample_weight=batch)
         return loss
 
     def _forward_for_step(self, training: bool = False) -> Any:

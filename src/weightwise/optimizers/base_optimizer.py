@@ -340,6 +340,51 @@ class Optimizer(KerasStateMixin):
         clock.set_step(self.iterations)
         return update
 
+    # -- one update inside a compiled step (weightwise.compiled_step) ---------------------
+    def _fusion_blocker(self) -> str | None:
+        """Why this optimizer's update cannot be traced into one compiled step, or ``None``."""
+        if type(self)._fused_update is Optimizer._fused_update:
+            return f"{type(self).__name__} has no update written for a compiled step"
+        if self.gradient_accumulation_steps:
+            return "gradient_accumulation_steps: micro-batches decide in Python whether to update"
+        if self.use_ema:
+            return "use_ema: the moving averages are updated outside the compiled step"
+        if self.built and self.torch_optimizer is None:
+            return "the optimizer has no parameters to update"
+        return None
+
+    def _fused_begin(self) -> float:
+        """The Python half of a compiled update, before it: the learning rate, and the state it reads."""
+        lr = self.learning_rate
+        self._rescale_momentum(lr)
+        self._set_torch_lr(lr)
+        clock.set_step(self.iterations)
+        with torch.no_grad():
+            self._fused_state()
+        return lr
+
+    def _fused_state(self) -> None:
+        """Create the torch optimizer's state tensors that the fused update reads (as its first step would)."""
+
+    def _fused_gradients(self, params: list[torch.Tensor], grads: list[torch.Tensor],
+                         lr: torch.Tensor) -> list[torch.Tensor]:
+        """Tensor ops only: unscale, clip and decay as :meth:`step` does; returns the gradients to apply."""
+        if self.loss_scale_factor is not None:
+            grads = torch._foreach_div(grads, self.loss_scale_factor)
+        self._clip_gradients(params, grads)
+        self._apply_weight_decay(params, lr)
+        return grads
+
+    def _fused_update(self, params: list[torch.Tensor], grads: list[torch.Tensor], lr: torch.Tensor) -> None:
+        """The update itself, traceable: ``lr`` is a 0-d tensor so a changing rate does not recompile."""
+        raise NotImplementedError
+
+    def _fused_end(self, lr: float) -> None:
+        """The Python half of a compiled update, after it: the counts :meth:`step` keeps."""
+        self._last_step_lr = lr
+        self._iterations += 1
+        clock.set_step(self.iterations)
+
     def _accumulate(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> bool:
         """Keras's accumulation: whether this call updates; if so, ``grads`` become the mean over the window."""
         steps = self.gradient_accumulation_steps
@@ -551,7 +596,8 @@ class Optimizer(KerasStateMixin):
             for g in grads:
                 g.mul_(scale.to(g.dtype))
         elif self.clipvalue and self.clipvalue > 0:
-            torch.nn.utils.clip_grad_value_(params, self.clipvalue)
+            torch._foreach_clamp_min_(grads, -self.clipvalue)
+            torch._foreach_clamp_max_(grads, self.clipvalue)
 
     # -- weight decay -----------------------------------------------------------------
     def exclude_from_weight_decay(self, var_list: Iterable[torch.Tensor] | None = None,
@@ -599,7 +645,7 @@ class Optimizer(KerasStateMixin):
         """Whether ``weight_decay`` applies to ``variable`` (Keras's ``_use_weight_decay``)."""
         return self._decay_exclusion.decays(variable)
 
-    def _apply_weight_decay(self, params: list[torch.Tensor], lr: float) -> None:
+    def _apply_weight_decay(self, params: list[torch.Tensor], lr: float | torch.Tensor) -> None:
         if self.weight_decay is None or self._torch_decays_weights():
             return
         decayed = [p for p in params if self._decay_exclusion.decays(p)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch.optim.sgd import sgd as _torch_sgd
 
 from weightwise.arguments import flag, real
 from weightwise.optimizer_state import _Slot
@@ -98,6 +99,21 @@ class SGD(Optimizer):
             # Keras ignores nesterov without momentum; torch refuses the combination.
             nesterov=self.nesterov and self.momentum > 0,
         )
+
+    def _fused_state(self) -> None:
+        if self.momentum > 0 and self.torch_optimizer is not None:
+            # torch's first step sets the buffer to the gradient: 0 * momentum + g is the same.
+            for p in self._params:
+                state = self.torch_optimizer.state[p]
+                if state.get("momentum_buffer") is None:
+                    state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+
+    def _fused_update(self, params: list[torch.Tensor], grads: list[torch.Tensor], lr: torch.Tensor) -> None:
+        assert self.torch_optimizer is not None
+        state = self.torch_optimizer.state
+        buffers = [state[p]["momentum_buffer"] for p in params] if self.momentum > 0 else [None] * len(params)
+        _torch_sgd(params, grads, buffers, foreach=True, lr=lr, momentum=self.momentum, dampening=0.0,
+                            nesterov=self.nesterov and self.momentum > 0, maximize=False, weight_decay=0.0)
 
     def _keras_slot_blocks(self) -> list[list[_Slot]]:
         # Keras's velocity is in weight units: -lr * torch's momentum_buffer.
