@@ -17,7 +17,9 @@ floating-point operations may differ (about 1e-7 relative in float32).
 
 from __future__ import annotations
 
+import itertools
 import time
+import types
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -103,6 +105,7 @@ class CompiledStep:
         self._threads = threads
         self._options = {"cpp_wrapper": True} if cpp_wrapper and _cpu_only(model) else {}
         self._compiled: Any = None
+        self._signature: tuple[Any, ...] = ()
         self._lr: torch.Tensor | None = None
         self._timings: dict[int, list[float]] = {}
         self._chosen: int | None = threads if isinstance(threads, int) else None
@@ -127,16 +130,29 @@ class CompiledStep:
         return total.detach(), data_loss.detach(), extras
 
     def _build(self) -> None:
-        options = self._options
-        self._compiled = torch.compile(self._program, fullgraph=False, dynamic=False,
-                                       **({"options": options} if options else {}))
+        # A code object of its own: torch.compile caches programs per code object, and the guards
+        # below do not tell two CompiledSteps apart (nor count against one shared recompile limit).
+        template = CompiledStep._program
+        code = template.__code__.replace(co_name=f"_program_{next(_PROGRAM_NUMBERS)}")
+        function = types.FunctionType(code, template.__globals__, code.co_name)
+        options = {**self._options, "guard_filter_fn": _guard_filter}
+        self._compiled = torch.compile(types.MethodType(function, self), fullgraph=False, dynamic=False,
+                                       options=options)
+        self._signature = self._state()
+
+    def _state(self) -> tuple[Any, ...]:
+        """What the program was traced for, beyond its arguments: the bindings, and each weight's
+        identity and trainability. Cheap to read at every call, unlike torch's guards on every
+        attribute the trace touched."""
+        return (binding.version(), self.model.training,
+                tuple((id(p), p.requires_grad, p.shape, p.dtype) for p in self.optimizer._params))
 
     # -- one call ----------------------------------------------------------------------------------
     def __call__(self, x: Any, y: Any, sample_weight: Any = None) -> tuple[torch.Tensor, torch.Tensor, Any]:
         optimizer = self.optimizer
         if not optimizer.built:
             optimizer.build([p for p in self.model.parameters() if p.requires_grad])
-        if self._compiled is None:
+        if self._compiled is None or self._state() != self._signature:
             self._build()
             # Left by an eager call, they would make the first program differ from the next ones.
             binding.clear_call_losses(self.model)
@@ -193,6 +209,18 @@ class CompiledStep:
     def threads(self) -> int | None:
         """The thread count the step runs with, once chosen (``None``: torch's, as it is at each call)."""
         return self._chosen
+
+
+_PROGRAM_NUMBERS = itertools.count()
+_ARGUMENTS = ("x", "y", "sample_weight", "lr")
+
+
+def _guard_filter(entries: list[Any]) -> list[bool]:
+    """Keep torch's guards on the step's arguments (shapes, dtypes, None) and on global state (grad
+    mode, thread count, ...); drop the thousands on the model's attributes, which
+    :meth:`CompiledStep._state` replaces."""
+    return [not entry.name or entry.name in _ARGUMENTS or entry.name.startswith(
+        tuple(f"{a}{c}" for a in _ARGUMENTS for c in "[.")) for entry in entries]
 
 
 def _cpu_only(model: torch.nn.Module) -> bool:

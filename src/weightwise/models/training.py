@@ -454,25 +454,28 @@ class Trainer:
         """With ``jit_compile=True``, the whole training step as one compiled program (made once), from
         the second step on: the first, eager, settles the outputs, the optimizer and every check.
         ``None`` where it does not apply; where it cannot, a warning says why, once per ``compile``."""
-        if not getattr(self, "jit_compile", False) or not self._outputs_seen or not self.optimizer.built \
-                or distributed.is_distributed():
+        if not self._outputs_seen or not self.optimizer.built or not self._fuses_steps():
             return None
         step = self.__dict__.get("_fused_step")
+        if step is None:
+            # Kept out of the module tree (a plain attribute), like the compiled forward.
+            step = self.__dict__["_fused_step"] = compiled_step.CompiledStep(self, self._forward_loss, self.optimizer)
+        return step
+
+    def _fuses_steps(self) -> bool:
+        """Whether training steps run as one compiled program: ``jit_compile=True``, one process, and
+        nothing that :func:`~weightwise.compiled_step.fusion_blocker` names (warned once per ``compile``)."""
+        if not getattr(self, "jit_compile", False) or distributed.is_distributed():
+            return False
         # Asked again only when some binding changed: the answer walks every bound rule.
         key = (binding.version(), id(self.optimizer))
         cached = self.__dict__.get("_fused_step_blocker")
         if cached is None or cached[0] != key:
             cached = self.__dict__["_fused_step_blocker"] = (key, compiled_step.fusion_blocker(self, self.optimizer))
-        blocker = cached[1]
-        if blocker is not None:
-            if not self.__dict__.get("_fused_step_warned"):
-                self.__dict__["_fused_step_warned"] = True
-                warnings.warn(f"jit_compile=True compiles the forward pass only: {blocker}.", stacklevel=4)
-            return None
-        if step is None:
-            # Kept out of the module tree (a plain attribute), like the compiled forward.
-            step = self.__dict__["_fused_step"] = compiled_step.CompiledStep(self, self._forward_loss, self.optimizer)
-        return step
+        if cached[1] is not None and not self.__dict__.get("_fused_step_warned"):
+            self.__dict__["_fused_step_warned"] = True
+            warnings.warn(f"jit_compile=True compiles the forward pass only: {cached[1]}.", stacklevel=5)
+        return cached[1] is None
 
     def _forward_loss(self, x: Any, y: Any, sample_weight: Any) -> tuple[torch.Tensor, Any]:
         y_pred = self(x, training=True)
@@ -503,8 +506,8 @@ class Trainer:
             wrapped = distributed.training_forward(self)
             if wrapped is not None:
                 return wrapped
-        if not getattr(self, "jit_compile", False):
-            return self
+        if not getattr(self, "jit_compile", False) or (training and self._fuses_steps()):
+            return self  # steps before the whole-step program exists stay eager: one compile, not two
         compiled = self.__dict__.get("_compiled_forward")
         if compiled is None:
             # Kept out of the module tree (a plain attribute), so parameters are not registered twice.
