@@ -18,6 +18,7 @@ from weightwise import (
     binding,
     callbacks,
     clock,
+    compiled_step,
     config,
     constraints,
     distribution,
@@ -38,6 +39,7 @@ from weightwise import (
     utils,
 )
 from weightwise.binding import apply_constraints, apply_proximal, regularization_loss
+from weightwise.compiled_step import train_step
 from weightwise.constraints import Constraint
 from weightwise.decay import decay
 from weightwise.dtype_policies import DTypePolicy, FloatDTypePolicy
@@ -71,6 +73,7 @@ __all__ = [
     "binding",
     "callbacks",
     "clock",
+    "compiled_step",
     "config",
     "constrain",
     "constraints",
@@ -95,5 +98,6 @@ __all__ = [
     "regularizers",
     "report",
     "saving",
+    "train_step",
     "utils",
 ]

@@ -91,6 +91,14 @@ class CompiledStep:
     ``threads="auto"`` times the first steps after compilation with torch's thread count and
     with one thread, and keeps the faster: a step of small matrices spends more time waking
     a second thread than computing. An int fixes the count; ``None`` leaves torch's.
+
+    >>> import torch
+    >>> from weightwise import layers, Sequential, optimizers
+    >>> model = Sequential([layers.Input(shape=(2,)), layers.Dense(1)])
+    >>> loss = lambda x, y, sample_weight: (((model(x) - y) ** 2).mean(), None)
+    >>> step = CompiledStep(model, loss, optimizers.SGD(0.1), threads=1)
+    >>> step.deciding, step.threads
+    (False, 1)
     """
 
     def __init__(self, model: torch.nn.Module, forward_loss: Callable[..., tuple[torch.Tensor, Any]],
@@ -109,6 +117,9 @@ class CompiledStep:
         self._lr: torch.Tensor | None = None
         self._timings: dict[int, list[float]] = {}
         self._chosen: int | None = threads if isinstance(threads, int) else None
+        if not _cpu_only(model):
+            # torch's thread count is the CPU's: an accelerator's step does not depend on it.
+            self._threads, self._chosen = None, None
 
     # -- the traced program ----------------------------------------------------------------------
     def _program(self, x: Any, y: Any, sample_weight: Any, lr: torch.Tensor) -> tuple[Any, ...]:
@@ -300,17 +311,17 @@ def train_step(model: torch.nn.Module, loss_fn: Any, optimizer: Any, *, jit_comp
                 compiled = CompiledStep(model, forward_loss, optimizer, threads=threads)
             if compiled.deciding:
                 with compiled.trial():
-                    return eager_step(model, forward_loss, optimizer, x, y, sample_weight)
+                    return _eager_step(model, forward_loss, optimizer, x, y, sample_weight)
             return compiled(x, y, sample_weight)[0]
         if jit_compile and not warned:
             warnings.warn(f"train_step runs eagerly: {blocker}.", stacklevel=2)
             warned = True
-        return eager_step(model, forward_loss, optimizer, x, y, sample_weight)
+        return _eager_step(model, forward_loss, optimizer, x, y, sample_weight)
 
     return step
 
 
-def eager_step(model: torch.nn.Module, forward_loss: Callable[..., tuple[torch.Tensor, Any]], optimizer: Any,
+def _eager_step(model: torch.nn.Module, forward_loss: Callable[..., tuple[torch.Tensor, Any]], optimizer: Any,
                x: Any, y: Any, sample_weight: Any = None) -> torch.Tensor:
     """The same step without compiling: backward, the engine's penalty gradients, the update, the
     proximal step and the projections, as ``fit`` takes them."""
