@@ -407,3 +407,28 @@ def test_readme_scaling_out_lightning_example_trains_with_the_rules() -> None:
     module, trainer = namespace["module"], namespace["trainer"]
     assert torch.linalg.vector_norm(module.net[2].weight.detach(), dim=1).max() <= 1.0 + 1e-5
     assert float(trainer.callback_metrics["regularization_loss"]) > 0.0
+
+
+def test_readme_compiled_step_example_trains_like_the_eager_step() -> None:
+    import numpy as np
+    import torch
+
+    import weightwise
+
+    block = next(b for b in _readme_blocks("Models and training") if "train_step" in b)
+    runs = {}
+    for jit in (True, False):
+        torch.manual_seed(0)
+        namespace: dict = {}
+        eager = block.replace("keras.optimizers.SGD(0.05, momentum=0.9))",
+                              "keras.optimizers.SGD(0.05, momentum=0.9), jit_compile=False)")
+        exec(compile(block if jit else eager, "README.md", "exec"), namespace)
+        runs[jit] = namespace
+    compiled, eager = runs[True]["model"], runs[False]["model"]
+    kernel = compiled.layers[0].kernel.detach()
+    assert float(kernel.norm(dim=0).max()) <= 3.0 + 1e-5            # MaxNorm held after every step
+    for a, b in zip(compiled.get_weights(), eager.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert isinstance(runs[True]["loss"], torch.Tensor) and runs[True]["loss"].shape == ()
+    assert float(runs[True]["loss"]) == pytest.approx(float(runs[False]["loss"]), rel=1e-5)
+    assert weightwise.train_step is weightwise.compiled_step.train_step
