@@ -126,12 +126,15 @@ class CompiledStep:
         model, optimizer = self.model, self.optimizer
         plan = engine.plan_for(model)
         params = [p for p in optimizer._params if p.requires_grad]
-        data_loss, extras = self._forward_loss(x, y, sample_weight)
-        total = data_loss + engine.call_loss(model).to(data_loss.device) \
-            + plan.differentiable_penalty().to(data_loss.device)
-        # Kept, the recorded outputs would leave the program holding the graph that autograd frees.
-        binding.clear_call_losses(model)
-        grads = torch.autograd.grad(optimizer.scale_loss(total), params, allow_unused=True)
+        # Called under no_grad, the program is an inference graph to torch, whose in-place writes to
+        # the weights inductor keeps in its kernels (a training graph copies each weight back after).
+        with torch.enable_grad():
+            data_loss, extras = self._forward_loss(x, y, sample_weight)
+            total = data_loss + engine.call_loss(model).to(data_loss.device) \
+                + plan.differentiable_penalty().to(data_loss.device)
+            # Kept, the recorded outputs would leave the program holding the graph that autograd frees.
+            binding.clear_call_losses(model)
+            grads = torch.autograd.grad(optimizer.scale_loss(total), params, allow_unused=True)
         with torch.no_grad():
             pairs = [(p, g) for p, g in zip(params, grads) if g is not None]
             stepped = [p for p, _ in pairs]
@@ -152,11 +155,13 @@ class CompiledStep:
         self._signature = self._state()
 
     def _state(self) -> tuple[Any, ...]:
-        """What the program was traced for, beyond its arguments: the bindings, and each weight's
-        identity and trainability. Cheap to read at every call, unlike torch's guards on every
-        attribute the trace touched."""
-        return (binding.version(), self.model.training,
-                tuple((id(p), p.requires_grad, p.shape, p.dtype) for p in self.optimizer._params))
+        """What the program was traced for, beyond its arguments: the bindings, the training mode, the
+        weights' dtype and device, and which weights train. Cheap to read at every call, unlike
+        torch's guards on every attribute the trace touched."""
+        params = self.optimizer._params
+        # model.to() changes every weight's dtype and device in place: the first one tells.
+        first = (params[0].dtype, params[0].device) if params else None
+        return (binding.version(), self.model.training, first, [p.requires_grad for p in params])
 
     # -- one call ----------------------------------------------------------------------------------
     def __call__(self, x: Any, y: Any, sample_weight: Any = None) -> tuple[torch.Tensor, torch.Tensor, Any]:
@@ -172,7 +177,8 @@ class CompiledStep:
         if self._lr is None or self._lr.device != device:
             self._lr = torch.zeros((), dtype=torch.float32, device=device)
         self._lr.fill_(lr)
-        with self._threads_set(self._chosen), torch._dynamo.config.patch(trace_autograd_ops=True):
+        with self._threads_set(self._chosen), torch._dynamo.config.patch(trace_autograd_ops=True), \
+                torch.no_grad():
             result = self._compiled(x, y, sample_weight, self._lr)
         optimizer._fused_end(lr)
         return result
