@@ -126,15 +126,12 @@ class CompiledStep:
         model, optimizer = self.model, self.optimizer
         plan = engine.plan_for(model)
         params = [p for p in optimizer._params if p.requires_grad]
-        # Called under no_grad, the program is an inference graph to torch, whose in-place writes to
-        # the weights inductor keeps in its kernels (a training graph copies each weight back after).
-        with torch.enable_grad():
-            data_loss, extras = self._forward_loss(x, y, sample_weight)
-            total = data_loss + engine.call_loss(model).to(data_loss.device) \
-                + plan.differentiable_penalty().to(data_loss.device)
-            # Kept, the recorded outputs would leave the program holding the graph that autograd frees.
-            binding.clear_call_losses(model)
-            grads = torch.autograd.grad(optimizer.scale_loss(total), params, allow_unused=True)
+        data_loss, extras = self._forward_loss(x, y, sample_weight)
+        total = data_loss + engine.call_loss(model).to(data_loss.device) \
+            + plan.differentiable_penalty().to(data_loss.device)
+        # Kept, the recorded outputs would leave the program holding the graph that autograd frees.
+        binding.clear_call_losses(model)
+        grads = torch.autograd.grad(optimizer.scale_loss(total), params, allow_unused=True)
         with torch.no_grad():
             pairs = [(p, g) for p, g in zip(params, grads) if g is not None]
             stepped = [p for p, _ in pairs]
@@ -177,8 +174,7 @@ class CompiledStep:
         if self._lr is None or self._lr.device != device:
             self._lr = torch.zeros((), dtype=torch.float32, device=device)
         self._lr.fill_(lr)
-        with self._threads_set(self._chosen), torch._dynamo.config.patch(trace_autograd_ops=True), \
-                torch.no_grad():
+        with self._threads_set(self._chosen), torch._dynamo.config.patch(trace_autograd_ops=True):
             result = self._compiled(x, y, sample_weight, self._lr)
         optimizer._fused_end(lr)
         return result
