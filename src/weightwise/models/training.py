@@ -454,8 +454,9 @@ class Trainer:
         """With ``jit_compile=True``, the whole training step as one compiled program (made once), from
         the second step on: the first, eager, settles the outputs, the optimizer and every check.
         ``None`` where it does not apply; where it cannot, a warning says why, once per ``compile``."""
-        if not self._outputs_seen or not self.optimizer.built or not self._fuses_steps():
-            return None
+        if not self._outputs_seen or not self.optimizer.built or not self._fuses_steps() \
+                or not any(p.requires_grad for p in self.optimizer.variables):
+            return None  # with nothing to train, the eager step warns and logs the loss, as Keras does
         step = self.__dict__.get("_fused_step")
         if step is None:
             # Kept out of the module tree (a plain attribute), like the compiled forward.
