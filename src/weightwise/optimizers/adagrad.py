@@ -88,6 +88,11 @@ class Adagrad(Optimizer):
 
     _torch_keeps_step = True
 
+    def _fused_update(self, params: list[torch.Tensor], grads: list[torch.Tensor], lr: torch.Tensor) -> None:
+        # torch.optim.Adagrad's update with eps=0 (its state exists from construction on).
+        assert self.torch_optimizer is not None
+        _adagrad_update(self.torch_optimizer.state, params, grads, lr)
+
     def _keras_slot_blocks(self) -> list[list[_Slot]]:
         # torch's sum holds Keras's accumulator plus epsilon (see the class docstring).
         return [[_Slot("accumulator", "sum", offset=self.epsilon, initial=self.initial_accumulator_value)]]
@@ -96,3 +101,23 @@ class Adagrad(Optimizer):
         config = super().get_config()
         config.update({"initial_accumulator_value": self.initial_accumulator_value, "epsilon": self.epsilon})
         return config
+
+
+def _adagrad_update(state: Any, params: list[torch.Tensor], grads: list[torch.Tensor], lr: torch.Tensor,
+                   eps: float = 0.0) -> None:
+    """One ``torch.optim.Adagrad`` step (no ``lr_decay``) in multi-tensor operations, ``lr`` a 0-d tensor::
+
+        sum = sum + g ** 2;  w = w - lr * g / (sqrt(sum) + eps)
+
+    Each parameter's torch ``step`` grows by 1, as torch's does.
+    """
+    slots = [state[p] for p in params]
+    torch._foreach_add_([slot["step"] for slot in slots], 1)
+    sums = [slot["sum"] for slot in slots]
+    torch._foreach_addcmul_(sums, grads, grads, 1)
+    roots = torch._foreach_sqrt(sums)
+    if eps:
+        torch._foreach_add_(roots, eps)
+    steps = torch._foreach_div(grads, roots)
+    torch._foreach_mul_(steps, lr)
+    torch._foreach_sub_(params, steps)

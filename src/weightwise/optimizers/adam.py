@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 import torch
+from torch.optim.optimizer import _get_scalar_dtype
 
 from weightwise.arguments import flag, real
 from weightwise.optimizer_state import _Slot
@@ -119,7 +120,74 @@ class Adam(Optimizer):
         for group in self.torch_optimizer.param_groups:
             group["eps"] = eps
 
+    def _fused_state(self) -> None:
+        assert self.torch_optimizer is not None
+        _adam_state(self.torch_optimizer, self._params, self.amsgrad)
+        step = self.iterations + 1
+        self._prepare_torch_step(step)
+        # The same Python numbers as the eager step's (torch's bias corrections, Keras's epsilon),
+        # carried as tensors: they change at every step.
+        self._fused_scalars(correction_1=1 - self.beta_1**step, root_correction_2=(1 - self.beta_2**step) ** 0.5,
+                            epsilon=self.torch_optimizer.param_groups[0]["eps"])
+
+    def _fused_update(self, params: list[torch.Tensor], grads: list[torch.Tensor], lr: torch.Tensor) -> None:
+        assert self.torch_optimizer is not None
+        if len(params) < len(self._params):
+            # A parameter without a gradient keeps its torch step count: eager steps must align the counts.
+            self._uneven_steps = True
+        scalars = self.__dict__["_fused_values"]
+        _adam_update(self.torch_optimizer.state, params, grads, lr=lr, beta_1=self.beta_1, beta_2=self.beta_2,
+                    amsgrad=self.amsgrad, correction_1=scalars["correction_1"],
+                    root_correction_2=scalars["root_correction_2"], epsilon=scalars["epsilon"])
+
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update({"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon, "amsgrad": self.amsgrad})
         return config
+
+
+def _adam_state(torch_optimizer: torch.optim.Optimizer, params: list[torch.Tensor], amsgrad: bool) -> None:
+    """Create the state ``torch.optim.Adam``'s first step would (step count and moments at 0) where missing."""
+    with torch.no_grad():
+        for p in params:
+            state = torch_optimizer.state[p]
+            if "step" not in state:
+                state["step"] = torch.tensor(0.0, dtype=_get_scalar_dtype())
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                if amsgrad:
+                    state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+
+
+def _adam_update(state: Any, params: list[torch.Tensor], grads: list[torch.Tensor], *, lr: torch.Tensor,
+                beta_1: float, beta_2: float, amsgrad: bool, correction_1: torch.Tensor,
+                root_correction_2: torch.Tensor, epsilon: torch.Tensor | float) -> None:
+    """One Adam step of ``params`` in multi-tensor operations, in ``torch.optim.Adam``'s order.
+
+    With ``m``, ``v`` the torch state ``exp_avg``, ``exp_avg_sq`` (``v`` replaced by its running
+    maximum ``max_exp_avg_sq`` with ``amsgrad``)::
+
+        m = m + (1 - beta_1) * (g - m);  v = beta_2 * v + (1 - beta_2) * g ** 2
+        w = w - lr / correction_1 * m / (sqrt(v) / root_correction_2 + epsilon)
+
+    The per-step scalars are tensors, so the update traces into one program that a new
+    learning rate or step count does not recompile; each parameter's torch ``step`` grows by 1.
+    """
+    slots = [state[p] for p in params]
+    torch._foreach_add_([slot["step"] for slot in slots], 1)
+    averages = [slot["exp_avg"] for slot in slots]
+    squares = [slot["exp_avg_sq"] for slot in slots]
+    torch._foreach_lerp_(averages, grads, 1 - beta_1)
+    torch._foreach_mul_(squares, beta_2)
+    torch._foreach_addcmul_(squares, grads, grads, 1 - beta_2)
+    if amsgrad:
+        maxima = [slot["max_exp_avg_sq"] for slot in slots]
+        torch._foreach_maximum_(maxima, squares)
+        squares = maxima
+    roots = torch._foreach_sqrt(squares)
+    torch._foreach_div_(roots, root_correction_2)
+    # A list, not one 0-d tensor: dynamo reads a lone tensor operand of an in-place add back to Python.
+    torch._foreach_add_(roots, [epsilon] * len(roots))
+    steps = torch._foreach_div(averages, roots)
+    torch._foreach_mul_(steps, lr / correction_1)
+    torch._foreach_sub_(params, steps)

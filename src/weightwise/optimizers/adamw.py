@@ -90,6 +90,11 @@ class AdamW(Adam):
     def _torch_decays_weights(self) -> bool:
         return True
 
+    def _fused_update(self, params: list[torch.Tensor], grads: list[torch.Tensor], lr: torch.Tensor) -> None:
+        # torch.optim.AdamW's order: the decoupled decay, then the Adam step.
+        self._decay_weights(params, lr)
+        super()._fused_update(params, grads, lr)
+
     def _decay_groups(self, params: list[torch.Tensor]) -> list[torch.Tensor] | list[dict[str, Any]]:
         """``params`` as they are, or in order-keeping groups where some are excluded from the decay."""
         if not self._decay_exclusion.excludes_any:

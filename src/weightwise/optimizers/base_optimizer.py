@@ -359,12 +359,35 @@ class Optimizer(KerasStateMixin):
         self._rescale_momentum(lr)
         self._set_torch_lr(lr)
         clock.set_step(self.iterations)
+        if self.weight_decay is not None:
+            # Fill the exclusion's cache here: filled inside the traced update, it would change a
+            # guarded dict and recompile the next step.
+            for p in self._params:
+                self._decay_exclusion.decays(p)
         with torch.no_grad():
             self._fused_state()
+            if self._uneven_steps:
+                # As step() does: torch's per-parameter counts start this update from Keras's count.
+                self._align_torch_steps(self._params)
         return lr
 
     def _fused_state(self) -> None:
         """Create the torch optimizer's state tensors that the fused update reads (as its first step would)."""
+
+    def _fused_scalars(self, **values: float) -> dict[str, torch.Tensor]:
+        """Fill the 0-d float32 tensors, one per name, that carry this step's scalars into the fused update.
+
+        The tensors are made once, on the parameters' device, and refilled in place at every
+        step: a Python float that changed would recompile the traced program at every step.
+        """
+        device = self._params[0].device
+        store: dict[str, torch.Tensor] = self.__dict__.setdefault("_fused_values", {})
+        for key, value in values.items():
+            tensor = store.get(key)
+            if tensor is None or tensor.device != device:
+                tensor = store[key] = torch.zeros((), dtype=torch.float32, device=device)
+            tensor.fill_(value)
+        return store
 
     def _fused_gradients(self, params: list[torch.Tensor], grads: list[torch.Tensor],
                          lr: torch.Tensor) -> list[torch.Tensor]:
@@ -648,6 +671,11 @@ class Optimizer(KerasStateMixin):
     def _apply_weight_decay(self, params: list[torch.Tensor], lr: float | torch.Tensor) -> None:
         if self.weight_decay is None or self._torch_decays_weights():
             return
+        self._decay_weights(params, lr)
+
+    def _decay_weights(self, params: list[torch.Tensor], lr: float | torch.Tensor) -> None:
+        """``w *= 1 - lr * weight_decay`` for the variables of ``params`` that decay (Keras's and AdamW's rule)."""
+        assert self.weight_decay is not None
         decayed = [p for p in params if self._decay_exclusion.decays(p)]
         if decayed:
             torch._foreach_mul_(decayed, 1 - self.weight_decay * lr)

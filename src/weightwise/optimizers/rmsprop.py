@@ -41,28 +41,57 @@ class KerasRMSpropStep(torch.optim.Optimizer):
         defaults = {"lr": lr, "rho": rho, "momentum": momentum, "eps": eps, "centered": centered}
         super().__init__(params, defaults)
 
-    def _gather(self, group: dict[str, Any]) -> tuple[list[torch.Tensor], ...]:
-        """Parameters with a gradient, their gradients and state buffers, as real views; state made at 0 on first use."""
-        params, grads, squares, averages, momenta = [], [], [], [], []
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            state = self.state[p]
-            if "square_avg" not in state:
-                state["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            if group["centered"] and "grad_avg" not in state:
-                state["grad_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            if group["momentum"] > 0 and "momentum_buffer" not in state:
-                state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+    def _state(self, p: torch.Tensor, group: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """The state of ``p``, its buffers made at 0 on first use."""
+        state = self.state[p]
+        names = ["square_avg"] + ["grad_avg"] * group["centered"] + ["momentum_buffer"] * (group["momentum"] > 0)
+        for name in names:
+            if name not in state:
+                state[name] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        return state
+
+    def _gather(self, group: dict[str, Any], params: list[torch.Tensor],
+                grads: list[torch.Tensor]) -> tuple[list[torch.Tensor], ...]:
+        """``params``, ``grads`` and their state buffers, as real views."""
+        views: tuple[list[torch.Tensor], ...] = ([], [], [], [], [])
+        for p, g in zip(params, grads):
+            state = self._state(p, group)
             real_view = torch.view_as_real if p.is_complex() else (lambda t: t)
-            params.append(real_view(p))
-            grads.append(real_view(p.grad))
-            squares.append(real_view(state["square_avg"]))
-            if group["centered"]:
-                averages.append(real_view(state["grad_avg"]))
-            if group["momentum"] > 0:
-                momenta.append(real_view(state["momentum_buffer"]))
-        return params, grads, squares, averages, momenta
+            tensors = [p, g, state["square_avg"]]
+            tensors += [state["grad_avg"]] if group["centered"] else [None]
+            tensors += [state["momentum_buffer"]] if group["momentum"] > 0 else [None]
+            for out, tensor in zip(views, tensors):
+                if tensor is not None:
+                    out.append(real_view(tensor))
+        return views
+
+    def update(self, params: list[torch.Tensor], grads: list[torch.Tensor], lr: float | torch.Tensor,
+               group: dict[str, Any]) -> None:
+        """One update of ``params`` by ``grads`` at rate ``lr``, with ``group``'s ``rho``, ``momentum``,
+        ``eps`` and ``centered``.
+
+        ``lr`` may be a 0-d tensor: the update then traces into a compiled program that a new
+        rate does not recompile.
+        """
+        params, grads, squares, averages, momenta = self._gather(group, params, grads)
+        if not params:
+            return
+        rho = group["rho"]
+        torch._foreach_mul_(squares, rho)
+        torch._foreach_add_(squares, torch._foreach_mul(grads, grads), alpha=1 - rho)
+        denominators = torch._foreach_add(squares, group["eps"])
+        if group["centered"]:
+            torch._foreach_mul_(averages, rho)
+            torch._foreach_add_(averages, grads, alpha=1 - rho)
+            torch._foreach_add_(denominators, torch._foreach_mul(averages, averages), alpha=-1)
+        torch._foreach_sqrt_(denominators)
+        increments = torch._foreach_div(torch._foreach_mul(grads, lr), denominators)
+        if group["momentum"] > 0:
+            torch._foreach_mul_(momenta, group["momentum"])
+            torch._foreach_add_(momenta, increments)
+            torch._foreach_add_(params, momenta, alpha=-1)
+        else:
+            torch._foreach_add_(params, increments, alpha=-1)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
@@ -72,25 +101,8 @@ class KerasRMSpropStep(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            params, grads, squares, averages, momenta = self._gather(group)
-            if not params:
-                continue
-            rho, lr = group["rho"], group["lr"]
-            torch._foreach_mul_(squares, rho)
-            torch._foreach_add_(squares, torch._foreach_mul(grads, grads), alpha=1 - rho)
-            denominators = torch._foreach_add(squares, group["eps"])
-            if group["centered"]:
-                torch._foreach_mul_(averages, rho)
-                torch._foreach_add_(averages, grads, alpha=1 - rho)
-                torch._foreach_add_(denominators, torch._foreach_mul(averages, averages), alpha=-1)
-            torch._foreach_sqrt_(denominators)
-            increments = torch._foreach_div(torch._foreach_mul(grads, lr), denominators)
-            if group["momentum"] > 0:
-                torch._foreach_mul_(momenta, group["momentum"])
-                torch._foreach_add_(momenta, increments)
-                torch._foreach_add_(params, momenta, alpha=-1)
-            else:
-                torch._foreach_add_(params, increments, alpha=-1)
+            params = [p for p in group["params"] if p.grad is not None]
+            self.update(params, [p.grad for p in params], group["lr"], group)
         return loss
 
 
@@ -185,6 +197,20 @@ class RMSprop(Optimizer):
             eps=self.epsilon,
             centered=self.centered,
         )
+
+    def _settings(self) -> dict[str, Any]:
+        # Read from the optimizer, not the torch group: a traced read of the group would guard on its
+        # learning rate, and recompile the step when the rate changes.
+        return {"rho": self.rho, "momentum": self.momentum, "eps": self.epsilon, "centered": self.centered}
+
+    def _fused_state(self) -> None:
+        assert isinstance(self.torch_optimizer, KerasRMSpropStep)
+        for p in self._params:
+            self.torch_optimizer._state(p, self._settings())
+
+    def _fused_update(self, params: list[torch.Tensor], grads: list[torch.Tensor], lr: torch.Tensor) -> None:
+        assert isinstance(self.torch_optimizer, KerasRMSpropStep)
+        self.torch_optimizer.update(params, grads, lr, self._settings())
 
     def _keras_slot_blocks(self) -> list[list[_Slot]]:
         blocks = [[_Slot("velocity", "square_avg")]]

@@ -102,18 +102,11 @@ class SGD(Optimizer):
 
     def _fused_state(self) -> None:
         if self.momentum > 0 and self.torch_optimizer is not None:
-            # torch's first step sets the buffer to the gradient: 0 * momentum + g is the same.
-            for p in self._params:
-                state = self.torch_optimizer.state[p]
-                if state.get("momentum_buffer") is None:
-                    state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            _sgd_state(self.torch_optimizer, self._params)
 
     def _fused_update(self, params: list[torch.Tensor], grads: list[torch.Tensor], lr: torch.Tensor) -> None:
         assert self.torch_optimizer is not None
-        state = self.torch_optimizer.state
-        buffers = [state[p]["momentum_buffer"] for p in params] if self.momentum > 0 else [None] * len(params)
-        _torch_sgd(params, grads, buffers, foreach=True, lr=lr, momentum=self.momentum, dampening=0.0,
-                            nesterov=self.nesterov and self.momentum > 0, maximize=False, weight_decay=0.0)
+        _sgd_update(self.torch_optimizer.state, params, grads, lr, momentum=self.momentum, nesterov=self.nesterov)
 
     def _keras_slot_blocks(self) -> list[list[_Slot]]:
         # Keras's velocity is in weight units: -lr * torch's momentum_buffer.
@@ -123,3 +116,20 @@ class SGD(Optimizer):
         config = super().get_config()
         config.update({"momentum": self.momentum, "nesterov": self.nesterov})
         return config
+
+
+def _sgd_state(torch_optimizer: torch.optim.Optimizer, params: list[torch.Tensor]) -> None:
+    """Create the momentum buffers at 0 where missing: with no dampening, torch's first step sets
+    the buffer to the gradient, which ``momentum * 0 + g`` is too."""
+    for p in params:
+        state = torch_optimizer.state[p]
+        if state.get("momentum_buffer") is None:
+            state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+
+
+def _sgd_update(state: Any, params: list[torch.Tensor], grads: list[torch.Tensor], lr: torch.Tensor, *,
+               momentum: float, nesterov: bool, weight_decay: float = 0.0) -> None:
+    """``torch.optim.SGD``'s update (no dampening) through its functional form, ``lr`` a 0-d tensor."""
+    buffers = [state[p]["momentum_buffer"] for p in params] if momentum > 0 else [None] * len(params)
+    _torch_sgd(params, grads, buffers, foreach=True, lr=lr, momentum=momentum, dampening=0.0,
+               nesterov=nesterov and momentum > 0, maximize=False, weight_decay=weight_decay)
