@@ -146,6 +146,10 @@ class LossScaleOptimizer(Optimizer):
         self._params = list(self.inner_optimizer._params)
         self.torch_optimizer = self.inner_optimizer.torch_optimizer
 
+    def _fusion_blocker(self) -> str | None:
+        return ("LossScaleOptimizer: dynamic loss scaling decides in Python, from whether every gradient is "
+                "finite, to skip an update and to change the scale")
+
     def scale_loss(self, loss: torch.Tensor) -> torch.Tensor:
         """``loss`` times the current scale (``initial_scale`` before the optimizer is built).
 

@@ -8,11 +8,18 @@ from typing import Any
 import torch
 
 from weightwise import clock
+from weightwise.optimizers.adagrad import _adagrad_update
+from weightwise.optimizers.adam import _adam_state, _adam_update
 from weightwise.optimizers.base_optimizer import Optimizer, _parameter_list
 from weightwise.optimizers.learning_rate_schedule import _validate_learning_rate
+from weightwise.optimizers.sgd import _sgd_state, _sgd_update
 from weightwise.serialization import (
     to_snake_case,
 )
+
+# The torch optimizers whose update is written for a compiled step (exact classes: a subclass
+# may change the update).
+_FUSED = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim.Adagrad)
 
 
 class TorchOptimizer(Optimizer):
@@ -126,6 +133,77 @@ class TorchOptimizer(Optimizer):
         self._iterations += 1
         clock.set_step(self.iterations)
         return True
+
+    # -- one update inside a compiled step (weightwise.compiled_step) ---------------------
+    def _fusion_blocker(self) -> str | None:
+        """Why the wrapped optimizer's update cannot be traced: only torch's SGD, Adam, AdamW and
+        Adagrad are written for it, with one setting for all parameters and torch's plain options."""
+        assert self.torch_optimizer is not None
+        kind = type(self.torch_optimizer)
+        name = f"the wrapped torch optimizer {kind.__name__}"
+        if kind not in _FUSED:
+            return f"{name} has no update written for a compiled step (SGD, Adam, AdamW and Adagrad have)"
+        groups = self.torch_optimizer.param_groups
+        settings = [{k: v for k, v in group.items() if k != "params"} for group in groups]
+        if any(setting != settings[0] for setting in settings[1:]):
+            return f"{name} has parameter groups with different settings"
+        group = settings[0]
+        for option in ("maximize", "differentiable", "fused", "capturable"):
+            if group.get(option):
+                return f"{name} has {option}=True, which the compiled update does not follow"
+        if any(isinstance(v, torch.Tensor) for v in group.values()) or any(
+                isinstance(v, torch.Tensor) for v in group.get("betas", ())):
+            return f"{name} holds a tensor hyperparameter"
+        if kind is torch.optim.SGD and group["momentum"] and group["dampening"]:
+            return f"{name} has momentum with dampening={group['dampening']} (its first step differs)"
+        if kind is torch.optim.Adagrad and group["lr_decay"]:
+            return f"{name} has lr_decay={group['lr_decay']}"
+        if kind is not torch.optim.SGD:
+            steps = {float(state["step"]) for state in self.torch_optimizer.state.values() if "step" in state}
+            if len(steps) > 1:
+                return f"{name} holds parameters at different step counts ({sorted(steps)[:3]})"
+        if any(p.is_complex() for p in self._params):
+            return f"{name} updates complex parameters"
+        return None
+
+    def _fused_state(self) -> None:
+        assert self.torch_optimizer is not None
+        optimizer, group = self.torch_optimizer, self.torch_optimizer.param_groups[0]
+        # A copy without the rate for the traced update: reading the group there would guard on its
+        # learning rate, and a scheduler's change would recompile the step.
+        settings = {key: value for key, value in group.items() if key not in ("params", "lr")}
+        if settings != self.__dict__.get("_fused_settings"):
+            self._fused_settings = settings
+        if isinstance(optimizer, torch.optim.SGD):
+            if group["momentum"]:
+                _sgd_state(optimizer, self._params)
+        elif isinstance(optimizer, torch.optim.Adam):
+            _adam_state(optimizer, self._params, group["amsgrad"])
+            # torch counts steps per parameter; the blocker has checked that they agree.
+            step = max(float(optimizer.state[p]["step"]) for p in self._params) + 1
+            beta_1, beta_2 = group["betas"]
+            self._fused_scalars(correction_1=1 - beta_1**step, root_correction_2=(1 - beta_2**step) ** 0.5)
+
+    def _fused_update(self, params: list[torch.Tensor], grads: list[torch.Tensor], lr: torch.Tensor) -> None:
+        assert self.torch_optimizer is not None
+        optimizer, group = self.torch_optimizer, self._fused_settings
+        decay = group["weight_decay"]
+        if isinstance(optimizer, torch.optim.SGD):
+            _sgd_update(optimizer.state, params, grads, lr, momentum=group["momentum"], nesterov=group["nesterov"],
+                        weight_decay=decay)
+            return
+        if decay and isinstance(optimizer, torch.optim.Adam) and group.get("decoupled_weight_decay"):
+            torch._foreach_mul_(params, 1 - lr * decay)
+        elif decay:
+            grads = torch._foreach_add(grads, params, alpha=decay)
+        if isinstance(optimizer, torch.optim.Adagrad):
+            _adagrad_update(optimizer.state, params, grads, lr, eps=group["eps"])
+            return
+        scalars = self.__dict__["_fused_values"]
+        beta_1, beta_2 = group["betas"]
+        _adam_update(optimizer.state, params, grads, lr=lr, beta_1=beta_1, beta_2=beta_2, amsgrad=group["amsgrad"],
+                     correction_1=scalars["correction_1"], root_correction_2=scalars["root_correction_2"],
+                     epsilon=group["eps"])
 
     def get_config(self) -> dict[str, Any]:
         raise TypeError(
