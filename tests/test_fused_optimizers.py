@@ -193,6 +193,20 @@ def test_wrapped_torch_optimizer_blockers_name_the_reason(factory, expected):
     assert expected in get(factory(_params()))._fusion_blocker()
 
 
+def test_wrapped_torch_optimizer_settings_changed_after_compiling_are_not_ignored():
+    params = _params()
+    opt = get(torch.optim.SGD(params, lr=0.1, momentum=0.9))
+    _fused_step(opt, params, _gradients(1)[0])
+    opt.torch_optimizer.param_groups[0]["lr"] = 0.05  # the rate may change: it is a tensor in the update
+    assert opt._fusion_blocker() is None
+    opt.torch_optimizer.param_groups[0]["momentum"] = 0.8  # as a scheduler cycling momentum does
+    assert "momentum from 0.9 to 0.8" in opt._fusion_blocker()
+    before = [p.detach().clone() for p in params]
+    with pytest.raises(ValueError, match="momentum from 0.9 to 0.8"):
+        _fused_step(opt, params, _gradients(1)[0])
+    assert all(torch.equal(a, b) for a, b in zip(before, params)) and opt.iterations == 1
+
+
 def test_loss_scale_optimizer_reports_a_blocker():
     opt = LossScaleOptimizer(Adam())
     opt.build(_params())

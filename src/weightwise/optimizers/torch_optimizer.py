@@ -164,16 +164,38 @@ class TorchOptimizer(Optimizer):
                 return f"{name} holds parameters at different step counts ({sorted(steps)[:3]})"
         if any(p.is_complex() for p in self._params):
             return f"{name} updates complex parameters"
+        changed = self._changed_settings()
+        if changed:
+            return f"{name} changed {changed} since its update was compiled (the compiled update holds them fixed)"
         return None
+
+    def _settings(self) -> dict[str, Any]:
+        """The first group's settings but the rate, which the compiled update takes as a tensor."""
+        assert self.torch_optimizer is not None
+        return {key: value for key, value in self.torch_optimizer.param_groups[0].items() if key not in ("params", "lr")}
+
+    def _changed_settings(self) -> str:
+        """The settings changed since the fused update first read them (e.g. a scheduler cycling momentum)."""
+        traced = self.__dict__.get("_fused_settings")
+        if traced is None:
+            return ""
+        current = self._settings()
+        return ", ".join(f"{key} from {traced[key]!r} to {current[key]!r}" for key in traced if current[key] != traced[key])
 
     def _fused_state(self) -> None:
         assert self.torch_optimizer is not None
         optimizer, group = self.torch_optimizer, self.torch_optimizer.param_groups[0]
-        # A copy without the rate for the traced update: reading the group there would guard on its
-        # learning rate, and a scheduler's change would recompile the step.
-        settings = {key: value for key, value in group.items() if key not in ("params", "lr")}
-        if settings != self.__dict__.get("_fused_settings"):
-            self._fused_settings = settings
+        # The traced update reads a copy without the rate, which it takes as a tensor: read there, the
+        # group's rate would be traced in as a constant. The other settings are traced in as they
+        # are now: a change must not go unnoticed.
+        changed = self._changed_settings()
+        if changed:
+            raise ValueError(
+                f"The wrapped torch optimizer {type(optimizer).__name__} changed {changed} after its update was "
+                "compiled into the training step, which holds them fixed. Keep them constant (only `lr` may "
+                "change), or train with jit_compile=False.")
+        if "_fused_settings" not in self.__dict__:
+            self._fused_settings = self._settings()
         if isinstance(optimizer, torch.optim.SGD):
             if group["momentum"]:
                 _sgd_state(optimizer, self._params)
