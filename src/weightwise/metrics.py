@@ -291,6 +291,10 @@ def _reduce_to_samplewise_values(
     return values, sample_weight
 
 
+# State dtypes that hold any batch size exactly.
+_EXACT_COUNTS = (torch.float32, torch.float64)
+
+
 class Mean(Metric):
     """The weighted mean of all values seen: ``sum(values * weights) / sum(weights)``.
 
@@ -316,6 +320,14 @@ class Mean(Metric):
 
     def update_state(self, values: Any, sample_weight: Any = None) -> None:
         """Add ``values`` (weighted by ``sample_weight``) to the mean."""
+        if type(sample_weight) is int and self._dtype in _EXACT_COUNTS and isinstance(values, torch.Tensor) \
+                and values.dim() == 0 and values.is_floating_point() and getattr(values, "_keras_mask", None) is None:
+            # fit's loss trackers: one value weighted by the batch size. The same numbers as below
+            # (a batch size is exact in float32), without building a weight tensor.
+            value = values.detach().to(self._dtype)
+            self.total = self.total.to(value.device) + value * sample_weight
+            self.count = self.count.to(value.device) + sample_weight
+            return
         with torch.no_grad():
             values = ops.argument_tensor(values, "values", real=True)
             values, sample_weight = _reduce_to_samplewise_values(values, sample_weight, self._dtype)

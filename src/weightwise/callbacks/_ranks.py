@@ -45,6 +45,22 @@ def collective_device() -> torch.device:
     return torch.device("cpu")
 
 
+def any_rank(value: bool) -> bool:
+    """``value`` or'ed over every rank (a collective under torchrun, so every rank must call it).
+
+    What one rank's callbacks need from a collective step (the global batch logs) every rank
+    must then compute, or the ranks would wait on each other.
+
+    >>> any_rank(False)  # a single process is the only rank
+    False
+    """
+    if not is_distributed():
+        return bool(value)
+    flag = torch.tensor([1.0 if value else 0.0], device=collective_device())
+    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    return bool(flag.item())
+
+
 # Set while rank 0 runs a write for every rank: a save that calls another save runs it directly.
 _writing = threading.local()
 

@@ -40,6 +40,22 @@ def _check_callbacks(callbacks: Any) -> list[Callback]:
     return found
 
 
+def _reads_batch_logs(callback: Any, hook: str) -> bool:
+    if not isinstance(callback, Callback):
+        return True
+    # The base class's on_train_batch_end forwards to on_batch_end, its older name.
+    for name in (hook, "on_batch_end") if hook == "on_train_batch_end" else (hook,):
+        function = getattr(getattr(callback, name), "__func__", None)
+        if function is getattr(Callback, name):
+            continue
+        # A built-in callback answers for its own hooks only, not for a subclass's override.
+        owner = next((k for k in type(callback).__mro__ if "_reads_batch_logs" in vars(k)), None)
+        if owner is None or function is None or vars(owner).get(name) is not function \
+                or callback._reads_batch_logs(name):
+            return True
+    return False
+
+
 class CallbackList(Callback):
     """Calls each hook on every callback in a list, in order: what the training loop drives.
 
@@ -128,6 +144,16 @@ class CallbackList(Callback):
         if self._history is not None:
             model.history = self._history
 
+    def _reads_batch_logs(self, hook: str) -> bool:
+        """Whether some callback reads the logs that ``hook`` (``on_train_batch_end`` or
+        ``on_test_batch_end``) is given; the training loop computes them only then.
+
+        A callback whose hook is the base class's no-op reads nothing; a built-in one says
+        itself (``_reads_batch_logs``), e.g. a progress bar with ``verbose=2`` does not; any
+        other override, or an object that is not a :class:`Callback`, reads them.
+        """
+        return any(_reads_batch_logs(callback, hook) for callback in self.callbacks)
+
     def _abort(self) -> None:
         """Close a progress bar left open by a run that raised (the run's ``on_*_end`` never comes)."""
         if self._progbar is not None:
@@ -146,7 +172,7 @@ class CallbackList(Callback):
     def _call(self, hook: str, *args: Any, logs: Any = None) -> None:
         # As in Keras: batch hooks get `logs` by keyword, epoch and begin/end hooks by position,
         # which is how LambdaCallback's functions receive them.
-        logs = _pythonify_logs(logs)
+        logs = _pythonify_logs(logs) if logs else {}
         by_keyword = "batch" in hook
         for callback in self.callbacks:
             method = getattr(callback, hook)

@@ -124,6 +124,9 @@ class ModelCheckpoint(MonitorCallback):
                 )
         super().set_model(model)
 
+    def _reads_batch_logs(self, hook: str) -> bool:
+        return self.save_freq != "epoch"
+
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         if self._should_save_on_batch(batch):
             self._save_model(epoch=self._current_epoch, batch=batch, logs=logs)

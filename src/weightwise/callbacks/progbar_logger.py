@@ -68,6 +68,11 @@ class ProgbarLogger(Callback):
             _print(f"Epoch {epoch + 1}/{self.epochs}")
         self._maybe_init_progbar()
 
+    def _reads_batch_logs(self, hook: str) -> bool:
+        # The bar shows the running values; a line per epoch (verbose=2) needs only the epoch's.
+        # Not rank-dependent: under torchrun every rank computes the same logs (a collective).
+        return self.verbose == 1 and (hook == "on_train_batch_end" or not self._called_in_fit)
+
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self._update_progbar(batch, logs)
 

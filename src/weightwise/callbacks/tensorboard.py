@@ -299,6 +299,9 @@ class TensorBoard(Callback):
         if self.write_steps_per_second:
             self._batch_start_time = time.time()
 
+    def _reads_batch_logs(self, hook: str) -> bool:
+        return self.update_freq != "epoch"
+
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         if self.update_freq == "epoch" or self._global_train_batch % self.update_freq != 0:
             return

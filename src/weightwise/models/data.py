@@ -380,6 +380,8 @@ class _ArrayBatches:
             index = slice(start, start + self.batch_size) if order is None else order[start:start + self.batch_size]
 
             def take(structure: Any, index: Any = index) -> Any:
+                if isinstance(structure, torch.Tensor):  # the common case, without walking a structure
+                    return structure[index]
                 return None if structure is None else map_structure(lambda t: t[index], structure)
 
             yield take(self.x), take(self.y), take(self.sample_weight)

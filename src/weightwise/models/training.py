@@ -30,6 +30,7 @@ from weightwise import losses as losses_module
 from weightwise import metrics as metrics_module
 from weightwise import optimizers as optimizers_module
 from weightwise.arguments import count, echo, flag, invalid, real
+from weightwise.callbacks import _ranks
 from weightwise.layers.symbolic import flatten, get_keras_mask, set_keras_mask
 from weightwise.models import distributed
 from weightwise.models.data import (
@@ -350,11 +351,27 @@ class Trainer:
             return True
         return any(getattr(m, "activity_regularizer", None) is not None for m in self.modules())
 
-    def _logs(self, local: bool = False) -> dict[str, float]:
-        """The logged values; under ``torchrun`` over every rank (a collective), unless ``local``."""
+    def _logs(self, local: bool = False, logged: list[tuple[str, Any]] | None = None) -> dict[str, float]:
+        """The logged values (of ``logged``, by default ``_logged()``), read back to the host; under
+        ``torchrun`` over every rank (a collective), unless ``local``."""
+        if logged is None:
+            logged = self._logged()
         if not local and distributed.is_distributed():
-            return distributed.global_logs(self._logged())
-        return {name: float(metric.result()) for name, metric in self._logged()}
+            return distributed.global_logs(logged)
+        return {name: float(metric.result()) for name, metric in logged}
+
+    def _batch_logger(self, local: bool = False) -> Any:
+        """``logs()`` for batch callbacks: the values of :meth:`_logs`, with the list of what is logged
+        kept while the bindings and the compiled trackers stay the same (finding whether the model
+        has penalties walks every module)."""
+        kept: list[Any] = [None, None, None]
+
+        def logs() -> dict[str, float]:
+            # A subclassed model's first step may compile new trackers; a bind or unbind changes the version.
+            if kept[0] != binding.version() or kept[1] is not self._loss_tracker:
+                kept[:] = [binding.version(), self._loss_tracker, self._logged()]
+            return self._logs(local=local, logged=kept[2])
+        return logs
 
     # -- one step -----------------------------------------------------------------------------
     def _device(self) -> torch.device:
@@ -625,14 +642,18 @@ class Trainer:
                 for epoch in range(initial_epoch, epochs):
                     self.reset_metrics()
                     callback_list.on_epoch_begin(epoch)
+                    # Read back only for a callback that reads batch logs (Keras's rule); the
+                    # metrics accumulate on the device meanwhile. Under torchrun the logs are a
+                    # collective, so all ranks read them if any rank's callbacks do.
+                    batch_logs = self._batch_logger() \
+                        if _ranks.any_rank(callback_list._reads_batch_logs("on_train_batch_end")) else None
                     steps_in_epoch = 0
                     for step, (bx, by, bsw) in enumerate(train):
                         callback_list.on_train_batch_begin(step)
                         self._step(bx, by, bsw, training=True)
                         steps_taken += 1
                         steps_in_epoch += 1
-                        batch_logs = self._logs()
-                        callback_list.on_train_batch_end(step, batch_logs)
+                        callback_list.on_train_batch_end(step, batch_logs() if batch_logs is not None else None)
                         if self.stop_training or interrupted.raised:
                             break
                     if steps_in_epoch == 0 and not interrupted.raised:
@@ -697,6 +718,8 @@ class Trainer:
         self.eval()
         steps = 0
         fillers = distributed.Fillers(self, batches)
+        batch_logs = self._batch_logger(local=True) \
+            if callback_list is not None and callback_list._reads_batch_logs("on_test_batch_end") else None
         with torch.no_grad():
             for step, (bx, by, bsw) in enumerate(batches):
                 if by is None:
@@ -708,7 +731,7 @@ class Trainer:
                 steps += 1
                 if callback_list is not None:
                     # Ranks may take different numbers of steps: each shows its own running values.
-                    callback_list.on_test_batch_end(step, self._logs(local=True))
+                    callback_list.on_test_batch_end(step, batch_logs() if batch_logs is not None else None)
             fillers.run(steps, bx if steps else None)
         if steps == 0 and not fillers.shared:
             raise ValueError(f"Invalid value for argument `{batches.name}`: it yielded no batch, so there is nothing "
