@@ -19,6 +19,7 @@ from typing import Any
 
 from benchmarks.report import BUSY_CORES, format_ms, readme_table, summarize, tables
 from benchmarks.specs import (
+    DEFAULT_PEERS,
     LEARNING_RATE,
     MODELS,
     PEERS,
@@ -53,7 +54,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, help=f"batches per timed epoch (default {STEPS})")
     parser.add_argument("--repeats", type=int, help=f"timed epochs after the warm-up; the median is reported "
                                                     f"(default {REPEATS})")
-    parser.add_argument("--only", metavar="PEER,...", help=f"peers to run (default all: {', '.join(PEERS)})")
+    parser.add_argument("--only", metavar="PEER,...",
+                        help=f"peers to run (default: {', '.join(DEFAULT_PEERS)}; also: "
+                             f"{', '.join(p for p in PEERS if p not in DEFAULT_PEERS)})")
     parser.add_argument("--models", metavar="MODEL,...", help=f"models to run (default all: {', '.join(MODELS)})")
     parser.add_argument("--variants", metavar="VARIANT,...", help="plain, reg or both (default both)")
     parser.add_argument("--out", metavar="PATH", help="write every number, the machine and the settings as JSON")
@@ -64,6 +67,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="with --out: keep the other models' results already in that file and replace only the "
                              "models run now (same peers and settings required); each part's date and wall time "
                              "are kept under 'runs'")
+    parser.add_argument("--report", metavar="PATH",
+                        help="run nothing: print the tables (with --markdown, --readme) of the run recorded in PATH")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per child process (default 900)")
     parser.add_argument("--threads", type=int, help=f"intra-op threads per child (default {THREADS}; 1 with --smoke)")
     args = parser.parse_args(argv)
@@ -73,9 +78,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.threads = args.threads or smoke.get("threads", THREADS)
     if args.steps < 1 or args.repeats < 1:
         parser.error("--steps and --repeats must be positive")
-    args.peer_names = _names(args.only, PEERS, "peer") if args.only else list(smoke.get("peers", PEERS))
+    args.peer_names = _names(args.only, PEERS, "peer") if args.only else list(smoke.get("peers", DEFAULT_PEERS))
     args.model_names = _names(args.models, MODELS, "model") if args.models else list(smoke.get("models", MODELS))
     args.variant_names = _names(args.variants, dict.fromkeys(VARIANTS), "variant")
+    if args.report and (args.out or args.merge):
+        parser.error("--report prints a recorded run; it cannot be combined with --out or --merge")
     if args.merge and not args.out:
         parser.error("--merge needs --out PATH, the run to merge into")
     args.previous = _previous_run(parser, args) if args.merge else None
@@ -276,13 +283,14 @@ def save(report: dict[str, Any], out: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    report = run(args)
-    models = report["settings"]["models"]
-    text = tables(report["results"], models, args.peer_names, markdown=args.markdown)
+    report = json.loads(Path(args.report).read_text()) if args.report else run(args)
+    settings = report["settings"]
+    models = settings["models"]
+    text = tables(report["results"], models, settings["peers"], markdown=args.markdown)
     m = report["machine"]
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
-    print(f"{m['cpu']}, {m['cores']} cores; {versions}; {args.steps} steps x {args.repeats} repeats, "
-          f"{args.threads} threads per process\n")
+    print(f"{m['cpu']}, {m['cores']} cores; {versions}; {settings['steps']} steps x {settings['repeats']} repeats, "
+          f"{settings['threads']} threads per process\n")
     print(text)
     if args.readme:
         print(readme_table(report, {m: MODELS[m].label for m in models}))

@@ -87,10 +87,14 @@ _XLA_FLAGS = f"--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={T
 PEERS: dict[str, PeerSpec] = {
     peer.name: peer
     for peer in (
+        PeerSpec("floor", "floor_peer", ("torch",), {"KERAS_BACKEND": "torch"},
+                 "the bare compute: the torch model's forward and the gradients of its parameters "
+                 "(no loss, penalties, optimizer or constraints) under torch.compile; reg runs the plain step"),
         PeerSpec("weightwise", "weightwise_peer", ("torch", "weightwise"), {"KERAS_BACKEND": "torch"},
                  "weightwise.Sequential, compile(), fit() of one epoch (eager)"),
         PeerSpec("weightwise-jit", "weightwise_peer", ("torch", "weightwise"), {"KERAS_BACKEND": "torch"},
-                 "the same with compile(..., jit_compile=True)"),
+                 "compile(..., jit_compile=True): the whole step (forward, penalties, backward, SGD, MaxNorm) "
+                 "as one compiled program"),
         PeerSpec("torch", "torch_peer", ("torch",), {"KERAS_BACKEND": "torch"},
                  "hand-written nn.Sequential loop, naive penalties and max-norm by hand (eager)"),
         PeerSpec("torch-compile", "torch_peer", ("torch",), {"KERAS_BACKEND": "torch"},
@@ -103,6 +107,10 @@ PEERS: dict[str, PeerSpec] = {
                  "Keras 3 on the JAX backend, fit(), jit_compile=True (XLA)"),
     )
 }
+
+# What a run measures unless --only says otherwise. keras-torch-jit is left out: its warm-ups
+# (100-500 s per model) took more than half of a full run, and it never beat eager keras-torch.
+DEFAULT_PEERS: tuple[str, ...] = tuple(name for name in PEERS if name != "keras-torch-jit")
 
 VARIANTS = ("plain", "reg")
 

@@ -9,7 +9,7 @@ same range as the Keras-style peers'.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -53,6 +53,9 @@ class Recurrent(nn.Module):
 
     def features(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.lstm(self.embedding(tokens))[0][:, -1]
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(tokens))
 
 
 def build(spec: ModelSpec) -> nn.Module:
@@ -145,19 +148,19 @@ def make_step(model: nn.Module, optimizer: torch.optim.Optimizer, reg: bool) -> 
     return step
 
 
-def setup(peer: str, spec: ModelSpec, reg: bool, x: np.ndarray, y: np.ndarray, steps: int) -> Trial:
-    xs = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if x.ndim == 4 else x)
-    ys = torch.from_numpy(y)
-    batch = spec.batch
+def inputs(x: np.ndarray) -> torch.Tensor:
+    """The inputs in torch's layout: images NCHW, everything else as it is."""
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if x.ndim == 4 else x)
 
-    def make(backend: str | None) -> Callable[[Any, Any], Any]:
-        torch.manual_seed(SEED)
-        model = build(spec)
-        model.train()
-        optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
-        step = make_step(model, optimizer, reg)
-        return step if backend is None else torch.compile(step, backend=backend)
 
+def compiled_trial(make: Callable[[Any], Callable[[Any, Any], Any]], settings: Sequence[tuple[str, Any]],
+                   xs: torch.Tensor, ys: torch.Tensor, batch: int, steps: int) -> Trial:
+    """A trial whose warm-up builds the step with ``make(setting)`` for the first of ``settings``
+    (``(label, setting)`` pairs) that trains an epoch, and notes each one that failed.
+
+    The step is built in the warm-up because that is where ``torch.compile`` compiles; an epoch
+    calls it on ``steps`` consecutive batches. ``info["compile"]`` records the label used.
+    """
     state: dict[str, Any] = {}
 
     def epoch() -> None:
@@ -166,25 +169,38 @@ def setup(peer: str, spec: ModelSpec, reg: bool, x: np.ndarray, y: np.ndarray, s
             step(xs[i * batch:(i + 1) * batch], ys[i * batch:(i + 1) * batch])
 
     trial = Trial(epoch=epoch, info={"torch_version": torch.__version__})
-    if peer == "torch":
-        state["step"] = make(None)
-        return trial
 
     def warmup() -> None:
-        # The first epoch compiles. If inductor cannot build here, fall back to aot_eager and say so.
-        state["step"] = make("inductor")
-        try:
-            epoch()
-            trial.info["compile_backend"] = "inductor"
-        except Exception as error:  # noqa: BLE001 - any inductor failure means: try the fallback
-            import torch._dynamo
+        for index, (label, setting) in enumerate(settings):
+            state["step"] = make(setting)
+            try:
+                epoch()
+            except Exception as error:  # any compiler failure means: try the next setting
+                if index + 1 == len(settings):
+                    raise
+                import torch._dynamo
 
-            torch._dynamo.reset()
-            trial.notes.append(f"inductor failed ({type(error).__name__}: {str(error).splitlines()[0][:160]}); "
-                               "used backend='aot_eager'")
-            trial.info["compile_backend"] = "aot_eager"
-            state["step"] = make("aot_eager")
-            epoch()
+                torch._dynamo.reset()
+                trial.notes.append(f"{label} failed ({type(error).__name__}: {str(error).splitlines()[0][:160]}); "
+                                   f"used {settings[index + 1][0]}")
+                continue
+            trial.info["compile"] = label
+            return
 
     trial.warmup = warmup
     return trial
+
+
+def setup(peer: str, spec: ModelSpec, reg: bool, x: np.ndarray, y: np.ndarray, steps: int) -> Trial:
+    def make(backend: str | None) -> Callable[[Any, Any], Any]:
+        torch.manual_seed(SEED)
+        model = build(spec)
+        model.train()
+        optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
+        step = make_step(model, optimizer, reg)
+        return step if backend is None else torch.compile(step, backend=backend)
+
+    # If inductor cannot build here, fall back to aot_eager, and say so.
+    settings = ([("eager", None)] if peer == "torch" else
+                [("backend='inductor'", "inductor"), ("backend='aot_eager'", "aot_eager")])
+    return compiled_trial(make, settings, inputs(x), torch.from_numpy(y), spec.batch, steps)
