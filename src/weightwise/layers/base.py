@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -320,7 +320,7 @@ class Layer(torch.nn.Module):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        parameters = inspect.signature(cls.call).parameters
+        parameters = _call_signature(cls).parameters
         cls._call_takes_training = "training" in parameters or any(
             p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
         cls._handles_masks = cls.compute_mask is not Layer.compute_mask or any(
@@ -1033,13 +1033,13 @@ class Layer(torch.nn.Module):
         Keras's warning.
         """
         try:
-            bound = _call_signature(type(self)).bind(inputs, *args, **kwargs).arguments
+            bound = _bound_arguments(type(self), inputs, args, kwargs)
         except TypeError:
             return self.call(inputs, *args, **kwargs)  # the call's own error names what is wrong
         tensors = {name: value for name, value in bound.items() if _is_tensor_nest(value)}
         wanted = (("mask", next(iter(tensors.values()))),) if len(tensors) == 1 else \
             tuple((f"{name}_mask", value) for name, value in tensors.items())
-        parameters = _call_signature(type(self)).parameters
+        parameters = _call_info(type(self)).names
         for name, value in wanted:
             if name in parameters and bound.get(name) is None:
                 kwargs[name] = map_structure(get_keras_mask, value)
@@ -1100,11 +1100,68 @@ class Layer(torch.nn.Module):
         return f"name={self.name!r}"
 
 
-@functools.cache
+class _CallInfo(NamedTuple):
+    """What binding arguments to ``cls.call`` needs, as plain tuples and sets."""
+
+    owner: type
+    signature: inspect.Signature  # without ``self``
+    positional: tuple[str, ...]  # the parameters that take positional arguments, in order
+    keywords: frozenset[str]  # the parameters that take a keyword argument by name
+    names: tuple[str, ...]  # every parameter, in order
+    var_positional: bool
+    var_keyword: str | None
+
+
+def _call_info(cls: type) -> _CallInfo:
+    # Made when the class is (Layer.__init_subclass__) and kept on it with its owner (a subclass
+    # inherits the attribute, not the information): torch.compile reads a constant, where a
+    # functools cache would make it trace inspect.signature, which graph-breaks.
+    cached = getattr(cls, "_weightwise_call_info", None)
+    if cached is not None and cached.owner is cls:
+        return cached
+    signature = inspect.signature(cls.call)
+    signature = signature.replace(parameters=list(signature.parameters.values())[1:])
+    kinds = inspect.Parameter
+    params = list(signature.parameters.values())
+    info = _CallInfo(
+        owner=cls, signature=signature,
+        positional=tuple(p.name for p in params if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)),
+        keywords=frozenset(p.name for p in params if p.kind in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY)),
+        names=tuple(p.name for p in params),
+        var_positional=any(p.kind is kinds.VAR_POSITIONAL for p in params),
+        var_keyword=next((p.name for p in params if p.kind is kinds.VAR_KEYWORD), None))
+    type.__setattr__(cls, "_weightwise_call_info", info)
+    return info
+
+
 def _call_signature(cls: type) -> inspect.Signature:
     """The signature of ``cls.call`` without ``self``."""
-    signature = inspect.signature(cls.call)
-    return signature.replace(parameters=list(signature.parameters.values())[1:])
+    return _call_info(cls).signature
+
+
+def _bound_arguments(cls: type, inputs: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``Signature.bind(inputs, *args, **kwargs).arguments`` for ``cls.call``; ``TypeError`` where it fails.
+
+    Under torch.compile, a call that binds plainly (no ``*args`` overflow, no name given twice) is
+    bound from the cached names: ``Signature.bind`` mutates a dict behind a mapping proxy, which
+    graph-breaks. Anything else goes through ``Signature.bind`` and its checks.
+    """
+    info = _call_info(cls)
+    values = (inputs, *args)
+    if torch.compiler.is_compiling() and len(values) <= len(info.positional) \
+            and (info.var_keyword is not None or all(k in info.keywords for k in kwargs)) \
+            and not any(k in info.positional[:len(values)] for k in kwargs):
+        found = dict(zip(info.positional, values))
+        extra = {}
+        for key, value in kwargs.items():
+            if key in info.keywords:
+                found[key] = value
+            else:
+                extra[key] = value
+        if extra:
+            found[info.var_keyword] = extra
+        return {name: found[name] for name in info.names if name in found}
+    return dict(info.signature.bind(inputs, *args, **kwargs).arguments)
 
 
 def _is_tensor_nest(value: Any) -> bool:

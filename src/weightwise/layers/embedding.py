@@ -105,12 +105,16 @@ class Embedding(Layer):
                 f"Embedding layer {self.name!r}: invalid value for argument `inputs`: expected integer indices. "
                 f"Received: inputs with dtype={inputs.dtype}")
         indices = inputs.long()
-        if not indices.is_meta and indices.numel() and bool(
-                ((indices < -self.input_dim) | (indices >= self.input_dim)).any()):
+        expected = f"expected indices in [-{self.input_dim}, {self.input_dim}) (input_dim={self.input_dim})"
+        outside = (indices < -self.input_dim) | (indices >= self.input_dim)
+        if torch.compiler.is_compiling():
+            # Reading the check back would break the compiled graph: the program asserts it instead.
+            torch._assert_async(~outside.any(), f"Embedding layer {self.name!r}: invalid value for argument "
+                                f"`inputs`: {expected}.")
+        elif not indices.is_meta and indices.numel() and bool(outside.any()):
             raise ValueError(
-                f"Embedding layer {self.name!r}: invalid value for argument `inputs`: expected indices in "
-                f"[-{self.input_dim}, {self.input_dim}) (input_dim={self.input_dim}). Received: inputs with values in "
-                f"[{int(indices.min())}, {int(indices.max())}]")
+                f"Embedding layer {self.name!r}: invalid value for argument `inputs`: {expected}. "
+                f"Received: inputs with values in [{int(indices.min())}, {int(indices.max())}]")
         # Negative indices count from the end, as Keras's `take` does.
         indices = torch.where(indices < 0, indices + self.input_dim, indices)
         embeddings = self.embeddings.to("meta") if indices.is_meta else self.embeddings
