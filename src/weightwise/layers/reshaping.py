@@ -89,7 +89,8 @@ class Reshape(Layer):
 
     def call(self, inputs: torch.Tensor) -> torch.Tensor:
         size = math.prod(inputs.shape[1:])
-        known = math.prod(d for d in self.target_shape if d != -1)
+        # A list, not a generator: torch.compile cannot pass a generator to math.prod.
+        known = math.prod([d for d in self.target_shape if d != -1])
         if (-1 in self.target_shape and size % known) or (-1 not in self.target_shape and size != known):
             raise ValueError(
                 f"Reshape layer {self.name!r}: cannot reshape an input of shape {tuple(inputs.shape)} "
