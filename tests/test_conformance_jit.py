@@ -7,15 +7,16 @@ the first steps after the eager one time the thread settings eagerly). Keras run
 the original tolerances hold.
 
 Chosen: the comparisons that train several steps with SGD (the optimizer whose update
-compiles into the step; with the others ``jit_compile=True`` compiles the forward pass only)
-on models without random layers. Left out, with the reason:
+compiles into the step; with the others ``fit`` warns that it cannot compile the whole step)
+on models without random layers, plus a frozen model (no weights to update). Left out, with
+the reason:
 - Dropout, SpatialDropout, GaussianNoise and the other random layers: inductor draws its own
   random numbers, so a compiled step cannot reproduce the eager masks bit for bit; those tests
   compare against Keras through trends, not step by step, already.
 - Tests that take a single fit step: the first step of ``fit`` is eager by design, so they would
   only pay a compile for nothing.
-- Adam, RMSprop and the torch-optimizer paths: no fused update yet (the step compiles its
-  forward pass only), covered once here (``test_functional_script_fit_evaluate_predict_match_keras``).
+- Adam, RMSprop and the torch-optimizer paths: no fused update yet (the step is not compiled
+  whole), covered once here (``test_functional_script_fit_evaluate_predict_match_keras``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 import pytest
 import torch
 from helpers import keras_or_skip
+from test_compiled_step import one_thread
 from test_functional_ops import test_training_through_ops_matches_keras
 from test_keras_scripts import test_functional_script_fit_evaluate_predict_match_keras
 from test_schedules import test_fit_with_each_schedule_matches_keras
@@ -33,15 +35,17 @@ from test_training import (
     test_fit_matches_keras,
     test_multi_input_multi_output_fit_matches_keras,
 )
-from test_training_frozen import test_frozen_model_fits_without_updates
+from test_training_frozen import (
+    test_frozen_model_fits_without_updates as frozen_model_fits_without_updates,
+)
 
 from weightwise import compiled_step
 from weightwise.models import training
 
 __all__ = [
+    "one_thread",
     "test_fit_matches_keras",
     "test_fit_with_each_schedule_matches_keras",
-    "test_frozen_model_fits_without_updates",
     "test_functional_script_fit_evaluate_predict_match_keras",
     "test_multi_input_multi_output_fit_matches_keras",
     "test_training_through_ops_matches_keras",
@@ -81,11 +85,15 @@ def jit_compile(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest)
     # Each test compiles from a clean cache: a process that compiled many steps before could
     # otherwise reach dynamo's recompile limit and run the program uncompiled.
     torch._dynamo.reset()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+    yield
     if request.node.originalname in COMPILED_WHOLE:
         assert calls, "fit did not run the compiled step"
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "A model with no trainable weights takes the compiled step: the fusion blocker is cached before the "
+    "optimizer is built (key: bindings' version, optimizer id), so 'no parameters to update' is never "
+    "seen, and SGD._set_torch_lr asserts on a missing torch optimizer."))
+@pytest.mark.parametrize("when", ["before_compile", "after_compile"])
+def test_frozen_model_fits_without_updates(keras: Any, when: str) -> None:
+    frozen_model_fits_without_updates(keras, when)
