@@ -32,9 +32,11 @@ from test_functional_ops import test_training_through_ops_matches_keras
 from test_keras_scripts import test_functional_script_fit_evaluate_predict_match_keras
 from test_schedules import test_fit_with_each_schedule_matches_keras
 from test_training import (
-    test_fit_matches_keras,
+    regularized_graph,
+    regularized_stack,
     test_multi_input_multi_output_fit_matches_keras,
 )
+from test_training import test_fit_matches_keras as fit_matches_keras
 from test_training_frozen import (
     test_frozen_model_fits_without_updates as frozen_model_fits_without_updates,
 )
@@ -44,7 +46,6 @@ from weightwise.models import training
 
 __all__ = [
     "one_thread",
-    "test_fit_matches_keras",
     "test_fit_with_each_schedule_matches_keras",
     "test_functional_script_fit_evaluate_predict_match_keras",
     "test_multi_input_multi_output_fit_matches_keras",
@@ -53,7 +54,6 @@ __all__ = [
 
 # The tests whose fit must have run the compiled whole step (SGD, several steps, trainable weights).
 COMPILED_WHOLE = {
-    "test_fit_matches_keras",
     "test_fit_with_each_schedule_matches_keras",
     "test_multi_input_multi_output_fit_matches_keras",
     "test_training_through_ops_matches_keras",
@@ -97,3 +97,10 @@ def jit_compile(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest)
 @pytest.mark.parametrize("when", ["before_compile", "after_compile"])
 def test_frozen_model_fits_without_updates(keras: Any, when: str) -> None:
     frozen_model_fits_without_updates(keras, when)
+
+
+# Two of the four eager cases, to keep the compile time down: each momentum path once, each model kind once.
+@pytest.mark.parametrize(("build", "momentum"), [(regularized_stack, 0.0), (regularized_graph, 0.9)],
+                         ids=["sequential-0.0", "functional-0.9"])
+def test_fit_matches_keras(keras: Any, build: Any, momentum: float) -> None:
+    fit_matches_keras(keras, build, momentum)
