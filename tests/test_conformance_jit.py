@@ -37,9 +37,7 @@ from test_training import (
     test_multi_input_multi_output_fit_matches_keras,
 )
 from test_training import test_fit_matches_keras as fit_matches_keras
-from test_training_frozen import (
-    test_frozen_model_fits_without_updates as frozen_model_fits_without_updates,
-)
+from test_training_frozen import test_frozen_model_fits_without_updates
 
 from weightwise import compiled_step
 from weightwise.models import training
@@ -47,6 +45,7 @@ from weightwise.models import training
 __all__ = [
     "one_thread",
     "test_fit_with_each_schedule_matches_keras",
+    "test_frozen_model_fits_without_updates",
     "test_functional_script_fit_evaluate_predict_match_keras",
     "test_multi_input_multi_output_fit_matches_keras",
     "test_training_through_ops_matches_keras",
@@ -88,15 +87,6 @@ def jit_compile(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest)
     yield
     if request.node.originalname in COMPILED_WHOLE:
         assert calls, "fit did not run the compiled step"
-
-
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "A model with no trainable weights takes the compiled step: the fusion blocker is cached before the "
-    "optimizer is built (key: bindings' version, optimizer id), so 'no parameters to update' is never "
-    "seen, and SGD._set_torch_lr asserts on a missing torch optimizer."))
-@pytest.mark.parametrize("when", ["before_compile", "after_compile"])
-def test_frozen_model_fits_without_updates(keras: Any, when: str) -> None:
-    frozen_model_fits_without_updates(keras, when)
 
 
 # Two of the four eager cases, to keep the compile time down: each momentum path once, each model kind once.
