@@ -350,7 +350,6 @@ def test_readme_performance_table_is_the_recorded_run() -> None:
     assert report.readme_table(_recorded(), {m: MODELS[m].label for m in MODELS}) in readme
 
 
-@pytest.mark.xfail(strict=True, reason="results.json predates the floor peer; rerun the full benchmark")
 def test_recorded_run_is_complete_quiet_and_at_the_default_settings() -> None:
     """The recorded run is a full run at the default settings, with a number for every default
     peer on every model and variant and no background load."""
