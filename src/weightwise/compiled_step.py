@@ -62,10 +62,18 @@ def fusion_blocker(model: torch.nn.Module, optimizer: Any) -> str | None:
     >>> fusion_blocker(model, optimizers.SGD(use_ema=True))
     'use_ema: the moving averages are updated outside the compiled step'
     """
-    blocker = optimizer._fusion_blocker() if hasattr(optimizer, "_fusion_blocker") else (
-        f"{type(optimizer).__name__} is not a weightwise optimizer")
-    if blocker:
-        return blocker
+    return _optimizer_blocker(optimizer) or _model_blocker(model)
+
+
+def _optimizer_blocker(optimizer: Any) -> str | None:
+    """The part of :func:`fusion_blocker` that depends on the optimizer only (cheap to ask)."""
+    if not hasattr(optimizer, "_fusion_blocker"):
+        return f"{type(optimizer).__name__} is not a weightwise optimizer"
+    return optimizer._fusion_blocker()
+
+
+def _model_blocker(model: torch.nn.Module) -> str | None:
+    """The part of :func:`fusion_blocker` that depends on the model's bound rules only."""
     plan = engine.plan_for(model)
     if plan.proximal:
         return "proximal regularizers take their step after the update, outside the compiled step"
@@ -303,11 +311,21 @@ def train_step(model: torch.nn.Module, loss_fn: Any, optimizer: Any, *, jit_comp
     compiled: CompiledStep | None = None
     warned = False
 
+    model_blocker: tuple[int, str | None] | None = None
+
+    def blocker_now() -> str | None:
+        # The optimizer's answer is cheap and may change at any step; the model's walks every bound
+        # rule, so it is asked again only when some binding changed.
+        nonlocal model_blocker
+        if model_blocker is None or model_blocker[0] != binding.version():
+            model_blocker = (binding.version(), _model_blocker(model))
+        return _optimizer_blocker(optimizer) or model_blocker[1]
+
     def step(x: Any, y: Any, sample_weight: Any = None) -> torch.Tensor:
         nonlocal compiled, warned
         if not optimizer.built:
             optimizer.build([p for p in model.parameters() if p.requires_grad])
-        blocker = fusion_blocker(model, optimizer) if jit_compile else "jit_compile=False"
+        blocker = blocker_now() if jit_compile else "jit_compile=False"
         if blocker is None:
             if compiled is None:
                 compiled = CompiledStep(model, forward_loss, optimizer, threads=threads)
