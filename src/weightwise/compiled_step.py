@@ -43,11 +43,11 @@ def _scheduled_rules(model: torch.nn.Module) -> list[str]:
     found = []
     for entry in binding.bound(model):
         for rule in (entry.rule.regularizer, entry.rule.constraint):
-            if rule is not None and any(clock.is_scheduled(v) for v in vars(rule).values()):
+            if rule is not None and engine._scheduled(rule):
                 found.append(f"{type(rule).__name__} on {entry.name!r}")
     for name, module in model.named_modules():
         rule = getattr(module, "activity_regularizer", None)
-        if rule is not None and any(clock.is_scheduled(v) for v in vars(rule).values()):
+        if rule is not None and engine._scheduled(rule):
             found.append(f"activity {type(rule).__name__} of {name or type(module).__name__!r}")
     return found
 

@@ -433,10 +433,7 @@ class Trainer:
         penalty = loss - data_loss.detach()
         # The metrics see the predictions from before the update either way; updated first, a
         # metric that cannot read these targets raises before any weight has moved.
-        with torch.no_grad():
-            for index, metric, weighted, _ in self._metric_objects or []:
-                metric.update_state(targets[index], _detached(preds[index]),
-                                    sample_weight=sample_weight if weighted else None)
+        self._update_metrics(targets, preds, sample_weight)
         # A loss that tracks no gradient is rare enough to pay for the weight list only then.
         if training and not differentiable.requires_grad and not self.trainable_weights:
             # Nothing to update (a pooling-only or frozen model): Keras still runs the step and logs the loss.
@@ -458,14 +455,24 @@ class Trainer:
                     with clock.at_step(max(self.optimizer.iterations - 1, 0)):
                         plan.proximal_step(self.optimizer, only_with_grad=True)
                 plan.project(only_with_grad=True)
+        self._track_losses(x, loss, per_output, penalty)
+        self._outputs_seen = True
+        return loss
+
+    def _update_metrics(self, targets: list[Any], preds: list[Any], sample_weight: Any) -> None:
+        with torch.no_grad():
+            for index, metric, weighted, _ in self._metric_objects or []:
+                metric.update_state(targets[index], _detached(preds[index]),
+                                    sample_weight=sample_weight if weighted else None)
+
+    def _track_losses(self, x: Any, loss: torch.Tensor, per_output: list[Any], penalty: torch.Tensor) -> None:
+        """The loss trackers, weighted by the batch size: the total, each output's and the penalty."""
         batch = _batch_size(x)
         self._loss_tracker.update_state(loss.detach(), sample_weight=batch)
         for tracker, value in zip(self._output_loss_trackers, per_output):
             if value is not None:
                 tracker.update_state(value.detach(), sample_weight=batch)
         self._penalty_tracker.update_state(penalty.detach(), sample_weight=batch)
-        self._outputs_seen = True
-        return loss
 
     def _compiled_step(self) -> compiled_step.CompiledStep | None:
         """With ``jit_compile=True``, the whole training step as one compiled program (made once), from
@@ -505,16 +512,8 @@ class Trainer:
     def _run_compiled_step(self, fused: compiled_step.CompiledStep, x: Any, y: Any, sample_weight: Any) -> torch.Tensor:
         loss, data_loss, (per_output, preds) = fused(x, y, sample_weight)
         if self._metric_objects:
-            targets, _ = self._split_outputs(y, preds)
-            with torch.no_grad():
-                for index, metric, weighted, _ in self._metric_objects:
-                    metric.update_state(targets[index], preds[index], sample_weight=sample_weight if weighted else None)
-        batch = _batch_size(x)
-        self._loss_tracker.update_state(loss, sample_weight=batch)
-        for tracker, value in zip(self._output_loss_trackers, per_output):
-            if value is not None:
-                tracker.update_state(value, sample_weight=batch)
-        self._penalty_tracker.update_state(loss - data_loss, sample_weight=batch)
+            self._update_metrics(self._split_outputs(y, preds)[0], preds, sample_weight)
+        self._track_losses(x, loss, per_output, loss - data_loss)
         return loss
 
     def _forward_for_step(self, training: bool = False) -> Any:
