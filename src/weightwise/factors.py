@@ -41,8 +41,8 @@ from weightwise.serialization import deserialize_keras_object, serialize_keras_o
 
 __all__ = ["Factor", "factor", "factor_config", "factor_from_config", "factor_value", "rule_repr"]
 
-# What a factor or bound argument takes: a number, or a schedule of the step.
 Factor = float | Callable[[int], Any]
+"""What a factor or bound argument takes: a number, or a schedule of the step count."""
 
 _NOT_A_CLASS = "a number or a schedule instance (a LearningRateSchedule or a callable of the step count), not a class"
 

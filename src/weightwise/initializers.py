@@ -518,8 +518,9 @@ class VarianceScaling(_RandomInitializer):
         mode: ``"fan_in"``, ``"fan_out"`` or ``"fan_avg"``.
         distribution: ``"truncated_normal"``, ``"untruncated_normal"`` or ``"uniform"``.
         seed: None, or an int >= 0 that makes the values reproducible.
-        input_axes, output_axes: optional lists of axes whose sizes multiply to the
-            fans; used only when both are given.
+
+    ``input_axes`` and ``output_axes``, optional lists of axes whose sizes multiply to
+    the fans, are used only when both are given.
 
     >>> init = VarianceScaling(scale=2.0, mode="fan_in", distribution="uniform", seed=1)
     >>> w = init((3, 3, 64, 128))

@@ -34,7 +34,8 @@ class Adagrad(Optimizer):
         learning_rate: float, schedule or callable; default 0.001.
         initial_accumulator_value: non-negative float; default 0.1.
         epsilon: positive float (0 divides 0 by 0 where a gradient is 0); default 1e-7.
-        the rest: see :class:`Optimizer`.
+
+    The other arguments are :class:`Optimizer`'s.
 
     >>> w = torch.nn.Parameter(torch.tensor([1.0, -1.0]))
     >>> opt = Adagrad(learning_rate=0.1, initial_accumulator_value=0.0)

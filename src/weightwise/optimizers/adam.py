@@ -53,7 +53,8 @@ class Adam(Optimizer):
         beta_2: float in [0, 1); default 0.999.
         epsilon: positive float (0 divides 0 by 0 where a gradient is 0); default 1e-7.
         amsgrad: whether to use the AMSGrad variant.
-        weight_decay and the rest: see :class:`Optimizer` (decoupled, as in Keras).
+
+    ``weight_decay`` (decoupled, as in Keras) and the other arguments are :class:`Optimizer`'s.
 
     >>> w = torch.nn.Parameter(torch.tensor([1.0, -1.0]))
     >>> opt = Adam(learning_rate=0.1)

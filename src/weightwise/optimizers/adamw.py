@@ -26,8 +26,9 @@ class AdamW(Adam):
     Args:
         learning_rate: float, schedule or callable; default 0.001.
         weight_decay: non-negative float (not None); default 0.004.
-        beta_1, beta_2, epsilon, amsgrad: as in :class:`Adam`.
-        the rest: see :class:`Optimizer`.
+
+    ``beta_1``, ``beta_2``, ``epsilon`` and ``amsgrad`` are as in :class:`Adam`; the other
+    arguments are :class:`Optimizer`'s.
 
     >>> w = torch.nn.Parameter(torch.tensor([1.0, -1.0]))
     >>> opt = AdamW(learning_rate=0.1, weight_decay=0.5)

@@ -140,7 +140,8 @@ class RMSprop(Optimizer):
         momentum: float in [0, 1]; default 0.
         epsilon: positive float (0 divides 0 by 0 where a gradient is 0); default 1e-7.
         centered: normalize by the variance of the gradient instead of its mean square.
-        the rest: see :class:`Optimizer`.
+
+    The other arguments are :class:`Optimizer`'s.
 
     >>> w = torch.nn.Parameter(torch.tensor([1.0, -1.0]))
     >>> opt = RMSprop(learning_rate=0.01)

@@ -44,9 +44,10 @@ class SGD(Optimizer):
         learning_rate: float, schedule or callable; default 0.01.
         momentum: float in [0, 1]; default 0.
         nesterov: whether to use Nesterov momentum.
-        weight_decay, clipnorm, clipvalue, global_clipnorm, use_ema,
-        ema_momentum, ema_overwrite_frequency, loss_scale_factor,
-        gradient_accumulation_steps, name: see :class:`Optimizer`.
+
+    ``weight_decay``, ``clipnorm``, ``clipvalue``, ``global_clipnorm``, ``use_ema``,
+    ``ema_momentum``, ``ema_overwrite_frequency``, ``loss_scale_factor``,
+    ``gradient_accumulation_steps`` and ``name`` are :class:`Optimizer`'s.
 
     >>> w = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
     >>> opt = SGD(learning_rate=0.1, momentum=0.9)

@@ -1,0 +1,93 @@
+"""Reads the package's docstrings as the reference pages show them.
+
+The docstrings are written for ``help()`` and doctest: reST roles (``:func:`x```), double
+backquotes and bare ``>>>`` sessions. Markdown would show the roles verbatim and turn
+``>>>`` into nested quotes, so this extension rewrites each docstring before it is parsed:
+a role on a documented name becomes a link, any other role becomes code, and each doctest
+session becomes a fenced code block.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+from typing import Any
+
+import griffe
+
+_ROLE = re.compile(r":(?:py:)?(?:func|class|meth|mod|attr|data|exc|obj|const):`(~?)([^`]+)`")
+_LITERAL = re.compile(r"``([^`]+?)``")
+
+
+class Docstrings(griffe.Extension):
+    """Turns reST roles and doctest sessions into Markdown."""
+
+    def __init__(self) -> None:
+        # The reference has one page per public module, named after it: those pages, and the
+        # names in each module's ``__all__``, are exactly the anchors a link can land on.
+        pages = sorted(Path(__file__).parent.joinpath("reference").glob("weightwise*.md"))
+        self._modules = {page.stem: set(importlib.import_module(page.stem).__all__) for page in pages}
+
+    def _target(self, tilde: str, path: str) -> str:
+        shown = path.split(".")[-1] if tilde else path
+        # A link only where the reference has an anchor, so a strict build cannot fail on it.
+        module, _, name = path.rpartition(".")
+        if path in self._modules or name in self._modules.get(module, ()):
+            return f"[`{shown}`][{path}]"
+        return f"`{shown}`"
+
+    def _convert(self, text: str) -> str:
+        text = _ROLE.sub(lambda m: self._target(m.group(1), m.group(2)), text)
+        text = _LITERAL.sub(r"`\1`", text)
+        out: list[str] = []
+        in_session = False
+        for line in text.splitlines():
+            stripped = line.lstrip()
+            indent = line[: len(line) - len(stripped)]
+            if stripped.startswith(">>>") and not in_session:
+                out += ["", f"{indent}```pycon"]
+                in_session = True
+            elif in_session and not stripped:
+                out.append(f"{session_indent}```")
+                in_session = False
+            if in_session and stripped.startswith(">>>"):
+                session_indent = indent
+            out.append(re.sub(r"(?<=\S)::$", ":", line) if not in_session else line)
+        if in_session:
+            out.append(f"{session_indent}```")
+        return "\n".join(out)
+
+    def on_package(self, *, pkg: Any, **kwargs: Any) -> None:
+        # Some packages build ``__all__`` in code, which static analysis cannot read, and bind
+        # Keras's alternative names by tuple assignment: take both from the imported module.
+        if pkg.path != "weightwise":
+            return
+        for name, exported in self._modules.items():
+            module = pkg if name == "weightwise" else pkg[name.removeprefix("weightwise.")]
+            runtime = importlib.import_module(name)
+            for member in sorted(exported - set(module.members)):
+                obj = getattr(runtime, member)
+                target = f"{obj.__module__}.{obj.__qualname__}"
+                module.set_member(member, griffe.Alias(member, target, parent=module))
+            module.exports = sorted(exported)
+            for member in exported:
+                self._name_alias(module, member, getattr(runtime, member))
+
+    def _name_alias(self, module: Any, member: str, obj: Any) -> None:
+        """``l1 = L1``: a second name for a documented class or function, with no docstring
+        of its own, gets one that links to where the object is documented."""
+        attribute = module.members[member]
+        while attribute.is_alias:
+            attribute = attribute.final_target
+        if not attribute.is_attribute or attribute.docstring is not None:
+            return
+        home = next((f"{name}.{obj.__name__}" for name, exported in sorted(self._modules.items(), key=lambda kv: kv[0] != module.path)
+                     if obj.__name__ in exported and getattr(importlib.import_module(name), obj.__name__, None) is obj), None)
+        if home is None:
+            return
+        attribute.docstring = griffe.Docstring(f"Another name for [`{obj.__name__}`][{home}].", parent=attribute)
+
+    def on_instance(self, *, obj: Any, **kwargs: Any) -> None:
+        if obj.docstring is not None:
+            obj.docstring.value = self._convert(obj.docstring.value)
