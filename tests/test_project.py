@@ -261,25 +261,6 @@ def _readme_block(heading: str) -> str:
     return re.findall(r"```python\n(.+?)\n```", section, re.DOTALL)[0]
 
 
-def test_readme_pytorch_example_runs_and_does_what_it_says(capsys) -> None:
-    import torch
-
-    loader = [(torch.randn(8, 3, 8, 8), torch.randint(0, 10, (8,))) for _ in range(3)]
-    namespace: dict = {"loader": loader}
-    exec(compile(_readme_block("PyTorch models"), "README.md", "exec"), namespace)
-    model = namespace["model"]
-    assert (model[5].weight.detach().norm(dim=1) <= 3.0 + 1e-5).all()
-    assert "L2(l2=0.0001)" in capsys.readouterr().out
-    # decay.remove() ran: only the activity penalty of the last forward pass is left.
-    assert len(binding.penalties(model)) == 0 and len(binding.call_losses(model)) == 1
-
-
-def test_readme_quickstart_runs() -> None:
-    namespace: dict = {}
-    exec(compile(_readme_block("Quickstart"), "README.md", "exec"), namespace)
-    assert namespace["regularizers"].deserialize(namespace["config"]).strength == 0.5
-
-
 def test_readme_saving_example_runs(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
