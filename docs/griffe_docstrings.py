@@ -4,7 +4,7 @@ The docstrings are written for ``help()`` and doctest: reST roles (``:func:`x```
 backquotes and bare ``>>>`` sessions. Markdown would show the roles verbatim and turn
 ``>>>`` into nested quotes, so this extension rewrites each docstring before it is parsed:
 a role on a documented name becomes a link, any other role becomes code, and each doctest
-session becomes a fenced code block.
+session, and each reST table, becomes a fenced block.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import griffe
 
 _ROLE = re.compile(r":(?:py:)?(?:func|class|meth|mod|attr|data|exc|obj|const):`(~?)([^`]+)`")
 _LITERAL = re.compile(r"``([^`]+?)``")
+_BORDER = re.compile(r"^\s*=+(\s+=+)+\s*$")
 
 
 class Docstrings(griffe.Extension):
@@ -37,25 +38,42 @@ class Docstrings(griffe.Extension):
             return f"[`{shown}`][{path}]"
         return f"`{shown}`"
 
+    def _prose(self, line: str) -> str:
+        line = _ROLE.sub(lambda m: self._target(m.group(1), m.group(2)), line)
+        line = _LITERAL.sub(r"`\1`", line)
+        # reST's "text::" introduces an indented literal block, which Markdown shows as code anyway.
+        return re.sub(r"(?<=\S)::$", ":", line)
+
     def _convert(self, text: str) -> str:
-        text = _ROLE.sub(lambda m: self._target(m.group(1), m.group(2)), text)
-        text = _LITERAL.sub(r"`\1`", text)
+        """Doctest sessions and reST simple tables become fenced blocks; the rest is prose."""
         out: list[str] = []
-        in_session = False
+        fence: str | None = None  # "session" or "table" while inside one
+        borders = 0
         for line in text.splitlines():
             stripped = line.lstrip()
             indent = line[: len(line) - len(stripped)]
-            if stripped.startswith(">>>") and not in_session:
-                out += ["", f"{indent}```pycon"]
-                in_session = True
-            elif in_session and not stripped:
-                out.append(f"{session_indent}```")
-                in_session = False
-            if in_session and stripped.startswith(">>>"):
-                session_indent = indent
-            out.append(re.sub(r"(?<=\S)::$", ":", line) if not in_session else line)
-        if in_session:
-            out.append(f"{session_indent}```")
+            if fence is None and stripped.startswith(">>>"):
+                fence, fence_indent = "session", indent
+                out += ["", f"{indent}```python"]
+            elif fence is None and _BORDER.match(line):
+                fence, fence_indent, borders = "table", indent, 0
+                out += ["", f"{indent}```text"]
+            if fence == "session" and not stripped:
+                out += [f"{fence_indent}```", ""]
+                fence = None
+                continue
+            if fence is None:
+                out.append(self._prose(line))
+                continue
+            # In a table, double backquotes become spaces, which keeps the columns aligned.
+            out.append(line.replace("``", "  ") if fence == "table" else line)
+            if fence == "table" and _BORDER.match(line):
+                borders += 1
+                if borders == 3:
+                    out += [f"{fence_indent}```", ""]
+                    fence = None
+        if fence is not None:
+            out.append(f"{fence_indent}```")
         return "\n".join(out)
 
     def on_package(self, *, pkg: Any, **kwargs: Any) -> None:

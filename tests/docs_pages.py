@@ -89,7 +89,7 @@ def run(page: Path, workdir: Path, *, run_bash: bool = True, timeout: float = 60
     path.write_text(script(page, run_bash=run_bash))
     env = {**os.environ, "KERAS_BACKEND": "torch", "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    return subprocess.run([sys.executable, str(path)], cwd=workdir, env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, str(path)], cwd=workdir, env=env, capture_output=True, text=True, check=False,
                           timeout=timeout)
 
 
