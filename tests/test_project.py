@@ -261,27 +261,6 @@ def _readme_block(heading: str) -> str:
     return re.findall(r"```python\n(.+?)\n```", section, re.DOTALL)[0]
 
 
-def test_readme_saving_example_runs(tmp_path, monkeypatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    namespace: dict = {}
-    exec(compile(_readme_block("Saving and moving models between Keras and PyTorch"), "README.md", "exec"), namespace)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras", "model.pt", "model.weights.h5"]
-    restored, model = namespace["restored"], namespace["model"]
-    assert restored.optimizer.iterations == 2 * model.optimizer.iterations
-    assert namespace["twin"].layers[0].kernel_constraint.get_config() == {"max_value": 2.0, "axis": 0}
-
-
-def test_readme_error_example_is_what_the_library_says() -> None:
-    from weightwise import optimizers
-
-    text = (ROOT / "README.md").read_text()
-    quoted = re.search(r"``(Invalid value for argument `epsilon`[^`]*?)`` for `Adam\(epsilon=0\)`", text)
-    assert quoted, "the README's example error is gone or reworded"
-    with pytest.raises(ValueError) as info:
-        optimizers.Adam(epsilon=0)
-    assert str(info.value) == quoted.group(1)
-
-
 def _readme_blocks(heading: str) -> list[str]:
     section = (ROOT / "README.md").read_text().split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
     return re.findall(r"```python\n(.+?)\n```", section, re.DOTALL)
