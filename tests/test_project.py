@@ -266,50 +266,6 @@ def _readme_blocks(heading: str) -> list[str]:
     return re.findall(r"```python\n(.+?)\n```", section, re.DOTALL)
 
 
-def _sparse_regression(n: int, seed: int = 0) -> tuple[Any, Any]:
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, 20)).astype("float32")
-    w = np.zeros((20, 1), "float32")
-    w[:4, 0] = [2.0, -1.0, 1.5, 0.5]
-    return x, (x @ w + 0.1 * rng.normal(size=(n, 1))).astype("float32")
-
-
-def test_readme_beyond_keras_torch_example_runs_and_does_what_it_says(capsys) -> None:
-    import torch
-
-    x, y = (torch.from_numpy(a) for a in _sparse_regression(512))
-    loader = [(x[i:i + 32], y[i:i + 32]) for i in range(0, 512, 32)] * 10
-    namespace: dict = {"loader": loader}
-    exec(compile(_readme_blocks("Beyond Keras")[0], "README.md", "exec"), namespace)
-    model, out = namespace["model"], capsys.readouterr().out
-    assert "normalization layer BatchNorm1d" in out and "bias of Linear (rank 1)" in out
-    first, hidden = model[0].weight.detach(), model[3].weight.detach()
-    assert int((first == 0).sum()) > 0                      # exact zeros from the proximal step
-    assert int((hidden == 0).all(dim=1).sum()) > 0          # whole units removed by group lasso
-    assert torch.linalg.matrix_norm(model[5].weight.detach(), 2) <= 1.0 + 1e-3
-    assert weightwise.report(model)["3.weight"].units == 1  # a spectral norm counts the matrix as one unit
-
-
-def test_readme_beyond_keras_keras_example_runs_and_does_what_it_says(tmp_path, monkeypatch) -> None:
-    import torch
-
-    monkeypatch.chdir(tmp_path)
-    x, y = _sparse_regression(512)
-    x_new, y_new = _sparse_regression(128, seed=1)
-    namespace: dict = {"x": x, "y": y, "x_new": x_new, "y_new": y_new}
-    exec(compile(_readme_blocks("Beyond Keras")[1], "README.md", "exec"), namespace)
-    history, model, tuned = namespace["history"].history, namespace["model"], namespace["tuned"]
-    assert {"penalty/sparse_in", "penalty/pruned", "penalty/head", "bound_rate/pruned.kernel"} <= set(history)
-    assert int((model.get_layer("sparse_in").kernel.detach() == 0).sum()) > 0
-    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["train"]
-    # L2-SP's reference is the loaded (pretrained) kernel, and fine-tuning moved the weights from it.
-    reference = tuned.get_layer("head").kernel_l2sp_reference
-    assert torch.equal(reference, model.get_layer("head").kernel.detach())
-    assert not torch.equal(reference, tuned.get_layer("head").kernel.detach())
-
-
 @pytest.fixture()
 def float32_policy_after():
     yield
