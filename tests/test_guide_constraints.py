@@ -7,9 +7,9 @@ import ast
 import re
 
 import torch
+from docs_pages import DOCS
 from torch import nn
 
-from docs_pages import DOCS
 from weightwise.interop import per_unit_axis
 
 PAGE = DOCS / "guides" / "constraints.md"

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from docs_pages import DOCS, blocks
 
 import weightwise
-from docs_pages import DOCS, blocks
 
 PAGE = DOCS / "guides" / "regularizing-pytorch.md"
 
