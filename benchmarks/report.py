@@ -277,7 +277,7 @@ def notes_for(results: list[dict[str, Any]], peers: Sequence[str]) -> list[str]:
     return [f"{line} ({', '.join(seen[line])})" if len(seen[line]) <= 4 else f"{line} ({len(seen[line])} runs)" for line in lines]
 
 
-# The README's performance table: on the "reg" variant, every peer's ms/step and its multiple of the floor.
+# The Performance guide's table: on the "reg" variant, every peer's ms/step and its multiple of the floor.
 README_PEERS = (("weightwise-jit", "weightwise jit"), ("weightwise", "weightwise"),
                 ("torch", "hand-written torch"), ("torch-compile", "torch.compile"),
                 ("keras-torch", "Keras (torch)"), ("keras-jax", "Keras (JAX)"))
@@ -308,7 +308,7 @@ def _memory_line(summary: dict[str, Any], models: Sequence[str]) -> str | None:
 
 
 def readme_table(report: dict[str, Any], labels: dict[str, str]) -> str:
-    """The README's performance tables and memory line, computed from one run's JSON report (its
+    """The Performance guide's tables and memory line, computed from one run's JSON report (its
     ``results``, so a report saved by an older harness renders the same way).
 
     The first table gives each peer's ms/step on the "reg" variant and, in parentheses, its

@@ -62,7 +62,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", metavar="PATH", help="write every number, the machine and the settings as JSON")
     parser.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
     parser.add_argument("--readme", action="store_true",
-                        help="also print the README's performance tables and memory line for this run")
+                        help="also print the Performance guide's tables and memory line for this run")
     parser.add_argument("--merge", action="store_true",
                         help="with --out: keep the other models' results already in that file and replace only the "
                              "models run now (same peers and settings required); each part's date and wall time "

@@ -338,16 +338,9 @@ def test_report_doctests() -> None:
     assert doctest.testmod(report).failed == 0
 
 
-# -- the README quotes one recorded, quiet, complete run -----------------------------------------
+# -- the Performance guide (docs/guides/performance.md) quotes one recorded, quiet, complete run ----
 def _recorded() -> dict:
     return json.loads((ROOT / "benchmarks" / "results.json").read_text())
-
-
-def test_readme_performance_table_is_the_recorded_run() -> None:
-    """README's tables and memory line are what ``--readme`` renders from benchmarks/results.json
-    (``python -m benchmarks --report benchmarks/results.json --readme``), so the two cannot drift apart."""
-    readme = (ROOT / "README.md").read_text()
-    assert report.readme_table(_recorded(), {m: MODELS[m].label for m in MODELS}) in readme
 
 
 def test_recorded_run_is_complete_quiet_and_at_the_default_settings() -> None:
