@@ -201,8 +201,9 @@ def _distribution_worker(rank: int, world_size: int, port: int, out: str) -> Non
 
     mesh = distribution.DeviceMesh((2,), ["model"], devices=["cpu:0", "cpu:1"])
     layout_map = distribution.LayoutMap(mesh)
-    layout_map["hidden/kernel"] = (None, "model")  # (in, out) split over the units: MaxNorm(axis=0) per unit
-    layout_map["out/kernel"] = ("model", None)
+    # Keys match the whole weight path ("sequential/hidden/kernel"), as in Keras.
+    layout_map[".*hidden/kernel"] = (None, "model")  # (in, out) split over the units: MaxNorm(axis=0) per unit
+    layout_map[".*out/kernel"] = ("model", None)
     with gloo(rank, world_size, port):
         for name, setting in [("data_parallel", distribution.DataParallel()),
                               ("model_parallel", distribution.ModelParallel(layout_map=layout_map))]:

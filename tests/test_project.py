@@ -253,13 +253,3 @@ def test_seed_examples_run_and_print_the_documented_results() -> None:
     total = next(line for line in lines if "sum(losses)" in line)
     assert total.split("documented:")[0].split()[-1] == "5.25"
     assert '"registered_name": null' in result.stdout
-
-
-def _readme_block(heading: str) -> str:
-    section = (ROOT / "README.md").read_text().split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```python\n(.+?)\n```", section, re.DOTALL)[0]
-
-
-def _readme_blocks(heading: str) -> list[str]:
-    section = (ROOT / "README.md").read_text().split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```python\n(.+?)\n```", section, re.DOTALL)
