@@ -116,3 +116,15 @@ def check_outputs(page: Path, stdout: str) -> list[str]:
                              f"{printed.get(previous.line, '')}")
         previous = block
     return wrong
+
+
+def python_block(page: Path, marker: str) -> str:
+    """The code of the page's one inline Python block that contains ``marker``.
+
+    Tests that check what an example does pick it this way, by a string it holds, so that
+    blocks added around it do not move them onto another example.
+    """
+    found = [b.code for b in blocks(page) if b.kind == "python" and not b.title and marker in b.code]
+    if len(found) != 1:
+        raise AssertionError(f"{len(found)} Python blocks of {page.name} contain {marker!r}")
+    return found[0]

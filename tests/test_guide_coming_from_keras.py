@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import re
 
-from docs_pages import DOCS, blocks
+from docs_pages import DOCS, python_block
 from helpers import keras_or_skip
 
 PAGE = DOCS / "guides" / "coming-from-keras.md"
 
 
-def _block(marker: str) -> str:
-    found = [block.code for block in blocks(PAGE) if block.kind == "python" and marker in block.code]
-    assert len(found) == 1, f"{len(found)} Python blocks of {PAGE.name} contain {marker!r}"
-    return found[0]
-
-
 def test_the_drop_in_script_runs_on_keras_itself(tmp_path, monkeypatch) -> None:
     """The page's first script, with `import keras` in place of weightwise, runs on Keras 3 too."""
     keras = keras_or_skip()
-    code = _block("import weightwise as keras")
+    code = python_block(PAGE, "import weightwise as keras")
     swapped = code.replace("import weightwise as keras", "import keras")
     swapped = swapped.replace("from weightwise import", "from keras import")
     assert "weightwise" not in swapped

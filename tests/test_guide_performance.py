@@ -11,7 +11,7 @@ import sys
 import warnings
 
 import pytest
-from docs_pages import DOCS, ROOT, blocks
+from docs_pages import DOCS, ROOT, python_block
 
 if str(ROOT) not in sys.path:  # ``benchmarks`` lives at the repository root, beside ``src``
     sys.path.insert(0, str(ROOT))
@@ -20,13 +20,6 @@ from benchmarks import report
 from benchmarks.specs import MODELS
 
 PAGE = DOCS / "guides" / "performance.md"
-
-
-def _block(marker: str) -> str:
-    """The one Python block of the page that contains ``marker``."""
-    found = [b.code for b in blocks(PAGE) if b.kind == "python" and not b.title and marker in b.code]
-    assert len(found) == 1, f"{len(found)} blocks of {PAGE.name} contain {marker!r}"
-    return found[0]
 
 
 def test_guide_performance_table_is_the_recorded_run() -> None:
@@ -45,7 +38,7 @@ def test_guide_compiled_step_example_trains_like_the_eager_step() -> None:
     namespace: dict = {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        exec(compile(_block("def train(jit_compile=True)"), str(PAGE), "exec"), namespace)  # noqa: S102 -- the guide's own code
+        exec(compile(python_block(PAGE, "def train(jit_compile=True)"), str(PAGE), "exec"), namespace)  # noqa: S102 -- the guide's own code
     # The compiled run did compile: train_step falls back to the eager step only with a warning.
     assert not [w for w in caught if "runs eagerly" in str(w.message)]
     compiled, eager = namespace["model"], namespace["eager_model"]

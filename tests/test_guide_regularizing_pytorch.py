@@ -6,23 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from docs_pages import DOCS, blocks
+from docs_pages import DOCS, python_block
 
 import weightwise
 
 PAGE = DOCS / "guides" / "regularizing-pytorch.md"
 
 
-def _block(marker: str) -> str:
-    """The one Python block of the page that contains ``marker``."""
-    found = [block.code for block in blocks(PAGE) if block.kind == "python" and marker in block.code]
-    assert len(found) == 1, f"{len(found)} blocks of {PAGE.name} contain {marker!r}"
-    return found[0]
-
-
 def test_the_torch_example_runs_and_does_what_it_says(capsys) -> None:
     namespace: dict[str, Any] = {}
-    exec(compile(_block('ww.constrain(model, {"3.weight": SpectralNorm(1.0)'), str(PAGE), "exec"), namespace)
+    exec(compile(python_block(PAGE, 'ww.constrain(model, {"3.weight": SpectralNorm(1.0)'), str(PAGE), "exec"), namespace)
     model, out = namespace["model"], capsys.readouterr().out
     assert "normalization layer BatchNorm1d" in out and "bias of Linear (rank 1)" in out
     first, hidden = model[0].weight.detach(), model[3].weight.detach()
@@ -35,7 +28,7 @@ def test_the_torch_example_runs_and_does_what_it_says(capsys) -> None:
 def test_the_keras_example_runs_and_does_what_it_says(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, Any] = {}
-    exec(compile(_block('callbacks.TensorBoard("logs"'), str(PAGE), "exec"), namespace)
+    exec(compile(python_block(PAGE, 'callbacks.TensorBoard("logs"'), str(PAGE), "exec"), namespace)
     history, model, tuned = namespace["history"].history, namespace["model"], namespace["tuned"]
     assert {"penalty/sparse_in", "penalty/pruned", "penalty/head", "bound_rate/pruned.kernel"} <= set(history)
     assert int((model.get_layer("sparse_in").kernel.detach() == 0).sum()) > 0

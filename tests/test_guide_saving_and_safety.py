@@ -5,16 +5,9 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from docs_pages import DOCS, blocks
+from docs_pages import DOCS, blocks, python_block
 
 PAGE = DOCS / "guides" / "saving-and-safety.md"
-
-
-def _block(marker: str) -> str:
-    """The page's one Python block that contains ``marker``."""
-    found = [block.code for block in blocks(PAGE) if block.kind == "python" and marker in block.code]
-    assert len(found) == 1, f"{len(found)} Python blocks of {PAGE.name} contain {marker!r}"
-    return found[0]
 
 
 def _output_after(marker: str) -> str:
@@ -30,7 +23,7 @@ def _output_after(marker: str) -> str:
 def test_saving_example_runs(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
-    exec(compile(_block("model_from_json(model.to_json())"), str(PAGE), "exec"), namespace)
+    exec(compile(python_block(PAGE, "model_from_json(model.to_json())"), str(PAGE), "exec"), namespace)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras", "model.pt", "model.weights.h5"]
     restored, model = namespace["restored"], namespace["model"]
     assert restored.optimizer.iterations == 2 * model.optimizer.iterations

@@ -9,16 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from docs_pages import DOCS, blocks
+from docs_pages import DOCS, python_block
 
 PAGE = DOCS / "guides" / "scaling-out.md"
-
-
-def _block(marker: str) -> str:
-    """The one Python block of the page that contains ``marker``."""
-    found = [b.code for b in blocks(PAGE) if b.kind == "python" and not b.title and marker in b.code]
-    assert len(found) == 1, f"{len(found)} blocks of {PAGE.name} contain {marker!r}"
-    return found[0]
 
 
 def _namespace() -> dict[str, Any]:
@@ -46,7 +39,7 @@ def test_guide_fit_example_keeps_float32_weights_and_counts_updates(capsys, floa
     import torch
 
     namespace = _namespace()
-    exec(compile(_block("gradient_accumulation_steps=4"), str(PAGE), "exec"), namespace)  # noqa: S102 -- the guide's own code
+    exec(compile(python_block(PAGE, "gradient_accumulation_steps=4"), str(PAGE), "exec"), namespace)  # noqa: S102 -- the guide's own code
     model = namespace["model"]
     # What the block prints: float32 weights, bfloat16 compute, 2 epochs x 32 batches / 4.
     assert capsys.readouterr().out.split() == ["torch.float32", "bfloat16", "16"]
@@ -64,7 +57,7 @@ def test_guide_hand_loop_counts_the_penalty_once_per_update() -> None:
 
     torch.manual_seed(0)
     namespace = _namespace()
-    exec(compile(_block("N = 4  # micro-batches per update"), str(PAGE), "exec"), namespace)  # noqa: S102 -- the guide's own code
+    exec(compile(python_block(PAGE, "N = 4  # micro-batches per update"), str(PAGE), "exec"), namespace)  # noqa: S102 -- the guide's own code
     # The same training with one step on each concatenated batch of 4 x 8 samples and the penalty added once.
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 1))
@@ -87,9 +80,9 @@ def test_guide_lightning_example_trains_with_the_rules() -> None:
 
     pytest.importorskip("lightning")
     namespace = _namespace()
-    exec(compile(_block("class Regressor(pl.LightningModule)"), str(PAGE), "exec"), namespace)  # noqa: S102 -- the guide's own code
+    exec(compile(python_block(PAGE, "class Regressor(pl.LightningModule)"), str(PAGE), "exec"), namespace)  # noqa: S102 -- the guide's own code
     module, trainer = namespace["module"], namespace["trainer"]
     assert torch.linalg.vector_norm(module.net[2].weight.detach(), dim=1).max() <= 0.3 + 1e-5
     assert float(trainer.callback_metrics["regularization_loss"]) > 0.0
     # The hand-written loop that follows it in the guide ends on the same weights (it asserts so).
-    exec(compile(_block("net.load_state_dict(start)"), str(PAGE), "exec"), namespace)  # noqa: S102 -- the guide's own code
+    exec(compile(python_block(PAGE, "net.load_state_dict(start)"), str(PAGE), "exec"), namespace)  # noqa: S102 -- the guide's own code
