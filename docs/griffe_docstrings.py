@@ -10,6 +10,7 @@ session, and each reST table, becomes a fenced block.
 from __future__ import annotations
 
 import importlib
+import inspect
 import re
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,25 @@ class Docstrings(griffe.Extension):
                 module.set_member(member, griffe.Alias(member, target, parent=module))
             module.exports = sorted(exported)
             for member in exported:
-                self._name_alias(module, member, getattr(runtime, member))
+                obj = getattr(runtime, member)
+                self._name_alias(module, member, obj)
+                if inspect.isclass(obj) and obj.__module__.startswith("weightwise."):
+                    self._runtime_properties(pkg, obj)
+
+    def _runtime_properties(self, pkg: Any, cls: type) -> None:
+        """Properties a class gets in code (a recurrent layer's views of its cell's arguments)
+        are invisible to static analysis: add them, with the docstrings they carry."""
+        node = pkg[f"{cls.__module__}.{cls.__qualname__}".removeprefix("weightwise.")]
+        for name, value in vars(cls).items():
+            if name.startswith("_") or not isinstance(value, property) or not value.__doc__:
+                continue
+            member = node.members.get(name)
+            if member is None:
+                member = griffe.Attribute(name, parent=node)
+                member.labels.add("property")
+                node.set_member(name, member)
+            if not member.is_alias and member.docstring is None:
+                member.docstring = griffe.Docstring(self._convert(inspect.cleandoc(value.__doc__)), parent=member)
 
     def _name_alias(self, module: Any, member: str, obj: Any) -> None:
         """``l1 = L1``: a second name for a documented class or function, with no docstring

@@ -7,6 +7,7 @@ import functools
 import html as html_lib
 import http.server
 import importlib
+import inspect
 import os
 import re
 import shutil
@@ -92,6 +93,28 @@ def test_reference_renders_every_public_name_and_nothing_private(site: Path) -> 
         private += [i for i in ids if i.startswith("weightwise") and re.search(r"\._[a-z]", i)]
     assert missing == []
     assert private == []
+
+
+def test_reference_renders_the_public_members_each_class_defines(site: Path) -> None:
+    """Every public method and property a public class adds has an entry; an override of a base
+    class's member (``call``, ``get_config``) is documented once, on the base."""
+    missing = []
+    for name in REFERENCED:
+        ids = set(re.findall(r'id="([^"]+)"', (site / "reference" / name / "index.html").read_text()))
+        module = importlib.import_module(name)
+        for member in module.__all__:
+            cls = getattr(module, member)
+            if not inspect.isclass(cls) or not cls.__module__.startswith("weightwise.") or cls.__name__ != member:
+                continue
+            for attribute, value in vars(cls).items():
+                if attribute.startswith("_") or not isinstance(value, property | classmethod | staticmethod) \
+                        and not inspect.isfunction(value):
+                    continue
+                if any(attribute in vars(base) for base in cls.__mro__[1:]):
+                    continue
+                if f"{name}.{member}.{attribute}" not in ids:
+                    missing.append(f"{name}.{member}.{attribute}")
+    assert missing == []
 
 
 def test_guides_render_their_headings(site: Path) -> None:

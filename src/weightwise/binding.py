@@ -397,6 +397,7 @@ class Activity:
     output: torch.Tensor
 
     def value(self) -> torch.Tensor:
+        """The penalty of the recorded output, divided by its batch size."""
         return activity_penalty(self.regularizer, self.output)
 
 

@@ -98,10 +98,12 @@ class SeedGenerator:
         return current
 
     def get_config(self) -> dict[str, Any]:
+        """The seed the generator started from, and its name."""
         return {"seed": self._initial_seed, "name": self.name}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> SeedGenerator:
+        """A generator that starts again from the saved seed: ``cls(**config)``."""
         return cls(**config)
 
     def __repr__(self) -> str:

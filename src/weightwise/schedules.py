@@ -60,6 +60,7 @@ class LearningRateSchedule:
         )
 
     def get_config(self) -> dict[str, Any]:
+        """The arguments that rebuild the schedule; a custom schedule must define it to be saved."""
         raise NotImplementedError(
             f"Learning rate schedule '{type(self).__name__}' must override `get_config()` in order to be serializable."
         )

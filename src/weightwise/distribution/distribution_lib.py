@@ -120,14 +120,17 @@ class Distribution:
 
     @property
     def device_mesh(self) -> DeviceMesh:
+        """The mesh the distribution spreads training over."""
         return self._device_mesh
 
     @property
     def batch_dim_name(self) -> str | None:
+        """The mesh axis the batch is split over."""
         return self._batch_dim_name
 
     @property
     def auto_shard_dataset(self) -> bool:
+        """Keras's flag for splitting a dataset per process; ``fit`` splits its data itself."""
         return self._auto_shard_dataset
 
     @auto_shard_dataset.setter

@@ -80,14 +80,17 @@ class DeviceMesh:
 
     @property
     def shape(self) -> Sequence[int]:
+        """The number of devices along each mesh axis."""
         return self._shape
 
     @property
     def axis_names(self) -> Sequence[str]:
+        """The name of each mesh axis, such as ``"batch"`` or ``"model"``."""
         return self._axis_names
 
     @property
     def devices(self) -> np.ndarray:
+        """The devices, as an array of the mesh's shape."""
         return self._devices
 
     @property
@@ -148,10 +151,12 @@ class TensorLayout:
 
     @property
     def axes(self) -> tuple[str | None, ...]:
+        """For each tensor dimension, the mesh axis it is split over, or ``None``."""
         return self._axes
 
     @property
     def device_mesh(self) -> DeviceMesh | None:
+        """The mesh the layout refers to; it can be set once, when it is None."""
         return self._device_mesh
 
     @device_mesh.setter
@@ -252,4 +257,5 @@ class LayoutMap(MutableMapping):
 
     @property
     def device_mesh(self) -> DeviceMesh | None:
+        """The mesh the layouts of this map refer to."""
         return self._device_mesh

@@ -544,26 +544,32 @@ class MultiHeadAttention(AttentionMixin, Layer):
 
     @property
     def num_heads(self) -> int:
+        """The number of attention heads."""
         return self._num_heads
 
     @property
     def key_dim(self) -> int:
+        """The size of each head's queries and keys."""
         return self._key_dim
 
     @property
     def value_dim(self) -> int:
+        """The size of each head's values."""
         return self._value_dim
 
     @property
     def dropout(self) -> float:
+        """The dropout rate on the attention scores."""
         return self._dropout
 
     @property
     def use_bias(self) -> bool:
+        """Whether the projections have biases."""
         return self._use_bias
 
     @property
     def attention_axes(self) -> Any:
+        """The axes attention runs over (None: all but the batch and the last)."""
         return self._attention_axes
 
     @property

@@ -109,10 +109,12 @@ class GroupedQueryAttention(AttentionMixin, Layer):
 
     @property
     def kernel_initializer(self) -> Any:
+        """The initializer of every projection's kernel."""
         return self._initializers[0]
 
     @property
     def bias_initializer(self) -> Any:
+        """The initializer of every projection's bias."""
         return self._initializers[1]
 
     def build(self, query_shape: Sequence[int | None], value_shape: Sequence[int | None],

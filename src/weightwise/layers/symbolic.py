@@ -97,10 +97,12 @@ class KerasTensor(ops.SymbolicTensor):
 
     @property
     def dtype(self) -> str:
+        """The dtype's name, as Keras writes it (``"float32"``)."""
         return str(self._torch_dtype).replace("torch.", "")
 
     @property
     def ndim(self) -> int:
+        """The rank: how many axes the shape has."""
         return len(self.shape)
 
     @classmethod

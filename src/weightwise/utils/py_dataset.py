@@ -72,6 +72,7 @@ class PyDataset:
 
     @property
     def workers(self) -> int:
+        """How many workers read batches ahead (0 reads them in the main process)."""
         return self._setting("_workers")
 
     @workers.setter
@@ -80,6 +81,7 @@ class PyDataset:
 
     @property
     def use_multiprocessing(self) -> bool:
+        """Whether the workers are processes rather than threads."""
         return self._setting("_use_multiprocessing")
 
     @use_multiprocessing.setter
@@ -88,6 +90,7 @@ class PyDataset:
 
     @property
     def max_queue_size(self) -> int:
+        """How many batches the workers may hold ready."""
         return self._setting("_max_queue_size")
 
     @max_queue_size.setter
