@@ -81,11 +81,17 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_reference_renders_every_public_name_and_nothing_private(site: Path) -> None:
+@pytest.fixture(scope="module")
+def anchors(site: Path) -> dict[str, set[str]]:
+    """Each reference page's anchors (its ``id``s), by module name."""
+    return {name: set(re.findall(r'id="([^"]+)"', (site / "reference" / name / "index.html").read_text()))
+            for name in REFERENCED}
+
+
+def test_reference_renders_every_public_name_and_nothing_private(anchors: dict[str, set[str]]) -> None:
     missing, private = [], []
     for name in REFERENCED:
-        html = (site / "reference" / name / "index.html").read_text()
-        ids = set(re.findall(r'id="([^"]+)"', html))
+        ids = anchors[name]
         module = importlib.import_module(name)
         # A submodule has a page of its own rather than an entry on its parent's.
         missing += [f"{name}.{member}" for member in module.__all__
@@ -95,12 +101,12 @@ def test_reference_renders_every_public_name_and_nothing_private(site: Path) -> 
     assert private == []
 
 
-def test_reference_renders_the_public_members_each_class_defines(site: Path) -> None:
+def test_reference_renders_the_public_members_each_class_defines(anchors: dict[str, set[str]]) -> None:
     """Every public method and property a public class adds has an entry; an override of a base
     class's member (``call``, ``get_config``) is documented once, on the base."""
     missing = []
     for name in REFERENCED:
-        ids = set(re.findall(r'id="([^"]+)"', (site / "reference" / name / "index.html").read_text()))
+        ids = anchors[name]
         module = importlib.import_module(name)
         for member in module.__all__:
             cls = getattr(module, member)
