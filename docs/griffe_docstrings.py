@@ -117,13 +117,16 @@ class Docstrings(griffe.Extension):
         attribute = module.members[member]
         while attribute.is_alias:
             attribute = attribute.final_target
-        if not attribute.is_attribute or attribute.docstring is not None:
+        own_name = getattr(obj, "__name__", None)  # a type alias or a constant has none
+        if not attribute.is_attribute or attribute.docstring is not None or own_name is None:
             return
-        home = next((f"{name}.{obj.__name__}" for name, exported in sorted(self._modules.items(), key=lambda kv: kv[0] != module.path)
-                     if obj.__name__ in exported and getattr(importlib.import_module(name), obj.__name__, None) is obj), None)
+        # The object's own name, in this module if it exports it, else in the first module that does.
+        homes = sorted(self._modules.items(), key=lambda item: item[0] != module.path)
+        home = next((f"{name}.{own_name}" for name, exported in homes
+                     if own_name in exported and getattr(importlib.import_module(name), own_name, None) is obj), None)
         if home is None:
             return
-        attribute.docstring = griffe.Docstring(f"Another name for [`{obj.__name__}`][{home}].", parent=attribute)
+        attribute.docstring = griffe.Docstring(f"Another name for [`{own_name}`][{home}].", parent=attribute)
 
     def on_instance(self, *, obj: Any, **kwargs: Any) -> None:
         if obj.docstring is not None:
